@@ -1,0 +1,194 @@
+/**
+ * Builds the ONNX graph of a Llama-family decoder from its HF config and weights.
+ *
+ * Shapes: the residual stream is kept 2-D [batch*seq, hidden]; attention uses onnxruntime's fused
+ * com.microsoft GroupQueryAttention (rotary inside, per-row seqlens_k, KV buffers of a fixed max length
+ * that the caller passes in as past and gets back as present, so one buffer serves as the cache).
+ *
+ * LoRA: for each target projection there is one stack input per projection kind holding every layer's
+ * device slots, A [layers*slots, in, rank] and B [layers*slots, rank, out] (scale folded into B), and
+ * `lora_index` [layers, batch] says which stack entry each row uses in each layer. Slot 0 is all zeros,
+ * i.e. the bare base model. Rows of one batch may therefore use different adapters.
+ */
+import type { ModelSpec } from './hf-config.js';
+import { ropeInverseFrequencies } from './hf-config.js';
+import { DataType, type AttributeValue, type OnnxModel, type OnnxNode } from './onnx-proto.js';
+import type { CheckpointWeights } from './weights.js';
+
+export const PROJECTIONS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
+export type Projection = (typeof PROJECTIONS)[number];
+
+export interface GraphOptions {
+  /** Longest sequence (prompt + generated) a row can hold; sizes the rotary tables. */
+  maxSequenceLength: number;
+  /** Build the LoRA slot inputs. Without them the graph is the bare base model (benchmark baseline). */
+  lora: boolean;
+}
+
+/** Input and output sizes of each projection, as [in, out]. */
+export function projectionShape(spec: ModelSpec, p: Projection): [number, number] {
+  const q = spec.numHeads * spec.headDim;
+  const kv = spec.numKvHeads * spec.headDim;
+  switch (p) {
+    case 'q_proj': return [spec.hiddenSize, q];
+    case 'k_proj':
+    case 'v_proj': return [spec.hiddenSize, kv];
+    case 'o_proj': return [q, spec.hiddenSize];
+    case 'gate_proj':
+    case 'up_proj': return [spec.hiddenSize, spec.intermediateSize];
+    case 'down_proj': return [spec.intermediateSize, spec.hiddenSize];
+  }
+}
+
+export function hfWeightName(layer: number, p: Projection, kind: 'weight' | 'bias' = 'weight'): string {
+  const block = p === 'gate_proj' || p === 'up_proj' || p === 'down_proj' ? 'mlp' : 'self_attn';
+  return `model.layers.${layer}.${block}.${p}.${kind}`;
+}
+
+export const loraStackInput = (p: Projection, part: 'a' | 'b') => `lora.${p}.${part}`;
+export const pastName = (layer: number, kv: 'key' | 'value') => `past.${layer}.${kv}`;
+export const presentName = (layer: number, kv: 'key' | 'value') => `present.${layer}.${kv}`;
+
+/** Receives weight tensors in graph order; returns nothing, the caller writes them to external data. */
+export type WeightSink = (name: string, data: Float32Array, dims: number[]) => void;
+
+class Graph {
+  readonly nodes: OnnxNode[] = [];
+  readonly inline: OnnxModel['inlineInitializers'] = [];
+  private counter = 0;
+
+  node(opType: string, inputs: string[], attributes?: Record<string, AttributeValue>, outputCount = 1, domain?: string): string[] {
+    const name = `${opType}_${this.counter++}`;
+    const outputs = Array.from({ length: outputCount }, (_, i) => `${name}_out${i}`);
+    this.nodes.push({ opType, domain, inputs, outputs, name, attributes });
+    return outputs;
+  }
+
+  one(opType: string, inputs: string[], attributes?: Record<string, AttributeValue>, domain?: string): string {
+    return this.node(opType, inputs, attributes, 1, domain)[0];
+  }
+
+  int64(name: string, values: number[], dims: number[] = [values.length]): string {
+    const raw = new Uint8Array(new BigInt64Array(values.map(BigInt)).buffer);
+    this.inline.push({ name, dataType: DataType.INT64, dims, raw });
+    return name;
+  }
+}
+
+export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, options: GraphOptions, sink: WeightSink): OnnxModel {
+  const g = new Graph();
+  const weight = (name: string, dims: number[]): string => {
+    sink(name, weights.read(name, dims), dims);
+    return name;
+  };
+  const { hiddenSize: H, numLayers: L, vocabSize: V, headDim: D } = spec;
+  const eps = { float: spec.rmsNormEps };
+
+  // Rotary tables, computed as transformers does (float32), stored as external data too.
+  const inv = ropeInverseFrequencies(spec);
+  const maxSeq = options.maxSequenceLength;
+  const cos = new Float32Array(maxSeq * (D / 2));
+  const sin = new Float32Array(maxSeq * (D / 2));
+  for (let pos = 0; pos < maxSeq; pos++) {
+    for (let i = 0; i < D / 2; i++) {
+      const angle = Math.fround(pos * inv[i]);
+      cos[pos * (D / 2) + i] = Math.cos(angle);
+      sin[pos * (D / 2) + i] = Math.sin(angle);
+    }
+  }
+  sink('rotary.cos', cos, [maxSeq, D / 2]);
+  sink('rotary.sin', sin, [maxSeq, D / 2]);
+
+  const batchSeq = g.one('Shape', ['input_ids']);
+  const shapeBT = g.one('Concat', [batchSeq, g.int64('const.minus1', [-1])], { axis: 0 });
+  const flatShapes = new Map<number, string>();
+  const flat = (x: string, width: number) => {
+    if (!flatShapes.has(width)) flatShapes.set(width, g.int64(`shape.flat.${width}`, [-1, width]));
+    return g.one('Reshape', [x, flatShapes.get(width)!]);
+  };
+
+  const embeddings = g.one('Gather', [weight('model.embed_tokens.weight', [V, H]), 'input_ids'], { axis: 0 });
+  let hidden = flat(embeddings, H);
+
+  const linear = (x: string, layer: number, p: Projection, loraIndex: string | null, x3: () => string): string => {
+    const [inSize, outSize] = projectionShape(spec, p);
+    const inputs = [x, weight(hfWeightName(layer, p), [outSize, inSize])];
+    if (spec.qkvBias && (p === 'q_proj' || p === 'k_proj' || p === 'v_proj')) inputs.push(weight(hfWeightName(layer, p, 'bias'), [outSize]));
+    const base = g.one('Gemm', inputs, { transB: 1 });
+    if (!loraIndex) return base;
+    const a = g.one('Gather', [loraStackInput(p, 'a'), loraIndex], { axis: 0 });
+    const b = g.one('Gather', [loraStackInput(p, 'b'), loraIndex], { axis: 0 });
+    const delta = g.one('MatMul', [g.one('MatMul', [x3(), a]), b]);
+    return g.one('Add', [base, flat(delta, outSize)]);
+  };
+  const memo = (f: () => string) => {
+    let v: string | undefined;
+    return () => (v ??= f());
+  };
+
+  let normed = g.one('SimplifiedLayerNormalization', [hidden, weight('model.layers.0.input_layernorm.weight', [H])], { axis: -1, epsilon: eps, stash_type: 1 });
+  for (let layer = 0; layer < L; layer++) {
+    const loraIndex = options.lora ? g.one('Gather', ['lora_index', g.int64(`const.layer.${layer}`, [layer], [])], { axis: 0 }) : null;
+    const attnIn = normed;
+    const attnIn3 = memo(() => g.one('Reshape', [attnIn, shapeBT]));
+    const q = linear(attnIn, layer, 'q_proj', loraIndex, attnIn3);
+    const k = linear(attnIn, layer, 'k_proj', loraIndex, attnIn3);
+    const v = linear(attnIn, layer, 'v_proj', loraIndex, attnIn3);
+    const [attn] = g.node(
+      'GroupQueryAttention',
+      [g.one('Reshape', [q, shapeBT]), g.one('Reshape', [k, shapeBT]), g.one('Reshape', [v, shapeBT]), pastName(layer, 'key'), pastName(layer, 'value'), 'seqlens_k', 'total_sequence_length', 'rotary.cos', 'rotary.sin'],
+      { num_heads: spec.numHeads, kv_num_heads: spec.numKvHeads, do_rotary: 1, rotary_interleaved: 0 },
+      3,
+      'com.microsoft',
+    );
+    const gqa = g.nodes[g.nodes.length - 1];
+    gqa.outputs[1] = presentName(layer, 'key');
+    gqa.outputs[2] = presentName(layer, 'value');
+    const attn2 = flat(attn, spec.numHeads * D);
+    const o = linear(attn2, layer, 'o_proj', loraIndex, memo(() => g.one('Reshape', [attn2, shapeBT])));
+    const [mlpIn, , , residual] = g.node('SkipSimplifiedLayerNormalization', [o, hidden, weight(`model.layers.${layer}.post_attention_layernorm.weight`, [H])], { epsilon: eps }, 4, 'com.microsoft');
+    const mlpIn3 = memo(() => g.one('Reshape', [mlpIn, shapeBT]));
+    const gate = linear(mlpIn, layer, 'gate_proj', loraIndex, mlpIn3);
+    const up = linear(mlpIn, layer, 'up_proj', loraIndex, mlpIn3);
+    const act = g.one('Mul', [g.one('Mul', [gate, g.one('Sigmoid', [gate])]), up]);
+    const down = linear(act, layer, 'down_proj', loraIndex, memo(() => g.one('Reshape', [act, shapeBT])));
+    const nextNorm = layer + 1 < L ? `model.layers.${layer + 1}.input_layernorm.weight` : 'model.norm.weight';
+    [normed, , , hidden] = g.node('SkipSimplifiedLayerNormalization', [down, residual, weight(nextNorm, [H])], { epsilon: eps }, 4, 'com.microsoft');
+  }
+  const rows = g.one('Gather', [normed, 'logit_rows'], { axis: 0 });
+  const lmHead = spec.tieWordEmbeddings ? 'model.embed_tokens.weight' : weight('lm_head.weight', [V, H]);
+  g.node('Gemm', [rows, lmHead], { transB: 1 });
+  g.nodes[g.nodes.length - 1].outputs[0] = 'logits';
+
+  const kvShape = ['batch', spec.numKvHeads, 'max_seq', D];
+  const inputs: OnnxModel['inputs'] = [
+    { name: 'input_ids', dataType: DataType.INT64, shape: ['batch', 'seq'] },
+    { name: 'logit_rows', dataType: DataType.INT64, shape: ['rows'] },
+    { name: 'seqlens_k', dataType: DataType.INT32, shape: ['batch'] },
+    { name: 'total_sequence_length', dataType: DataType.INT32, shape: [] },
+  ];
+  const outputs: OnnxModel['outputs'] = [{ name: 'logits', dataType: DataType.FLOAT, shape: ['rows', V] }];
+  for (let layer = 0; layer < L; layer++) {
+    for (const kv of ['key', 'value'] as const) {
+      inputs.push({ name: pastName(layer, kv), dataType: DataType.FLOAT, shape: kvShape });
+      outputs.push({ name: presentName(layer, kv), dataType: DataType.FLOAT, shape: kvShape });
+    }
+  }
+  if (options.lora) {
+    inputs.push({ name: 'lora_index', dataType: DataType.INT64, shape: [L, 'batch'] });
+    for (const p of PROJECTIONS) {
+      const [inSize, outSize] = projectionShape(spec, p);
+      inputs.push({ name: loraStackInput(p, 'a'), dataType: DataType.FLOAT, shape: ['lora_entries', inSize, 'lora_rank'] });
+      inputs.push({ name: loraStackInput(p, 'b'), dataType: DataType.FLOAT, shape: ['lora_entries', 'lora_rank', outSize] });
+    }
+  }
+  return {
+    graphName: `${spec.architecture}-decoder`,
+    nodes: g.nodes,
+    inputs,
+    outputs,
+    externalInitializers: [],
+    inlineInitializers: g.inline,
+    opsets: [{ domain: '', version: 17 }, { domain: 'com.microsoft', version: 1 }],
+  };
+}

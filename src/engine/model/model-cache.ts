@@ -1,0 +1,60 @@
+/**
+ * Builds the ONNX model for a checkpoint once and keeps it on disk, keyed by a hash of the config, the
+ * weight files and the build options, so a restart reuses it. Weights go to an external data file beside
+ * the .onnx (a protobuf cannot exceed 2 GiB). Writes go to a temporary folder renamed into place.
+ */
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { buildDecoderGraph, type GraphOptions } from './graph-builder.js';
+import type { ModelSpec } from './hf-config.js';
+import { DataType, encodeModel } from './onnx-proto.js';
+import type { CheckpointWeights } from './weights.js';
+
+/** Bump when the graph layout changes so old cache entries are not reused. */
+export const GRAPH_BUILDER_VERSION = 1;
+const MODEL_FILE = 'model.onnx';
+const DATA_FILE = 'model.onnx.data';
+
+export interface CachedModel {
+  path: string;
+  /** True when this call built it, false when it came from the cache. */
+  built: boolean;
+}
+
+export function cacheKey(modelDir: string, weights: CheckpointWeights, options: GraphOptions): string {
+  const hash = createHash('sha256');
+  hash.update(JSON.stringify({ v: GRAPH_BUILDER_VERSION, options }));
+  hash.update(readFileSync(join(modelDir, 'config.json')));
+  hash.update(weights.fingerprint());
+  return hash.digest('hex').slice(0, 24);
+}
+
+export function ensureOnnxModel(modelDir: string, spec: ModelSpec, weights: CheckpointWeights, options: GraphOptions, cacheDir: string): CachedModel {
+  const dir = join(cacheDir, cacheKey(modelDir, weights, options));
+  const path = join(dir, MODEL_FILE);
+  if (existsSync(path) && existsSync(join(dir, DATA_FILE))) return { path, built: false };
+
+  const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
+  mkdirSync(tmp, { recursive: true });
+  try {
+    const fd = openSync(join(tmp, DATA_FILE), 'w');
+    let offset = 0;
+    const external: Array<{ name: string; dims: number[]; offset: number; length: number }> = [];
+    const model = buildDecoderGraph(spec, weights, options, (name, data, dims) => {
+      const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+      writeSync(fd, bytes, 0, bytes.length, offset);
+      external.push({ name, dims, offset, length: bytes.length });
+      offset += Math.ceil(bytes.length / 64) * 64;
+    });
+    closeSync(fd);
+    model.externalInitializers = external.map((e) => ({ ...e, dataType: DataType.FLOAT, location: DATA_FILE }));
+    writeFileSync(join(tmp, MODEL_FILE), encodeModel(model));
+    rmSync(dir, { recursive: true, force: true });
+    renameSync(tmp, dir);
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+  return { path, built: true };
+}

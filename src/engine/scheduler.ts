@@ -1,0 +1,354 @@
+/**
+ * Continuous batching. Requests wait in a bounded queue; at each step boundary the scheduler admits
+ * waiting sequences whose adapter is resident (others wait in the queue while their adapter loads), runs
+ * at most one prefill chunk (so a long prompt never starves running decodes), then one decode step for
+ * every running sequence, whatever adapter each uses. Finished or cancelled sequences leave at once.
+ *
+ * KV rows: running sequences occupy rows 0..d-1, the one sequence in prefill (if any) row d, so a decode
+ * step reads a contiguous prefix of the cache.
+ */
+import { AppError } from '../errors.js';
+import type { AdapterManager } from './lora/adapter-manager.js';
+import type { ModelRunner } from './model/model-runner.js';
+import { EventQueue } from './event-queue.js';
+import { logSumExp, sampleToken, seededRandom, topIndices } from './sampling.js';
+import { TextStream, type Detokenizer } from './text-stream.js';
+import type { GenerateRequest, GenerationEvent, TopLogprob } from './types.js';
+
+export interface SchedulerOptions {
+  maxBatch: number;
+  maxQueue: number;
+  prefillChunk: number;
+  maxSequenceLength: number;
+  requestTimeoutMs: number;
+  eosTokenIds: number[];
+}
+
+/** Per-token logits hook, e.g. JSON-mode constraints: mask before sampling, advance after. */
+export interface LogitsConstraint {
+  maskLogits(logits: Float32Array): void;
+  accept(tokenId: number): void;
+  isComplete(): boolean;
+}
+
+export interface SequenceInput {
+  request: GenerateRequest;
+  promptIds: number[];
+  constraint?: LogitsConstraint;
+  /** Also return the log-probability of every prompt token and the full distribution after the prompt. */
+  promptLogprobs?: boolean;
+}
+
+export interface PromptScores {
+  promptLogprobs: number[];
+  lastLogprobs: Float32Array;
+}
+
+interface Sequence extends SequenceInput {
+  id: number;
+  events: EventQueue<GenerationEvent>;
+  slot: number;
+  row: number;
+  /** Prompt tokens already run through the model. */
+  prefilled: number;
+  /** Tokens held in this sequence's KV row. */
+  cached: number;
+  nextToken: number | null;
+  generated: number[];
+  logprobs: number[];
+  text: TextStream;
+  random: () => number;
+  submittedAt: number;
+  admittedAt: number;
+  firstTokenAt: number;
+  deadline: number;
+  done: boolean;
+  scores?: PromptScores;
+}
+
+export interface SchedulerStats {
+  steps: number;
+  decodeSteps: number;
+  decodeRowsTotal: number;
+  prefillTokens: number;
+  decodeTokens: number;
+  completed: number;
+  cancelled: number;
+  failed: number;
+}
+
+export class Scheduler {
+  private waiting: Sequence[] = [];
+  private rows: Sequence[] = [];
+  private nextId = 1;
+  private looping = false;
+  private wake: (() => void) | null = null;
+  readonly stats: SchedulerStats = { steps: 0, decodeSteps: 0, decodeRowsTotal: 0, prefillTokens: 0, decodeTokens: 0, completed: 0, cancelled: 0, failed: 0 };
+
+  constructor(
+    private readonly runner: ModelRunner,
+    private readonly adapters: AdapterManager,
+    private readonly tokenizer: Detokenizer & { idToToken(id: number): string | undefined },
+    private readonly options: SchedulerOptions,
+  ) {}
+
+  get queueDepth(): number {
+    return this.waiting.length;
+  }
+
+  get batchSize(): number {
+    return this.rows.length;
+  }
+
+  /** Queues a sequence; throws queue_full when the queue is at its bound. */
+  submit(input: SequenceInput): AsyncIterable<GenerationEvent> & { scores: () => PromptScores | undefined } {
+    if (this.waiting.length >= this.options.maxQueue) {
+      throw new AppError('queue_full', `The queue holds ${this.waiting.length} requests, its limit.`, { retryAfter: 1 });
+    }
+    const now = performance.now();
+    const seq: Sequence = {
+      ...input,
+      id: this.nextId++,
+      events: new EventQueue(),
+      slot: -1,
+      row: -1,
+      prefilled: 0,
+      cached: 0,
+      nextToken: null,
+      generated: [],
+      logprobs: [],
+      text: new TextStream(this.tokenizer, input.request.stop),
+      random: seededRandom(input.request.seed ?? Math.floor(Math.random() * 2 ** 32)),
+      submittedAt: now,
+      admittedAt: 0,
+      firstTokenAt: 0,
+      deadline: now + this.options.requestTimeoutMs,
+      done: false,
+    };
+    this.waiting.push(seq);
+    input.request.signal?.addEventListener('abort', () => this.poke(), { once: true });
+    this.poke();
+    const events = seq.events;
+    return { [Symbol.asyncIterator]: () => events[Symbol.asyncIterator](), scores: () => seq.scores };
+  }
+
+  private poke(): void {
+    if (this.wake) {
+      const w = this.wake;
+      this.wake = null;
+      w();
+    }
+    if (!this.looping) {
+      this.looping = true;
+      void this.loop().finally(() => (this.looping = false));
+    }
+  }
+
+  private async loop(): Promise<void> {
+    while (this.waiting.length || this.rows.length) {
+      this.dropCancelled();
+      this.admit();
+      let worked = false;
+      const prefilling = this.rows.find((s) => s.nextToken === null);
+      if (prefilling) {
+        await this.guard([prefilling], () => this.prefillChunk(prefilling));
+        worked = true;
+      }
+      const decoders = this.rows.filter((s) => s.nextToken !== null);
+      if (decoders.length) {
+        await this.guard(decoders, () => this.decodeStep(decoders));
+        worked = true;
+      }
+      if (worked) this.stats.steps++;
+      else if (this.waiting.length) await this.idle();
+    }
+  }
+
+  /** Waits for an adapter load or slot release, or a new request, with a timeout to re-check deadlines. */
+  private idle(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, 50);
+      this.wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      void this.adapters.onChange().then(() => this.wake?.());
+    });
+  }
+
+  /** An engine failure fails the sequences of that step, never the process or other steps. */
+  private async guard(seqs: Sequence[], work: () => Promise<void>): Promise<void> {
+    try {
+      await work();
+    } catch (e) {
+      for (const s of seqs) {
+        if (s.done) continue;
+        this.stats.failed++;
+        this.finish(s, new AppError('internal_error', 'The model failed while running this request.', { cause: e }));
+      }
+    }
+  }
+
+  private dropCancelled(): void {
+    const now = performance.now();
+    for (const s of [...this.waiting, ...this.rows]) {
+      if (s.request.signal?.aborted) {
+        this.stats.cancelled++;
+        this.finish(s, new AppError('request_timeout', 'The request was cancelled.'));
+      } else if (now > s.deadline) {
+        this.stats.cancelled++;
+        this.finish(s, new AppError('request_timeout', `The request ran longer than ${this.options.requestTimeoutMs} ms.`));
+      }
+    }
+  }
+
+  private admit(): void {
+    if (this.rows.some((s) => s.nextToken === null)) return;
+    for (const seq of this.waiting) {
+      if (this.rows.length >= this.options.maxBatch) return;
+      let slot: number | null;
+      try {
+        slot = this.adapters.tryAcquire(seq.request.adapter);
+      } catch (e) {
+        this.finish(seq, e);
+        continue;
+      }
+      if (slot === null) continue;
+      this.waiting = this.waiting.filter((s) => s !== seq);
+      seq.slot = slot;
+      seq.row = this.rows.length;
+      seq.admittedAt = performance.now();
+      this.rows.push(seq);
+      return;
+    }
+  }
+
+  private async prefillChunk(seq: Sequence): Promise<void> {
+    const start = seq.prefilled;
+    const chunk = seq.promptIds.slice(start, start + this.options.prefillChunk);
+    const last = start + chunk.length === seq.promptIds.length;
+    const positions = seq.promptLogprobs ? chunk.map((_, i) => i) : last ? [chunk.length - 1] : [];
+    const logits = await this.runner.prefill(seq.row, chunk, seq.cached, seq.slot, positions.length ? positions : [chunk.length - 1]);
+    this.stats.prefillTokens += chunk.length;
+    seq.prefilled += chunk.length;
+    seq.cached += chunk.length;
+    const V = this.runner.spec.vocabSize;
+    if (seq.promptLogprobs) this.scorePrompt(seq, start, logits, V);
+    if (!last || seq.done) return;
+    const lastRow = logits.subarray((positions.length - 1) * V, positions.length * V);
+    if (seq.request.maxTokens === 0) {
+      this.finish(seq);
+      return;
+    }
+    this.onLogits(seq, lastRow);
+  }
+
+  private scorePrompt(seq: Sequence, start: number, logits: Float32Array, V: number): void {
+    seq.scores ??= { promptLogprobs: [], lastLogprobs: new Float32Array(V) };
+    const n = logits.length / V;
+    for (let i = 0; i < n; i++) {
+      const row = logits.subarray(i * V, (i + 1) * V);
+      const lse = logSumExp(row);
+      const next = seq.promptIds[start + i + 1];
+      if (next !== undefined) seq.scores.promptLogprobs.push(row[next] - lse);
+      else for (let v = 0; v < V; v++) seq.scores.lastLogprobs[v] = row[v] - lse;
+    }
+  }
+
+  private async decodeStep(decoders: Sequence[]): Promise<void> {
+    const logits = await this.runner.decode(decoders.map((s) => ({ token: s.nextToken!, pastLength: s.cached, slot: s.slot })));
+    this.stats.decodeSteps++;
+    this.stats.decodeRowsTotal += decoders.length;
+    this.stats.decodeTokens += decoders.length;
+    const V = this.runner.spec.vocabSize;
+    // Count the new positions first: finishing one sequence may move another's KV row.
+    for (const s of decoders) s.cached++;
+    decoders.forEach((s, i) => {
+      if (!s.done) this.onLogits(s, logits.subarray(i * V, (i + 1) * V));
+    });
+  }
+
+  private onLogits(seq: Sequence, logits: Float32Array): void {
+    const { request } = seq;
+    const wantLogprobs = request.logprobs || (request.topLogprobs ?? 0) > 0;
+    const lse = wantLogprobs ? logSumExp(logits) : 0;
+    let top: TopLogprob[] | undefined;
+    if ((request.topLogprobs ?? 0) > 0) {
+      top = topIndices(logits, request.topLogprobs!).map((id) => ({ tokenId: id, text: this.tokenizer.decode([id], false), logprob: logits[id] - lse }));
+    }
+    const modelLogprobs = wantLogprobs ? logits.slice() : null;
+    if (seq.constraint) seq.constraint.maskLogits(logits);
+    const token = sampleToken(logits, request, seq.random);
+    seq.constraint?.accept(token);
+    if (seq.firstTokenAt === 0) seq.firstTokenAt = performance.now();
+    const isEos = this.options.eosTokenIds.includes(token) && !request.ignoreEos;
+    if (isEos) {
+      this.finish(seq, undefined, 'stop');
+      return;
+    }
+    seq.generated.push(token);
+    const logprob = modelLogprobs ? modelLogprobs[token] - lse : undefined;
+    if (logprob !== undefined) seq.logprobs.push(logprob);
+    const text = seq.text.push(token);
+    seq.events.push({ type: 'token', tokenId: token, text, ...(logprob !== undefined ? { logprob } : {}), ...(top ? { topLogprobs: top } : {}) });
+    if (seq.text.stopped) this.finish(seq, undefined, 'stop');
+    else if (seq.constraint?.isComplete()) this.finish(seq, undefined, 'stop');
+    else if (seq.generated.length >= request.maxTokens || seq.cached + 1 >= this.options.maxSequenceLength) this.finish(seq, undefined, 'length');
+    else seq.nextToken = token;
+  }
+
+  private finish(seq: Sequence, error?: unknown, reason: 'stop' | 'length' = 'length'): void {
+    if (seq.done) return;
+    seq.done = true;
+    this.waiting = this.waiting.filter((s) => s !== seq);
+    if (seq.row >= 0) this.freeRow(seq);
+    if (seq.slot >= 0) this.adapters.release(seq.slot);
+    if (error) {
+      seq.events.fail(error);
+      return;
+    }
+    this.stats.completed++;
+    const tail = seq.text.flush();
+    if (tail) seq.events.push({ type: 'token', tokenId: -1, text: tail });
+    const now = performance.now();
+    seq.events.push({
+      type: 'finish',
+      finishReason: reason,
+      usage: { promptTokens: seq.promptIds.length, completionTokens: seq.generated.length },
+      text: seq.text.fullText,
+      tokenIds: seq.generated,
+      ...(seq.request.logprobs ? { logprobs: seq.logprobs } : {}),
+      timings: {
+        queuedMs: seq.admittedAt - seq.submittedAt,
+        prefillMs: (seq.firstTokenAt || now) - seq.admittedAt,
+        decodeMs: seq.firstTokenAt ? now - seq.firstTokenAt : 0,
+        totalMs: now - seq.submittedAt,
+      },
+    });
+    seq.events.close();
+  }
+
+  /** Removes a sequence's KV row and keeps rows contiguous: decoders first, the prefilling one last. */
+  private freeRow(seq: Sequence): void {
+    const r = seq.row;
+    seq.row = -1;
+    const lastIndex = this.rows.length - 1;
+    const tail = this.rows[lastIndex];
+    const prefiller = tail.nextToken === null && tail !== seq ? tail : null;
+    if (seq.nextToken === null) {
+      // the prefilling sequence is always last
+      this.rows.pop();
+      return;
+    }
+    const lastDecoder = prefiller ? lastIndex - 1 : lastIndex;
+    if (r !== lastDecoder) this.moveTo(this.rows[lastDecoder], r);
+    if (prefiller) this.moveTo(prefiller, lastDecoder);
+    this.rows.length = lastIndex;
+  }
+
+  private moveTo(seq: Sequence, row: number): void {
+    this.runner.moveRow(seq.row, row, seq.cached);
+    this.rows[row] = seq;
+    seq.row = row;
+  }
+}
