@@ -30,6 +30,8 @@ const RULES: Record<string, FaultRule> = {
   // No credentials from the default provider chain: the server's IAM setup needs fixing.
   CredentialsProviderError: { code: 'upstream_access_denied', retryable: false, countsAsFailure: true },
   TimeoutError: { code: 'upstream_timeout', retryable: false, countsAsFailure: true },
+  // Our parsers found a body without the family's shape: the target is not what the config says.
+  MalformedResponseError: { code: 'upstream_error', retryable: false, countsAsFailure: true },
 };
 
 const NETWORK_ERROR_CODES = new Set([
@@ -72,9 +74,10 @@ export interface BedrockFault {
 }
 
 /**
- * Classifies anything thrown while calling a target. `where` names the target in messages, e.g.
- * `Bedrock target "sales" (arn:...)`. Upstream messages are kept (they help operators) but carry no
- * request content.
+ * Classifies anything thrown while calling a target. `where` names the target in client-facing
+ * messages (e.g. `The Bedrock target of adapter "sales"`); keep ARNs out of it, they name the AWS
+ * account. Upstream messages are passed on only for ValidationException, which is about the
+ * request; others (AccessDenied names IAM roles) stay in `cause` for the server log.
  */
 export function classifyBedrockError(error: unknown, where: string): BedrockFault {
   if (error instanceof AppError) return { error, retryable: false, countsAsFailure: false };
@@ -97,8 +100,10 @@ export function classifyBedrockError(error: unknown, where: string): BedrockFaul
   const message = error instanceof Error ? firstLine(error.message) : String(error);
   const rule = RULES[name] ?? ruleFromNetwork(error) ?? ruleFromStatus(httpStatus(error));
   const code = rule.code;
+  const label = name === 'Error' ? (systemErrorCode(error) ?? name) : name;
+  const detail = name === 'ValidationException' ? `: ${message}` : '';
   return {
-    error: new AppError(code, `${where} failed: ${name}: ${message}`, { cause: error, retryAfter: RETRY_AFTER_S[code] }),
+    error: new AppError(code, `${where} failed (${label})${detail}.`, { cause: error, retryAfter: RETRY_AFTER_S[code] }),
     retryable: rule.retryable,
     countsAsFailure: rule.countsAsFailure,
   };
@@ -126,8 +131,12 @@ function normalizeName(name: string): string {
   return name.charAt(0).toUpperCase() + name.slice(1);
 }
 
+function systemErrorCode(error: unknown): string | undefined {
+  return error && typeof error === 'object' && 'code' in error ? String(error.code) : undefined;
+}
+
 function ruleFromNetwork(error: unknown): FaultRule | undefined {
-  const code = error && typeof error === 'object' && 'code' in error ? String(error.code) : undefined;
+  const code = systemErrorCode(error);
   if (code && NETWORK_ERROR_CODES.has(code)) {
     return { code: 'upstream_unavailable', retryable: true, countsAsFailure: true };
   }

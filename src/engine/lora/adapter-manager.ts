@@ -142,14 +142,14 @@ export class AdapterManager {
 
   /** Validates every registered adapter fully (weights included) so errors show at start-up. */
   async validateAll(): Promise<void> {
-    for (const record of this.records.values()) {
-      if (record.error) continue;
-      try {
-        await this.loadToHost(record);
-      } catch {
-        // recorded on the record
-      }
-    }
+    for (const name of this.records.keys()) await this.validate(name);
+  }
+
+  /** Parses an adapter into the host tier; a failure is recorded on the adapter (status errored), not thrown. */
+  async validate(name: string): Promise<void> {
+    const record = this.record(name);
+    if (record.error) return;
+    await this.loadToHost(record).catch(() => undefined);
   }
 
   has(name: string): boolean {
@@ -241,6 +241,10 @@ export class AdapterManager {
     const name = this.slotOwner[slot];
     const record = name ? this.records.get(name) : undefined;
     if (record && record.refs > 0) record.refs--;
+    this.notify();
+  }
+
+  private notify(): void {
     const waiters = this.slotWaiters;
     this.slotWaiters = [];
     for (const w of waiters) w();
@@ -298,9 +302,7 @@ export class AdapterManager {
           reject(e);
         } finally {
           record.loading = null;
-          const waiters = this.slotWaiters;
-          this.slotWaiters = [];
-          for (const w of waiters) w();
+          this.notify();
         }
       });
     });

@@ -1,0 +1,77 @@
+/** The fastify app: error handling, request logging and routes. The engine is attached when it has loaded. */
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Config } from './config.js';
+import type { Engine } from './engine/engine.js';
+import { AppError } from './errors.js';
+import { registerRequestLog } from './request-log.js';
+import { generateRoutes } from './routes/generate.js';
+import { adapterRoutes } from './routes/adapters.js';
+import { healthRoutes } from './routes/health.js';
+
+export interface EngineState {
+  engine: Engine | null;
+  error: string | null;
+  draining: boolean;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    config: Config;
+    engineState: EngineState;
+  }
+}
+
+export interface AppOptions {
+  config: Config;
+  engine?: Engine | null;
+  logger?: FastifyBaseLogger;
+}
+
+export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: options.config.server.bodyLimitBytes,
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
+  });
+  app.decorate('config', options.config);
+  app.decorate('engineState', { engine: options.engine ?? null, error: null, draining: false });
+  registerRequestLog(app);
+  app.setErrorHandler((error, request, reply) => {
+    const appError = toAppError(error);
+    if (appError.status >= 500 && appError.code === 'internal_error') request.log.error({ err: error }, 'unexpected error');
+    request.requestLog.error = appError.code;
+    if (appError.retryAfter !== undefined) reply.header('retry-after', String(appError.retryAfter));
+    return reply.status(appError.status).send(appError.toBody());
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const e = new AppError('not_found', `No route for ${request.method} ${request.url.split('?')[0]}.`);
+    return reply.status(e.status).send(e.toBody());
+  });
+  await app.register(healthRoutes);
+  await app.register(generateRoutes);
+  await app.register(adapterRoutes);
+  return app;
+}
+
+/** Maps fastify's own errors (validation, body parsing, size) into the catalogue. */
+export function toAppError(error: unknown): AppError {
+  if (error instanceof AppError) return error;
+  const e = error as { code?: string; statusCode?: number; validation?: unknown; message?: string; validationContext?: string };
+  if (e.validation) return new AppError('invalid_request', `Invalid ${e.validationContext ?? 'request'}: ${e.message?.replace(/^(body|querystring)\/?/, '')}.`);
+  switch (e.code) {
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new AppError('invalid_json', 'The body is not valid JSON.');
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new AppError('payload_too_large', 'The body is larger than this server accepts.');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new AppError('unsupported_media_type', 'The content type is not supported.');
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return new AppError('invalid_request', 'The Content-Length header does not match the body.');
+  }
+  if (e instanceof SyntaxError || e.statusCode === 400) return new AppError('invalid_json', 'The body could not be parsed.');
+  if (e.statusCode === 413) return new AppError('payload_too_large', 'The body is larger than this server accepts.');
+  if (e.statusCode === 415) return new AppError('unsupported_media_type', 'The content type is not supported.');
+  return new AppError('internal_error', 'Something went wrong on the server.', { cause: error });
+}

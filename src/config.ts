@@ -1,0 +1,197 @@
+/**
+ * Typed configuration: defaults < config file (JSON) < environment < CLI flags, validated at start.
+ * Every setting is declared once in SETTINGS with its environment variable and CLI flag, which is also
+ * what `--help` and docs/configuration.md list.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+
+export interface Config {
+  server: { host: string; port: number; bodyLimitBytes: number; logLevel: string; apiKeys: ApiKeyConfig[]; adminKeys: string[] };
+  model: { dir: string; adaptersDir: string; cacheDir: string; executionProviders: string[]; intraOpThreads: number };
+  engine: {
+    maxBatch: number;
+    maxQueue: number;
+    adapterSlots: number;
+    maxLoraRank: number;
+    hostCacheMb: number;
+    maxSequenceLength: number;
+    prefillChunk: number;
+    requestTimeoutMs: number;
+  };
+  limits: { maxTokens: number; maxStopSequences: number; maxStopLength: number; maxPromptChars: number };
+  bedrock: unknown;
+}
+
+export interface ApiKeyConfig {
+  /** sha256 hex of the key; keys are never stored in clear. */
+  sha256: string;
+  name: string;
+  adapters: string[] | '*';
+  rateLimitPerMinute?: number;
+}
+
+export const DEFAULTS: Config = {
+  server: { host: '127.0.0.1', port: 8080, bodyLimitBytes: 1 << 20, logLevel: 'info', apiKeys: [], adminKeys: [] },
+  model: { dir: 'models/demo', adaptersDir: 'adapters', cacheDir: '.cache/onnx', executionProviders: ['cpu'], intraOpThreads: 0 },
+  engine: { maxBatch: 8, maxQueue: 64, adapterSlots: 8, maxLoraRank: 64, hostCacheMb: 512, maxSequenceLength: 2048, prefillChunk: 256, requestTimeoutMs: 120_000 },
+  limits: { maxTokens: 2048, maxStopSequences: 8, maxStopLength: 64, maxPromptChars: 200_000 },
+  bedrock: { targets: {} },
+};
+
+type Kind = 'string' | 'int' | 'list' | 'level';
+interface Setting {
+  path: string;
+  env: string;
+  flag: string;
+  kind: Kind;
+  min?: number;
+  max?: number;
+  help: string;
+}
+
+export const SETTINGS: Setting[] = [
+  { path: 'server.host', env: 'HOST', flag: '--host', kind: 'string', help: 'address to listen on (loopback by default)' },
+  { path: 'server.port', env: 'PORT', flag: '--port', kind: 'int', min: 0, max: 65535, help: 'TCP port (0 picks a free one)' },
+  { path: 'server.bodyLimitBytes', env: 'BODY_LIMIT_BYTES', flag: '--body-limit-bytes', kind: 'int', min: 1024, max: 64 << 20, help: 'largest request body' },
+  { path: 'server.logLevel', env: 'LOG_LEVEL', flag: '--log-level', kind: 'level', help: 'pino log level' },
+  { path: 'model.dir', env: 'MODEL_DIR', flag: '--model', kind: 'string', help: 'Hugging Face checkpoint directory' },
+  { path: 'model.adaptersDir', env: 'ADAPTERS_DIR', flag: '--adapters', kind: 'string', help: 'directory of PEFT adapter directories' },
+  { path: 'model.cacheDir', env: 'CACHE_DIR', flag: '--cache-dir', kind: 'string', help: 'where built ONNX graphs are kept' },
+  { path: 'model.executionProviders', env: 'EXECUTION_PROVIDERS', flag: '--execution-providers', kind: 'list', help: 'onnxruntime providers to try in order, e.g. webgpu,cpu' },
+  { path: 'model.intraOpThreads', env: 'INTRA_OP_THREADS', flag: '--threads', kind: 'int', min: 0, max: 1024, help: 'onnxruntime threads (0 = one per core)' },
+  { path: 'engine.maxBatch', env: 'MAX_BATCH', flag: '--max-batch', kind: 'int', min: 1, max: 256, help: 'sequences decoded together' },
+  { path: 'engine.maxQueue', env: 'MAX_QUEUE', flag: '--max-queue', kind: 'int', min: 0, max: 100_000, help: 'requests waiting beyond the batch before 429' },
+  { path: 'engine.adapterSlots', env: 'ADAPTER_SLOTS', flag: '--adapter-slots', kind: 'int', min: 1, max: 1024, help: 'adapters resident in device slots at once' },
+  { path: 'engine.maxLoraRank', env: 'MAX_LORA_RANK', flag: '--max-lora-rank', kind: 'int', min: 1, max: 1024, help: 'largest LoRA rank accepted' },
+  { path: 'engine.hostCacheMb', env: 'HOST_CACHE_MB', flag: '--host-cache-mb', kind: 'int', min: 1, max: 1 << 20, help: 'host-memory LRU of parsed adapters, in MiB' },
+  { path: 'engine.maxSequenceLength', env: 'MAX_SEQUENCE_LENGTH', flag: '--max-sequence-length', kind: 'int', min: 16, max: 1 << 20, help: 'context per sequence (capped by the model)' },
+  { path: 'engine.prefillChunk', env: 'PREFILL_CHUNK', flag: '--prefill-chunk', kind: 'int', min: 1, max: 1 << 16, help: 'prompt tokens run per step' },
+  { path: 'engine.requestTimeoutMs', env: 'REQUEST_TIMEOUT_MS', flag: '--request-timeout-ms', kind: 'int', min: 100, max: 3_600_000, help: 'per-request deadline' },
+  { path: 'limits.maxTokens', env: 'LIMIT_MAX_TOKENS', flag: '--limit-max-tokens', kind: 'int', min: 1, max: 1 << 20, help: 'largest max_tokens a request may ask' },
+];
+
+const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export interface ConfigSources {
+  argv?: string[];
+  env?: NodeJS.ProcessEnv;
+  /** Used when neither --config nor CONFIG_FILE names a file. */
+  defaultConfigFile?: string;
+}
+
+export function loadConfig(sources: ConfigSources = {}): Config {
+  const argv = sources.argv ?? process.argv.slice(2);
+  const env = sources.env ?? process.env;
+  const problems: string[] = [];
+  const config: Config = structuredClone(DEFAULTS);
+
+  const flags = parseFlags(argv, problems);
+  const configFile = flags.get('--config') ?? env.CONFIG_FILE ?? sources.defaultConfigFile;
+  if (configFile) {
+    if (!existsSync(configFile)) {
+      if (flags.has('--config') || env.CONFIG_FILE) problems.push(`config file ${configFile} does not exist`);
+    } else {
+      try {
+        mergeFile(config, JSON.parse(readFileSync(configFile, 'utf8')), configFile, problems);
+      } catch (e) {
+        problems.push(`config file ${configFile} is not valid JSON: ${(e as Error).message}`);
+      }
+    }
+  }
+  for (const s of SETTINGS) {
+    if (env[s.env] !== undefined && env[s.env] !== '') apply(config, s, env[s.env]!, `environment ${s.env}`, problems);
+  }
+  for (const s of SETTINGS) {
+    if (flags.has(s.flag)) apply(config, s, flags.get(s.flag)!, `flag ${s.flag}`, problems);
+  }
+  if (problems.length) throw new ConfigError(problems);
+  return config;
+}
+
+function parseFlags(argv: string[], problems: string[]): Map<string, string> {
+  const known = new Set(['--config', ...SETTINGS.map((s) => s.flag)]);
+  const flags = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const [name, inline] = arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
+    if (!known.has(name)) {
+      problems.push(`unknown argument ${arg} (run with --help for the list)`);
+      continue;
+    }
+    const value = inline ?? argv[++i];
+    if (value === undefined) problems.push(`flag ${name} needs a value`);
+    else flags.set(name, value);
+  }
+  return flags;
+}
+
+function apply(config: Config, s: Setting, raw: unknown, source: string, problems: string[]): void {
+  const value = coerce(s, raw);
+  if (typeof value === 'string' && value.startsWith('!')) {
+    problems.push(`${s.path} ${value.slice(1)} (got ${JSON.stringify(raw)} from ${source})`);
+    return;
+  }
+  const [section, key] = s.path.split('.') as [keyof Config, string];
+  (config[section] as Record<string, unknown>)[key] = value;
+}
+
+/** Returns the typed value, or a string starting with '!' that says what is wrong. */
+function coerce(s: Setting, raw: unknown): unknown {
+  switch (s.kind) {
+    case 'string':
+      return typeof raw === 'string' && raw.length > 0 ? raw : '!must be a non-empty string';
+    case 'level':
+      return typeof raw === 'string' && LEVELS.includes(raw) ? raw : `!must be one of ${LEVELS.join(', ')}`;
+    case 'list': {
+      const list = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',').map((x) => x.trim()).filter(Boolean) : null;
+      return list && list.length && list.every((x) => typeof x === 'string') ? list : '!must be a non-empty comma-separated list';
+    }
+    case 'int': {
+      const n = typeof raw === 'number' ? raw : typeof raw === 'string' && /^-?\d+$/.test(raw.trim()) ? Number(raw) : NaN;
+      if (!Number.isInteger(n) || n < (s.min ?? -Infinity) || n > (s.max ?? Infinity)) return `!must be an integer from ${s.min} to ${s.max}`;
+      return n;
+    }
+  }
+}
+
+function mergeFile(config: Config, file: unknown, path: string, problems: string[]): void {
+  if (typeof file !== 'object' || file === null || Array.isArray(file)) {
+    problems.push(`config file ${path} must hold a JSON object`);
+    return;
+  }
+  for (const [section, values] of Object.entries(file as Record<string, unknown>)) {
+    if (section === 'bedrock') {
+      config.bedrock = values;
+      continue;
+    }
+    if (section === '$schema' || section === '//') continue;
+    if (!(section in DEFAULTS)) {
+      problems.push(`config file ${path}: unknown section "${section}" (known: ${Object.keys(DEFAULTS).join(', ')})`);
+      continue;
+    }
+    for (const [key, value] of Object.entries((values ?? {}) as Record<string, unknown>)) {
+      const setting = SETTINGS.find((s) => s.path === `${section}.${key}`);
+      if (setting) apply(config, setting, value, `config file ${path}`, problems);
+      else if (`${section}.${key}` in { 'server.apiKeys': 1, 'server.adminKeys': 1, 'limits.maxStopSequences': 1, 'limits.maxStopLength': 1, 'limits.maxPromptChars': 1 }) {
+        (config[section as keyof Config] as Record<string, unknown>)[key] = value;
+      } else problems.push(`config file ${path}: unknown setting ${section}.${key}`);
+    }
+  }
+}
+
+export function helpText(): string {
+  const rows = SETTINGS.map((s) => `  ${(s.flag + ' <value>').padEnd(34)} ${s.env.padEnd(22)} ${s.help}`);
+  return ['Usage: npm start -- [flags]', '', '  --config <file>                    CONFIG_FILE            JSON config file (default config/default.json)', ...rows, ''].join('\n');
+}
+
+export function resolvePaths(config: Config, base = process.cwd()): Config {
+  return { ...config, model: { ...config.model, dir: resolve(base, config.model.dir), adaptersDir: resolve(base, config.model.adaptersDir), cacheDir: resolve(base, config.model.cacheDir) } };
+}

@@ -1,0 +1,44 @@
+/** Adapter listing and admin: list, register from a path under the adapters root, remove, pin, unpin. */
+import type { FastifyInstance } from 'fastify';
+import { requireEngine } from './engine-state.js';
+import type { AdapterInfo } from '../engine/lora/adapter-manager.js';
+
+const view = (a: AdapterInfo) => ({
+  name: a.name,
+  status: a.status,
+  rank: a.rank,
+  targets: a.targets,
+  bytes: a.bytes,
+  hits: a.hits,
+  last_used: a.lastUsed,
+  pinned: a.pinned,
+  in_use: a.inUse,
+  ...(a.error ? { error: a.error } : {}),
+});
+
+export async function adapterRoutes(app: FastifyInstance): Promise<void> {
+  app.get('/v1/adapters', async () => {
+    const engine = requireEngine(app);
+    return { object: 'list', data: engine.adapters.list().map(view) };
+  });
+
+  app.post<{ Body: { name: string; path: string } }>(
+    '/v1/adapters',
+    { schema: { body: { type: 'object', required: ['name', 'path'], additionalProperties: false, properties: { name: { type: 'string', minLength: 1, maxLength: 64 }, path: { type: 'string', minLength: 1, maxLength: 4096 } } } } },
+    async (request, reply) => {
+      const engine = requireEngine(app);
+      const info = engine.adapters.register(request.body.name, request.body.path);
+      await engine.adapters.validate(request.body.name);
+      return reply.status(201).send(view(engine.adapters.get(info.name)));
+    },
+  );
+
+  app.delete<{ Params: { name: string } }>('/v1/adapters/:name', async (request, reply) => {
+    requireEngine(app).adapters.remove(request.params.name);
+    return reply.status(204).send();
+  });
+
+  for (const action of ['pin', 'unpin'] as const) {
+    app.post<{ Params: { name: string } }>(`/v1/adapters/:name/${action}`, async (request) => view(requireEngine(app).adapters.pin(request.params.name, action === 'pin')));
+  }
+}

@@ -1,0 +1,66 @@
+/** The /v1/generate body: its JSON schema and its translation into an engine request. */
+import { AppError } from '../errors.js';
+import type { Config } from '../config.js';
+import type { GenerateRequest } from '../engine/types.js';
+
+export interface GenerateBody {
+  prompt?: string;
+  prompt_token_ids?: number[];
+  max_tokens?: number;
+  temperature?: number;
+  top_p?: number;
+  top_k?: number;
+  seed?: number;
+  stop?: string | string[];
+  ignore_eos?: boolean;
+  logprobs?: boolean;
+  stream?: boolean;
+}
+
+export const generateBodySchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    prompt: { type: 'string' },
+    prompt_token_ids: { type: 'array', items: { type: 'integer', minimum: 0 }, minItems: 1 },
+    max_tokens: { type: 'integer', minimum: 1 },
+    temperature: { type: 'number', minimum: 0, maximum: 2 },
+    top_p: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
+    top_k: { type: 'integer', minimum: 0 },
+    seed: { type: 'integer', minimum: 0, maximum: 4294967295 },
+    stop: { anyOf: [{ type: 'string', minLength: 1 }, { type: 'array', items: { type: 'string', minLength: 1 } }] },
+    ignore_eos: { type: 'boolean' },
+    logprobs: { type: 'boolean' },
+    stream: { type: 'boolean' },
+  },
+} as const;
+
+export const DEFAULT_MAX_TOKENS = 64;
+
+export function toGenerateRequest(body: GenerateBody, adapter: string | null, limits: Config['limits'], signal?: AbortSignal): GenerateRequest {
+  if ((body.prompt === undefined) === (body.prompt_token_ids === undefined)) {
+    throw new AppError('invalid_request', 'Send exactly one of prompt (a string) or prompt_token_ids (an array of integers).');
+  }
+  if (body.prompt !== undefined && body.prompt.length > limits.maxPromptChars) {
+    throw new AppError('invalid_request', `prompt has ${body.prompt.length} characters; the limit is ${limits.maxPromptChars}.`);
+  }
+  const maxTokens = body.max_tokens ?? DEFAULT_MAX_TOKENS;
+  if (maxTokens > limits.maxTokens) throw new AppError('invalid_request', `max_tokens ${maxTokens} is above this server's limit of ${limits.maxTokens}.`);
+  const stop = body.stop === undefined ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop;
+  if (stop.length > limits.maxStopSequences) throw new AppError('invalid_request', `stop has ${stop.length} sequences; the limit is ${limits.maxStopSequences}.`);
+  if (stop.some((s) => s.length > limits.maxStopLength)) throw new AppError('invalid_request', `A stop sequence is longer than ${limits.maxStopLength} characters.`);
+  return {
+    adapter,
+    prompt: body.prompt,
+    promptTokenIds: body.prompt_token_ids,
+    maxTokens,
+    temperature: body.temperature ?? 1,
+    topP: body.top_p ?? 1,
+    topK: body.top_k ?? 0,
+    seed: body.seed,
+    stop,
+    ignoreEos: body.ignore_eos ?? false,
+    logprobs: body.logprobs ?? false,
+    signal,
+  };
+}

@@ -1,0 +1,26 @@
+/** GET /healthz (the process answers) and GET /readyz (the model is loaded and the server is not draining). */
+import type { FastifyInstance } from 'fastify';
+
+export type ReadinessDetail = () => Record<string, unknown>;
+
+export async function healthRoutes(app: FastifyInstance): Promise<void> {
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_request, reply) => {
+    const { engine, error, draining } = app.engineState;
+    const ready = engine !== null && !draining;
+    const body = {
+      status: ready ? 'ready' : draining ? 'draining' : error ? 'failed' : 'loading',
+      ...(error ? { error } : {}),
+      ...(engine
+        ? {
+            model: engine.modelName,
+            provider: engine.provider,
+            queue_depth: engine.scheduler.queueDepth,
+            batch_size: engine.scheduler.batchSize,
+            adapters: engine.adapters.list().length,
+          }
+        : {}),
+    };
+    return reply.status(ready ? 200 : 503).send(body);
+  });
+}

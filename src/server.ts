@@ -1,0 +1,73 @@
+/**
+ * Process entry: configuration -> app -> listen -> load the engine (readyz turns 200) -> drain on SIGTERM.
+ */
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+import closeWithGrace from 'close-with-grace';
+import pino from 'pino';
+import { buildApp } from './app.js';
+import { ConfigError, helpText, loadConfig, resolvePaths, type Config } from './config.js';
+import { Engine } from './engine/engine.js';
+
+const PROJECT_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const DRAIN_DEADLINE_MS = Number(process.env.DRAIN_DEADLINE_MS ?? 30_000);
+
+export function engineOptionsFrom(config: Config) {
+  const e = config.engine;
+  return {
+    modelDir: config.model.dir,
+    adaptersDir: config.model.adaptersDir,
+    cacheDir: config.model.cacheDir,
+    executionProviders: config.model.executionProviders,
+    intraOpThreads: config.model.intraOpThreads || undefined,
+    maxBatch: e.maxBatch,
+    maxQueue: e.maxQueue,
+    adapterSlots: e.adapterSlots,
+    maxLoraRank: e.maxLoraRank,
+    hostCacheBytes: e.hostCacheMb * 1024 * 1024,
+    maxSequenceLength: e.maxSequenceLength,
+    prefillChunk: e.prefillChunk,
+    requestTimeoutMs: e.requestTimeoutMs,
+  };
+}
+
+async function main(): Promise<void> {
+  if (process.argv.includes('--help') || process.argv.includes('-h')) {
+    process.stdout.write(helpText());
+    return;
+  }
+  let config: Config;
+  try {
+    config = resolvePaths(loadConfig({ defaultConfigFile: join(PROJECT_ROOT, 'config', 'default.json') }), PROJECT_ROOT);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`${e.message}\n`);
+      process.exit(2);
+    }
+    throw e;
+  }
+  const logger = pino({ level: config.server.logLevel, redact: { paths: ['req.headers.authorization', 'headers.authorization', 'apiKey', '*.apiKey'], censor: '[redacted]' } });
+  const app = await buildApp({ config, logger });
+  await app.listen({ host: config.server.host, port: config.server.port });
+
+  Engine.load(engineOptionsFrom(config), logger)
+    .then((engine) => {
+      app.engineState.engine = engine;
+      logger.info({ model: engine.modelName, provider: engine.provider, adapters: engine.adapters.names() }, 'ready');
+    })
+    .catch((e: Error) => {
+      app.engineState.error = e.message;
+      logger.error({ err: e }, 'the model failed to load');
+    });
+
+  closeWithGrace({ delay: DRAIN_DEADLINE_MS }, async ({ signal, err }) => {
+    if (err) logger.error({ err }, 'closing after an error');
+    logger.info({ signal }, 'draining: refusing new requests, finishing those in flight');
+    app.engineState.draining = true;
+    await app.close();
+    await app.engineState.engine?.close();
+    logger.info('drained');
+  });
+}
+
+await main();
