@@ -1,0 +1,86 @@
+/** Writes Llama-shaped checkpoints and PEFT adapters with random weights in HF format, for benchmarks. */
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { encodeSafetensors } from '../src/engine/model/safetensors.js';
+import { seededRandom } from '../src/engine/sampling.js';
+import { PROJECTIONS, hfWeightName, projectionShape } from '../src/engine/model/graph-builder.js';
+import { parseModelSpec } from '../src/engine/model/hf-config.js';
+
+export interface RandomModelShape {
+  hidden: number;
+  intermediate: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  vocab: number;
+  maxPositions: number;
+}
+
+function randomTensor(n: number, scale: number, random: () => number): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = (random() * 2 - 1) * scale;
+  return out;
+}
+
+export function modelConfig(shape: RandomModelShape): Record<string, unknown> {
+  return {
+    architectures: ['LlamaForCausalLM'],
+    hidden_size: shape.hidden,
+    intermediate_size: shape.intermediate,
+    num_hidden_layers: shape.layers,
+    num_attention_heads: shape.heads,
+    num_key_value_heads: shape.kvHeads,
+    vocab_size: shape.vocab,
+    max_position_embeddings: shape.maxPositions,
+    rms_norm_eps: 1e-5,
+    rope_theta: 500000,
+    tie_word_embeddings: true,
+    hidden_act: 'silu',
+    bos_token_id: 0,
+    eos_token_id: 1,
+  };
+}
+
+/** Writes config.json + model.safetensors (F32) unless the directory already holds them. Returns the parameter count. */
+export function writeRandomModel(dir: string, shape: RandomModelShape, seed = 1): number {
+  const config = modelConfig(shape);
+  const spec = parseModelSpec(config);
+  const tensors: Array<{ name: string; dtype: 'F32'; shape: number[]; data: Float32Array }> = [];
+  const random = seededRandom(seed);
+  const add = (name: string, dims: number[], scale: number) => tensors.push({ name, dtype: 'F32', shape: dims, data: scale === 1 ? new Float32Array(dims[0]).fill(1) : randomTensor(dims.reduce((a, b) => a * b, 1), scale, random) });
+  add('model.embed_tokens.weight', [shape.vocab, shape.hidden], 0.02);
+  for (let l = 0; l < shape.layers; l++) {
+    add(`model.layers.${l}.input_layernorm.weight`, [shape.hidden], 1);
+    add(`model.layers.${l}.post_attention_layernorm.weight`, [shape.hidden], 1);
+    for (const p of PROJECTIONS) {
+      const [inSize, outSize] = projectionShape(spec, p);
+      add(hfWeightName(l, p), [outSize, inSize], 1 / Math.sqrt(inSize));
+    }
+  }
+  add('model.norm.weight', [shape.hidden], 1);
+  const params = tensors.reduce((n, t) => n + t.data.length, 0);
+  if (!existsSync(join(dir, 'model.safetensors'))) {
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(config, null, 2));
+    writeFileSync(join(dir, 'model.safetensors'), encodeSafetensors(tensors));
+  }
+  return params;
+}
+
+/** Writes a PEFT LoRA adapter of the given rank on the given projections of every layer. */
+export function writeRandomAdapter(dir: string, shape: RandomModelShape, rank: number, targets: readonly string[] = PROJECTIONS, seed = 2): void {
+  const spec = parseModelSpec(modelConfig(shape));
+  const random = seededRandom(seed);
+  const tensors: Array<{ name: string; dtype: 'F32'; shape: number[]; data: Float32Array }> = [];
+  for (let l = 0; l < shape.layers; l++) {
+    for (const p of PROJECTIONS.filter((x) => targets.includes(x))) {
+      const [inSize, outSize] = projectionShape(spec, p);
+      const prefix = `base_model.model.${hfWeightName(l, p).replace(/\.weight$/, '')}`;
+      tensors.push({ name: `${prefix}.lora_A.weight`, dtype: 'F32', shape: [rank, inSize], data: randomTensor(rank * inSize, 1 / Math.sqrt(inSize), random) });
+      tensors.push({ name: `${prefix}.lora_B.weight`, dtype: 'F32', shape: [outSize, rank], data: randomTensor(outSize * rank, 0.01, random) });
+    }
+  }
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify({ peft_type: 'LORA', r: rank, lora_alpha: 2 * rank, target_modules: targets, bias: 'none', use_dora: false, use_rslora: false, modules_to_save: null }, null, 2));
+  writeFileSync(join(dir, 'adapter_model.safetensors'), encodeSafetensors(tensors));
+}
