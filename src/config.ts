@@ -11,6 +11,7 @@ export interface Config {
   model: { dir: string; adaptersDir: string; cacheDir: string; executionProviders: string[]; intraOpThreads: number };
   engine: {
     maxBatch: number;
+    maxBatchTokens: number;
     maxQueue: number;
     adapterSlots: number;
     maxLoraRank: number;
@@ -34,7 +35,7 @@ export interface ApiKeyConfig {
 export const DEFAULTS: Config = {
   server: { host: '127.0.0.1', port: 8080, bodyLimitBytes: 1 << 20, logLevel: 'info', apiKeys: [], adminKeys: [] },
   model: { dir: 'models/demo', adaptersDir: 'adapters', cacheDir: '.cache/onnx', executionProviders: ['cpu'], intraOpThreads: 0 },
-  engine: { maxBatch: 8, maxQueue: 64, adapterSlots: 8, maxLoraRank: 64, hostCacheMb: 512, maxSequenceLength: 2048, prefillChunk: 256, requestTimeoutMs: 120_000 },
+  engine: { maxBatch: 8, maxBatchTokens: 16384, maxQueue: 64, adapterSlots: 8, maxLoraRank: 64, hostCacheMb: 512, maxSequenceLength: 2048, prefillChunk: 256, requestTimeoutMs: 120_000 },
   limits: { maxTokens: 2048, maxStopSequences: 8, maxStopLength: 64, maxPromptChars: 200_000 },
   bedrock: { targets: {} },
 };
@@ -61,6 +62,7 @@ export const SETTINGS: Setting[] = [
   { path: 'model.executionProviders', env: 'EXECUTION_PROVIDERS', flag: '--execution-providers', kind: 'list', help: 'onnxruntime providers to try in order, e.g. webgpu,cpu' },
   { path: 'model.intraOpThreads', env: 'INTRA_OP_THREADS', flag: '--threads', kind: 'int', min: 0, max: 1024, help: 'onnxruntime threads (0 = one per core)' },
   { path: 'engine.maxBatch', env: 'MAX_BATCH', flag: '--max-batch', kind: 'int', min: 1, max: 256, help: 'sequences decoded together' },
+  { path: 'engine.maxBatchTokens', env: 'MAX_BATCH_TOKENS', flag: '--max-batch-tokens', kind: 'int', min: 16, max: 1 << 24, help: 'sum of prompt + max_tokens over running sequences' },
   { path: 'engine.maxQueue', env: 'MAX_QUEUE', flag: '--max-queue', kind: 'int', min: 0, max: 100_000, help: 'requests waiting beyond the batch before 429' },
   { path: 'engine.adapterSlots', env: 'ADAPTER_SLOTS', flag: '--adapter-slots', kind: 'int', min: 1, max: 1024, help: 'adapters resident in device slots at once' },
   { path: 'engine.maxLoraRank', env: 'MAX_LORA_RANK', flag: '--max-lora-rank', kind: 'int', min: 1, max: 1024, help: 'largest LoRA rank accepted' },

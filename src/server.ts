@@ -21,6 +21,7 @@ export function engineOptionsFrom(config: Config) {
     executionProviders: config.model.executionProviders,
     intraOpThreads: config.model.intraOpThreads || undefined,
     maxBatch: e.maxBatch,
+    maxBatchTokens: e.maxBatchTokens,
     maxQueue: e.maxQueue,
     adapterSlots: e.adapterSlots,
     maxLoraRank: e.maxLoraRank,

@@ -20,6 +20,7 @@ export interface EngineOptions {
   cacheDir: string;
   executionProviders: string[];
   maxBatch: number;
+  maxBatchTokens: number;
   maxQueue: number;
   /** Device slots for adapters (slot 0, the bare base, not counted). */
   adapterSlots: number;
@@ -74,6 +75,7 @@ export class Engine {
     }
     const scheduler = new Scheduler(runner, adapters, tokenizer, {
       maxBatch: options.maxBatch,
+      maxBatchTokens: options.maxBatchTokens,
       maxQueue: options.maxQueue,
       prefillChunk: options.prefillChunk,
       maxSequenceLength,

@@ -17,6 +17,8 @@ import type { GenerateRequest, GenerationEvent, TopLogprob } from './types.js';
 
 export interface SchedulerOptions {
   maxBatch: number;
+  /** Bound on the sum of (prompt + max_tokens) over running sequences: the KV positions they may claim. */
+  maxBatchTokens: number;
   maxQueue: number;
   prefillChunk: number;
   maxSequenceLength: number;
@@ -204,8 +206,11 @@ export class Scheduler {
 
   private admit(): void {
     if (this.rows.some((s) => s.nextToken === null)) return;
+    let claimed = this.rows.reduce((n, s) => n + s.promptIds.length + s.request.maxTokens, 0);
     for (const seq of this.waiting) {
       if (this.rows.length >= this.options.maxBatch) return;
+      const claim = seq.promptIds.length + seq.request.maxTokens;
+      if (this.rows.length > 0 && claimed + claim > this.options.maxBatchTokens) continue;
       let slot: number | null;
       try {
         slot = this.adapters.tryAcquire(seq.request.adapter);
@@ -219,6 +224,7 @@ export class Scheduler {
       seq.row = this.rows.length;
       seq.admittedAt = performance.now();
       this.rows.push(seq);
+      claimed += claim;
       return;
     }
   }

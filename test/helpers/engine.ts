@@ -37,6 +37,7 @@ export function engineOptions(overrides: Partial<EngineOptions> = {}): EngineOpt
     cacheDir: join(tmpdir(), 'lora-server-test-cache'),
     executionProviders: ['cpu'],
     maxBatch: 8,
+    maxBatchTokens: 8 * 256,
     maxQueue: 64,
     adapterSlots: 4,
     maxLoraRank: 64,

@@ -10,7 +10,7 @@ import { LRUCache } from 'lru-cache';
 import { AppError } from '../../errors.js';
 import type { ModelSpec } from '../model/hf-config.js';
 import type { Projection } from '../model/graph-builder.js';
-import { loadPeftAdapter, readAdapterConfig, type LoadedAdapter } from './peft-adapter.js';
+import { loadPeftAdapterAsync, readAdapterConfig, type LoadedAdapter } from './peft-adapter.js';
 import type { SlotStacks } from './slot-stacks.js';
 
 export type AdapterStatus = 'available' | 'loading' | 'host' | 'device' | 'errored';
@@ -277,6 +277,8 @@ export class AdapterManager {
     }
     this.slotOwner[slot] = null;
     this.stacks.clear(slot);
+    const residentRank = Math.max(0, ...this.slotOwner.map((o) => (o ? this.records.get(o)?.rank ?? 0 : 0)));
+    if (residentRank < this.stacks.rank) this.stacks.fitRank(residentRank);
   }
 
   private loadToHost(record: AdapterRecord): Promise<LoadedAdapter> {
@@ -284,28 +286,25 @@ export class AdapterManager {
     const cached = this.host.get(record.name);
     if (cached) return Promise.resolve(cached);
     const started = performance.now();
-    record.loading = new Promise<LoadedAdapter>((resolveLoad, reject) => {
-      // Parsing is synchronous file work; setImmediate lets the step in progress finish first.
-      setImmediate(() => {
-        try {
-          const adapter = loadPeftAdapter(record.name, record.dir, this.spec, this.options.maxRank);
-          record.rank = adapter.rank;
-          record.targets = adapter.targets;
-          record.bytes = adapter.bytes;
-          this.host.set(record.name, adapter);
-          this.counters.loads++;
-          this.counters.loadMsTotal += performance.now() - started;
-          resolveLoad(adapter);
-        } catch (e) {
-          record.error = (e as Error).message;
-          this.counters.loadErrors++;
-          reject(e);
-        } finally {
-          record.loading = null;
-          this.notify();
-        }
+    record.loading = loadPeftAdapterAsync(record.name, record.dir, this.spec, this.options.maxRank)
+      .then((adapter) => {
+        record.rank = adapter.rank;
+        record.targets = adapter.targets;
+        record.bytes = adapter.bytes;
+        if (this.records.get(record.name) === record) this.host.set(record.name, adapter);
+        this.counters.loads++;
+        this.counters.loadMsTotal += performance.now() - started;
+        return adapter;
+      })
+      .catch((e: Error) => {
+        record.error = e.message;
+        this.counters.loadErrors++;
+        throw e;
+      })
+      .finally(() => {
+        record.loading = null;
+        this.notify();
       });
-    });
     return record.loading;
   }
 
@@ -330,6 +329,11 @@ export class AdapterManager {
 
   get hostBytes(): number {
     return this.host.calculatedSize;
+  }
+
+  /** The rank dimension of the device slot stacks (follows the largest resident adapter). */
+  get stackRank(): number {
+    return this.stacks.rank;
   }
 
   get slotsInUse(): number {

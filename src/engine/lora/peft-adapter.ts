@@ -106,7 +106,25 @@ function patternValue(patterns: Record<string, number> | undefined, moduleName: 
 
 const TENSOR_NAME = /^base_model\.model\.model\.layers\.(\d+)\.(self_attn|mlp)\.(\w+)\.lora_([AB])(?:\.default)?\.weight$/;
 
+/** Loads an adapter synchronously (tests, tools). */
 export function loadPeftAdapter(name: string, dir: string, spec: ModelSpec, maxRank: number): LoadedAdapter {
+  const steps = parseAdapterSteps(name, dir, spec, maxRank);
+  for (let step = steps.next(); ; step = steps.next()) if (step.done) return step.value;
+}
+
+/**
+ * Loads an adapter in small steps, yielding to the event loop after each module, so that loading a large
+ * adapter never holds up the scheduler's step loop (the forward pass itself runs on onnxruntime's threads).
+ */
+export async function loadPeftAdapterAsync(name: string, dir: string, spec: ModelSpec, maxRank: number): Promise<LoadedAdapter> {
+  const steps = parseAdapterSteps(name, dir, spec, maxRank);
+  for (let step = steps.next(); ; step = steps.next()) {
+    if (step.done) return step.value;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+function* parseAdapterSteps(name: string, dir: string, spec: ModelSpec, maxRank: number): Generator<void, LoadedAdapter> {
   const config = readAdapterConfig(dir, maxRank);
   const file = join(dir, 'adapter_model.safetensors');
   if (!existsSync(file)) {
@@ -160,6 +178,7 @@ export function loadPeftAdapter(name: string, dir: string, spec: ModelSpec, maxR
     targets.add(projection);
     bytes += (a.length + b.length) * 4;
     maxFoundRank = Math.max(maxFoundRank, rank);
+    yield;
   }
   const templateFile = join(dir, 'chat_template.jinja');
   return {

@@ -52,10 +52,11 @@ export class SlotStacks {
       const [inSize, outSize] = projectionShape(this.spec, p);
       const stack: Stack = { a: new Float32Array(this.entries * inSize * rank), b: new Float32Array(this.entries * rank * outSize), inSize, outSize };
       const previous = old.get(p);
+      const kept = Math.min(oldRank, rank);
       if (previous) {
         for (let e = 0; e < this.entries; e++) {
-          for (let i = 0; i < inSize; i++) stack.a.set(previous.a.subarray((e * inSize + i) * oldRank, (e * inSize + i + 1) * oldRank), (e * inSize + i) * rank);
-          stack.b.set(previous.b.subarray(e * oldRank * outSize, (e + 1) * oldRank * outSize), e * rank * outSize);
+          for (let i = 0; i < inSize; i++) stack.a.set(previous.a.subarray((e * inSize + i) * oldRank, (e * inSize + i) * oldRank + kept), (e * inSize + i) * rank);
+          stack.b.set(previous.b.subarray(e * oldRank * outSize, (e * oldRank + kept) * outSize), e * rank * outSize);
         }
       }
       this.stacks.set(p, stack);
@@ -82,6 +83,15 @@ export class SlotStacks {
         bEntry.set(m.b);
       }
     }
+  }
+
+  /**
+   * Shrinks (or grows) the rank dimension to `rank`, e.g. after the only large adapter left, so the memory
+   * and the per-step work follow the largest resident adapter. Callers guarantee no resident adapter is larger.
+   */
+  fitRank(rank: number): void {
+    const target = Math.max(1, rank);
+    if (target !== this.rankValue) this.allocate(target);
   }
 
   /** Zeroes a slot so that nothing of the evicted adapter stays readable. */
