@@ -84,3 +84,19 @@ export function writeRandomAdapter(dir: string, shape: RandomModelShape, rank: n
   writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify({ peft_type: 'LORA', r: rank, lora_alpha: 2 * rank, target_modules: targets, bias: 'none', use_dora: false, use_rslora: false, modules_to_save: null }, null, 2));
   writeFileSync(join(dir, 'adapter_model.safetensors'), encodeSafetensors(tensors));
 }
+
+/** A tokenizer.json whose token i is the word `w<i>`: enough for benchmarks that send token ids and decode text. */
+export function writeWordTokenizer(dir: string, vocabSize: number): void {
+  const vocab: Record<string, number> = {};
+  for (let i = 0; i < vocabSize; i++) vocab[`w${i}`] = i;
+  const special = (id: number, content: string) => ({ id, content, special: true, single_word: false, lstrip: false, rstrip: false, normalized: false });
+  writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify({
+    version: '1.0',
+    added_tokens: [special(0, 'w0'), special(1, 'w1')],
+    normalizer: null,
+    pre_tokenizer: { type: 'WhitespaceSplit' },
+    post_processor: null,
+    decoder: null,
+    model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, vocab, merges: [] },
+  }));
+}

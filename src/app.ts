@@ -4,6 +4,7 @@ import type { Config } from './config.js';
 import type { Engine } from './engine/engine.js';
 import { AppError } from './errors.js';
 import { registerRequestLog } from './request-log.js';
+import { registerMetrics } from './metrics.js';
 import { generateRoutes } from './routes/generate.js';
 import { adapterRoutes } from './routes/adapters.js';
 import { healthRoutes } from './routes/health.js';
@@ -35,7 +36,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
   });
   app.decorate('config', options.config);
-  app.decorate('engineState', { engine: options.engine ?? null, error: null, draining: false });
+  app.decorate('engineState', { engine: null, error: null, draining: false });
+  registerMetrics(app);
   registerRequestLog(app);
   app.setErrorHandler((error, request, reply) => {
     const appError = toAppError(error);
@@ -48,10 +50,29 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     const e = new AppError('not_found', `No route for ${request.method} ${request.url.split('?')[0]}.`);
     return reply.status(e.status).send(e.toBody());
   });
+  if (options.engine) attachEngine(app, options.engine);
   await app.register(healthRoutes);
   await app.register(generateRoutes);
   await app.register(adapterRoutes);
+  await app.register((await import('./routes/openai/index.js')).openaiRoutes);
   return app;
+}
+
+/** Makes a loaded engine serve requests and feeds its counters to /metrics. */
+export function attachEngine(app: FastifyInstance, engine: Engine): void {
+  app.engineState.engine = engine;
+  engine.scheduler.observer = app.metrics;
+  Object.assign(app.metrics.sources, {
+    queueDepth: () => engine.scheduler.queueDepth,
+    batchSize: () => engine.scheduler.batchSize,
+    adapterCounters: () => ({ ...engine.adapters.counters }),
+    adaptersByStatus: () => {
+      const counts: Record<string, number> = { available: 0, loading: 0, host: 0, device: 0, errored: 0 };
+      for (const a of engine.adapters.list()) counts[a.status]++;
+      return counts;
+    },
+    isKnownAdapter: (name: string) => engine.adapters.has(name),
+  });
 }
 
 /** Maps fastify's own errors (validation, body parsing, size) into the catalogue. */

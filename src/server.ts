@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import closeWithGrace from 'close-with-grace';
 import pino from 'pino';
-import { buildApp } from './app.js';
+import { attachEngine, buildApp } from './app.js';
 import { ConfigError, helpText, loadConfig, resolvePaths, type Config } from './config.js';
 import { Engine } from './engine/engine.js';
 
@@ -53,7 +53,7 @@ async function main(): Promise<void> {
 
   Engine.load(engineOptionsFrom(config), logger)
     .then((engine) => {
-      app.engineState.engine = engine;
+      attachEngine(app, engine);
       logger.info({ model: engine.modelName, provider: engine.provider, adapters: engine.adapters.names() }, 'ready');
     })
     .catch((e: Error) => {

@@ -33,6 +33,13 @@ export interface LogitsConstraint {
   isComplete(): boolean;
 }
 
+/** Timing hooks for metrics; the engine stays free of any metrics library. */
+export interface GenerationObserver {
+  firstToken(adapter: string | null, msSinceSubmit: number): void;
+  nextToken(adapter: string | null, msSincePrevious: number): void;
+  finished(adapter: string | null, completionTokens: number): void;
+}
+
 export interface SequenceInput {
   request: GenerateRequest;
   promptIds: number[];
@@ -63,6 +70,7 @@ interface Sequence extends SequenceInput {
   submittedAt: number;
   admittedAt: number;
   firstTokenAt: number;
+  lastTokenAt: number;
   deadline: number;
   done: boolean;
   scores?: PromptScores;
@@ -80,6 +88,7 @@ export interface SchedulerStats {
 }
 
 export class Scheduler {
+  observer: GenerationObserver | null = null;
   private waiting: Sequence[] = [];
   private rows: Sequence[] = [];
   private nextId = 1;
@@ -124,6 +133,7 @@ export class Scheduler {
       submittedAt: now,
       admittedAt: 0,
       firstTokenAt: 0,
+      lastTokenAt: 0,
       deadline: now + this.options.requestTimeoutMs,
       done: false,
     };
@@ -286,7 +296,12 @@ export class Scheduler {
     if (seq.constraint) seq.constraint.maskLogits(logits);
     const token = sampleToken(logits, request, seq.random);
     seq.constraint?.accept(token);
-    if (seq.firstTokenAt === 0) seq.firstTokenAt = performance.now();
+    const now = performance.now();
+    if (seq.firstTokenAt === 0) {
+      seq.firstTokenAt = now;
+      this.observer?.firstToken(request.adapter, now - seq.submittedAt);
+    } else this.observer?.nextToken(request.adapter, now - seq.lastTokenAt);
+    seq.lastTokenAt = now;
     const isEos = this.options.eosTokenIds.includes(token) && !request.ignoreEos;
     if (isEos) {
       this.finish(seq, undefined, 'stop');
@@ -314,6 +329,7 @@ export class Scheduler {
       return;
     }
     this.stats.completed++;
+    this.observer?.finished(seq.request.adapter, seq.generated.length);
     const tail = seq.text.flush();
     if (tail) seq.events.push({ type: 'token', tokenId: -1, text: tail });
     const now = performance.now();

@@ -2,6 +2,7 @@
 import type { FastifyReply } from 'fastify';
 
 export function startSse(reply: FastifyReply, headers: Record<string, string> = {}): void {
+  reply.request.streaming = true;
   reply.hijack();
   reply.raw.writeHead(200, {
     'content-type': 'text/event-stream; charset=utf-8',
