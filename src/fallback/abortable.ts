@@ -73,6 +73,10 @@ export class AttemptController {
     this.timer = setTimeout(() => this.controller.abort(reason()), Math.max(0, ms));
   }
 
+  disarmTimer(): void {
+    clearTimeout(this.timer);
+  }
+
   abort(reason: unknown): void {
     this.controller.abort(reason);
   }

@@ -54,6 +54,8 @@ export interface FakeBehavior {
   rawFinishReason?: string;
   /** Override the reported prompt token count (default: words in the prompt). */
   promptTokens?: number;
+  /** Streams: pause this long before content frame number `after` (0-based), to test idle timeouts. */
+  stallAfterChunks?: { after: number; ms: number };
   /** Streams: destroy the socket after this many content frames were written. */
   dropAfterChunks?: number;
   /** Streams: end the response cleanly (no final frames) after this many content frames. */
@@ -76,6 +78,10 @@ export interface RecordedRequest {
   body: any;
   /** The parsed SigV4 Authorization header, when well-formed. */
   auth: SigV4Authorization | null;
+  /** performance.now() when the request arrived. */
+  receivedAt: number;
+  /** The client closed the connection before the whole response was written (abort, timeout, early stop). */
+  closedByClient: boolean;
 }
 
 export interface SigV4Authorization {
@@ -136,6 +142,7 @@ export class FakeBedrock {
   private readonly queue: FakeBehavior[] = [];
   private defaultBehavior: FakeBehavior = {};
   private readonly inFlight = new Set<AbortController>();
+  private readonly dropped = new WeakSet<ServerResponse>();
 
   private constructor() {
     this.server = createServer((req, res) => {
@@ -178,13 +185,15 @@ export class FakeBedrock {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const gone = new AbortController();
+    let record: RecordedRequest | undefined;
     this.inFlight.add(gone);
     res.on('close', () => {
+      if (!res.writableFinished && !this.dropped.has(res) && record) record.closedByClient = true;
       gone.abort();
       this.inFlight.delete(gone);
     });
     try {
-      await this.answer(req, res, gone.signal);
+      await this.answer(req, res, gone.signal, (r) => (record = r));
     } catch (error) {
       if (gone.signal.aborted) return;
       if (!res.headersSent) {
@@ -195,7 +204,13 @@ export class FakeBedrock {
     }
   }
 
-  private async answer(req: IncomingMessage, res: ServerResponse, gone: AbortSignal): Promise<void> {
+  private async answer(
+    req: IncomingMessage,
+    res: ServerResponse,
+    gone: AbortSignal,
+    onRecord: (record: RecordedRequest) => void,
+  ): Promise<void> {
+    const receivedAt = performance.now();
     const rawBody = await readBody(req);
     const path = (req.url ?? '/').split('?')[0];
     const route = ROUTE_PATTERN.exec(path);
@@ -208,7 +223,7 @@ export class FakeBedrock {
     } catch {
       body = undefined;
     }
-    this.requests.push({
+    const record: RecordedRequest = {
       method: req.method ?? '',
       path,
       operation,
@@ -217,7 +232,11 @@ export class FakeBedrock {
       rawBody,
       body,
       auth: typeof auth === 'string' ? null : auth,
-    });
+      receivedAt,
+      closedByClient: false,
+    };
+    this.requests.push(record);
+    onRecord(record);
 
     if (typeof auth === 'string') {
       sendJsonError(res, 403, 'AccessDeniedException', auth);
@@ -292,7 +311,11 @@ export class FakeBedrock {
           res.end(exceptionFrame(type, message ?? `${type} from the fake`));
           return;
         }
+        if (behavior.stallAfterChunks && contentFramesSent === behavior.stallAfterChunks.after) {
+          await sleep(behavior.stallAfterChunks.ms, gone);
+        }
         if (behavior.dropAfterChunks !== undefined && contentFramesSent === behavior.dropAfterChunks) {
+          this.dropped.add(res);
           res.socket?.destroy();
           return;
         }
@@ -302,7 +325,8 @@ export class FakeBedrock {
         }
       }
       if (behavior.chunkDelayMs) await sleep(behavior.chunkDelayMs, gone);
-      res.write(frame.bytes);
+      // Wait until the frame is handed to the kernel, so a later socket.destroy() cannot discard it.
+      await new Promise<void>((resolve, reject) => res.write(frame.bytes, (error) => (error ? reject(error) : resolve())));
       if (frame.content) contentFramesSent++;
     }
     res.end();
