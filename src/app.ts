@@ -5,6 +5,7 @@ import type { Engine } from './engine/engine.js';
 import { AppError } from './errors.js';
 import { registerRequestLog } from './request-log.js';
 import { registerMetrics } from './metrics.js';
+import { BedrockFallback } from './fallback/bedrock-client.js';
 import { generateRoutes } from './routes/generate.js';
 import { adapterRoutes } from './routes/adapters.js';
 import { healthRoutes } from './routes/health.js';
@@ -25,6 +26,8 @@ declare module 'fastify' {
 export interface AppOptions {
   config: Config;
   engine?: Engine | null;
+  /** The Bedrock route; built from config.bedrock when not given and targets are configured. */
+  bedrock?: BedrockFallback | null;
   logger?: FastifyBaseLogger;
 }
 
@@ -38,6 +41,19 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.decorate('config', options.config);
   app.decorate('engineState', { engine: null, error: null, draining: false });
   registerMetrics(app);
+  const bedrock = options.bedrock !== undefined ? options.bedrock : Object.keys(options.config.bedrock.targets).length ? new BedrockFallback(options.config.bedrock, { logger: options.logger as never }) : null;
+  app.decorate('bedrock', bedrock);
+  if (bedrock) {
+    app.metrics.sources.bedrock = () => {
+      const counters = bedrock.counters();
+      return {
+        calls: Object.fromEntries(Object.entries(counters.byAdapter).map(([a, c]) => [a, c.calls])),
+        errors: counters.errors as Record<string, number>,
+        circuits: bedrock.status().map((s) => ({ adapter: s.adapter, state: s.circuit })),
+      };
+    };
+    app.addHook('onClose', async () => bedrock.close());
+  }
   registerRequestLog(app);
   app.setErrorHandler((error, request, reply) => {
     const appError = toAppError(error);

@@ -5,6 +5,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { BEDROCK_DEFAULTS, parseBedrockConfig, type BedrockConfig } from './fallback/bedrock-config.js';
 
 export interface Config {
   server: { host: string; port: number; bodyLimitBytes: number; logLevel: string; apiKeys: ApiKeyConfig[]; adminKeys: string[] };
@@ -21,7 +22,7 @@ export interface Config {
     requestTimeoutMs: number;
   };
   limits: { maxTokens: number; maxStopSequences: number; maxStopLength: number; maxPromptChars: number };
-  bedrock: unknown;
+  bedrock: BedrockConfig;
 }
 
 export interface ApiKeyConfig {
@@ -37,7 +38,7 @@ export const DEFAULTS: Config = {
   model: { dir: 'models/demo', adaptersDir: 'adapters', cacheDir: '.cache/onnx', executionProviders: ['cpu'], intraOpThreads: 0 },
   engine: { maxBatch: 8, maxBatchTokens: 16384, maxQueue: 64, adapterSlots: 8, maxLoraRank: 64, hostCacheMb: 512, maxSequenceLength: 2048, prefillChunk: 256, requestTimeoutMs: 120_000 },
   limits: { maxTokens: 2048, maxStopSequences: 8, maxStopLength: 64, maxPromptChars: 200_000 },
-  bedrock: { targets: {} },
+  bedrock: { targets: {}, circuitBreaker: { ...BEDROCK_DEFAULTS.circuitBreaker } },
 };
 
 type Kind = 'string' | 'int' | 'list' | 'level';
@@ -171,7 +172,11 @@ function mergeFile(config: Config, file: unknown, path: string, problems: string
   }
   for (const [section, values] of Object.entries(file as Record<string, unknown>)) {
     if (section === 'bedrock') {
-      config.bedrock = values;
+      try {
+        config.bedrock = parseBedrockConfig(values);
+      } catch (e) {
+        problems.push(`config file ${path}: ${(e as Error).message}`);
+      }
       continue;
     }
     if (section === '$schema' || section === '//') continue;

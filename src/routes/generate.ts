@@ -1,34 +1,40 @@
-/** POST /v1/generate?adapter=NAME — native generation API, JSON or server-sent events. */
+/** POST /v1/generate?adapter=NAME[&route=auto|local|bedrock] — native generation API, JSON or server-sent events. */
 import type { FastifyInstance } from 'fastify';
 import { AppError } from '../errors.js';
 import { checkAdapterName } from '../engine/lora/adapter-manager.js';
+import type { FinishEvent } from '../engine/types.js';
+import { ROUTE_HEADER } from '../fallback/route-policy.js';
 import { generateBodySchema, toGenerateRequest, type GenerateBody } from './generate-body.js';
 import { abortOnDisconnect, endSse, sendSse, startSse } from './sse.js';
-import { requireEngine } from './engine-state.js';
+import { dispatchGeneration } from './dispatch.js';
 import { logRequest } from '../request-log.js';
 
 export async function generateRoutes(app: FastifyInstance): Promise<void> {
-  app.post<{ Body: GenerateBody; Querystring: { adapter?: string } }>(
+  app.post<{ Body: GenerateBody; Querystring: { adapter?: string; route?: string } }>(
     '/v1/generate',
     { schema: { body: generateBodySchema, querystring: { type: 'object', properties: { adapter: { type: 'string' }, route: { type: 'string' } } } } },
     async (request, reply) => {
-      const engine = requireEngine(app);
       const adapter = request.query.adapter || null;
       if (adapter !== null) checkAdapterName(adapter);
+      request.requestLog.adapter = adapter;
       const abort = abortOnDisconnect(reply);
-      const genRequest = toGenerateRequest(request.body, adapter, app.config.limits, abort.signal);
-      const generation = engine.start(genRequest);
-      request.requestLog = { adapter, route: 'local', promptTokens: generation.promptTokens };
+      const dispatched = dispatchGeneration(app, toGenerateRequest(request.body, adapter, app.config.limits, abort.signal), request.query.route);
+      const first = await dispatched.events.next();
+      const { route } = dispatched;
+      Object.assign(request.requestLog, { route, promptTokens: dispatched.promptTokens ?? undefined });
+      const usageOf = (finish: FinishEvent) => ({ prompt_tokens: finish.usage.promptTokens, completion_tokens: finish.usage.completionTokens });
+      const noteFinish = (finish: FinishEvent) => Object.assign(request.requestLog, { promptTokens: finish.usage.promptTokens, completionTokens: finish.usage.completionTokens, timings: finish.timings, finishReason: finish.finishReason });
 
       if (request.body.stream) {
-        startSse(reply, { 'x-served-by': 'local' });
+        startSse(reply, { [ROUTE_HEADER]: route });
         try {
-          for await (const event of generation.events) {
+          for (let next = first; !next.done; next = await dispatched.events.next()) {
+            const event = next.value;
             if (event.type === 'token') {
               sendSse(reply, { token_id: event.tokenId, text: event.text, ...(event.logprob !== undefined ? { logprob: event.logprob } : {}) });
             } else {
-              Object.assign(request.requestLog, { completionTokens: event.usage.completionTokens, timings: event.timings, finishReason: event.finishReason });
-              sendSse(reply, { finish_reason: event.finishReason, usage: { prompt_tokens: event.usage.promptTokens, completion_tokens: event.usage.completionTokens }, adapter, route: 'local' });
+              noteFinish(event);
+              sendSse(reply, { finish_reason: event.finishReason, usage: usageOf(event), adapter, route });
             }
           }
         } catch (e) {
@@ -37,28 +43,25 @@ export async function generateRoutes(app: FastifyInstance): Promise<void> {
           request.requestLog.error = error.code;
           sendSse(reply, error.toBody(), 'error');
         }
-        endSse(reply);
         logRequest(request, 200);
+        endSse(reply);
         return reply;
       }
 
-      let result;
-      for await (const event of generation.events) {
-        if (event.type === 'finish') result = event;
-      }
-      if (!result) throw new AppError('internal_error', 'The generation ended without a result.');
-      Object.assign(request.requestLog, { completionTokens: result.usage.completionTokens, timings: result.timings, finishReason: result.finishReason });
-      reply.header('x-served-by', 'local');
+      let finish: FinishEvent | undefined;
+      for (let next = first; !next.done; next = await dispatched.events.next()) if (next.value.type === 'finish') finish = next.value;
+      if (!finish) throw new AppError('internal_error', 'The generation ended without a result.');
+      noteFinish(finish);
+      reply.header(ROUTE_HEADER, route);
       return {
-        text: result.text,
-        token_ids: result.tokenIds,
-        ...(result.logprobs ? { logprobs: result.logprobs } : {}),
-        finish_reason: result.finishReason,
+        text: finish.text,
+        token_ids: finish.tokenIds,
+        ...(finish.logprobs ? { logprobs: finish.logprobs } : {}),
+        finish_reason: finish.finishReason,
         adapter,
-        route: 'local',
-        usage: { prompt_tokens: result.usage.promptTokens, completion_tokens: result.usage.completionTokens },
+        route,
+        usage: usageOf(finish),
       };
     },
   );
 }
-

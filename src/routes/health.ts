@@ -8,6 +8,8 @@ export async function healthRoutes(app: FastifyInstance): Promise<void> {
   app.get('/readyz', async (_request, reply) => {
     const { engine, error, draining } = app.engineState;
     const ready = engine !== null && !draining;
+    // Bedrock circuits show here; model ids (ARNs hold the account id) stay out of this open endpoint.
+    const bedrock = app.bedrock?.status().map((s) => ({ adapter: s.adapter, family: s.family, circuit: s.circuit, consecutive_failures: s.consecutiveFailures, ...(s.openUntil ? { open_until: s.openUntil } : {}) }));
     const body = {
       status: ready ? 'ready' : draining ? 'draining' : error ? 'failed' : 'loading',
       ...(error ? { error } : {}),
@@ -20,6 +22,7 @@ export async function healthRoutes(app: FastifyInstance): Promise<void> {
             adapters: engine.adapters.list().length,
           }
         : {}),
+      ...(bedrock ? { bedrock } : {}),
     };
     return reply.status(ready ? 200 : 503).send(body);
   });

@@ -38,7 +38,7 @@ t.test('greedy generation per adapter equals the HF reference', async (t) => {
     t.equal(body.finish_reason, 'length');
     t.same(body.usage, { prompt_tokens: c.prompt_token_ids.length, completion_tokens: 24 });
     t.ok(body.logprobs.every((lp: number, i: number) => Math.abs(lp - c.greedy_logprobs[i]) < 1e-4), 'logprobs within 1e-4');
-    t.equal(res.headers['x-served-by'], 'local');
+    t.equal(res.headers['x-inference-route'], 'local');
   }
 });
 

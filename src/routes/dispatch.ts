@@ -1,0 +1,97 @@
+/**
+ * Chooses the route that serves a generation (the local engine or the adapter's Bedrock target) and
+ * overflows to Bedrock, for adapters that have a target, when the local queue is full or the local engine
+ * fails before the first token. Shared by the native and the OpenAI-compatible APIs.
+ */
+import type { FastifyInstance } from 'fastify';
+import { AppError } from '../errors.js';
+import { decideRoute, parseRequestedRoute, type LocalOutcome, type Route, type RouteInput } from '../fallback/route-policy.js';
+import { bedrockIncompatibility } from '../fallback/request-params.js';
+import type { BedrockFallback } from '../fallback/bedrock-client.js';
+import type { GenerateRequest, GenerationEvent } from '../engine/types.js';
+import type { LogitsConstraint } from '../engine/scheduler.js';
+import { requireEngine } from './engine-state.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    bedrock: BedrockFallback | null;
+  }
+}
+
+export interface Dispatched {
+  /** The route serving the request; may turn from local to bedrock before the first event. */
+  readonly route: Route;
+  /** Known up front on the local route; Bedrock reports it in the finish event. */
+  readonly promptTokens: number | null;
+  /** Events; peek the first one before sending headers so that `route` is final. */
+  readonly events: AsyncIterator<GenerationEvent>;
+}
+
+export function dispatchGeneration(app: FastifyInstance, request: GenerateRequest, routeParam: unknown, extras: { constraint?: LogitsConstraint } = {}): Dispatched {
+  const bedrock = app.bedrock;
+  const { adapter } = request;
+  const engine = app.engineState.engine;
+  const facts: RouteInput = {
+    requested: parseRequestedRoute(routeParam),
+    adapter,
+    servedLocally: adapter === null || (engine?.adapters.has(adapter) ?? false),
+    hasBedrockTarget: adapter !== null && (bedrock?.hasTarget(adapter) ?? false),
+    bedrockCompatible: bedrockIncompatibility(request) === null && !extras.constraint,
+    bedrockAvailable: adapter !== null && (bedrock?.isAvailable(adapter) ?? false),
+  };
+  const decide = (localOutcome?: LocalOutcome): Route => {
+    const decision = decideRoute({ ...facts, localOutcome });
+    if (decision instanceof AppError) throw decision;
+    return decision;
+  };
+  const viaBedrock = (): AsyncIterator<GenerationEvent> => bedrock!.stream(request)[Symbol.asyncIterator]();
+
+  if (decide() === 'bedrock') return { route: 'bedrock', promptTokens: null, events: viaBedrock() };
+
+  let local;
+  try {
+    local = requireEngine(app).start(request, extras);
+  } catch (e) {
+    const outcome = localOutcomeOf(e);
+    if (outcome && decide(outcome) === 'bedrock') return { route: 'bedrock', promptTokens: null, events: viaBedrock() };
+    throw e;
+  }
+  const state = { route: 'local' as Route, promptTokens: local.promptTokens as number | null };
+  const localEvents = local.events[Symbol.asyncIterator]();
+  let delivered = false;
+  let current: AsyncIterator<GenerationEvent> = localEvents;
+  const events: AsyncIterator<GenerationEvent> = {
+    next: async () => {
+      try {
+        const next = await current.next();
+        delivered = true;
+        return next;
+      } catch (e) {
+        // Only before anything reached the client: afterwards the client gets the error.
+        if (delivered || state.route !== 'local' || localOutcomeOf(e) !== 'engine_error' || decide('engine_error') !== 'bedrock') throw e;
+        state.route = 'bedrock';
+        state.promptTokens = null;
+        current = viaBedrock();
+        delivered = true;
+        return current.next();
+      }
+    },
+    return: async () => (current.return ? current.return() : { value: undefined, done: true }),
+  };
+  return {
+    get route() {
+      return state.route;
+    },
+    get promptTokens() {
+      return state.promptTokens;
+    },
+    events,
+  };
+}
+
+function localOutcomeOf(e: unknown): LocalOutcome | undefined {
+  if (!(e instanceof AppError)) return 'engine_error';
+  if (e.code === 'queue_full') return 'queue_full';
+  if (e.code === 'internal_error' || e.code === 'model_not_ready') return 'engine_error';
+  return undefined;
+}
