@@ -8,7 +8,7 @@ import { AppError } from '../errors.js';
 import { decideRoute, parseRequestedRoute, type LocalOutcome, type Route, type RouteInput } from '../fallback/route-policy.js';
 import { bedrockIncompatibility } from '../fallback/request-params.js';
 import type { BedrockFallback } from '../fallback/bedrock-client.js';
-import type { GenerateRequest, GenerationEvent } from '../engine/types.js';
+import type { GenerateRequest, GenerateResult, GenerationEvent } from '../engine/types.js';
 import type { LogitsConstraint } from '../engine/scheduler.js';
 import { requireEngine } from './engine-state.js';
 
@@ -27,7 +27,14 @@ export interface Dispatched {
   readonly events: AsyncIterator<GenerationEvent>;
 }
 
-export function dispatchGeneration(app: FastifyInstance, request: GenerateRequest, routeParam: unknown, extras: { constraint?: LogitsConstraint } = {}): Dispatched {
+export interface DispatchOptions {
+  constraint?: LogitsConstraint;
+  /** The client streams: Bedrock is called with its streaming API; otherwise with InvokeModel / Converse. */
+  stream: boolean;
+}
+
+export function dispatchGeneration(app: FastifyInstance, request: GenerateRequest, routeParam: unknown, options: DispatchOptions): Dispatched {
+  const extras = options.constraint ? { constraint: options.constraint } : {};
   const bedrock = app.bedrock;
   const { adapter } = request;
   const engine = app.engineState.engine;
@@ -44,7 +51,7 @@ export function dispatchGeneration(app: FastifyInstance, request: GenerateReques
     if (decision instanceof AppError) throw decision;
     return decision;
   };
-  const viaBedrock = (): AsyncIterator<GenerationEvent> => bedrock!.stream(request)[Symbol.asyncIterator]();
+  const viaBedrock = (): AsyncIterator<GenerationEvent> => (options.stream ? bedrock!.stream(request) : finishOnly(bedrock!.generate(request)))[Symbol.asyncIterator]();
 
   if (decide() === 'bedrock') return { route: 'bedrock', promptTokens: null, events: viaBedrock() };
 
@@ -87,6 +94,14 @@ export function dispatchGeneration(app: FastifyInstance, request: GenerateReques
     },
     events,
   };
+}
+
+/** A non-streamed Bedrock answer as the one finish event the non-streaming routes read. */
+async function* finishOnly(result: Promise<GenerateResult>): AsyncGenerator<GenerationEvent> {
+  const started = performance.now();
+  const r = await result;
+  const totalMs = performance.now() - started;
+  yield { type: 'finish', finishReason: r.finishReason, usage: r.usage, text: r.text, tokenIds: r.tokenIds, timings: { queuedMs: 0, prefillMs: 0, decodeMs: 0, totalMs } };
 }
 
 function localOutcomeOf(e: unknown): LocalOutcome | undefined {

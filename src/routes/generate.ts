@@ -8,6 +8,7 @@ import { generateBodySchema, toGenerateRequest, type GenerateBody } from './gene
 import { abortOnDisconnect, endSse, sendSse, startSse } from './sse.js';
 import { dispatchGeneration } from './dispatch.js';
 import { logRequest } from '../request-log.js';
+import { assertAdapterAllowed, checkPromptTokens } from '../security/plugin.js';
 
 export async function generateRoutes(app: FastifyInstance): Promise<void> {
   app.post<{ Body: GenerateBody; Querystring: { adapter?: string; route?: string } }>(
@@ -16,9 +17,11 @@ export async function generateRoutes(app: FastifyInstance): Promise<void> {
     async (request, reply) => {
       const adapter = request.query.adapter || null;
       if (adapter !== null) checkAdapterName(adapter);
+      assertAdapterAllowed(request, adapter);
+      checkPromptTokens(request, request.body);
       request.requestLog.adapter = adapter;
       const abort = abortOnDisconnect(reply);
-      const dispatched = dispatchGeneration(app, toGenerateRequest(request.body, adapter, app.config.limits, abort.signal), request.query.route);
+      const dispatched = dispatchGeneration(app, toGenerateRequest(request.body, adapter, app.config.limits, abort.signal), request.query.route, { stream: request.body.stream === true });
       const first = await dispatched.events.next();
       const { route } = dispatched;
       Object.assign(request.requestLog, { route, promptTokens: dispatched.promptTokens ?? undefined });

@@ -23,6 +23,8 @@ export interface LoadTestOptions {
   stream: boolean;
   promptTokens: { min: number; max: number };
   maxTokens: number;
+  /** Sent as the `route` query parameter (auto | local | bedrock) when set. */
+  route: string | null;
   /** Sent as `temperature` when set. */
   temperature: number | null;
   ignoreEos: boolean;
@@ -63,6 +65,8 @@ Drives POST /v1/generate of a running server and writes a JSON and an HTML repor
   --prompt-tokens MIN-MAX approximate prompt length in tokens, uniform in [MIN, MAX];
                           a single number means exactly that (default 32-128)
   --max-tokens N          max_tokens per request (default 64)
+  --route R               auto, local or bedrock: sent as ?route= (default: not sent,
+                          which the server treats as auto)
   --temperature T         sent as temperature (default: not sent, server default)
   --ignore-eos            send ignore_eos: true (every request generates max_tokens)
   --seed N                seed for prompts and the adapter pick (default 1)
@@ -85,6 +89,7 @@ const DEFAULTS: LoadTestOptions = {
   stream: false,
   promptTokens: { min: 32, max: 128 },
   maxTokens: 64,
+  route: null,
   temperature: null,
   ignoreEos: false,
   seed: 1,
@@ -177,7 +182,7 @@ export function normalizeUrl(spec: string): string {
 
 const FLAGS_WITH_VALUE = new Set([
   'url', 'adapters', 'concurrency', 'duration', 'requests', 'prompt-tokens', 'max-tokens',
-  'temperature', 'seed', 'out', 'timeout', 'wait-ready',
+  'temperature', 'seed', 'out', 'timeout', 'wait-ready', 'route',
 ]);
 const BOOLEAN_FLAGS = new Set(['stream', 'ignore-eos', 'no-out', 'ignore-retry-after', 'quiet', 'help']);
 
@@ -228,6 +233,10 @@ export function parseArgs(argv: readonly string[], now: Date = new Date()): Load
         o.temperature = t;
         break;
       }
+      case 'route':
+        if (!['auto', 'local', 'bedrock'].includes(v)) throw new UsageError(`${flag}: expected auto, local or bedrock, got "${v}"`);
+        o.route = v;
+        break;
       case 'seed': o.seed = parseInteger(v, flag, 0); break;
       case 'out':
         if (v.trim() === '') throw new UsageError(`${flag} needs a directory`);

@@ -7,6 +7,8 @@ export interface RequestSettings {
   /** Server base URL (no trailing slash). */
   baseUrl: string;
   stream: boolean;
+  /** `route` query parameter, or null for none. */
+  route?: string | null;
   maxTokens: number;
   temperature: number | null;
   ignoreEos: boolean;
@@ -58,11 +60,15 @@ export interface RequestHooks {
   signal?: AbortSignal;
 }
 
-export function buildGenerateUrl(baseUrl: string, adapter: string | null): string {
+export function buildGenerateUrl(baseUrl: string, adapter: string | null, route: string | null = null): string {
   const u = new URL(`${baseUrl}/v1/generate`);
   if (adapter !== null) u.searchParams.set('adapter', adapter);
+  if (route !== null) u.searchParams.set('route', route);
   return u.toString();
 }
+
+/** Header the server sets to say which route answered (the body's `route` wins when present). */
+export const ROUTE_HEADER = 'x-inference-route';
 
 export function buildBody(req: PlannedRequest, s: RequestSettings): Record<string, unknown> {
   const body: Record<string, unknown> = { prompt: req.prompt, max_tokens: s.maxTokens, stream: s.stream };
@@ -165,8 +171,9 @@ export async function sendGenerate(req: PlannedRequest, s: RequestSettings, hook
   };
   const timeout = AbortSignal.timeout(s.timeoutMs);
   const signal = hooks.signal ? AbortSignal.any([hooks.signal, timeout]) : timeout;
+  let res: Response | undefined;
   try {
-    const res = await fetch(buildGenerateUrl(s.baseUrl, req.entry.adapter), {
+    res = await fetch(buildGenerateUrl(s.baseUrl, req.entry.adapter, s.route ?? null), {
       method: 'POST',
       headers: { 'content-type': 'application/json', accept: s.stream ? 'text/event-stream' : 'application/json' },
       body: JSON.stringify(buildBody(req, s)),
@@ -174,6 +181,7 @@ export async function sendGenerate(req: PlannedRequest, s: RequestSettings, hook
     });
     outcome.status = res.status;
     outcome.retryAfterS = parseRetryAfter(res.headers.get('retry-after'));
+    outcome.route = res.headers.get(ROUTE_HEADER);
     if (!res.ok) {
       const text = await res.text();
       let code = `http_${res.status}`;
@@ -214,6 +222,8 @@ export async function sendGenerate(req: PlannedRequest, s: RequestSettings, hook
     outcome.ok = true;
   } catch (e) {
     outcome.latencyMs = hooks.now() - startMs;
+    // Free the connection when the body was left unread (error event, bad event).
+    if (res?.body && !res.body.locked) await res.body.cancel().catch(() => undefined);
     if (hooks.signal?.aborted) throw e;
     if (e instanceof OutcomeError) {
       outcome.errorCode = e.code;

@@ -87,7 +87,7 @@ function legend(series: readonly { label: string; color: string }[]): string {
 }
 
 function svgOpen(f: Frame, title: string): string {
-  return `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${f.width} ${f.height}" width="${f.width}" height="${f.height}" role="img" aria-label="${escapeHtml(title)}"><title>${escapeHtml(title)}</title>`;
+  return `<svg xmlns="http://www.w3.org/2000/svg" font-family="system-ui, sans-serif" viewBox="0 0 ${f.width} ${f.height}" width="${f.width}" height="${f.height}" role="img" aria-label="${escapeHtml(title)}"><title>${escapeHtml(title)}</title>`;
 }
 
 /**
@@ -263,6 +263,8 @@ export function renderHtml(report: LoadTestReport): string {
   const charts: string[] = [];
   if (report.histograms.latencyMs) {
     charts.push(histogramChart('Total latency distribution (successful requests)', report.histograms.latencyMs, labels, 'total latency, ms'));
+  } else {
+    charts.push('<p>No successful requests: no latency histogram.</p>');
   }
   if (report.histograms.ttftMs) {
     charts.push(histogramChart('Time to first token distribution (successful requests)', report.histograms.ttftMs, labels, 'time to first token, ms'));
@@ -315,6 +317,7 @@ export function renderHtml(report: LoadTestReport): string {
     ['mode', stream ? 'streaming (SSE)' : 'non-streaming'],
     ['prompt tokens (approx.)', c.promptTokens.min === c.promptTokens.max ? String(c.promptTokens.min) : `${c.promptTokens.min}–${c.promptTokens.max}`],
     ['max_tokens', String(c.maxTokens)],
+    ['route', c.route ?? 'not sent (server default: auto)'],
     ['temperature', c.temperature === null ? 'server default' : String(c.temperature)],
     ['ignore_eos', String(c.ignoreEos)],
     ['seed', String(c.seed)],
@@ -353,7 +356,7 @@ ${card(o.latencyMs ? `${fmt(o.latencyMs.p50)} ms` : '–', 'p50 total latency')}
 <h2>Errors</h2>
 ${errorsTable}
 <h2>Charts</h2>
-${charts.join('\n') || '<p>No successful requests, nothing to chart.</p>'}
+${charts.join('\n')}
 <h2>Finish reasons and routes</h2>
 <table><tr><th>adapter</th><th>finish_reason</th><th>route</th></tr>${finish}</table>
 <h2>Configuration</h2>

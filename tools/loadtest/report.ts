@@ -60,6 +60,7 @@ export interface LoadTestReport {
     stream: boolean;
     promptTokens: { min: number; max: number };
     maxTokens: number;
+    route: string | null;
     temperature: number | null;
     ignoreEos: boolean;
     seed: number;
@@ -198,6 +199,7 @@ export function buildReport(o: LoadTestOptions, r: RunResult): LoadTestReport {
       stream: o.stream,
       promptTokens: { ...o.promptTokens },
       maxTokens: o.maxTokens,
+      route: o.route,
       temperature: o.temperature,
       ignoreEos: o.ignoreEos,
       seed: o.seed,

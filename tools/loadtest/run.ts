@@ -66,6 +66,7 @@ export async function runLoadTest(o: LoadTestOptions, hooks: RunHooks = {}): Pro
   const settings: RequestSettings = {
     baseUrl: o.url,
     stream: o.stream,
+    route: o.route,
     maxTokens: o.maxTokens,
     temperature: o.temperature,
     ignoreEos: o.ignoreEos,
@@ -114,6 +115,15 @@ export async function runLoadTest(o: LoadTestOptions, hooks: RunHooks = {}): Pro
     return false;
   };
 
+  const onStop = () => {
+    if (issueEndMs === null) {
+      issueEndMs = now();
+      stoppedBy = 'signal';
+    }
+  };
+  if (hooks.signal?.aborted) onStop();
+  else hooks.signal?.addEventListener('abort', onStop, { once: true });
+
   const worker = async () => {
     while (mayIssue()) {
       const planned = planner.next();
@@ -149,8 +159,10 @@ export async function runLoadTest(o: LoadTestOptions, hooks: RunHooks = {}): Pro
         outcome.retryAfterS > 0 &&
         (outcome.status === 429 || outcome.status === 503)
       ) {
-        const wait = Math.min(outcome.retryAfterS * 1000, deadlineMs - now());
-        if (wait > 0) await sleep(wait, undefined, { signal }).catch(() => undefined);
+        const wait = outcome.retryAfterS * 1000;
+        // A pause that reaches past the deadline ends this client's part of the run.
+        if (wait >= deadlineMs - now()) return;
+        await sleep(wait, undefined, { signal }).catch(() => undefined);
       }
     }
   };
@@ -183,6 +195,7 @@ export async function runLoadTest(o: LoadTestOptions, hooks: RunHooks = {}): Pro
     await Promise.all(Array.from({ length: o.concurrency }, () => worker()));
   } finally {
     if (timer) clearInterval(timer);
+    hooks.signal?.removeEventListener('abort', onStop);
     stop.abort();
   }
   if (hooks.onProgress && now() - lastTickMs > 50) tick();
