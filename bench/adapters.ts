@@ -61,7 +61,7 @@ function engineOptions(adapterSlots: number) {
     maxQueue: 1024,
     adapterSlots,
     maxLoraRank: 64,
-    hostCacheBytes: 2 << 30,
+    hostCacheBytes: 2 * 2 ** 30,
     maxSequenceLength: 256,
     prefillChunk: 256,
     requestTimeoutMs: 600_000,

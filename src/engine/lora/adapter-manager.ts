@@ -41,6 +41,8 @@ interface AdapterRecord {
   refs: number;
   slot: number;
   loading: Promise<LoadedAdapter> | null;
+  /** A loaded adapter waiting for a slot when the host tier could not keep it (larger than the whole tier). */
+  staged: LoadedAdapter | null;
 }
 
 export interface AdapterCounters {
@@ -128,7 +130,7 @@ export class AdapterManager {
   }
 
   private addRecord(name: string, dir: string): AdapterRecord {
-    const record: AdapterRecord = { name, dir, error: null, rank: null, targets: [], bytes: null, hits: 0, lastUsed: null, pinned: false, refs: 0, slot: -1, loading: null };
+    const record: AdapterRecord = { name, dir, error: null, rank: null, targets: [], bytes: null, hits: 0, lastUsed: null, pinned: false, refs: 0, slot: -1, loading: null, staged: null };
     try {
       if (isOutside(realpathSync(this.root), realpathSync(dir))) throw new Error(`${dir}: leads outside the adapters root through a symbolic link`);
       const config = readAdapterConfig(dir, this.options.maxRank);
@@ -210,7 +212,7 @@ export class AdapterManager {
       this.counters.deviceHits++;
       return this.take(record);
     }
-    const loaded = this.host.get(name);
+    const loaded = this.host.get(name) ?? record.staged;
     if (!loaded) {
       if (!record.loading) {
         this.counters.hostMisses++;
@@ -223,6 +225,7 @@ export class AdapterManager {
     this.counters.deviceMisses++;
     this.counters.hostHits++;
     this.stacks.write(slot, loaded);
+    record.staged = null;
     this.slotOwner[slot] = name;
     record.slot = slot;
     return this.take(record);
@@ -291,7 +294,10 @@ export class AdapterManager {
         record.rank = adapter.rank;
         record.targets = adapter.targets;
         record.bytes = adapter.bytes;
-        if (this.records.get(record.name) === record) this.host.set(record.name, adapter);
+        if (this.records.get(record.name) === record) {
+          this.host.set(record.name, adapter);
+          if (!this.host.has(record.name)) record.staged = adapter;
+        }
         this.counters.loads++;
         this.counters.loadMsTotal += performance.now() - started;
         return adapter;
@@ -324,6 +330,7 @@ export class AdapterManager {
       this.counters.deviceEvictions--; // an explicit removal is not a cache eviction
     }
     this.host.delete(name);
+    record.staged = null;
     this.records.delete(name);
   }
 
