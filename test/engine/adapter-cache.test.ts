@@ -134,3 +134,11 @@ t.test('removing an adapter frees its host and device memory; refused while in u
   t.ok(engine.adapters.stackRank <= 8, `slot stacks shrank to the largest resident rank (${engine.adapters.stackRank})`);
   t.rejects(engine.generate(greedyRequest(caseFor('code'))), { code: 'adapter_not_found' });
 });
+
+t.test('an adapter larger than the whole host tier is still served (staged straight into its slot)', async (t) => {
+  const engine = await loadFixtureEngine({ hostCacheBytes: 1024 });
+  t.teardown(() => engine.close());
+  const result = await engine.generate(greedyRequest(caseFor('code')));
+  t.same(result.tokenIds, caseFor('code').greedy_token_ids);
+  t.equal(engine.adapters.hostBytes, 0, 'nothing fits in the 1 KiB host tier');
+});
