@@ -1,5 +1,5 @@
 /** Writes Llama-shaped checkpoints and PEFT adapters with random weights in HF format, for benchmarks. */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { encodeSafetensors } from '../src/engine/model/safetensors.js';
 import { seededRandom } from '../src/engine/sampling.js';
@@ -41,29 +41,56 @@ export function modelConfig(shape: RandomModelShape): Record<string, unknown> {
   };
 }
 
-/** Writes config.json + model.safetensors (F32) unless the directory already holds them. Returns the parameter count. */
-export function writeRandomModel(dir: string, shape: RandomModelShape, seed = 1): number {
+/**
+ * Writes config.json + model.safetensors (F32) unless the directory already holds them, streaming tensor by
+ * tensor (a 1B-parameter checkpoint is larger than one Node buffer). Returns the parameter count.
+ * With `tiled`, each tensor repeats one random block: as good as random for timing, much faster to make.
+ */
+export function writeRandomModel(dir: string, shape: RandomModelShape, seed = 1, tiled = false): number {
   const config = modelConfig(shape);
   const spec = parseModelSpec(config);
-  const tensors: Array<{ name: string; dtype: 'F32'; shape: number[]; data: Float32Array }> = [];
-  const random = seededRandom(seed);
-  const add = (name: string, dims: number[], scale: number) => tensors.push({ name, dtype: 'F32', shape: dims, data: scale === 1 ? new Float32Array(dims[0]).fill(1) : randomTensor(dims.reduce((a, b) => a * b, 1), scale, random) });
-  add('model.embed_tokens.weight', [shape.vocab, shape.hidden], 0.02);
+  const entries: Array<{ name: string; dims: number[]; scale: number }> = [{ name: 'model.embed_tokens.weight', dims: [shape.vocab, shape.hidden], scale: 0.02 }];
   for (let l = 0; l < shape.layers; l++) {
-    add(`model.layers.${l}.input_layernorm.weight`, [shape.hidden], 1);
-    add(`model.layers.${l}.post_attention_layernorm.weight`, [shape.hidden], 1);
+    entries.push({ name: `model.layers.${l}.input_layernorm.weight`, dims: [shape.hidden], scale: 1 });
+    entries.push({ name: `model.layers.${l}.post_attention_layernorm.weight`, dims: [shape.hidden], scale: 1 });
     for (const p of PROJECTIONS) {
       const [inSize, outSize] = projectionShape(spec, p);
-      add(hfWeightName(l, p), [outSize, inSize], 1 / Math.sqrt(inSize));
+      entries.push({ name: hfWeightName(l, p), dims: [outSize, inSize], scale: 1 / Math.sqrt(inSize) });
     }
   }
-  add('model.norm.weight', [shape.hidden], 1);
-  const params = tensors.reduce((n, t) => n + t.data.length, 0);
-  if (!existsSync(join(dir, 'model.safetensors'))) {
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, 'config.json'), JSON.stringify(config, null, 2));
-    writeFileSync(join(dir, 'model.safetensors'), encodeSafetensors(tensors));
+  entries.push({ name: 'model.norm.weight', dims: [shape.hidden], scale: 1 });
+  const params = entries.reduce((n, e) => n + e.dims.reduce((a, b) => a * b, 1), 0);
+  if (existsSync(join(dir, 'model.safetensors'))) return params;
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(config, null, 2));
+  const header: Record<string, unknown> = { __metadata__: { format: 'pt' } };
+  let offset = 0;
+  for (const e of entries) {
+    const bytes = e.dims.reduce((a, b) => a * b, 1) * 4;
+    header[e.name] = { dtype: 'F32', shape: e.dims, data_offsets: [offset, offset + bytes] };
+    offset += bytes;
   }
+  let headerJson = Buffer.from(JSON.stringify(header));
+  headerJson = Buffer.concat([headerJson, Buffer.alloc((8 - (headerJson.length % 8)) % 8, 0x20)]);
+  const length = Buffer.alloc(8);
+  length.writeBigUInt64LE(BigInt(headerJson.length));
+  const fd = openSync(join(dir, 'model.safetensors'), 'w');
+  writeSync(fd, length);
+  writeSync(fd, headerJson);
+  const random = seededRandom(seed);
+  const block = tiled ? randomTensor(1 << 20, 1, random) : null;
+  for (const e of entries) {
+    const n = e.dims.reduce((a, b) => a * b, 1);
+    let data: Float32Array;
+    if (e.scale === 1) data = new Float32Array(n).fill(1);
+    else if (block) {
+      data = new Float32Array(n);
+      for (let i = 0; i < n; i += block.length) data.set(block.subarray(0, Math.min(block.length, n - i)), i);
+      for (let i = 0; i < n; i++) data[i] *= e.scale;
+    } else data = randomTensor(n, e.scale, random);
+    writeSync(fd, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  }
+  closeSync(fd);
   return params;
 }
 

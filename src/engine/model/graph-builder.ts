@@ -23,6 +23,8 @@ export interface GraphOptions {
   maxSequenceLength: number;
   /** Build the LoRA slot inputs. Without them the graph is the bare base model (benchmark baseline). */
   lora: boolean;
+  /** Also output `next_token` = argmax of each logits row, so a device-resident loop only reads ids back. */
+  argmax?: boolean;
 }
 
 /** Input and output sizes of each projection, as [in, out]. */
@@ -168,6 +170,11 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
     { name: 'total_sequence_length', dataType: DataType.INT32, shape: [] },
   ];
   const outputs: OnnxModel['outputs'] = [{ name: 'logits', dataType: DataType.FLOAT, shape: ['rows', V] }];
+  if (options.argmax) {
+    g.node('ArgMax', ['logits'], { axis: -1, keepdims: 0 });
+    g.nodes[g.nodes.length - 1].outputs[0] = 'next_token';
+    outputs.push({ name: 'next_token', dataType: DataType.INT64, shape: ['rows'] });
+  }
   for (let layer = 0; layer < L; layer++) {
     for (const kv of ['key', 'value'] as const) {
       inputs.push({ name: pastName(layer, kv), dataType: DataType.FLOAT, shape: kvShape });
