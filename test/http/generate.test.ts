@@ -144,3 +144,13 @@ t.test('health and readiness', async (t) => {
   t.equal(early.json().error.code, 'model_not_ready');
   await loading.close();
 });
+
+t.test('streamed text pieces always add up to the final text', async (t) => {
+  for (const c of reference.cases) {
+    const body = { prompt_token_ids: c.prompt_token_ids, max_tokens: 24, temperature: 0, ignore_eos: true };
+    const url = `/v1/generate${c.adapter ? `?adapter=${c.adapter}` : ''}`;
+    const full = (await post(url, body)).json();
+    const streamed = (await post(url, { ...body, stream: true })).body.split('\n\n').filter((e) => e.startsWith('data: {')).map((e) => JSON.parse(e.slice(6)).text ?? '').join('');
+    t.equal(streamed, full.text, `${c.adapter ?? 'base'}: ${c.prompt.slice(0, 20)}`);
+  }
+});

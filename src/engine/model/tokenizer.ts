@@ -34,7 +34,8 @@ export class TextTokenizer {
   }
 
   decode(ids: number[], skipSpecialTokens = true): string {
-    return this.tokenizer.decode(ids, { skip_special_tokens: skipSpecialTokens });
+    // No clean-up of spaces before punctuation: it would make streamed text shrink as tokens arrive.
+    return this.tokenizer.decode(ids, { skip_special_tokens: skipSpecialTokens, clean_up_tokenization_spaces: false });
   }
 
   idToToken(id: number): string | undefined {
