@@ -47,9 +47,13 @@ COPY --from=deps /usr/local/bin/node /usr/local/bin/node
 
 # ---- runtime -------------------------------------------------------------------------------------
 FROM base-${ORT_INSTALL} AS runtime
+# HOST=0.0.0.0 needs API keys (API_KEYS_FILE, e.g. a mounted secret; docs/security.md). This demo image
+# also sets ALLOW_UNAUTHENTICATED=true so that `docker run -p 8080:8080 IMAGE` answers; production
+# deployments set ALLOW_UNAUTHENTICATED=false and mount keys (deploy/ does).
 ENV NODE_ENV=production \
     HOST=0.0.0.0 \
-    PORT=8080
+    PORT=8080 \
+    ALLOW_UNAUTHENTICATED=true
 WORKDIR /app
 # Everything is owned by root and read-only for the server, except the adapters directory (the
 # admin API registers adapters there) and the cache of built ONNX graphs (.cache/onnx).

@@ -7,7 +7,7 @@
  *   npx tsx bench/json-constraint.ts
  */
 import os from 'node:os';
-import { buildTokenVocabulary, compileJsonConstraint, type JsonSchema, type TokenVocabulary } from '../src/engine/constrain/index.js';
+import { buildTokenVocabulary, compileJsonConstraint, type JsonConstraint, type JsonSchema, type TokenVocabulary } from '../src/engine/constrain/index.js';
 
 const CATALOG_SCHEMA: JsonSchema = {
   type: 'object',
@@ -173,89 +173,114 @@ function softmaxInPlace(logits: Float32Array): void {
   for (let index = 0; index < logits.length; index++) logits[index] /= total;
 }
 
-interface Measurement {
-  microsPerToken: number;
-  missRate?: number;
-  maxMicros?: number;
+const SOFTMAX_EVERY = 10;
+
+interface Run {
+  constrained: number[];
+  argmax: number[];
+  softmax: number[];
+  missRate: number;
 }
 
-function measureBaseline(steps: number, base: Float32Array, operation: (logits: Float32Array) => void): Measurement {
-  const logits = new Float32Array(base.length);
-  let total = 0n;
-  let sink = 0;
-  for (let step = 0; step < steps; step++) {
-    logits.set(base);
-    logits[step % base.length] += 1;
-    const started = process.hrtime.bigint();
-    operation(logits);
-    total += process.hrtime.bigint() - started;
-    sink += logits[0];
-  }
-  if (Number.isNaN(sink)) console.log('');
-  return { microsPerToken: Number(total) / steps / 1000 };
+function micros(started: bigint): number {
+  return Number(process.hrtime.bigint() - started) / 1000;
 }
 
-function measureConstrained(schema: JsonSchema | null, vocabulary: TokenVocabulary, documentIds: number[], eos: number, base: Float32Array): Measurement {
-  const constraint = compileJsonConstraint(schema, vocabulary);
+/**
+ * Teacher-forces the document through a fresh sequence state. Each step also times an
+ * unconstrained argmax (and every 10th step a softmax) on the same logits, interleaved, so
+ * that the ratios hold even when the machine's load changes during the run.
+ */
+function run(constraint: JsonConstraint, documentIds: number[], eos: number, base: Float32Array): Run {
   const state = constraint.start();
   const logits = new Float32Array(base.length);
   const missesBefore = constraint.cacheStats.misses;
-  let total = 0n;
-  let max = 0n;
-  for (const id of [...documentIds, eos]) {
+  const result: Run = { constrained: [], argmax: [], softmax: [], missRate: 0 };
+  let sink = 0;
+  [...documentIds, eos].forEach((id, step) => {
     logits.set(base);
-    const started = process.hrtime.bigint();
+    let started = process.hrtime.bigint();
+    sink += argmax(logits);
+    result.argmax.push(micros(started));
+    if (step % SOFTMAX_EVERY === 0) {
+      started = process.hrtime.bigint();
+      softmaxInPlace(logits);
+      result.softmax.push(micros(started));
+      logits.set(base);
+    }
+    started = process.hrtime.bigint();
     state.maskLogits(logits);
     state.accept(id);
-    const elapsed = process.hrtime.bigint() - started;
-    total += elapsed;
-    if (elapsed > max) max = elapsed;
+    result.constrained.push(micros(started));
     if (logits[id] === -Infinity) throw new Error(`document token ${id} was masked`);
-  }
+  });
   if (!state.isFinished()) throw new Error('document did not finish');
-  const steps = documentIds.length + 1;
-  return { microsPerToken: Number(total) / steps / 1000, missRate: (constraint.cacheStats.misses - missesBefore) / steps, maxMicros: Number(max) / 1000 };
+  if (Number.isNaN(sink)) console.log();
+  result.missRate = (constraint.cacheStats.misses - missesBefore) / (documentIds.length + 1);
+  return result;
 }
 
-function format(value: number, digits = 1): string {
-  return value.toFixed(digits).padStart(8);
+const REPETITIONS = 3;
+const mean = (values: number[]) => values.reduce((total, value) => total + value, 0) / values.length;
+const percentile = (values: number[], fraction: number) => [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor(values.length * fraction))];
+const cell = (value: number, width = 8, digits = 1) => value.toFixed(digits).padStart(width);
+/** Per step, the fastest of the repetitions: other processes on the machine only ever add time. */
+const fastestPerStep = (runs: number[][]) => runs[0].map((_, step) => Math.min(...runs.map((times) => times[step])));
+
+/** A constraint with its own, empty mask cache (identical options would share the memoized one). */
+function freshConstraint(schema: JsonSchema | null, vocabulary: TokenVocabulary, repetition: number): JsonConstraint {
+  return compileJsonConstraint(schema, vocabulary, { maxCachedMasks: 4096 + repetition + 1 });
 }
 
 function main(): void {
-  console.log(`node ${process.version}, ${os.cpus().length} CPU(s): ${os.cpus()[0]?.model ?? 'unknown'}`);
-  const rows: string[][] = [];
+  console.log(`node ${process.version}, ${os.cpus().length} CPU(s) (${os.cpus()[0]?.model ?? 'unknown'}), load average ${os.loadavg().map((load) => load.toFixed(1)).join(' ')}`);
+  const documents = [1, 2].map((seed) => JSON.stringify(catalogDocument(seed), null, 2));
+
+  // JIT warm-up on a small vocabulary, so that the first measured run is not the first ever.
+  const warm = syntheticVocabulary(8_000, 8);
+  const warmBase = new Float32Array(warm.vocabulary.size);
+  for (const schema of [null, CATALOG_SCHEMA]) run(freshConstraint(schema, warm.vocabulary, -1), tokenize(documents[0], warm.vocabulary), warm.eos, warmBase);
+
+  const rows: string[] = [];
   for (const size of [32_000, 128_000]) {
-    const built = performance.now();
-    const { vocabulary, eos } = syntheticVocabulary(size, size);
-    const buildMs = performance.now() - built;
+    const { tokens, eos } = syntheticVocabulary(size, size);
+    let started = performance.now();
+    const vocabulary = buildTokenVocabulary(tokens, [eos]);
+    const buildMs = performance.now() - started;
+    started = performance.now();
+    compileJsonConstraint(CATALOG_SCHEMA, vocabulary);
+    const compileMs = performance.now() - started;
     const random = seededRandom(1);
     const base = Float32Array.from({ length: vocabulary.size }, () => random() * 10 - 5);
-
-    const documents = [1, 2].map((seed) => catalogDocument(seed));
-    const texts = [JSON.stringify(documents[0], null, 2), JSON.stringify(documents[1], null, 2)];
-    const ids = texts.map((text) => tokenize(text, vocabulary));
-
-    measureBaseline(200, base, argmax); // warm-up
-    const argmaxCost = measureBaseline(2000, base, argmax);
-    const softmaxCost = measureBaseline(500, base, softmaxInPlace);
-    console.log(`\n${size} tokens: vocabulary built in ${buildMs.toFixed(0)} ms; document ${ids[0].length} tokens (${texts[0].length} chars); argmax ${argmaxCost.microsPerToken.toFixed(1)} µs, softmax ${softmaxCost.microsPerToken.toFixed(1)} µs`);
-
-    for (const [label, schema] of [['json_object', null], ['json_schema', CATALOG_SCHEMA]] as const) {
-      // First document: empty mask cache (and, for the first mode, the per-vocabulary string tables).
-      const cold = measureConstrained(schema, vocabulary, ids[0], eos, base);
-      // Second, different document with the same schema: the cache from the first is reused.
-      const warm = measureConstrained(schema, vocabulary, ids[1], eos, base);
-      for (const [phase, result] of [['1st doc', cold], ['2nd doc', warm]] as const) {
-        rows.push([
-          `${size / 1000}k`, label, phase,
-          format(result.microsPerToken), format(result.microsPerToken / argmaxCost.microsPerToken, 2), format(result.microsPerToken / softmaxCost.microsPerToken, 2),
-          format((result.missRate ?? 0) * 100, 0) + '%', format(result.maxMicros ?? 0, 0),
-        ]);
+    const ids = documents.map((text) => tokenize(text, vocabulary));
+    console.log(
+      `${size / 1000}k vocabulary: buildTokenVocabulary ${buildMs.toFixed(0)} ms, compileJsonConstraint(schema) ${compileMs.toFixed(1)} ms; ` +
+        `documents of ${ids[0].length} and ${ids[1].length} tokens (${documents[0].length} chars)`,
+    );
+    for (const [mode, schema] of [['json_object', null], ['json_schema', CATALOG_SCHEMA]] as const) {
+      // 1st document: empty mask cache. 2nd, different document with the same schema: the cache the 1st filled.
+      const runs: Run[][] = [[], []];
+      for (let repetition = 0; repetition < REPETITIONS; repetition++) {
+        const constraint = freshConstraint(schema, vocabulary, repetition);
+        runs[0].push(run(constraint, ids[0], eos, base));
+        runs[1].push(run(constraint, ids[1], eos, base));
       }
+      runs.forEach((repeated, documentIndex) => {
+        const constrained = fastestPerStep(repeated.map((result) => result.constrained));
+        const argmaxMean = mean(fastestPerStep(repeated.map((result) => result.argmax)));
+        const softmaxMean = mean(fastestPerStep(repeated.map((result) => result.softmax)));
+        rows.push(
+          `${`${size / 1000}k`.padEnd(6)} ${mode.padEnd(12)} ${(documentIndex === 0 ? '1st doc' : '2nd doc').padEnd(8)}` +
+            `${cell(mean(constrained))}${cell(percentile(constrained, 0.5))}${cell(percentile(constrained, 0.99))}${cell(Math.max(...constrained), 9, 0)}` +
+            `${cell(argmaxMean)}${cell(softmaxMean, 9)}${cell(mean(constrained) / argmaxMean, 9, 2)}${cell(mean(constrained) / softmaxMean, 9, 2)}${cell(repeated[0].missRate * 100, 7, 0)}%${cell(mean(repeated[0].constrained), 10)}`,
+        );
+      });
     }
   }
-  console.log('\nvocab  mode         document  µs/token  ×argmax  ×softmax  cache-miss  max µs');
-  for (const row of rows) console.log(`${row[0].padEnd(6)} ${row[1].padEnd(12)} ${row[2].padEnd(9)} ${row.slice(3).join('  ')}`);
+  console.log(`\nµs per token (maskLogits + accept), each step the fastest of ${REPETITIONS} repetitions; argmax/softmax timed on the same steps.`);
+  console.log('1st-rep mean: the first repetition alone (includes one-time per-vocabulary string tables, and any load noise).');
+  console.log('vocab  mode         document   mean     p50     p99      max   argmax  softmax  ×argmax ×softmax  misses  1st-rep mean');
+  for (const row of rows) console.log(row);
 }
 
 main();

@@ -5,6 +5,8 @@ import type { Engine } from './engine/engine.js';
 import { AppError } from './errors.js';
 import { registerRequestLog } from './request-log.js';
 import { registerMetrics } from './metrics.js';
+import { registerSecurity } from './security/plugin.js';
+import { clientErrorHandler, frameworkErrors } from './security/client-error.js';
 import { BedrockFallback } from './fallback/bedrock-client.js';
 import { generateRoutes } from './routes/generate.js';
 import { adapterRoutes } from './routes/adapters.js';
@@ -36,6 +38,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.config.server.bodyLimitBytes,
+    // While draining, src/security/plugin.ts answers 503 shutting_down in the catalogue's shape.
+    return503OnClosing: false,
+    clientErrorHandler,
+    frameworkErrors,
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
   });
   app.decorate('config', options.config);
@@ -55,6 +61,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     app.addHook('onClose', async () => bedrock.close());
   }
   registerRequestLog(app);
+  registerSecurity(app);
   app.setErrorHandler((error, request, reply) => {
     const appError = toAppError(error);
     if (appError.status >= 500 && appError.code === 'internal_error') request.log.error({ err: error }, 'unexpected error');

@@ -5,10 +5,11 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { applyKeysFile, checkKeyConfig } from './security/keys.js';
 import { BEDROCK_DEFAULTS, parseBedrockConfig, type BedrockConfig } from './fallback/bedrock-config.js';
 
 export interface Config {
-  server: { host: string; port: number; bodyLimitBytes: number; logLevel: string; apiKeys: ApiKeyConfig[]; adminKeys: string[] };
+  server: { host: string; port: number; bodyLimitBytes: number; logLevel: string; apiKeys: ApiKeyConfig[]; adminKeys: string[]; apiKeysFile: string; allowUnauthenticated: boolean };
   model: { dir: string; adaptersDir: string; cacheDir: string; executionProviders: string[]; intraOpThreads: number };
   engine: {
     maxBatch: number;
@@ -21,7 +22,18 @@ export interface Config {
     prefillChunk: number;
     requestTimeoutMs: number;
   };
-  limits: { maxTokens: number; maxStopSequences: number; maxStopLength: number; maxPromptChars: number };
+  limits: {
+    maxTokens: number;
+    maxStopSequences: number;
+    maxStopLength: number;
+    maxPromptChars: number;
+    /** 0 = only the model's context limits the prompt. */
+    maxPromptTokens: number;
+    /** Load shedding thresholds (src/security/load-shed.ts); 0 = off. */
+    shedEventLoopDelayMs: number;
+    shedHeapUsedPercent: number;
+    shedRssMb: number;
+  };
   bedrock: BedrockConfig;
 }
 
@@ -31,17 +43,18 @@ export interface ApiKeyConfig {
   name: string;
   adapters: string[] | '*';
   rateLimitPerMinute?: number;
+  maxConcurrent?: number;
 }
 
 export const DEFAULTS: Config = {
-  server: { host: '127.0.0.1', port: 8080, bodyLimitBytes: 1 << 20, logLevel: 'info', apiKeys: [], adminKeys: [] },
+  server: { host: '127.0.0.1', port: 8080, bodyLimitBytes: 1 << 20, logLevel: 'info', apiKeys: [], adminKeys: [], apiKeysFile: '', allowUnauthenticated: false },
   model: { dir: 'models/demo', adaptersDir: 'adapters', cacheDir: '.cache/onnx', executionProviders: ['cpu'], intraOpThreads: 0 },
   engine: { maxBatch: 8, maxBatchTokens: 16384, maxQueue: 64, adapterSlots: 8, maxLoraRank: 64, hostCacheMb: 512, maxSequenceLength: 2048, prefillChunk: 256, requestTimeoutMs: 120_000 },
-  limits: { maxTokens: 2048, maxStopSequences: 8, maxStopLength: 64, maxPromptChars: 200_000 },
+  limits: { maxTokens: 2048, maxStopSequences: 8, maxStopLength: 64, maxPromptChars: 200_000, maxPromptTokens: 0, shedEventLoopDelayMs: 1000, shedHeapUsedPercent: 90, shedRssMb: 0 },
   bedrock: { targets: {}, circuitBreaker: { ...BEDROCK_DEFAULTS.circuitBreaker } },
 };
 
-type Kind = 'string' | 'int' | 'list' | 'level';
+type Kind = 'string' | 'int' | 'list' | 'level' | 'bool';
 interface Setting {
   path: string;
   env: string;
@@ -72,6 +85,12 @@ export const SETTINGS: Setting[] = [
   { path: 'engine.prefillChunk', env: 'PREFILL_CHUNK', flag: '--prefill-chunk', kind: 'int', min: 1, max: 1 << 16, help: 'prompt tokens run per step' },
   { path: 'engine.requestTimeoutMs', env: 'REQUEST_TIMEOUT_MS', flag: '--request-timeout-ms', kind: 'int', min: 100, max: 3_600_000, help: 'per-request deadline' },
   { path: 'limits.maxTokens', env: 'LIMIT_MAX_TOKENS', flag: '--limit-max-tokens', kind: 'int', min: 1, max: 1 << 20, help: 'largest max_tokens a request may ask' },
+  { path: 'limits.maxPromptTokens', env: 'LIMIT_MAX_PROMPT_TOKENS', flag: '--limit-max-prompt-tokens', kind: 'int', min: 0, max: 1 << 24, help: 'longest prompt in tokens (0 = the model context)' },
+  { path: 'limits.shedEventLoopDelayMs', env: 'SHED_EVENT_LOOP_DELAY_MS', flag: '--shed-event-loop-delay-ms', kind: 'int', min: 0, max: 600_000, help: '503 overloaded above this event-loop delay (0 = off)' },
+  { path: 'limits.shedHeapUsedPercent', env: 'SHED_HEAP_USED_PERCENT', flag: '--shed-heap-used-percent', kind: 'int', min: 0, max: 100, help: '503 overloaded above this V8 heap use (0 = off)' },
+  { path: 'limits.shedRssMb', env: 'SHED_RSS_MB', flag: '--shed-rss-mb', kind: 'int', min: 0, max: 1 << 24, help: '503 overloaded above this resident memory (0 = off)' },
+  { path: 'server.apiKeysFile', env: 'API_KEYS_FILE', flag: '--api-keys-file', kind: 'string', help: 'JSON file {apiKeys, adminKeys} (docs/security.md)' },
+  { path: 'server.allowUnauthenticated', env: 'ALLOW_UNAUTHENTICATED', flag: '--allow-unauthenticated', kind: 'bool', help: 'allow a non-loopback host without keys' },
 ];
 
 const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -115,6 +134,8 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   for (const s of SETTINGS) {
     if (flags.has(s.flag)) apply(config, s, flags.get(s.flag)!, `flag ${s.flag}`, problems);
   }
+  applyKeysFile(config, problems);
+  problems.push(...checkKeyConfig(config));
   if (problems.length) throw new ConfigError(problems);
   return config;
 }
@@ -129,7 +150,8 @@ function parseFlags(argv: string[], problems: string[]): Map<string, string> {
       problems.push(`unknown argument ${arg} (run with --help for the list)`);
       continue;
     }
-    const value = inline ?? argv[++i];
+    const bare = SETTINGS.find((s) => s.flag === name)?.kind === 'bool' && inline === undefined && (argv[i + 1] === undefined || argv[i + 1].startsWith('--'));
+    const value = bare ? 'true' : inline ?? argv[++i];
     if (value === undefined) problems.push(`flag ${name} needs a value`);
     else flags.set(name, value);
   }
@@ -153,6 +175,10 @@ function coerce(s: Setting, raw: unknown): unknown {
       return typeof raw === 'string' && raw.length > 0 ? raw : '!must be a non-empty string';
     case 'level':
       return typeof raw === 'string' && LEVELS.includes(raw) ? raw : `!must be one of ${LEVELS.join(', ')}`;
+    case 'bool':
+      if (raw === true || raw === 'true' || raw === '1') return true;
+      if (raw === false || raw === 'false' || raw === '0') return false;
+      return '!must be true or false';
     case 'list': {
       const list = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',').map((x) => x.trim()).filter(Boolean) : null;
       return list && list.length && list.every((x) => typeof x === 'string') ? list : '!must be a non-empty comma-separated list';

@@ -8,6 +8,7 @@ import pino from 'pino';
 import { attachEngine, buildApp } from './app.js';
 import { ConfigError, helpText, loadConfig, resolvePaths, type Config } from './config.js';
 import { Engine } from './engine/engine.js';
+import { exposureProblem } from './security/keys.js';
 
 const PROJECT_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const DRAIN_DEADLINE_MS = Number(process.env.DRAIN_DEADLINE_MS ?? 30_000);
@@ -40,6 +41,8 @@ async function main(): Promise<void> {
   let config: Config;
   try {
     config = resolvePaths(loadConfig({ defaultConfigFile: join(PROJECT_ROOT, 'config', 'default.json') }), PROJECT_ROOT);
+    const exposed = exposureProblem(config);
+    if (exposed) throw new ConfigError([exposed]);
   } catch (e) {
     if (e instanceof ConfigError) {
       process.stderr.write(`${e.message}\n`);

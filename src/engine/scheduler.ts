@@ -280,8 +280,18 @@ export class Scheduler {
     // Count the new positions first: finishing one sequence may move another's KV row.
     for (const s of decoders) s.cached++;
     decoders.forEach((s, i) => {
-      if (!s.done) this.onLogits(s, logits.subarray(i * V, (i + 1) * V));
+      if (!s.done) this.onLogitsIsolated(s, logits.subarray(i * V, (i + 1) * V));
     });
+  }
+
+  /** A failure in one sequence's own work (its logits hook, sampling, detokenizing) fails that sequence only. */
+  private onLogitsIsolated(seq: Sequence, logits: Float32Array): void {
+    try {
+      this.onLogits(seq, logits);
+    } catch (e) {
+      this.stats.failed++;
+      this.finish(seq, new AppError('internal_error', 'The request failed while choosing its next token.', { cause: e }));
+    }
   }
 
   private onLogits(seq: Sequence, logits: Float32Array): void {

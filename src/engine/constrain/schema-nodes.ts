@@ -66,6 +66,8 @@ export interface UnionNode {
   readonly options: readonly SchemaNode[];
   /** Indexed by byte: the option a value starting with that byte belongs to. */
   readonly optionByFirstByte: readonly (SchemaNode | undefined)[];
+  /** Any JSON value (no schema): its nesting is limited, as scalars are always an alternative. */
+  readonly freeForm: boolean;
 }
 
 export interface RefNode {

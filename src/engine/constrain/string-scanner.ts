@@ -77,3 +77,7 @@ export const VALUE_STRING_TABLE = buildTable('"\\/bfnrtu');
  * which lets raw bytes be compared with the declared names.
  */
 export const CANONICAL_KEY_TABLE = buildTable('"\\bfnrt');
+
+/** The two string syntaxes, indexing STRING_TABLES. */
+export const StringSyntax = { ANY: 0, CANONICAL_KEY: 1 } as const;
+export const STRING_TABLES: readonly Int8Array[] = [VALUE_STRING_TABLE, CANONICAL_KEY_TABLE];

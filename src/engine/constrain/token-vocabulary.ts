@@ -1,23 +1,18 @@
 /**
- * A model's tokens as byte strings, stored as a byte trie in flat typed arrays so that a
- * token mask can be computed by walking the trie once and pruning rejected prefixes.
+ * A model's tokens as byte strings, prepared once per model for JSON-constrained decoding:
+ * a byte trie of all tokens and the token classes of the plain inside of a JSON string.
  */
-
-export interface TokenTrie {
-  readonly nodeCount: number;
-  /** Edges of node n are edgeByte/edgeTarget[edgeStart[n] .. edgeStart[n + 1]), bytes ascending. */
-  readonly edgeStart: Int32Array;
-  readonly edgeByte: Uint8Array;
-  readonly edgeTarget: Int32Array;
-  /** Tokens whose bytes end exactly at node n are tokenIds[tokenStart[n] .. tokenStart[n + 1]). */
-  readonly tokenStart: Int32Array;
-  readonly tokenIds: Int32Array;
-}
+import { STRING_CHAR, StringSyntax } from './string-scanner.js';
+import { stringTokenClasses } from './string-token-classes.js';
+import { buildTokenTrie, type TokenTrie, type TrieEntry } from './token-trie.js';
 
 export interface TokenVocabulary {
   /** Number of token ids (the length of the tokenBytes array it was built from). */
   readonly size: number;
   readonly tokenBytes: readonly Uint8Array[];
+  /** All token bytes back to back (token id order): bytes of id i are byteData[byteStart[i] .. byteStart[i + 1]). */
+  readonly byteData: Uint8Array;
+  readonly byteStart: Int32Array;
   readonly eosTokenIds: Int32Array;
   /** Tokens with no bytes (special tokens) and the EOS tokens; none of them is in the trie. */
   readonly specialTokenIds: Int32Array;
@@ -27,6 +22,7 @@ export interface TokenVocabulary {
   readonly singleByteTokenIds: Int32Array;
   /** Some token ends inside a multi-byte UTF-8 character. */
   readonly hasPartialUtf8Tokens: boolean;
+  readonly maxTokenLength: number;
 }
 
 export function buildTokenVocabulary(tokenBytes: readonly Uint8Array[], eosTokenIds: readonly number[]): TokenVocabulary {
@@ -38,9 +34,10 @@ export function buildTokenVocabulary(tokenBytes: readonly Uint8Array[], eosToken
   }
 
   const specialTokenIds: number[] = [];
-  const textTokens: { id: number; key: string }[] = [];
+  const entries: TrieEntry[] = [];
   const singleByteTokenIds = new Int32Array(256).fill(-1);
   let hasPartialUtf8Tokens = false;
+  let maxTokenLength = 0;
   for (let id = 0; id < size; id++) {
     const bytes = tokenBytes[id];
     if (bytes.length === 0 || isEos[id]) {
@@ -49,64 +46,31 @@ export function buildTokenVocabulary(tokenBytes: readonly Uint8Array[], eosToken
     }
     if (bytes.length === 1 && singleByteTokenIds[bytes[0]] < 0) singleByteTokenIds[bytes[0]] = id;
     if (!hasPartialUtf8Tokens && endsInsideUtf8Character(bytes)) hasPartialUtf8Tokens = true;
-    // Latin-1 maps each byte to one UTF-16 unit, so string order is byte order.
-    textTokens.push({ id, key: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('latin1') });
+    maxTokenLength = Math.max(maxTokenLength, bytes.length);
+    entries.push({ id, bytes });
   }
-  textTokens.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.id - b.id));
 
-  return {
+  const byteStart = new Int32Array(size + 1);
+  for (let id = 0; id < size; id++) byteStart[id + 1] = byteStart[id] + tokenBytes[id].length;
+  const byteData = new Uint8Array(byteStart[size]);
+  for (let id = 0; id < size; id++) byteData.set(tokenBytes[id], byteStart[id]);
+
+  const vocabulary: TokenVocabulary = {
     size,
     tokenBytes,
+    byteData,
+    byteStart,
     eosTokenIds: Int32Array.from(new Set(eosTokenIds)),
     specialTokenIds: Int32Array.from(specialTokenIds),
     isEos,
-    trie: buildTrie(textTokens.map((token) => token.id), tokenBytes),
+    trie: buildTokenTrie(entries),
     singleByteTokenIds,
     hasPartialUtf8Tokens,
+    maxTokenLength,
   };
-}
-
-/** Builds the trie from tokens sorted by bytes, so node ids come out in preorder. */
-function buildTrie(sortedIds: readonly number[], tokenBytes: readonly Uint8Array[]): TokenTrie {
-  const parents: number[] = [];
-  const bytesIn: number[] = [];
-  const endNodeOfToken = new Int32Array(sortedIds.length);
-  const path: number[] = [0];
-  let nodeCount = 1;
-  let previous: Uint8Array = new Uint8Array(0);
-
-  sortedIds.forEach((id, rank) => {
-    const bytes = tokenBytes[id];
-    let common = 0;
-    while (common < previous.length && common < bytes.length && previous[common] === bytes[common]) common++;
-    for (let depth = common; depth < bytes.length; depth++) {
-      const node = nodeCount++;
-      parents.push(path[depth]);
-      bytesIn.push(bytes[depth]);
-      path[depth + 1] = node;
-    }
-    endNodeOfToken[rank] = path[bytes.length];
-    previous = bytes;
-  });
-
-  const edgeStart = new Int32Array(nodeCount + 1);
-  for (const parent of parents) edgeStart[parent + 1]++;
-  for (let node = 0; node < nodeCount; node++) edgeStart[node + 1] += edgeStart[node];
-  const edgeByte = new Uint8Array(parents.length);
-  const edgeTarget = new Int32Array(parents.length);
-  const fill = edgeStart.slice(0, nodeCount);
-  // Child node ids are parent-list index + 1, and children appear in ascending byte order.
-  parents.forEach((parent, index) => {
-    const edge = fill[parent]++;
-    edgeByte[edge] = bytesIn[index];
-    edgeTarget[edge] = index + 1;
-  });
-
-  const tokenStart = new Int32Array(nodeCount + 1);
-  for (const node of endNodeOfToken) tokenStart[node + 1]++;
-  for (let node = 0; node < nodeCount; node++) tokenStart[node + 1] += tokenStart[node];
-  // Sorted token order is already grouped by end node in ascending node order.
-  return { nodeCount, edgeStart, edgeByte, edgeTarget, tokenStart, tokenIds: Int32Array.from(sortedIds) };
+  // Needed by the first token inside any string; other scanner states are prepared on first use.
+  stringTokenClasses(vocabulary, StringSyntax.ANY, STRING_CHAR);
+  return vocabulary;
 }
 
 function endsInsideUtf8Character(bytes: Uint8Array): boolean {

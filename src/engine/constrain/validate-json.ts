@@ -17,7 +17,13 @@ export function validateJson(value: unknown, schema: JsonSchema | null): string[
     if (!isSchemaObject(value)) errors.push(`$: expected an object, got ${describeType(value)}`);
     return errors;
   }
-  new Validator(schema, errors).check(value, schema, '$', 0);
+  return validateJsonWithRoot(value, schema, schema);
+}
+
+/** Like validateJson, with `$ref`s in `schema` resolved against `root`. */
+export function validateJsonWithRoot(value: unknown, schema: unknown, root: JsonSchema): string[] {
+  const errors: string[] = [];
+  new Validator(root, errors).check(value, schema, '$', 0);
   return errors;
 }
 

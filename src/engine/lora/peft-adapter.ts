@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type { ModelSpec } from '../model/hf-config.js';
 import { PROJECTIONS, projectionShape, type Projection } from '../model/graph-builder.js';
 import { readSafetensorsHeader, readTensorAsFloat32 } from '../model/safetensors.js';
+import { MAX_LORA_ALPHA, patternMapProblem, readUntrustedJson, UntrustedInputError } from '../../security/untrusted.js';
 
 export interface LoraLayerWeights {
   rank: number;
@@ -55,9 +56,9 @@ export function readAdapterConfig(dir: string, maxRank: number): AdapterConfig {
   if (!existsSync(file)) throw new AdapterError(file, 'is missing (an adapter directory needs adapter_config.json and adapter_model.safetensors)');
   let raw: Record<string, unknown>;
   try {
-    raw = JSON.parse(readFileSync(file, 'utf8'));
+    raw = readUntrustedJson(file) as Record<string, unknown>; // size and nesting bounded before parsing
   } catch (e) {
-    throw new AdapterError(file, `is not valid JSON: ${(e as Error).message}`);
+    throw new AdapterError(file, e instanceof UntrustedInputError ? e.message : `is not valid JSON: ${(e as Error).message}`);
   }
   const refuse = (problem: string): never => {
     throw new AdapterError(file, problem);
@@ -74,6 +75,7 @@ export function readAdapterConfig(dir: string, maxRank: number): AdapterConfig {
   if (raw.target_parameters != null) refuse('target_parameters is not supported');
   if (!Number.isInteger(raw.r) || (raw.r as number) < 1) refuse(`r must be a positive integer, got ${JSON.stringify(raw.r)}`);
   if (typeof raw.lora_alpha !== 'number' || !Number.isFinite(raw.lora_alpha)) refuse(`lora_alpha must be a number, got ${JSON.stringify(raw.lora_alpha)}`);
+  if (Math.abs(raw.lora_alpha as number) > MAX_LORA_ALPHA) refuse(`lora_alpha must be a finite number of magnitude at most ${MAX_LORA_ALPHA}, got ${raw.lora_alpha}`);
   const targets = raw.target_modules;
   if (targets !== 'all-linear' && !(Array.isArray(targets) && targets.length > 0 && targets.every((t) => typeof t === 'string'))) {
     refuse(`target_modules must be a non-empty list of module names or "all-linear", got ${JSON.stringify(targets)}`);
@@ -81,6 +83,10 @@ export function readAdapterConfig(dir: string, maxRank: number): AdapterConfig {
   if (Array.isArray(targets)) {
     const unknown = (targets as string[]).filter((t) => !(PROJECTIONS as readonly string[]).includes(t));
     if (unknown.length) refuse(`target_modules ${JSON.stringify(unknown)} are not supported; supported: ${PROJECTIONS.join(', ')}`);
+  }
+  for (const key of ['rank_pattern', 'alpha_pattern'] as const) {
+    const problem = patternMapProblem(key, raw[key]); // e.g. a key like "(.*)*x" would hang the event loop in patternValue
+    if (problem) refuse(problem);
   }
   const config = raw as unknown as AdapterConfig;
   const ranks = [config.r, ...Object.values(config.rank_pattern ?? {})];

@@ -64,36 +64,59 @@ export function readSafetensorsHeader(file: string): SafetensorsHeader {
     let metadata: Record<string, string> = {};
     for (const [name, raw] of Object.entries(json as Record<string, unknown>)) {
       if (name === '__metadata__') {
-        metadata = (raw ?? {}) as Record<string, string>;
+        if (typeof raw !== 'object' || raw === null || Array.isArray(raw) || !Object.values(raw).every((v) => typeof v === 'string')) {
+          throw new SafetensorsError(file, '__metadata__ must be an object of strings');
+        }
+        metadata = raw as Record<string, string>;
         continue;
       }
       tensors.set(name, checkTensorEntry(file, name, raw, dataSize));
     }
+    checkNoOverlap(file, tensors);
     return { file, dataStart, tensors, metadata };
   } finally {
     closeSync(fd);
   }
 }
 
+/** Tensors may be listed in any order, but no two may share bytes (a hostile file could make many tensors read the same bytes). */
+function checkNoOverlap(file: string, tensors: Map<string, TensorInfo>): void {
+  const sorted = [...tensors.values()].filter((t) => t.end > t.begin).sort((a, b) => a.begin - b.begin);
+  for (let i = 1; i < sorted.length; i++) {
+    if (sorted[i].begin < sorted[i - 1].end) {
+      throw new SafetensorsError(file, `tensors ${short(sorted[i - 1].name)} and ${short(sorted[i].name)} overlap (bytes ${sorted[i].begin} to ${Math.min(sorted[i].end, sorted[i - 1].end)})`);
+    }
+  }
+}
+
+/** A bounded, never-throwing rendering of an untrusted value for error messages. */
+function short(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value);
+  if (typeof value === 'number' || typeof value === 'boolean' || value === null || value === undefined) return String(value);
+  if (Array.isArray(value)) return value.length <= 8 && value.every((v) => typeof v === 'number') ? `[${value.join(', ')}]` : `an array of ${value.length}`;
+  return `a${typeof value === 'object' ? 'n object' : ` ${typeof value}`}`;
+}
+
 function checkTensorEntry(file: string, name: string, raw: unknown, dataSize: number): TensorInfo {
   const entry = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-  if (typeof entry !== 'object' || entry === null) throw new SafetensorsError(file, `tensor ${name}: entry is not an object`);
+  const label = short(name).slice(1, -1);
+  if (typeof entry !== 'object' || entry === null) throw new SafetensorsError(file, `tensor ${label}: entry is not an object`);
   const { dtype, shape, data_offsets: offsets } = entry;
-  if (typeof dtype !== 'string' || !(dtype in BYTES_PER_ELEMENT)) throw new SafetensorsError(file, `tensor ${name}: unknown dtype ${JSON.stringify(dtype)}`);
+  if (typeof dtype !== 'string' || !Object.hasOwn(BYTES_PER_ELEMENT, dtype)) throw new SafetensorsError(file, `tensor ${label}: unknown dtype ${short(dtype)}`);
   if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-    throw new SafetensorsError(file, `tensor ${name}: shape must be an array of non-negative integers`);
+    throw new SafetensorsError(file, `tensor ${label}: shape must be an array of non-negative integers`);
   }
   if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0)) {
-    throw new SafetensorsError(file, `tensor ${name}: data_offsets must be two non-negative integers`);
+    throw new SafetensorsError(file, `tensor ${label}: data_offsets must be two non-negative integers`);
   }
   const [begin, end] = offsets as [number, number];
   const elements = (shape as number[]).reduce((a, b) => a * b, 1);
   const expected = elements * BYTES_PER_ELEMENT[dtype];
   if (end < begin || end - begin !== expected) {
-    throw new SafetensorsError(file, `tensor ${name}: data_offsets [${begin}, ${end}] hold ${end - begin} bytes, shape ${JSON.stringify(shape)} of ${dtype} needs ${expected}`);
+    throw new SafetensorsError(file, `tensor ${label}: data_offsets [${begin}, ${end}] hold ${end - begin} bytes, shape ${short(shape)} of ${dtype} needs ${expected}`);
   }
   if (end > dataSize) {
-    throw new SafetensorsError(file, `tensor ${name}: data ends at byte ${end} but the data section has ${dataSize} bytes (truncated file?)`);
+    throw new SafetensorsError(file, `tensor ${label}: data ends at byte ${end} but the data section has ${dataSize} bytes (truncated file?)`);
   }
   return { name, dtype, shape: shape as number[], begin, end };
 }

@@ -1,0 +1,129 @@
+/**
+ * Prompts for the OpenAI routes: chat messages rendered with the model's chat template (or the adapter's
+ * own chat_template.jinja when it ships one) and tokenized as HF's apply_chat_template does (no special
+ * tokens added: the template writes them); completion prompts as text or token ids, one or a batch.
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { FastifyRequest } from 'fastify';
+import { Template } from '@huggingface/jinja';
+import { AppError } from '../../errors.js';
+import type { Engine } from '../../engine/engine.js';
+import type { ChatMessage, TextTokenizer } from '../../engine/model/tokenizer.js';
+import { assertPromptTokens } from '../../security/plugin.js';
+import { invalidParam } from './errors.js';
+import type { ChatMessageBody } from './schemas.js';
+
+const MAX_TEMPLATE_BYTES = 1 << 20;
+
+/** Token ids the tokenizer adds around any text (e.g. BOS), found once per tokenizer. */
+const specialWraps = new WeakMap<TextTokenizer, { prefix: number[]; suffix: number[] }>();
+
+function specialWrap(tokenizer: TextTokenizer): { prefix: number[]; suffix: number[] } {
+  let wrap = specialWraps.get(tokenizer);
+  if (!wrap) {
+    const samples = ['a', 'Z', '7'].map((s) => tokenizer.encode(s));
+    const shortest = Math.min(...samples.map((s) => s.length));
+    let p = 0;
+    while (p < shortest && samples.every((s) => s[p] === samples[0][p])) p++;
+    let q = 0;
+    while (p + q < shortest && samples.every((s) => s[s.length - 1 - q] === samples[0][samples[0].length - 1 - q])) q++;
+    wrap = { prefix: samples[0].slice(0, p), suffix: samples[0].slice(samples[0].length - q) };
+    specialWraps.set(tokenizer, wrap);
+  }
+  return wrap;
+}
+
+/** Encodes text without the special tokens the tokenizer's post-processor adds (add_special_tokens=False). */
+export function encodeWithoutSpecialTokens(tokenizer: TextTokenizer, text: string): number[] {
+  const ids = tokenizer.encode(text);
+  const { prefix, suffix } = specialWrap(tokenizer);
+  if (ids.length < prefix.length + suffix.length) return ids;
+  const startsWith = prefix.every((id, i) => ids[i] === id);
+  const endsWith = suffix.every((id, i) => ids[ids.length - suffix.length + i] === id);
+  return startsWith && endsWith ? ids.slice(prefix.length, ids.length - suffix.length) : ids;
+}
+
+const adapterTemplates = new Map<string, { mtimeMs: number; size: number; template: Template }>();
+
+/**
+ * An adapter's own chat template (chat_template.jinja in its directory under the adapters root), or
+ * null when it ships none. Re-read when the file changes.
+ */
+export function adapterChatTemplate(engine: Engine, adapter: string): Template | null {
+  const file = join(engine.adapters.root, adapter, 'chat_template.jinja');
+  if (!existsSync(file)) {
+    adapterTemplates.delete(file);
+    return null;
+  }
+  const stat = statSync(file);
+  const cached = adapterTemplates.get(file);
+  if (cached && cached.mtimeMs === stat.mtimeMs && cached.size === stat.size) return cached.template;
+  if (stat.size >= MAX_TEMPLATE_BYTES) throw new AppError('adapter_errored', `Adapter ${adapter}'s chat_template.jinja is larger than ${MAX_TEMPLATE_BYTES} bytes.`);
+  let template: Template;
+  try {
+    template = new Template(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new AppError('adapter_errored', `Adapter ${adapter}'s chat_template.jinja does not parse: ${(e as Error).message}.`);
+  }
+  adapterTemplates.set(file, { mtimeMs: stat.mtimeMs, size: stat.size, template });
+  return template;
+}
+
+/** OpenAI messages to template messages: text parts joined by newlines, `developer` rendered as `system`. */
+export function toTemplateMessages(messages: ChatMessageBody[]): ChatMessage[] {
+  return messages.map((m, i) => {
+    let content: string;
+    if (typeof m.content === 'string') content = m.content;
+    else if (m.content === null || m.content === undefined) content = '';
+    else {
+      const texts: string[] = [];
+      m.content.forEach((part, j) => {
+        if (part.type !== 'text' || typeof part.text !== 'string') {
+          throw invalidParam(`messages[${i}].content[${j}]`, `Content parts of type ${JSON.stringify(part.type)} are not supported; this server takes text parts ({"type": "text", "text": ...}) only.`);
+        }
+        texts.push(part.text);
+      });
+      content = texts.join('\n');
+    }
+    return { role: m.role === 'developer' ? 'system' : m.role, content };
+  });
+}
+
+/** Renders and tokenizes a chat for the base model or an adapter. */
+export function chatPromptIds(request: FastifyRequest, engine: Engine, adapter: string | null, messages: ChatMessageBody[], maxPromptChars: number): number[] {
+  const templateMessages = toTemplateMessages(messages);
+  const own = adapter === null ? null : adapterChatTemplate(engine, adapter);
+  if (!own && !engine.tokenizer.hasChatTemplate) {
+    throw invalidParam('messages', 'This model has no chat template, so it cannot take chat messages; use POST /v1/completions with a prompt.');
+  }
+  let text: string;
+  try {
+    text = own ? engine.tokenizer.renderChat(templateMessages, true, own) : engine.tokenizer.renderChat(templateMessages, true);
+  } catch (e) {
+    throw invalidParam('messages', `The chat template refused these messages: ${(e as Error).message}.`);
+  }
+  if (text.length > maxPromptChars) throw invalidParam('messages', `The rendered chat has ${text.length} characters; the limit is ${maxPromptChars}.`);
+  const ids = encodeWithoutSpecialTokens(engine.tokenizer, text);
+  assertPromptTokens(request, ids.length);
+  return ids;
+}
+
+/** A completions `prompt` (string, strings, token ids, or lists of token ids) as token-id prompts. */
+export function completionPromptIds(request: FastifyRequest, engine: Engine, prompt: string | string[] | number[] | number[][], maxPromptChars: number): number[][] {
+  const prompts: Array<string | number[]> = typeof prompt === 'string' ? [prompt] : prompt.length && typeof prompt[0] === 'number' ? [prompt as number[]] : (prompt as Array<string | number[]>);
+  const vocab = engine.spec.vocabSize;
+  return prompts.map((p, i) => {
+    const param = prompts.length > 1 ? `prompt[${i}]` : 'prompt';
+    if (typeof p === 'string') {
+      if (p.length > maxPromptChars) throw invalidParam(param, `The prompt has ${p.length} characters; the limit is ${maxPromptChars}.`);
+      const ids = engine.tokenizer.encode(p);
+      assertPromptTokens(request, ids.length);
+      return ids;
+    }
+    const bad = p.find((id) => id < 0 || id >= vocab);
+    if (bad !== undefined) throw invalidParam(param, `The prompt holds token id ${bad}, outside this model's vocabulary of ${vocab}.`);
+    assertPromptTokens(request, p.length);
+    return p;
+  });
+}
