@@ -3,18 +3,10 @@
  * same sequence of requests (which worker sends which one depends on timing).
  */
 import type { AdapterMixEntry } from './args.js';
+import { seededRandom } from '../../src/engine/sampling.js';
 
-/** mulberry32: small, fast, good enough for choosing words. Returns floats in [0, 1). */
-export function createRng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The engine's seeded generator (mulberry32): floats in [0, 1). */
+export const createRng = seededRandom;
 
 /** Integer uniform in [min, max]. */
 export function randomInt(rng: () => number, min: number, max: number): number {
