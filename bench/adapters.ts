@@ -81,7 +81,9 @@ async function throughput(engine: Engine, adapterFor: (i: number) => string | nu
   await Promise.all(Array.from({ length: clients }, async () => {
     while (next < requests) {
       const i = next++;
-      tokens += (await engine.generate(request(i, adapterFor(i)))).usage.completionTokens;
+      // Not `tokens += await ...`: that reads `tokens` before the await and loses the other clients' counts.
+      const result = await engine.generate(request(i, adapterFor(i)));
+      tokens += result.usage.completionTokens;
     }
   }));
   return (tokens / (performance.now() - started)) * 1000;
