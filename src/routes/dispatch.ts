@@ -31,6 +31,11 @@ export interface DispatchOptions {
   constraint?: LogitsConstraint;
   /** The client streams: Bedrock is called with its streaming API; otherwise with InvokeModel / Converse. */
   stream: boolean;
+  /**
+   * Token ids the local engine uses instead of tokenizing `request.prompt` itself (e.g. a rendered chat,
+   * tokenized without special tokens); Bedrock still gets the text `prompt`.
+   */
+  localPromptTokenIds?: number[];
 }
 
 export function dispatchGeneration(app: FastifyInstance, request: GenerateRequest, routeParam: unknown, options: DispatchOptions): Dispatched {
@@ -55,9 +60,10 @@ export function dispatchGeneration(app: FastifyInstance, request: GenerateReques
 
   if (decide() === 'bedrock') return { route: 'bedrock', promptTokens: null, events: viaBedrock() };
 
+  const localRequest = options.localPromptTokenIds ? { ...request, promptTokenIds: options.localPromptTokenIds } : request;
   let local;
   try {
-    local = requireEngine(app).start(request, extras);
+    local = requireEngine(app).start(localRequest, extras);
   } catch (e) {
     const outcome = localOutcomeOf(e);
     if (outcome && decide(outcome) === 'bedrock') return { route: 'bedrock', promptTokens: null, events: viaBedrock() };

@@ -1,13 +1,19 @@
-/** POST /v1/chat/completions — OpenAI chat completions on the local engine, rendered with the chat template. */
+/**
+ * POST /v1/chat/completions[?route=auto|local|bedrock] — OpenAI chat completions, rendered with the chat
+ * template, on the local engine or the adapter's Bedrock target (which gets the rendered text as its
+ * prompt), routed as /v1/generate is.
+ */
 import type { FastifyInstance } from 'fastify';
 import { requireEngine } from '../engine-state.js';
+import { parseRequestedRoute } from '../../fallback/route-policy.js';
 import { abortOnDisconnect, sendSse } from '../sse.js';
 import { invalidParam } from './errors.js';
 import { jsonModeFor } from './json-mode.js';
 import { chatLogprob, tokenStringsFor } from './logprobs.js';
 import { resolveModel } from './models.js';
-import { chatPromptIds } from './prompt.js';
+import { chatPrompt } from './prompt.js';
 import { chatBodySchema, type ChatBody } from './schemas.js';
+import { routeQuerySchema, type RouteQuery } from './schemas.js';
 import { collectAll, completionId, maxTokensFrom, rejectUnsupported, samplingFrom, startChoices, streamChoices, unixSeconds, usageOf } from './run.js';
 
 function rejectUnsupportedChat(body: ChatBody): void {
@@ -22,15 +28,17 @@ function rejectUnsupportedChat(body: ChatBody): void {
 }
 
 export async function chatRoutes(app: FastifyInstance): Promise<void> {
-  app.post<{ Body: ChatBody }>('/v1/chat/completions', { schema: { body: chatBodySchema } }, async (request, reply) => {
+  app.post<{ Body: ChatBody; Querystring: RouteQuery }>('/v1/chat/completions', { schema: { body: chatBodySchema, querystring: routeQuerySchema } }, async (request, reply) => {
     const engine = requireEngine(app);
     const body = request.body;
     const limits = app.config.limits;
-    const adapter = resolveModel(request, engine, body.model);
+    const adapter = resolveModel(request, engine, body.model, app.bedrock);
+    parseRequestedRoute(request.query.route);
     request.requestLog.adapter = adapter;
     rejectUnsupported(body);
     rejectUnsupportedChat(body);
-    const promptIds = chatPromptIds(request, engine, adapter, body.messages, limits.maxPromptChars);
+    const prompt = chatPrompt(request, engine, adapter, body.messages, limits.maxPromptChars);
+    const promptIds = prompt.ids;
     const param = body.max_completion_tokens !== undefined && body.max_completion_tokens !== null ? 'max_completion_tokens' : 'max_tokens';
     // Without a limit a chat reply may run to the end of the context, as with OpenAI.
     const maxTokens = maxTokensFrom(body.max_completion_tokens ?? body.max_tokens, param, limits, engine.maxSequenceLength - promptIds.length);
@@ -42,8 +50,7 @@ export async function chatRoutes(app: FastifyInstance): Promise<void> {
     const n = body.n ?? 1;
 
     const abort = abortOnDisconnect(reply);
-    const choices = startChoices(engine, { adapter, prompts: [promptIds], n, maxTokens: () => maxTokens, sampling, logprobs, topLogprobs: k, jsonMode, abort });
-    Object.assign(request.requestLog, { route: 'local', promptTokens: promptIds.length });
+    const choices = startChoices(app, { adapter, prompts: [prompt], n, maxTokens: () => maxTokens, sampling, logprobs, topLogprobs: k, jsonMode, abort, route: request.query.route, stream: body.stream === true });
     const id = completionId('chatcmpl');
     const created = unixSeconds();
     const model = body.model;

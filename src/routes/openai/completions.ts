@@ -1,31 +1,37 @@
-/** POST /v1/completions — OpenAI's (legacy) text completions on the local engine. */
+/**
+ * POST /v1/completions[?route=auto|local|bedrock] — OpenAI's (legacy) text completions, on the local engine
+ * or the adapter's Bedrock target (text prompts only), routed as /v1/generate is.
+ */
 import type { FastifyInstance } from 'fastify';
 import { requireEngine } from '../engine-state.js';
+import { parseRequestedRoute } from '../../fallback/route-policy.js';
 import { abortOnDisconnect, sendSse } from '../sse.js';
 import { invalidParam } from './errors.js';
 import { jsonModeFor } from './json-mode.js';
 import { addCompletionLogprob, emptyCompletionLogprobs, tokenStringsFor, type CompletionLogprobs } from './logprobs.js';
 import { resolveModel } from './models.js';
-import { completionPromptIds } from './prompt.js';
+import { completionPrompts } from './prompt.js';
 import { completionBodySchema, type CompletionBody } from './schemas.js';
+import { routeQuerySchema, type RouteQuery } from './schemas.js';
 import { codePoints, collectAll, completionId, maxTokensFrom, rejectUnsupported, samplingFrom, startChoices, streamChoices, unixSeconds, usageOf } from './run.js';
 
 /** OpenAI's default max_tokens for completions. */
 export const COMPLETIONS_DEFAULT_MAX_TOKENS = 16;
 
 export async function completionRoutes(app: FastifyInstance): Promise<void> {
-  app.post<{ Body: CompletionBody }>('/v1/completions', { schema: { body: completionBodySchema } }, async (request, reply) => {
+  app.post<{ Body: CompletionBody; Querystring: RouteQuery }>('/v1/completions', { schema: { body: completionBodySchema, querystring: routeQuerySchema } }, async (request, reply) => {
     const engine = requireEngine(app);
     const body = request.body;
     const limits = app.config.limits;
-    const adapter = resolveModel(request, engine, body.model);
+    const adapter = resolveModel(request, engine, body.model, app.bedrock);
+    parseRequestedRoute(request.query.route);
     request.requestLog.adapter = adapter;
     rejectUnsupported(body);
     if (body.echo) throw invalidParam('echo', 'echo is not supported by this server; leave it out or send false.');
     if (body.suffix) throw invalidParam('suffix', 'suffix is not supported by this server; leave it out.');
     const n = body.n ?? 1;
     if (body.best_of !== undefined && body.best_of !== null && body.best_of !== n) throw invalidParam('best_of', 'best_of is not supported by this server; leave it out or make it equal to n.');
-    const prompts = completionPromptIds(request, engine, body.prompt, limits.maxPromptChars);
+    const prompts = completionPrompts(request, engine, body.prompt, limits.maxPromptChars);
     const maxTokens = maxTokensFrom(body.max_tokens, 'max_tokens', limits, COMPLETIONS_DEFAULT_MAX_TOKENS);
     const sampling = samplingFrom(body, limits);
     const jsonMode = jsonModeFor(engine, body.response_format);
@@ -33,8 +39,7 @@ export async function completionRoutes(app: FastifyInstance): Promise<void> {
     const strings = k !== null ? tokenStringsFor(engine.tokenizer, body.return_tokens_as_token_ids === true) : null;
 
     const abort = abortOnDisconnect(reply);
-    const choices = startChoices(engine, { adapter, prompts, n, maxTokens: () => maxTokens, sampling, logprobs: k !== null, topLogprobs: k ?? 0, jsonMode, abort });
-    Object.assign(request.requestLog, { route: 'local', promptTokens: usageOf(choices, 0).prompt_tokens });
+    const choices = startChoices(app, { adapter, prompts, n, maxTokens: () => maxTokens, sampling, logprobs: k !== null, topLogprobs: k ?? 0, jsonMode, abort, route: request.query.route, stream: body.stream === true });
     const id = completionId('cmpl');
     const created = unixSeconds();
     const model = body.model;

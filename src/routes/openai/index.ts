@@ -1,6 +1,7 @@
 /**
  * The OpenAI-compatible API: GET /v1/models, GET /v1/models/:model, POST /v1/completions and
- * POST /v1/chat/completions, served by the same engine (batching, adapters) as /v1/generate.
+ * POST /v1/chat/completions, served by the same engine (batching, adapters) and the same routing (local
+ * engine or an adapter's Bedrock target, ?route=auto|local|bedrock) as /v1/generate.
  * Errors inside this plugin take OpenAI's shape through a route-scoped error handler; the rest of the
  * server keeps the native shape. See docs/openai.md.
  */
@@ -9,7 +10,7 @@ import { requireEngine } from '../engine-state.js';
 import { chatRoutes } from './chat.js';
 import { completionRoutes } from './completions.js';
 import { openaiErrorHandler } from './errors.js';
-import { listModels, mayUse, modelNotFound, type ExtraModel } from './models.js';
+import { bedrockOnlyModels, listModels, mayUse, modelNotFound, type ExtraModel } from './models.js';
 
 export interface OpenAIRoutesOptions {
   /** Models served elsewhere (e.g. Bedrock targets) to list in GET /v1/models next to the local ones. */
@@ -23,7 +24,7 @@ export async function openaiRoutes(app: FastifyInstance, options: OpenAIRoutesOp
   /** The models this request's API key may use. */
   const models = (request: FastifyRequest) => {
     const engine = requireEngine(app);
-    return listModels(engine, options.extraModels?.() ?? []).filter((m) => mayUse(request, engine, m.id));
+    return listModels(engine, [...bedrockOnlyModels(engine, app.bedrock), ...(options.extraModels?.() ?? [])]).filter((m) => mayUse(request, engine, m.id));
   };
 
   app.get('/v1/models', async (request) => ({ object: 'list', data: models(request) }));

@@ -1,6 +1,7 @@
 /** OpenAI model names: the base model and its adapters (plus names served elsewhere, e.g. Bedrock targets). */
 import type { FastifyRequest } from 'fastify';
 import type { Engine } from '../../engine/engine.js';
+import type { BedrockFallback } from '../../fallback/bedrock-client.js';
 import { assertAdapterAllowed } from '../../security/plugin.js';
 import { ParamError } from './errors.js';
 
@@ -45,6 +46,21 @@ export function listModels(engine: Engine, extra: ReadonlyArray<string | ExtraMo
   return cards;
 }
 
+/**
+ * Adapters served only by Bedrock: a Bedrock target, and no local adapter of that name. Listed with
+ * `owned_by: "bedrock"` and the base model as parent (they stand in for an adapter of it).
+ */
+export function bedrockOnlyModels(engine: Engine, bedrock: BedrockFallback | null): ExtraModel[] {
+  if (!bedrock) return [];
+  return bedrock
+    .status()
+    .map((s) => s.adapter)
+    .filter((name) => name !== engine.modelName && !engine.adapters.has(name))
+    .map((id) => ({ id, owned_by: BEDROCK_OWNER, parent: engine.modelName }));
+}
+
+export const BEDROCK_OWNER = 'bedrock';
+
 export function modelNotFound(model: string): ParamError {
   return new ParamError('adapter_not_found', `The model ${JSON.stringify(model.slice(0, 200))} does not exist.`, 'model', 'model_not_found', 'GET /v1/models lists the models this server serves.');
 }
@@ -53,12 +69,13 @@ export function modelNotFound(model: string): ParamError {
  * The engine adapter a model name stands for: null for the base model, the adapter's name otherwise.
  * The API key's allow-list is checked first (403 forbidden), so that a key never learns whether a model it
  * may not use exists; then unknown names are a 404 (model_not_found). An adapter that failed validation is
- * the catalogue's adapter_errored (422), raised by the engine.
+ * the catalogue's adapter_errored (422), raised by the engine. An adapter with a Bedrock target (`bedrock`) is
+ * accepted even when the local engine does not serve it: the route is chosen when the request is dispatched.
  */
-export function resolveModel(request: FastifyRequest, engine: Engine, model: string): string | null {
+export function resolveModel(request: FastifyRequest, engine: Engine, model: string, bedrock: BedrockFallback | null = null): string | null {
   const adapter = model === engine.modelName ? null : model;
   assertAdapterAllowed(request, adapter);
-  if (adapter === null || engine.adapters.has(adapter)) return adapter;
+  if (adapter === null || engine.adapters.has(adapter) || (bedrock?.hasTarget(adapter) ?? false)) return adapter;
   throw modelNotFound(model);
 }
 

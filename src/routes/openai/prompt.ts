@@ -92,6 +92,14 @@ export function toTemplateMessages(messages: ChatMessageBody[]): ChatMessage[] {
 
 /** Renders and tokenizes a chat for the base model or an adapter. */
 export function chatPromptIds(request: FastifyRequest, engine: Engine, adapter: string | null, messages: ChatMessageBody[], maxPromptChars: number): number[] {
+  return chatPrompt(request, engine, adapter, messages, maxPromptChars).ids;
+}
+
+/**
+ * A chat rendered with the chat template: the text (what a Bedrock target gets, as one prompt) and its
+ * token ids for the local engine.
+ */
+export function chatPrompt(request: FastifyRequest, engine: Engine, adapter: string | null, messages: ChatMessageBody[], maxPromptChars: number): { ids: number[]; text: string } {
   const templateMessages = toTemplateMessages(messages);
   const own = adapter === null ? null : adapterChatTemplate(engine, adapter);
   if (!own && !engine.tokenizer.hasChatTemplate) {
@@ -106,11 +114,16 @@ export function chatPromptIds(request: FastifyRequest, engine: Engine, adapter: 
   if (text.length > maxPromptChars) throw invalidParam('messages', `The rendered chat has ${text.length} characters; the limit is ${maxPromptChars}.`);
   const ids = encodeWithoutSpecialTokens(engine.tokenizer, text);
   assertPromptTokens(request, ids.length);
-  return ids;
+  return { ids, text };
 }
 
 /** A completions `prompt` (string, strings, token ids, or lists of token ids) as token-id prompts. */
 export function completionPromptIds(request: FastifyRequest, engine: Engine, prompt: string | string[] | number[] | number[][], maxPromptChars: number): number[][] {
+  return completionPrompts(request, engine, prompt, maxPromptChars).map((p) => p.ids);
+}
+
+/** A completions `prompt` as prompts with token ids, and their text where given as text (Bedrock needs it). */
+export function completionPrompts(request: FastifyRequest, engine: Engine, prompt: string | string[] | number[] | number[][], maxPromptChars: number): Array<{ ids: number[]; text?: string }> {
   const prompts: Array<string | number[]> = typeof prompt === 'string' ? [prompt] : prompt.length && typeof prompt[0] === 'number' ? [prompt as number[]] : (prompt as Array<string | number[]>);
   const vocab = engine.spec.vocabSize;
   return prompts.map((p, i) => {
@@ -119,11 +132,11 @@ export function completionPromptIds(request: FastifyRequest, engine: Engine, pro
       if (p.length > maxPromptChars) throw invalidParam(param, `The prompt has ${p.length} characters; the limit is ${maxPromptChars}.`);
       const ids = engine.tokenizer.encode(p);
       assertPromptTokens(request, ids.length);
-      return ids;
+      return { ids, text: p };
     }
     const bad = p.find((id) => id < 0 || id >= vocab);
     if (bad !== undefined) throw invalidParam(param, `The prompt holds token id ${bad}, outside this model's vocabulary of ${vocab}.`);
     assertPromptTokens(request, p.length);
-    return p;
+    return { ids: p };
   });
 }

@@ -1,17 +1,17 @@
 /**
- * What both OpenAI endpoints share: sampling parameters -> engine requests, n choices per prompt started
- * on the one engine (same batching and adapters as /v1/generate), their events merged for streaming or
- * collected for a JSON reply.
+ * What both OpenAI endpoints share: sampling parameters -> generation requests, n choices per prompt
+ * dispatched as /v1/generate dispatches (the one engine's batching and adapters, or the adapter's Bedrock
+ * target), their events merged for streaming or collected for a JSON reply.
  */
 import { randomBytes } from 'node:crypto';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../../errors.js';
 import { logRequest } from '../../request-log.js';
-import { ROUTE_HEADER } from '../../fallback/route-policy.js';
+import { ROUTE_HEADER, type Route } from '../../fallback/route-policy.js';
+import { dispatchGeneration, type Dispatched } from '../dispatch.js';
 import { endSse, sendSse, startSse } from '../sse.js';
 import type { Config } from '../../config.js';
-import type { Engine, Generation } from '../../engine/engine.js';
-import type { FinishEvent, GenerateRequest, TokenEvent } from '../../engine/types.js';
+import type { FinishEvent, GenerateRequest, GenerationEvent, TokenEvent } from '../../engine/types.js';
 import { invalidParam, toOpenAIBody } from './errors.js';
 import type { JsonMode } from './json-mode.js';
 import type { CommonBody } from './schemas.js';
@@ -67,12 +67,26 @@ export interface Choice {
   /** OpenAI's choice index: promptIndex * n + i. */
   index: number;
   promptIndex: number;
-  generation: Generation;
+  /** The dispatched generation (local engine or Bedrock); its route is final after its first event. */
+  dispatched: Dispatched;
+  /** Prompt tokens: known up front on the local route, taken from the finish event's usage otherwise. */
+  promptTokens: number | null;
+  /** The first event, read before the headers went out (see peekChoices), handed out again first. */
+  peeked?: IteratorResult<GenerationEvent>;
+}
+
+/**
+ * One prompt: its token ids for the local engine and, when it was given (or rendered) as text, that text,
+ * which is what Bedrock gets. A prompt without text (token ids) can only run locally.
+ */
+export interface PromptInput {
+  ids: number[];
+  text?: string;
 }
 
 export interface StartOptions {
   adapter: string | null;
-  prompts: number[][];
+  prompts: PromptInput[];
   n: number;
   /** Per prompt. */
   maxTokens: (promptIndex: number) => number;
@@ -81,24 +95,30 @@ export interface StartOptions {
   topLogprobs: number;
   jsonMode: JsonMode | null;
   abort: AbortController;
+  /** The `route` query parameter (auto, local, bedrock; absent is auto). */
+  route: unknown;
+  /** The client streams (Bedrock is then called with its streaming API). */
+  stream: boolean;
 }
 
 /**
- * Starts every choice. With a seed, choice i of a prompt uses seed + i, so the n choices differ and a
- * single-choice request with the same seed reproduces choice 0. If one cannot start (queue full, context
- * too long) the ones already started are cancelled and the error is thrown.
+ * Starts every choice through dispatchGeneration, as /v1/generate does: local engine or the adapter's
+ * Bedrock target, with overflow to Bedrock on a full local queue or a local failure before the first token.
+ * With a seed, choice i of a prompt uses seed + i, so the n choices differ and a single-choice request with
+ * the same seed reproduces choice 0. If one cannot start (queue full without a target, context too long,
+ * a route that cannot serve) the ones already started are cancelled and the error is thrown.
  */
-export function startChoices(engine: Engine, o: StartOptions): Choice[] {
+export function startChoices(app: FastifyInstance, o: StartOptions): Choice[] {
   if (o.prompts.length * o.n > MAX_TOTAL_CHOICES) {
     throw invalidParam('n', `This request asks for ${o.prompts.length * o.n} choices (prompts x n); the limit is ${MAX_TOTAL_CHOICES}.`);
   }
   const choices: Choice[] = [];
   try {
-    o.prompts.forEach((promptTokenIds, promptIndex) => {
+    o.prompts.forEach((prompt, promptIndex) => {
       for (let i = 0; i < o.n; i++) {
         const request: GenerateRequest = {
           adapter: o.adapter,
-          promptTokenIds,
+          ...(prompt.text !== undefined ? { prompt: prompt.text } : { promptTokenIds: prompt.ids }),
           maxTokens: o.maxTokens(promptIndex),
           temperature: o.sampling.temperature,
           topP: o.sampling.topP,
@@ -110,8 +130,12 @@ export function startChoices(engine: Engine, o: StartOptions): Choice[] {
           topLogprobs: o.topLogprobs,
           signal: o.abort.signal,
         };
-        const generation = engine.start(request, o.jsonMode ? { constraint: o.jsonMode.start() } : {});
-        choices.push({ index: promptIndex * o.n + i, promptIndex, generation });
+        const dispatched = dispatchGeneration(app, request, o.route, {
+          stream: o.stream,
+          ...(o.jsonMode ? { constraint: o.jsonMode.start() } : {}),
+          ...(prompt.text !== undefined ? { localPromptTokenIds: prompt.ids } : {}),
+        });
+        choices.push({ index: promptIndex * o.n + i, promptIndex, dispatched, promptTokens: dispatched.promptTokens });
       }
     });
   } catch (e) {
@@ -121,18 +145,56 @@ export function startChoices(engine: Engine, o: StartOptions): Choice[] {
   return choices;
 }
 
+/** A choice's next event (the peeked one first); a finish event's usage gives its prompt tokens. */
+async function nextEvent(choice: Choice): Promise<IteratorResult<GenerationEvent>> {
+  let result: IteratorResult<GenerationEvent>;
+  if (choice.peeked) {
+    result = choice.peeked;
+    choice.peeked = undefined;
+  } else {
+    result = await choice.dispatched.events.next();
+  }
+  if (!result.done && result.value.type === 'finish') choice.promptTokens = result.value.usage.promptTokens;
+  return result;
+}
+
+/**
+ * Reads every choice's first event, so that each one's route is final (an overflow to Bedrock happens
+ * before the first event) and a failure before any token still gets its HTTP status. A failure cancels the
+ * others and is thrown.
+ */
+export async function peekChoices(abort: AbortController, choices: Choice[]): Promise<void> {
+  try {
+    await Promise.all(
+      choices.map(async (c) => {
+        c.peeked = await c.dispatched.events.next();
+      }),
+    );
+  } catch (e) {
+    abort.abort();
+    throw e;
+  }
+}
+
+/**
+ * The route of the whole response: `bedrock` when any choice was served by Bedrock (with n > 1 the choices
+ * may split between the routes when some overflow), `local` otherwise.
+ */
+export function routeOf(choices: Choice[]): Route {
+  return choices.some((c) => c.dispatched.route === 'bedrock') ? 'bedrock' : 'local';
+}
+
 export type ChoiceEvent = { choice: Choice; event: TokenEvent | FinishEvent };
 
 /** The events of all choices as they come. Throws the first failure (the caller cancels the rest). */
 export async function* mergeEvents(choices: Choice[]): AsyncGenerator<ChoiceEvent> {
-  const iterators = choices.map((c) => c.generation.events[Symbol.asyncIterator]());
-  type Settled = { i: number; result?: IteratorResult<TokenEvent | FinishEvent>; error?: unknown };
+  type Settled = { i: number; result?: IteratorResult<GenerationEvent>; error?: unknown };
   const pull = (i: number): Promise<Settled> =>
-    iterators[i].next().then(
+    nextEvent(choices[i]).then(
       (result) => ({ i, result }),
       (error: unknown) => ({ i, error }),
     );
-  const pending = new Map<number, Promise<Settled>>(iterators.map((_, i) => [i, pull(i)]));
+  const pending = new Map<number, Promise<Settled>>(choices.map((_, i) => [i, pull(i)]));
   while (pending.size) {
     const settled = await Promise.race(pending.values());
     pending.delete(settled.i);
@@ -154,7 +216,8 @@ export async function collectChoices(choices: Choice[]): Promise<CollectedChoice
   return Promise.all(
     choices.map(async (choice) => {
       const tokens: TokenEvent[] = [];
-      for await (const event of choice.generation.events) {
+      for (let next = await nextEvent(choice); !next.done; next = await nextEvent(choice)) {
+        const event = next.value;
         if (event.type === 'token') tokens.push(event);
         else return { choice, tokens, finish: event };
       }
@@ -199,7 +262,7 @@ export function usageOf(choices: Choice[], completionTokens: number): UsageBody 
   for (const c of choices) {
     if (seen.has(c.promptIndex)) continue;
     seen.add(c.promptIndex);
-    promptTokens += c.generation.promptTokens;
+    promptTokens += c.promptTokens ?? 0;
   }
   return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
 }
@@ -227,6 +290,9 @@ export interface StreamHandlers {
  * its HTTP status; a later failure is sent as a `data: {"error": ...}` event, which OpenAI's clients raise.
  */
 export async function streamChoices(request: FastifyRequest, reply: FastifyReply, abort: AbortController, choices: Choice[], handlers: StreamHandlers): Promise<FastifyReply> {
+  await peekChoices(abort, choices);
+  const route = routeOf(choices);
+  noteRoute(request, choices);
   const events = mergeEvents(choices);
   let first: IteratorResult<ChoiceEvent>;
   try {
@@ -235,7 +301,7 @@ export async function streamChoices(request: FastifyRequest, reply: FastifyReply
     abort.abort();
     throw e;
   }
-  startSse(reply, { [ROUTE_HEADER]: 'local' });
+  startSse(reply, { [ROUTE_HEADER]: route });
   const handle = (e: ChoiceEvent) => {
     if (e.event.type === 'finish') logFinish(request, e.event);
     handlers.event(e);
@@ -245,6 +311,7 @@ export async function streamChoices(request: FastifyRequest, reply: FastifyReply
     if (!first.done) handle(first.value);
     for await (const e of events) handle(e);
     handlers.end();
+    request.requestLog.promptTokens = usageOf(choices, 0).prompt_tokens;
   } catch (e) {
     abort.abort();
     const error = e instanceof AppError ? e : new AppError('internal_error', 'The generation failed.');
@@ -267,6 +334,14 @@ export async function collectAll(request: FastifyRequest, reply: FastifyReply, a
     throw e;
   }
   for (const c of collected) logFinish(request, c.finish);
-  reply.header(ROUTE_HEADER, 'local');
+  noteRoute(request, choices);
+  request.requestLog.promptTokens = usageOf(choices, 0).prompt_tokens;
+  reply.header(ROUTE_HEADER, routeOf(choices));
   return collected;
+}
+
+/** The response's route (and the prompt tokens known so far) in the request's log line. */
+export function noteRoute(request: FastifyRequest, choices: Choice[]): void {
+  request.requestLog.route = routeOf(choices);
+  if (choices.every((c) => c.promptTokens !== null)) request.requestLog.promptTokens = usageOf(choices, 0).prompt_tokens;
 }

@@ -181,3 +181,9 @@ export interface ChatBody extends CommonBody {
   metadata?: Record<string, unknown> | null;
   service_tier?: string | null;
 }
+
+/** The query string of both generation endpoints: `route` as on /v1/generate (auto, local, bedrock). */
+export const routeQuerySchema = { type: 'object', properties: { route: { type: 'string' } } } as const;
+export interface RouteQuery {
+  route?: string;
+}
