@@ -1,8 +1,6 @@
 /** GET /healthz (the process answers) and GET /readyz (the model is loaded and the server is not draining). */
 import type { FastifyInstance } from 'fastify';
 
-export type ReadinessDetail = () => Record<string, unknown>;
-
 export async function healthRoutes(app: FastifyInstance): Promise<void> {
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {
