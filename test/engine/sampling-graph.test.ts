@@ -1,0 +1,145 @@
+/**
+ * The in-graph token selection (src/engine/model/sampling-graph.ts) against the host's sampleToken, fed the
+ * same uniform draw: greedy, temperature, top-k, top-p and their mixes in one batch must pick the same token.
+ * float32 in the graph against float64 on the host can only disagree when the draw lands on a boundary
+ * between two candidates' cumulative weights; such a disagreement is allowed only within 1e-5 of that boundary.
+ */
+import t from 'tap';
+import * as ort from 'onnxruntime-node';
+import { Graph } from '../../src/engine/model/graph-builder.js';
+import { addSamplingNodes, samplingInputs } from '../../src/engine/model/sampling-graph.js';
+import { DataType, encodeModel } from '../../src/engine/model/onnx-proto.js';
+import { logSumExp, sampleToken, seededRandom, type SamplingParams } from '../../src/engine/sampling.js';
+
+const V = 300;
+
+async function samplingSession(): Promise<ort.InferenceSession> {
+  const g = new Graph();
+  const { token, logprob } = addSamplingNodes(g, 'logits');
+  const model = encodeModel({
+    graphName: 'sampling',
+    nodes: g.nodes,
+    inputs: [{ name: 'logits', dataType: DataType.FLOAT, shape: ['rows', V] }, ...samplingInputs()],
+    outputs: [{ name: token, dataType: DataType.INT64, shape: ['rows'] }, { name: logprob, dataType: DataType.FLOAT, shape: ['rows'] }],
+    externalInitializers: [],
+    inlineInitializers: g.inline,
+    opsets: [{ domain: '', version: 17 }],
+  });
+  return ort.InferenceSession.create(model, { executionProviders: ['cpu'], intraOpNumThreads: 1 });
+}
+
+/** The host's cumulative weights for a row (as sampleToken computes them), to tell a boundary case. */
+function hostBoundaryDistance(logits: Float32Array, p: SamplingParams, u: number): number {
+  const draws: number[] = [];
+  const best = Math.max(...logits);
+  let c = Array.from(logits.keys()).filter((i) => logits[i] >= best - 40 * p.temperature).sort((x, y) => logits[y] - logits[x]);
+  if (p.topK > 0) c = c.slice(0, p.topK);
+  let w = c.map((i) => Math.exp((logits[i] - best) / p.temperature));
+  let total = w.reduce((a, b) => a + b, 0);
+  if (p.topP < 1) {
+    let cum = 0;
+    let keep = 0;
+    while (keep < w.length) {
+      cum += w[keep++] / total;
+      if (cum >= p.topP) break;
+    }
+    w = w.slice(0, keep);
+    total = w.reduce((a, b) => a + b, 0);
+  }
+  let cum = 0;
+  for (const x of w) draws.push((cum += x) / total);
+  return Math.min(...draws.map((d) => Math.abs(d - u)));
+}
+
+t.test('in-graph selection picks the host sampler token for the same draw', async (t) => {
+  const session = await samplingSession();
+  t.teardown(() => session.release());
+  const rng = seededRandom(7);
+  const paramSets: SamplingParams[] = [
+    { temperature: 0, topK: 0, topP: 1 },
+    { temperature: 1, topK: 0, topP: 1 },
+    { temperature: 0.7, topK: 5, topP: 1 },
+    { temperature: 1.3, topK: 0, topP: 0.9 },
+    { temperature: 0.5, topK: 40, topP: 0.5 },
+    { temperature: 2, topK: 1, topP: 1 },
+    { temperature: 1, topK: 0, topP: 0.01 },
+  ];
+  let compared = 0;
+  let boundary = 0;
+  for (let round = 0; round < 60; round++) {
+    const R = paramSets.length;
+    const logits = new Float32Array(R * V);
+    // peaked and flat rows alike, with ties now and then
+    const spread = 1 + (round % 4) * 3;
+    for (let i = 0; i < logits.length; i++) logits[i] = Math.round((rng() * 2 - 1) * spread * 8) / 8;
+    const uniform = Float32Array.from({ length: R }, () => rng());
+    const candidates = Math.max(...paramSets.map((p) => (p.temperature > 0 ? (p.topK > 0 ? p.topK : V) : 1)));
+    const out = await session.run({
+      logits: new ort.Tensor('float32', logits, [R, V]),
+      sample_temperature: new ort.Tensor('float32', Float32Array.from(paramSets, (p) => p.temperature), [R]),
+      sample_top_k: new ort.Tensor('int64', BigInt64Array.from(paramSets, (p) => BigInt(p.topK)), [R]),
+      sample_top_p: new ort.Tensor('float32', Float32Array.from(paramSets, (p) => p.topP), [R]),
+      sample_uniform: new ort.Tensor('float32', uniform, [R]),
+      sample_candidates: new ort.Tensor('int64', BigInt64Array.of(BigInt(candidates)), [1]),
+    });
+    const [tokens, logprobs] = Object.values(out).map((x) => x.data) as [BigInt64Array, Float32Array];
+    paramSets.forEach((p, r) => {
+      const row = logits.subarray(r * V, (r + 1) * V);
+      const host = sampleToken(row, p, () => uniform[r]);
+      const graph = Number(tokens[r]);
+      compared++;
+      if (graph !== host) {
+        boundary++;
+        const distance = hostBoundaryDistance(row, p, uniform[r]);
+        t.ok(distance < 1e-5, `round ${round} row ${r}: graph ${graph} vs host ${host} only on a boundary (distance ${distance.toExponential(1)})`);
+      }
+      const expected = row[graph] - logSumExp(row);
+      if (Math.abs(logprobs[r] - expected) > 1e-4) t.fail(`round ${round} row ${r}: logprob ${logprobs[r]} vs ${expected}`);
+    });
+  }
+  t.ok(boundary <= compared / 100, `${compared - boundary} of ${compared} draws equal the host's; ${boundary} boundary cases`);
+});
+
+t.test('greedy rows take the first of tied maxima, like the host', async (t) => {
+  const session = await samplingSession();
+  t.teardown(() => session.release());
+  const logits = new Float32Array(V);
+  logits[17] = 3;
+  logits[42] = 3;
+  const out = await session.run({
+    logits: new ort.Tensor('float32', logits, [1, V]),
+    sample_temperature: new ort.Tensor('float32', Float32Array.of(0), [1]),
+    sample_top_k: new ort.Tensor('int64', BigInt64Array.of(0n), [1]),
+    sample_top_p: new ort.Tensor('float32', Float32Array.of(1), [1]),
+    sample_uniform: new ort.Tensor('float32', Float32Array.of(0.99), [1]),
+    sample_candidates: new ort.Tensor('int64', BigInt64Array.of(1n), [1]),
+  });
+  t.equal(Number((Object.values(out)[0].data as BigInt64Array)[0]), 17);
+});
+
+t.test('a draw follows the distribution: 4000 draws over three tokens', async (t) => {
+  const session = await samplingSession();
+  t.teardown(() => session.release());
+  const logits = new Float32Array(V).fill(-100);
+  logits[3] = Math.log(0.5);
+  logits[9] = Math.log(0.3);
+  logits[200] = Math.log(0.2);
+  const N = 4000;
+  const rng = seededRandom(11);
+  const out = await session.run({
+    logits: new ort.Tensor('float32', new Float32Array(N * V).map((_, i) => logits[i % V]), [N, V]),
+    sample_temperature: new ort.Tensor('float32', new Float32Array(N).fill(1), [N]),
+    sample_top_k: new ort.Tensor('int64', new BigInt64Array(N), [N]),
+    sample_top_p: new ort.Tensor('float32', new Float32Array(N).fill(1), [N]),
+    sample_uniform: new ort.Tensor('float32', Float32Array.from({ length: N }, () => rng()), [N]),
+    sample_candidates: new ort.Tensor('int64', BigInt64Array.of(BigInt(V)), [1]),
+  });
+  const counts = new Map<number, number>();
+  for (const id of Object.values(out)[0].data as BigInt64Array) counts.set(Number(id), (counts.get(Number(id)) ?? 0) + 1);
+  t.same([...counts.keys()].sort((a, b) => a - b), [3, 9, 200], 'only the three likely tokens');
+  for (const [id, p] of [[3, 0.5], [9, 0.3], [200, 0.2]] as const) {
+    const share = counts.get(id)! / N;
+    // 4 standard deviations of a binomial share
+    t.ok(Math.abs(share - p) < 4 * Math.sqrt((p * (1 - p)) / N), `token ${id}: ${share.toFixed(3)} vs ${p}`);
+  }
+});
