@@ -14,6 +14,7 @@ import type { ModelSpec } from './hf-config.js';
 import { ropeInverseFrequencies } from './hf-config.js';
 import { DataType, type AttributeValue, type OnnxModel, type OnnxNode } from './onnx-proto.js';
 import type { CheckpointWeights } from './weights.js';
+import { addSamplingNodes, samplingInputs } from './sampling-graph.js';
 
 export const PROJECTIONS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
 export type Projection = (typeof PROJECTIONS)[number];
@@ -25,6 +26,11 @@ export interface GraphOptions {
   lora: boolean;
   /** Also output `next_token` = argmax of each logits row, so a device-resident loop only reads ids back. */
   argmax?: boolean;
+  /**
+   * Also choose each row's token inside the graph (greedy, temperature, top-k, top-p; see sampling-graph.ts):
+   * outputs `next_token` and `next_logprob`. Excludes `argmax`.
+   */
+  sampling?: boolean;
 }
 
 /** Input and output sizes of each projection, as [in, out]. */
@@ -54,7 +60,7 @@ export const presentName = (layer: number, kv: 'key' | 'value') => `present.${la
 /** Receives weight tensors in graph order; returns nothing, the caller writes them to external data. */
 export type WeightSink = (name: string, data: Float32Array, dims: number[]) => void;
 
-class Graph {
+export class Graph {
   readonly nodes: OnnxNode[] = [];
   readonly inline: OnnxModel['inlineInitializers'] = [];
   private counter = 0;
@@ -170,6 +176,16 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
     { name: 'total_sequence_length', dataType: DataType.INT32, shape: [] },
   ];
   const outputs: OnnxModel['outputs'] = [{ name: 'logits', dataType: DataType.FLOAT, shape: ['rows', V] }];
+  if (options.argmax && options.sampling) throw new Error('GraphOptions: argmax and sampling exclude each other');
+  if (options.sampling) {
+    const { token, logprob } = addSamplingNodes(g, 'logits');
+    g.node('Identity', [token]);
+    g.nodes[g.nodes.length - 1].outputs[0] = 'next_token';
+    g.node('Identity', [logprob]);
+    g.nodes[g.nodes.length - 1].outputs[0] = 'next_logprob';
+    inputs.push(...samplingInputs());
+    outputs.push({ name: 'next_token', dataType: DataType.INT64, shape: ['rows'] }, { name: 'next_logprob', dataType: DataType.FLOAT, shape: ['rows'] });
+  }
   if (options.argmax) {
     g.node('ArgMax', ['logits'], { axis: -1, keepdims: 0 });
     g.nodes[g.nodes.length - 1].outputs[0] = 'next_token';
