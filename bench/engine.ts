@@ -44,11 +44,11 @@ const prompt = Array.from({ length: PROMPT }, (_, i) => 2 + ((i * 7919) % (SHAPE
 
 async function measure(runner: ModelRunner, slot: number): Promise<{ prefill: number; decode: number }> {
   let t0 = performance.now();
-  const logits = await runner.prefill(0, prompt, 0, slot, [PROMPT - 1]);
+  const { logits } = await runner.prefill(0, prompt, 0, slot, [PROMPT - 1]);
   const prefillMs = performance.now() - t0;
-  let token = argmax(logits);
+  let token = argmax(logits!);
   t0 = performance.now();
-  for (let i = 0; i < NEW_TOKENS; i++) token = argmax(await runner.decode([{ token, pastLength: PROMPT + i, slot }]));
+  for (let i = 0; i < NEW_TOKENS; i++) token = argmax((await runner.decode([{ token, pastLength: PROMPT + i, slot }])).logits!);
   const decodeMs = performance.now() - t0;
   return { prefill: (PROMPT / prefillMs) * 1000, decode: (NEW_TOKENS / decodeMs) * 1000 };
 }

@@ -6,11 +6,12 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { applyKeysFile, checkKeyConfig } from './security/keys.js';
+import { STATE_RESIDENCIES, type StateResidency } from './engine/model/batch-runner.js';
 import { BEDROCK_DEFAULTS, parseBedrockConfig, type BedrockConfig } from './fallback/bedrock-config.js';
 
 export interface Config {
   server: { host: string; port: number; bodyLimitBytes: number; logLevel: string; apiKeys: ApiKeyConfig[]; adminKeys: string[]; apiKeysFile: string; allowUnauthenticated: boolean };
-  model: { dir: string; adaptersDir: string; cacheDir: string; executionProviders: string[]; intraOpThreads: number };
+  model: { dir: string; adaptersDir: string; cacheDir: string; executionProviders: string[]; stateResidency: StateResidency; intraOpThreads: number };
   engine: {
     maxBatch: number;
     maxBatchTokens: number;
@@ -48,13 +49,13 @@ export interface ApiKeyConfig {
 
 export const DEFAULTS: Config = {
   server: { host: '127.0.0.1', port: 8080, bodyLimitBytes: 1 << 20, logLevel: 'info', apiKeys: [], adminKeys: [], apiKeysFile: '', allowUnauthenticated: false },
-  model: { dir: 'models/demo', adaptersDir: 'adapters', cacheDir: '.cache/onnx', executionProviders: ['cpu'], intraOpThreads: 0 },
+  model: { dir: 'models/demo', adaptersDir: 'adapters', cacheDir: '.cache/onnx', executionProviders: ['cpu'], stateResidency: 'auto', intraOpThreads: 0 },
   engine: { maxBatch: 8, maxBatchTokens: 16384, maxQueue: 64, adapterSlots: 8, maxLoraRank: 64, hostCacheMb: 512, maxSequenceLength: 2048, prefillChunk: 256, requestTimeoutMs: 120_000 },
   limits: { maxTokens: 2048, maxStopSequences: 8, maxStopLength: 64, maxPromptChars: 200_000, maxPromptTokens: 0, shedEventLoopDelayMs: 1000, shedHeapUsedPercent: 90, shedRssMb: 0 },
   bedrock: { targets: {}, circuitBreaker: { ...BEDROCK_DEFAULTS.circuitBreaker } },
 };
 
-type Kind = 'string' | 'int' | 'list' | 'level' | 'bool';
+type Kind = 'string' | 'int' | 'list' | 'level' | 'bool' | 'choice';
 interface Setting {
   path: string;
   env: string;
@@ -62,6 +63,8 @@ interface Setting {
   kind: Kind;
   min?: number;
   max?: number;
+  /** The accepted values of a 'choice' setting. */
+  choices?: readonly string[];
   help: string;
 }
 
@@ -74,6 +77,7 @@ export const SETTINGS: Setting[] = [
   { path: 'model.adaptersDir', env: 'ADAPTERS_DIR', flag: '--adapters', kind: 'string', help: 'directory of PEFT adapter directories' },
   { path: 'model.cacheDir', env: 'CACHE_DIR', flag: '--cache-dir', kind: 'string', help: 'where built ONNX graphs are kept' },
   { path: 'model.executionProviders', env: 'EXECUTION_PROVIDERS', flag: '--execution-providers', kind: 'list', help: 'onnxruntime providers to try in order, e.g. webgpu,cpu' },
+  { path: 'model.stateResidency', env: 'STATE_RESIDENCY', flag: '--state-residency', kind: 'choice', choices: STATE_RESIDENCIES, help: 'KV cache, LoRA slots and sampling in host or device memory (auto = device on a GPU)' },
   { path: 'model.intraOpThreads', env: 'INTRA_OP_THREADS', flag: '--threads', kind: 'int', min: 0, max: 1024, help: 'onnxruntime threads (0 = one per core)' },
   { path: 'engine.maxBatch', env: 'MAX_BATCH', flag: '--max-batch', kind: 'int', min: 1, max: 256, help: 'sequences decoded together' },
   { path: 'engine.maxBatchTokens', env: 'MAX_BATCH_TOKENS', flag: '--max-batch-tokens', kind: 'int', min: 16, max: 1 << 24, help: 'sum of prompt + max_tokens over running sequences' },
@@ -175,6 +179,8 @@ function coerce(s: Setting, raw: unknown): unknown {
       return typeof raw === 'string' && raw.length > 0 ? raw : '!must be a non-empty string';
     case 'level':
       return typeof raw === 'string' && LEVELS.includes(raw) ? raw : `!must be one of ${LEVELS.join(', ')}`;
+    case 'choice':
+      return typeof raw === 'string' && s.choices!.includes(raw) ? raw : `!must be one of ${s.choices!.join(', ')}`;
     case 'bool':
       if (raw === true || raw === 'true' || raw === '1') return true;
       if (raw === false || raw === 'false' || raw === '0') return false;

@@ -20,6 +20,7 @@ export function engineOptionsFrom(config: Config) {
     adaptersDir: config.model.adaptersDir,
     cacheDir: config.model.cacheDir,
     executionProviders: config.model.executionProviders,
+    stateResidency: config.model.stateResidency,
     intraOpThreads: config.model.intraOpThreads || undefined,
     maxBatch: e.maxBatch,
     maxBatchTokens: e.maxBatchTokens,

@@ -6,8 +6,8 @@ import { basename, resolve } from 'node:path';
 import { AppError } from '../errors.js';
 import { readModelSpec, type ModelSpec } from './model/hf-config.js';
 import { CheckpointWeights } from './model/weights.js';
-import { ensureOnnxModel } from './model/model-cache.js';
-import { ModelRunner, type RunnerOptions } from './model/model-runner.js';
+import { startRunner } from './model/start-runner.js';
+import type { BatchRunner, StateResidency } from './model/batch-runner.js';
 import { TextTokenizer } from './model/tokenizer.js';
 import { SlotStacks } from './lora/slot-stacks.js';
 import { AdapterManager } from './lora/adapter-manager.js';
@@ -19,6 +19,8 @@ export interface EngineOptions {
   adaptersDir: string;
   cacheDir: string;
   executionProviders: string[];
+  /** Where the KV cache, LoRA stacks and token selection live between steps; default auto. */
+  stateResidency?: StateResidency;
   maxBatch: number;
   maxBatchTokens: number;
   maxQueue: number;
@@ -49,10 +51,12 @@ export class Engine {
     readonly modelName: string,
     readonly tokenizer: TextTokenizer,
     readonly adapters: AdapterManager,
-    readonly runner: ModelRunner,
+    readonly runner: BatchRunner,
     readonly scheduler: Scheduler,
     readonly maxSequenceLength: number,
     readonly provider: string,
+    /** Where the decoding state lives: host memory or the provider's device. */
+    readonly residency: 'host' | 'device',
   ) {}
 
   static async load(options: EngineOptions, log?: EngineLog): Promise<Engine> {
@@ -60,11 +64,19 @@ export class Engine {
     const spec = readModelSpec(modelDir);
     const weights = new CheckpointWeights(modelDir);
     const maxSequenceLength = Math.min(options.maxSequenceLength, spec.maxPositions);
-    const started = performance.now();
-    const onnx = ensureOnnxModel(modelDir, spec, weights, { maxSequenceLength, lora: true }, resolve(options.cacheDir));
-    log?.info({ path: onnx.path, built: onnx.built, ms: Math.round(performance.now() - started) }, onnx.built ? 'built ONNX graph' : 'reused cached ONNX graph');
     const stacks = new SlotStacks(spec, options.adapterSlots + 1);
-    const { runner, provider } = await createRunner(onnx.path, spec, { maxBatch: options.maxBatch, maxSequenceLength, executionProviders: options.executionProviders, intraOpThreads: options.intraOpThreads }, stacks, log);
+    const { runner, provider, residency } = await startRunner({
+      modelDir,
+      spec,
+      weights,
+      cacheDir: resolve(options.cacheDir),
+      graph: { maxSequenceLength, lora: true },
+      executionProviders: options.executionProviders,
+      residency: options.stateResidency ?? 'auto',
+      maxBatch: options.maxBatch,
+      intraOpThreads: options.intraOpThreads,
+      stacks,
+    }, log);
     const tokenizer = new TextTokenizer(modelDir);
     const adapters = new AdapterManager(spec, stacks, { root: options.adaptersDir, maxRank: options.maxLoraRank, hostCacheBytes: options.hostCacheBytes });
     adapters.scan();
@@ -82,7 +94,7 @@ export class Engine {
       requestTimeoutMs: options.requestTimeoutMs,
       eosTokenIds: spec.eosTokenIds,
     });
-    return new Engine(spec, basename(modelDir), tokenizer, adapters, runner, scheduler, maxSequenceLength, provider);
+    return new Engine(spec, basename(modelDir), tokenizer, adapters, runner, scheduler, maxSequenceLength, provider, residency);
   }
 
   /** Validates and queues a request. Throws AppError (unknown adapter, context too long, queue full) before anything streams. */
@@ -126,21 +138,4 @@ export class Engine {
   async close(): Promise<void> {
     await this.runner.release();
   }
-}
-
-/** Tries the configured execution providers in order and falls back to CPU with a log line. */
-async function createRunner(path: string, spec: ModelSpec, options: RunnerOptions, stacks: SlotStacks, log?: EngineLog): Promise<{ runner: ModelRunner; provider: string }> {
-  for (const provider of options.executionProviders) {
-    try {
-      const runner = await ModelRunner.create(path, spec, { ...options, executionProviders: [provider] }, stacks);
-      return { runner, provider };
-    } catch (e) {
-      log?.warn({ provider, error: (e as Error).message }, `execution provider ${provider} is unavailable, trying the next`);
-    }
-  }
-  if (!options.executionProviders.includes('cpu')) {
-    log?.warn({ requested: options.executionProviders }, 'no requested execution provider is available; falling back to cpu');
-    return { runner: await ModelRunner.create(path, spec, { ...options, executionProviders: ['cpu'] }, stacks), provider: 'cpu' };
-  }
-  throw new Error('the cpu execution provider failed to start');
 }

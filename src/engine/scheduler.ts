@@ -9,7 +9,7 @@
  */
 import { AppError } from '../errors.js';
 import type { AdapterManager } from './lora/adapter-manager.js';
-import type { ModelRunner } from './model/model-runner.js';
+import type { BatchRunner, RowSampling } from './model/batch-runner.js';
 import { EventQueue } from './event-queue.js';
 import { logSumExp, sampleToken, seededRandom, topIndices } from './sampling.js';
 import { TextStream, type Detokenizer } from './text-stream.js';
@@ -97,7 +97,7 @@ export class Scheduler {
   readonly stats: SchedulerStats = { steps: 0, decodeSteps: 0, decodeRowsTotal: 0, prefillTokens: 0, decodeTokens: 0, completed: 0, cancelled: 0, failed: 0 };
 
   constructor(
-    private readonly runner: ModelRunner,
+    private readonly runner: BatchRunner,
     private readonly adapters: AdapterManager,
     private readonly tokenizer: Detokenizer & { idToToken(id: number): string | undefined },
     private readonly options: SchedulerOptions,
@@ -244,19 +244,31 @@ export class Scheduler {
     const chunk = seq.promptIds.slice(start, start + this.options.prefillChunk);
     const last = start + chunk.length === seq.promptIds.length;
     const positions = seq.promptLogprobs ? chunk.map((_, i) => i) : last ? [chunk.length - 1] : [];
-    const logits = await this.runner.prefill(seq.row, chunk, seq.cached, seq.slot, positions.length ? positions : [chunk.length - 1]);
+    const sampling = last && !seq.promptLogprobs && seq.request.maxTokens > 0 && this.runnerSelects([seq]) ? this.draw(seq) : undefined;
+    const out = await this.runner.prefill(seq.row, chunk, seq.cached, seq.slot, positions.length ? positions : [chunk.length - 1], sampling);
     this.stats.prefillTokens += chunk.length;
     seq.prefilled += chunk.length;
     seq.cached += chunk.length;
     const V = this.runner.spec.vocabSize;
-    if (seq.promptLogprobs) this.scorePrompt(seq, start, logits, V);
+    if (seq.promptLogprobs) this.scorePrompt(seq, start, out.logits!, V);
     if (!last || seq.done) return;
-    const lastRow = logits.subarray((positions.length - 1) * V, positions.length * V);
     if (seq.request.maxTokens === 0) {
       this.finish(seq);
       return;
     }
-    this.onLogits(seq, lastRow);
+    if (out.tokens) this.onToken(seq, out.tokens[0], out.logprobs![0]);
+    else this.onLogits(seq, out.logits!.subarray((positions.length - 1) * V, positions.length * V));
+  }
+
+  /** The runner chooses tokens in the graph unless a sequence needs the logits on the host. */
+  private runnerSelects(seqs: Sequence[]): boolean {
+    return this.runner.selectsTokens && seqs.every((s) => !s.constraint && !((s.request.topLogprobs ?? 0) > 0));
+  }
+
+  /** The sequence's selection parameters and its next draw (taken only when sampling, as sampleToken does). */
+  private draw(seq: Sequence): RowSampling {
+    const { temperature, topK, topP } = seq.request;
+    return { temperature, topK, topP, uniform: temperature > 0 ? seq.random() : 0 };
   }
 
   private scorePrompt(seq: Sequence, start: number, logits: Float32Array, V: number): void {
@@ -272,7 +284,8 @@ export class Scheduler {
   }
 
   private async decodeStep(decoders: Sequence[]): Promise<void> {
-    const logits = await this.runner.decode(decoders.map((s) => ({ token: s.nextToken!, pastLength: s.cached, slot: s.slot })));
+    const sampling = this.runnerSelects(decoders) ? decoders.map((s) => this.draw(s)) : undefined;
+    const out = await this.runner.decode(decoders.map((s) => ({ token: s.nextToken!, pastLength: s.cached, slot: s.slot })), sampling);
     this.stats.decodeSteps++;
     this.stats.decodeRowsTotal += decoders.length;
     this.stats.decodeTokens += decoders.length;
@@ -280,14 +293,15 @@ export class Scheduler {
     // Count the new positions first: finishing one sequence may move another's KV row.
     for (const s of decoders) s.cached++;
     decoders.forEach((s, i) => {
-      if (!s.done) this.onLogitsIsolated(s, logits.subarray(i * V, (i + 1) * V));
+      if (s.done) return;
+      this.isolated(s, () => (out.tokens ? this.onToken(s, out.tokens[i], out.logprobs![i]) : this.onLogits(s, out.logits!.subarray(i * V, (i + 1) * V))));
     });
   }
 
   /** A failure in one sequence's own work (its logits hook, sampling, detokenizing) fails that sequence only. */
-  private onLogitsIsolated(seq: Sequence, logits: Float32Array): void {
+  private isolated(seq: Sequence, work: () => void): void {
     try {
-      this.onLogits(seq, logits);
+      work();
     } catch (e) {
       this.stats.failed++;
       this.finish(seq, new AppError('internal_error', 'The request failed while choosing its next token.', { cause: e }));
@@ -306,6 +320,12 @@ export class Scheduler {
     if (seq.constraint) seq.constraint.maskLogits(logits);
     const token = sampleToken(logits, request, seq.random);
     seq.constraint?.accept(token);
+    this.onToken(seq, token, modelLogprobs ? modelLogprobs[token] - lse : undefined, top);
+  }
+
+  /** `logprob` is the chosen token's log-probability under the model (before any constraint or sampling cut). */
+  private onToken(seq: Sequence, token: number, logprob?: number, top?: TopLogprob[]): void {
+    const { request } = seq;
     const now = performance.now();
     if (seq.firstTokenAt === 0) {
       seq.firstTokenAt = now;
@@ -318,7 +338,8 @@ export class Scheduler {
       return;
     }
     seq.generated.push(token);
-    const logprob = modelLogprobs ? modelLogprobs[token] - lse : undefined;
+    const wantLogprobs = request.logprobs || (request.topLogprobs ?? 0) > 0;
+    if (!wantLogprobs) logprob = undefined;
     if (logprob !== undefined) seq.logprobs.push(logprob);
     const text = seq.text.push(token);
     seq.events.push({ type: 'token', tokenId: token, text, ...(logprob !== undefined ? { logprob } : {}), ...(top ? { topLogprobs: top } : {}) });

@@ -15,6 +15,7 @@ export async function healthRoutes(app: FastifyInstance): Promise<void> {
         ? {
             model: engine.modelName,
             provider: engine.provider,
+            state_residency: engine.residency,
             queue_depth: engine.scheduler.queueDepth,
             batch_size: engine.scheduler.batchSize,
             adapters: engine.adapters.list().length,

@@ -19,6 +19,7 @@ interface Stack {
 export class SlotStacks {
   private stacks = new Map<Projection, Stack>();
   private rankValue = 1;
+  private readonly listeners: Array<(slot: number | 'all') => void> = [];
 
   constructor(private readonly spec: ModelSpec, readonly slotCount: number) {
     if (slotCount < 2) throw new Error('slotCount must be at least 2 (slot 0 is the bare base model)');
@@ -31,6 +32,15 @@ export class SlotStacks {
 
   get entries(): number {
     return this.spec.numLayers * this.slotCount;
+  }
+
+  /** Called after a slot's content changes, or with 'all' after the layout (rank) changes. */
+  onChange(listener: (slot: number | 'all') => void): void {
+    this.listeners.push(listener);
+  }
+
+  private changed(slot: number | 'all'): void {
+    for (const listener of this.listeners) listener(slot);
   }
 
   stack(p: Projection): Readonly<Stack> {
@@ -62,6 +72,7 @@ export class SlotStacks {
       this.stacks.set(p, stack);
     }
     this.rankValue = rank;
+    this.changed('all');
   }
 
   /** Writes an adapter into a slot (1..slotCount-1), replacing whatever was there. */
@@ -83,6 +94,7 @@ export class SlotStacks {
         bEntry.set(m.b);
       }
     }
+    this.changed(slot);
   }
 
   /**
@@ -104,5 +116,6 @@ export class SlotStacks {
         s.b.fill(0, e * R * s.outSize, (e + 1) * R * s.outSize);
       }
     }
+    this.changed(slot);
   }
 }

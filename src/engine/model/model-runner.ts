@@ -1,13 +1,14 @@
 /**
- * Runs the decoder graph with onnxruntime-node. Owns the KV cache (one fixed-size row per running
- * sequence, rows 0..n-1 in use so that a decode step reads a contiguous prefix) and the LoRA slot stacks.
- * Knows nothing about requests, sampling or HTTP.
+ * Runs the decoder graph with onnxruntime-node, KV cache in host memory (see batch-runner.ts): one
+ * fixed-size row per running sequence, rows 0..n-1 in use so that a decode step reads a contiguous prefix,
+ * updated in place by the attention op. Returns logits; the scheduler samples on the host.
  */
 import { availableParallelism } from 'node:os';
 import * as ort from 'onnxruntime-node';
 import type { ModelSpec } from './hf-config.js';
 import { PROJECTIONS, loraStackInput, pastName, presentName } from './graph-builder.js';
 import type { SlotStacks } from '../lora/slot-stacks.js';
+import type { BatchRunner, DecodeRow, StepOutput } from './batch-runner.js';
 
 export interface RunnerOptions {
   maxBatch: number;
@@ -16,14 +17,8 @@ export interface RunnerOptions {
   intraOpThreads?: number;
 }
 
-export interface DecodeRow {
-  token: number;
-  /** Tokens already in this row's cache. */
-  pastLength: number;
-  slot: number;
-}
-
-export class ModelRunner {
+export class ModelRunner implements BatchRunner {
+  readonly selectsTokens = false;
   private readonly keys: Float32Array[] = [];
   private readonly values: Float32Array[] = [];
   private readonly rowSize: number;
@@ -62,7 +57,7 @@ export class ModelRunner {
    * Runs `tokens` of one row (a prompt or a chunk of it) after `pastLength` cached tokens. Returns the
    * logits of the positions in `logitPositions` (relative to the chunk), [positions, vocab].
    */
-  async prefill(row: number, tokens: number[], pastLength: number, slot: number, logitPositions: number[]): Promise<Float32Array> {
+  async prefill(row: number, tokens: number[], pastLength: number, slot: number, logitPositions: number[]): Promise<StepOutput> {
     const T = tokens.length;
     return this.run(row, 1, {
       input_ids: new ort.Tensor('int64', BigInt64Array.from(tokens, BigInt), [1, T]),
@@ -73,7 +68,7 @@ export class ModelRunner {
   }
 
   /** One token for each of rows 0..rows.length-1. Returns logits [rows, vocab]. */
-  async decode(rows: DecodeRow[]): Promise<Float32Array> {
+  async decode(rows: DecodeRow[]): Promise<StepOutput> {
     const n = rows.length;
     return this.run(0, n, {
       input_ids: new ort.Tensor('int64', BigInt64Array.from(rows, (r) => BigInt(r.token)), [n, 1]),
@@ -83,7 +78,7 @@ export class ModelRunner {
     }, rows.map((r) => r.slot));
   }
 
-  private async run(firstRow: number, rowCount: number, feeds: Record<string, ort.Tensor>, slots: number[]): Promise<Float32Array> {
+  private async run(firstRow: number, rowCount: number, feeds: Record<string, ort.Tensor>, slots: number[]): Promise<StepOutput> {
     const { numKvHeads, headDim, numLayers } = this.spec;
     const dims = [rowCount, numKvHeads, this.options.maxSequenceLength, headDim];
     const fetches: Record<string, ort.Tensor | null> = { logits: null };
@@ -98,7 +93,7 @@ export class ModelRunner {
     }
     if (this.stacks) Object.assign(feeds, this.loraFeeds(slots));
     const out = await this.session.run(feeds, fetches as ort.InferenceSession.FetchesType);
-    return out.logits.data as Float32Array;
+    return { logits: out.logits.data as Float32Array };
   }
 
   private loraFeeds(slots: number[]): Record<string, ort.Tensor> {

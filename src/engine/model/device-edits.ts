@@ -1,0 +1,145 @@
+/**
+ * Small onnxruntime sessions that change tensors where the execution provider keeps them (GPU memory with
+ * WebGPU or CUDA), so that state the decoder graph reads every step never makes a round trip through the host:
+ *
+ * - upload: copies host tensors to the device (Identity nodes whose outputs stay there);
+ * - writeSlot: replaces one adapter slot of a LoRA stack [layers*slots, ...] with a slot's worth of new data
+ *   [layers, ...] (only that slot's bytes cross the bus);
+ * - insertRow: puts a one-row KV tensor [1, ...] into row `row` of a batch KV tensor [batch, ...].
+ *
+ * The edits are `Where` selections with a boolean mask, which every provider implements; they write a new
+ * tensor (ONNX has no in-place update), so their cost is one pass over the edited tensor on the device.
+ * On the CPU provider the same sessions run on host tensors, which is how this path is tested.
+ */
+import * as ort from 'onnxruntime-node';
+import { DataType, encodeModel, type DataTypeCode, type OnnxModel } from './onnx-proto.js';
+
+export type TensorLocation = 'cpu' | 'gpu-buffer';
+
+const ONNX_TYPE: Record<string, DataTypeCode> = { float32: DataType.FLOAT, float16: DataType.FLOAT16, int64: DataType.INT64, int32: DataType.INT32 };
+
+function onnxType(tensor: ort.Tensor): DataTypeCode {
+  const code = ONNX_TYPE[tensor.type];
+  if (code === undefined) throw new Error(`device edits do not handle ${tensor.type} tensors`);
+  return code;
+}
+
+function model(name: string, nodes: OnnxModel['nodes'], inputs: OnnxModel['inputs'], outputs: OnnxModel['outputs'], inline: OnnxModel['inlineInitializers'] = []): Uint8Array {
+  return encodeModel({ graphName: name, nodes, inputs, outputs, externalInitializers: [], inlineInitializers: inline, opsets: [{ domain: '', version: 17 }] });
+}
+
+const dynamic = (prefix: string, rank: number) => Array.from({ length: rank }, (_, d) => `${prefix}${d}`);
+
+export class DeviceEdits {
+  private readonly sessions = new Map<string, Promise<ort.InferenceSession>>();
+
+  constructor(
+    private readonly provider: string,
+    readonly location: TensorLocation,
+  ) {}
+
+  private session(key: string, build: () => Uint8Array): Promise<ort.InferenceSession> {
+    let s = this.sessions.get(key);
+    if (!s) {
+      s = ort.InferenceSession.create(build(), {
+        executionProviders: [this.provider],
+        preferredOutputLocation: this.location,
+        intraOpNumThreads: 1,
+      });
+      this.sessions.set(key, s);
+    }
+    return s;
+  }
+
+  /** Device copies of host tensors (on the CPU provider: the tensors themselves). */
+  async upload(host: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
+    if (this.location === 'cpu') return { ...host };
+    const names = Object.keys(host);
+    const key = `upload:${names.map((n) => `${n}/${host[n].type}/${host[n].dims.length}`).join(',')}`;
+    const session = await this.session(key, () =>
+      model(
+        'upload',
+        names.map((n, i) => ({ opType: 'Identity', inputs: [`in${i}`], outputs: [`out${i}`], name: `identity${i}` })),
+        names.map((n, i) => ({ name: `in${i}`, dataType: onnxType(host[n]), shape: dynamic(`i${i}_`, host[n].dims.length) })),
+        names.map((n, i) => ({ name: `out${i}`, dataType: onnxType(host[n]), shape: dynamic(`o${i}_`, host[n].dims.length) })),
+      ),
+    );
+    const out = await session.run(Object.fromEntries(names.map((n, i) => [`in${i}`, host[n]])));
+    return Object.fromEntries(names.map((n, i) => [n, out[`out${i}`]]));
+  }
+
+  /**
+   * `stack` holds entries [layers*slots, ...rest]; `slotData` [layers, ...rest] is the new content of slot
+   * `slot` in every layer. Returns the edited stack; the caller disposes the old one.
+   */
+  async writeSlot(stack: ort.Tensor, slotData: ort.Tensor, slot: number, slots: number): Promise<ort.Tensor> {
+    const type = onnxType(stack);
+    const session = await this.session(`slot:${stack.type}`, () =>
+      model(
+        'write_slot',
+        [
+          { opType: 'Reshape', inputs: ['stack', 'grouped_shape'], outputs: ['grouped'], name: 'group' },
+          { opType: 'Reshape', inputs: ['slot_data', 'slot_shape'], outputs: ['slot_grouped'], name: 'group_slot' },
+          { opType: 'Where', inputs: ['mask', 'slot_grouped', 'grouped'], outputs: ['edited'], name: 'select' },
+          { opType: 'Shape', inputs: ['stack'], outputs: ['stack_shape'], name: 'shape' },
+          { opType: 'Reshape', inputs: ['edited', 'stack_shape'], outputs: ['out'], name: 'ungroup' },
+        ],
+        [
+          { name: 'stack', dataType: type, shape: ['entries', 'd1', 'd2'] },
+          { name: 'slot_data', dataType: type, shape: ['layers', 'd1', 'd2'] },
+          { name: 'mask', dataType: DataType.BOOL, shape: [1, 'slots', 1] },
+          { name: 'grouped_shape', dataType: DataType.INT64, shape: [3] },
+          { name: 'slot_shape', dataType: DataType.INT64, shape: [3] },
+        ],
+        [{ name: 'out', dataType: type, shape: ['entries', 'd1', 'd2'] }],
+      ),
+    );
+    const layers = slotData.dims[0];
+    const mask = new Uint8Array(slots);
+    mask[slot] = 1;
+    const out = await session.run({
+      stack,
+      slot_data: slotData,
+      mask: new ort.Tensor('bool', mask, [1, slots, 1]),
+      grouped_shape: new ort.Tensor('int64', BigInt64Array.of(BigInt(layers), BigInt(slots), -1n), [3]),
+      slot_shape: new ort.Tensor('int64', BigInt64Array.of(BigInt(layers), 1n, -1n), [3]),
+    });
+    return out.out;
+  }
+
+  /** Copies every tensor of `rows` ([1, ...]) into row `row` of the matching tensor of `batch` ([batch, ...]). */
+  async insertRow(batch: Record<string, ort.Tensor>, rows: Record<string, ort.Tensor>, row: number): Promise<Record<string, ort.Tensor>> {
+    const names = Object.keys(batch);
+    const first = batch[names[0]];
+    const type = onnxType(first);
+    const rank = first.dims.length;
+    const session = await this.session(`rows:${names.length}:${first.type}:${rank}`, () =>
+      model(
+        'insert_row',
+        names.map((_, i) => ({ opType: 'Where', inputs: ['mask', `row${i}`, `batch${i}`], outputs: [`out${i}`], name: `select${i}` })),
+        [
+          { name: 'mask', dataType: DataType.BOOL, shape: ['batch', ...Array(rank - 1).fill(1)] },
+          ...names.flatMap((_, i) => [
+            { name: `batch${i}`, dataType: type, shape: ['batch', ...dynamic('d', rank - 1)] },
+            { name: `row${i}`, dataType: type, shape: [1, ...dynamic('d', rank - 1)] },
+          ]),
+        ],
+        names.map((_, i) => ({ name: `out${i}`, dataType: type, shape: ['batch', ...dynamic('d', rank - 1)] })),
+      ),
+    );
+    const mask = new Uint8Array(first.dims[0]);
+    mask[row] = 1;
+    const feeds: Record<string, ort.Tensor> = { mask: new ort.Tensor('bool', mask, [first.dims[0], ...Array(rank - 1).fill(1)]) };
+    names.forEach((n, i) => {
+      feeds[`batch${i}`] = batch[n];
+      feeds[`row${i}`] = rows[n];
+    });
+    const out = await session.run(feeds);
+    return Object.fromEntries(names.map((n, i) => [n, out[`out${i}`]]));
+  }
+
+  async release(): Promise<void> {
+    for (const s of this.sessions.values()) await (await s).release();
+    this.sessions.clear();
+  }
+}

@@ -1,0 +1,270 @@
+/**
+ * Runs the decoder with its state resident on the execution provider's device between steps (see
+ * batch-runner.ts for the contract). Needs a graph built with `sampling: true`.
+ *
+ * - KV cache: one batch tensor per layer and kind, [maxBatch, kvHeads, maxSeq, headDim], fed as `past.*` and
+ *   replaced by the step's `present.*` outputs, which the session leaves on the device. Every decode step runs
+ *   all maxBatch rows (unused rows are padding with an empty cache): a device tensor cannot be sliced without a
+ *   copy, and at decode batch sizes the weight reads, not the rows, set the step time on a GPU.
+ * - A sequence in prefill has a one-row KV tensor of its own; before its first decode step it is copied into a
+ *   free row of the batch tensors on the device (DeviceEdits.insertRow). The scheduler's rows are logical:
+ *   `physical[row]` is the batch row that holds that sequence's cache, so compaction moves no KV at all.
+ * - LoRA slot stacks: uploaded once; a slot written or cleared later is replaced on the device through
+ *   DeviceEdits.writeSlot (only that slot crosses the bus); a rank change re-uploads the stacks.
+ * - Token selection: in the graph (sampling-graph.ts); only ids and log-probabilities come back, logits only
+ *   when the caller passes no sampling (prompt log-probabilities, top log-probabilities, JSON mode).
+ *
+ * On the CPU provider the same code runs on host tensors, which is how it is tested on machines without a GPU.
+ */
+import * as ort from 'onnxruntime-node';
+import type { ModelSpec } from './hf-config.js';
+import { PROJECTIONS, loraStackInput, pastName, presentName } from './graph-builder.js';
+import type { SlotStacks } from '../lora/slot-stacks.js';
+import type { BatchRunner, DecodeRow, RowSampling, StepOutput } from './batch-runner.js';
+import { DeviceEdits, type TensorLocation } from './device-edits.js';
+
+export interface DeviceRunnerOptions {
+  maxBatch: number;
+  maxSequenceLength: number;
+  /** The one provider this runner uses (the engine picks it and falls back to cpu). */
+  provider: string;
+  intraOpThreads?: number;
+  /** Element type of the KV cache and the stacks, as the graph was built. */
+  dtype?: 'float32' | 'float16';
+}
+
+type KvSet = Record<string, ort.Tensor>;
+type Float = 'float32' | 'float16';
+
+function zeros(type: Float, dims: number[]): ort.Tensor {
+  const n = dims.reduce((a, b) => a * b, 1);
+  return new ort.Tensor(type, type === 'float16' ? new Uint16Array(n) : new Float32Array(n), dims);
+}
+
+function disposeAll(tensors: KvSet | undefined): void {
+  for (const t of Object.values(tensors ?? {})) t.dispose();
+}
+
+export class DeviceRunner implements BatchRunner {
+  readonly selectsTokens = true;
+  private batchKv: KvSet = {};
+  /** Logical row (the scheduler's) -> one-row KV of a sequence still in prefill. */
+  private readonly pending = new Map<number, KvSet>();
+  /** Logical row -> batch row holding its cache. */
+  private readonly physical: number[] = [];
+  private stackFeeds: KvSet = {};
+  private stacksChanged: Set<number> | 'all' = 'all';
+
+  private constructor(
+    readonly spec: ModelSpec,
+    private readonly session: ort.InferenceSession,
+    private readonly edits: DeviceEdits,
+    private readonly options: DeviceRunnerOptions,
+    private readonly stacks: SlotStacks | null,
+  ) {
+    stacks?.onChange((slot) => {
+      if (this.stacksChanged === 'all') return;
+      if (slot === 'all') this.stacksChanged = 'all';
+      else this.stacksChanged.add(slot);
+    });
+  }
+
+  static async create(onnxPath: string, spec: ModelSpec, options: DeviceRunnerOptions, stacks: SlotStacks | null): Promise<DeviceRunner> {
+    const location: TensorLocation = options.provider === 'cpu' ? 'cpu' : 'gpu-buffer';
+    const preferredOutputLocation: Record<string, TensorLocation> = { logits: 'cpu', next_token: 'cpu', next_logprob: 'cpu' };
+    for (let l = 0; l < spec.numLayers; l++) for (const kv of ['key', 'value'] as const) preferredOutputLocation[presentName(l, kv)] = location;
+    const session = await ort.InferenceSession.create(onnxPath, {
+      executionProviders: [options.provider],
+      graphOptimizationLevel: 'all',
+      ...(options.intraOpThreads ? { intraOpNumThreads: options.intraOpThreads } : {}),
+      preferredOutputLocation,
+    });
+    if (!session.outputNames.includes('next_token')) throw new Error('DeviceRunner needs a graph built with sampling: true');
+    const runner = new DeviceRunner(spec, session, new DeviceEdits(options.provider, location), options, stacks);
+    runner.batchKv = await runner.edits.upload(runner.emptyKv(options.maxBatch));
+    return runner;
+  }
+
+  get provider(): string {
+    return this.options.provider;
+  }
+
+  private get kvType(): Float {
+    return this.options.dtype ?? 'float32';
+  }
+
+  get kvCacheBytes(): number {
+    const { numKvHeads, headDim, numLayers } = this.spec;
+    return numKvHeads * this.options.maxSequenceLength * headDim * (this.kvType === 'float16' ? 2 : 4) * 2 * numLayers * this.options.maxBatch;
+  }
+
+  private emptyKv(rows: number): KvSet {
+    const dims = [rows, this.spec.numKvHeads, this.options.maxSequenceLength, this.spec.headDim];
+    const kv: KvSet = {};
+    for (let l = 0; l < this.spec.numLayers; l++) for (const k of ['key', 'value'] as const) kv[pastName(l, k)] = zeros(this.kvType, dims);
+    return kv;
+  }
+
+  async prefill(row: number, tokens: number[], pastLength: number, slot: number, logitPositions: number[], sampling?: RowSampling): Promise<StepOutput> {
+    if (pastLength === 0) {
+      disposeAll(this.pending.get(row));
+      this.pending.set(row, this.emptyKv(1));
+      const taken = new Set(this.physical.slice(0, row));
+      this.physical[row] = [...Array(this.options.maxBatch).keys()].find((p) => !taken.has(p))!;
+    }
+    const past = this.pending.get(row);
+    if (!past) throw new Error(`DeviceRunner: row ${row} continues a prefill that was never started`);
+    if (sampling && logitPositions.length !== 1) throw new Error('DeviceRunner: sampling needs exactly one logit position');
+    const T = tokens.length;
+    const { outputs, present } = await this.run(past, {
+      input_ids: new ort.Tensor('int64', BigInt64Array.from(tokens, BigInt), [1, T]),
+      logit_rows: new ort.Tensor('int64', BigInt64Array.from(logitPositions, BigInt), [logitPositions.length]),
+      seqlens_k: new ort.Tensor('int32', Int32Array.of(pastLength + T - 1), [1]),
+      total_sequence_length: new ort.Tensor('int32', Int32Array.of(pastLength + T), []),
+    }, [slot], sampling ? [sampling] : undefined);
+    if (pastLength > 0) disposeAll(past);
+    this.pending.set(row, present);
+    return outputs;
+  }
+
+  async decode(rows: DecodeRow[], sampling?: RowSampling[]): Promise<StepOutput> {
+    for (let r = 0; r < rows.length; r++) await this.admitPending(r);
+    const B = this.options.maxBatch;
+    const ids = new BigInt64Array(B);
+    const seqlens = new Int32Array(B);
+    const slots = new Array<number>(B).fill(0);
+    rows.forEach((row, r) => {
+      const p = this.physical[r];
+      ids[p] = BigInt(row.token);
+      seqlens[p] = row.pastLength;
+      slots[p] = row.slot;
+    });
+    const { outputs, present } = await this.run(this.batchKv, {
+      input_ids: new ort.Tensor('int64', ids, [B, 1]),
+      logit_rows: new ort.Tensor('int64', BigInt64Array.from(rows, (_, r) => BigInt(this.physical[r])), [rows.length]),
+      seqlens_k: new ort.Tensor('int32', seqlens, [B]),
+      total_sequence_length: new ort.Tensor('int32', Int32Array.of(Math.max(...rows.map((r) => r.pastLength)) + 1), []),
+    }, slots, sampling);
+    disposeAll(this.batchKv);
+    this.batchKv = present;
+    return outputs;
+  }
+
+  /** Copies a finished prefill's one-row cache into its batch row, on the device. */
+  private async admitPending(row: number): Promise<void> {
+    const kv = this.pending.get(row);
+    if (!kv) return;
+    this.pending.delete(row);
+    const merged = await this.edits.insertRow(this.batchKv, kv, this.physical[row]);
+    disposeAll(this.batchKv);
+    disposeAll(kv);
+    this.batchKv = merged;
+  }
+
+  moveRow(from: number, to: number): void {
+    if (from === to) return;
+    disposeAll(this.pending.get(to));
+    this.pending.delete(to);
+    this.physical[to] = this.physical[from];
+    const kv = this.pending.get(from);
+    if (kv) {
+      this.pending.set(to, kv);
+      this.pending.delete(from);
+    }
+  }
+
+  private async run(past: KvSet, feeds: Record<string, ort.Tensor>, slots: number[], sampling?: RowSampling[]): Promise<{ outputs: StepOutput; present: KvSet }> {
+    Object.assign(feeds, past);
+    if (this.stacks) Object.assign(feeds, await this.loraFeeds(slots));
+    Object.assign(feeds, samplingFeeds(sampling ?? new Array(feeds.logit_rows.dims[0]).fill(GREEDY), this.spec.vocabSize));
+    const fetches = sampling ? ['next_token', 'next_logprob'] : ['logits'];
+    for (let l = 0; l < this.spec.numLayers; l++) for (const kv of ['key', 'value'] as const) fetches.push(presentName(l, kv));
+    const out = await this.session.run(feeds, fetches);
+    const present: KvSet = {};
+    for (let l = 0; l < this.spec.numLayers; l++) for (const kv of ['key', 'value'] as const) present[pastName(l, kv)] = out[presentName(l, kv)];
+    if (!sampling) return { outputs: { logits: out.logits.data as Float32Array }, present };
+    return {
+      outputs: { tokens: Array.from(out.next_token.data as BigInt64Array, Number), logprobs: Array.from(out.next_logprob.data as Float32Array) },
+      present,
+    };
+  }
+
+  private async loraFeeds(slots: number[]): Promise<Record<string, ort.Tensor>> {
+    await this.syncStacks();
+    const stacks = this.stacks!;
+    const L = this.spec.numLayers;
+    const index = new BigInt64Array(L * slots.length);
+    for (let l = 0; l < L; l++) for (let i = 0; i < slots.length; i++) index[l * slots.length + i] = BigInt(l * stacks.slotCount + slots[i]);
+    return { ...this.stackFeeds, lora_index: new ort.Tensor('int64', index, [L, slots.length]) };
+  }
+
+  /** Brings the device copies of the slot stacks up to date with the host's. */
+  private async syncStacks(): Promise<void> {
+    const changed = this.stacksChanged;
+    this.stacksChanged = new Set();
+    const stacks = this.stacks!;
+    if (changed === 'all') {
+      const host: KvSet = {};
+      for (const p of PROJECTIONS) {
+        const s = stacks.stack(p);
+        host[loraStackInput(p, 'a')] = new ort.Tensor(floatType(s.a), s.a, [stacks.entries, s.inSize, stacks.rank]);
+        host[loraStackInput(p, 'b')] = new ort.Tensor(floatType(s.b), s.b, [stacks.entries, stacks.rank, s.outSize]);
+      }
+      const device = await this.edits.upload(host);
+      if (this.edits.location !== 'cpu') disposeAll(this.stackFeeds);
+      this.stackFeeds = device;
+      return;
+    }
+    for (const slot of changed) {
+      for (const p of PROJECTIONS) {
+        const s = stacks.stack(p);
+        for (const [part, data, width] of [['a', s.a, s.inSize * stacks.rank], ['b', s.b, stacks.rank * s.outSize]] as const) {
+          const name = loraStackInput(p, part);
+          const old = this.stackFeeds[name];
+          const slotData = sliceSlot(data, width, this.spec.numLayers, stacks.slotCount, slot);
+          const dims = [this.spec.numLayers, ...old.dims.slice(1)];
+          this.stackFeeds[name] = await this.edits.writeSlot(old, new ort.Tensor(floatType(data), slotData, dims), slot, stacks.slotCount);
+          old.dispose();
+        }
+      }
+    }
+  }
+
+  async release(): Promise<void> {
+    disposeAll(this.batchKv);
+    for (const kv of this.pending.values()) disposeAll(kv);
+    this.pending.clear();
+    await this.edits.release();
+    await this.session.release();
+  }
+}
+
+function floatType(data: Float32Array | Uint16Array): Float {
+  return data instanceof Uint16Array ? 'float16' : 'float32';
+}
+
+/** Entries layer*slots+slot of a stack, one per layer, each `width` elements. */
+function sliceSlot<T extends Float32Array | Uint16Array>(data: T, width: number, layers: number, slots: number, slot: number): T {
+  const out = new (data.constructor as new (n: number) => T)(layers * width);
+  for (let l = 0; l < layers; l++) {
+    const e = l * slots + slot;
+    out.set(data.subarray(e * width, (e + 1) * width), l * width);
+  }
+  return out;
+}
+
+/** Fed when the caller wants logits: the selection nodes still run, cheaply, on greedy rows. */
+const GREEDY: RowSampling = { temperature: 0, topK: 0, topP: 1, uniform: 0 };
+
+/** The sampling inputs, one value per logits row. */
+function samplingFeeds(rows: RowSampling[], vocabSize: number): Record<string, ort.Tensor> {
+  const n = rows.length;
+  const candidates = Math.max(1, ...rows.map((r) => (r.temperature > 0 ? (r.topK > 0 ? Math.min(r.topK, vocabSize) : vocabSize) : 1)));
+  return {
+    sample_temperature: new ort.Tensor('float32', Float32Array.from(rows, (r) => r.temperature), [n]),
+    sample_top_k: new ort.Tensor('int64', BigInt64Array.from(rows, (r) => BigInt(r.topK)), [n]),
+    sample_top_p: new ort.Tensor('float32', Float32Array.from(rows, (r) => r.topP), [n]),
+    sample_uniform: new ort.Tensor('float32', Float32Array.from(rows, (r) => r.uniform), [n]),
+    sample_candidates: new ort.Tensor('int64', BigInt64Array.of(BigInt(candidates)), [1]),
+  };
+}
