@@ -1,10 +1,10 @@
 /**
- * `npm run bench:gpu` (on the device machine, see docs/gpu.md): the device-resident loop on onnxruntime-node's
- * WebGPU provider (or whichever BENCH_PROVIDER names).
- *  1. correctness: the fixture model and its adapters against the HF reference, greedy, float32 on the device;
+ * `npm run bench:gpu` (on the device machine, see docs/gpu.md): the engine as the server runs it, with its decoding
+ * state resident on onnxruntime-node's WebGPU provider (or whichever BENCH_PROVIDER names).
+ *  1. correctness: the fixture model and its adapters against the HF reference, greedy, all cases in one batch;
  *  2. the device's effective weight-read bandwidth (a batch-1 GEMV over a 512 MiB weight, memory bound);
  *  3. a Llama-3.2-1B-shaped random model (hidden 2048, 16 layers, 32/8 heads, vocab 128256), 128-token prompts,
- *     64 new tokens, batch 1, 8 and 32: base graph vs 8 rank-16 q/k/v/o adapters mixed, generated tokens/s,
+ *     64 new tokens, batch 1, 8 and 32: no adapter vs 8 rank-16 q/k/v/o adapters mixed, generated tokens/s,
  *     and the bandwidth bound (weight bytes per step / measured bandwidth).
  * BENCH_SHAPE=small runs the same on a small shape (for a dry run on CPU).
  */
@@ -12,14 +12,10 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { availableParallelism, cpus } from 'node:os';
 import * as ort from 'onnxruntime-node';
-import { readModelSpec } from '../src/engine/model/hf-config.js';
-import { CheckpointWeights } from '../src/engine/model/weights.js';
-import { ensureOnnxModel } from '../src/engine/model/model-cache.js';
-import { ResidentRunner } from '../src/engine/model/resident-runner.js';
-import { SlotStacks } from '../src/engine/lora/slot-stacks.js';
-import { loadPeftAdapter } from '../src/engine/lora/peft-adapter.js';
+import { Engine } from '../src/engine/engine.js';
+import type { GenerateRequest } from '../src/engine/types.js';
 import { DataType, encodeModel } from '../src/engine/model/onnx-proto.js';
-import { writeRandomAdapter, writeRandomModel, type RandomModelShape } from './random-checkpoint.js';
+import { writeRandomAdapter, writeRandomModel, writeWordTokenizer, type RandomModelShape } from './random-checkpoint.js';
 import { FIXTURE_ADAPTERS, FIXTURE_MODEL, reference } from '../test/helpers/engine.js';
 
 const provider = process.env.BENCH_PROVIDER ?? 'webgpu';
@@ -33,22 +29,43 @@ const BATCHES = (process.env.BENCH_BATCHES ?? '1,8,32').split(',').map(Number);
 const root = resolve(process.env.BENCH_DIR ?? '.cache/bench-gpu');
 const log = (...args: unknown[]) => console.log(...args);
 
+/** Engine options for a device-resident engine on `provider` (the serving path of a GPU server). */
+function deviceEngine(modelDir: string, adaptersDir: string, maxBatch: number, maxSequenceLength: number): Promise<Engine> {
+  return Engine.load({
+    modelDir,
+    adaptersDir,
+    cacheDir: join(root, 'onnx'),
+    executionProviders: [provider],
+    stateResidency: 'device',
+    maxBatch,
+    maxBatchTokens: maxBatch * maxSequenceLength,
+    maxQueue: 1024,
+    adapterSlots: 8,
+    maxLoraRank: 64,
+    hostCacheBytes: 1 << 30,
+    maxSequenceLength,
+    prefillChunk: 4096,
+    requestTimeoutMs: 600_000,
+  });
+}
+
+const greedy = (adapter: string | null, promptTokenIds: number[], maxTokens: number): GenerateRequest => ({
+  adapter, promptTokenIds, maxTokens, temperature: 0, topP: 1, topK: 0, stop: [], ignoreEos: true, logprobs: false,
+});
+
 async function correctness(): Promise<void> {
-  const spec = readModelSpec(FIXTURE_MODEL);
-  const onnx = ensureOnnxModel(FIXTURE_MODEL, spec, new CheckpointWeights(FIXTURE_MODEL), { maxSequenceLength: 256, lora: true, argmax: true }, join(root, 'onnx'));
-  const stacks = new SlotStacks(spec, 4);
-  const slotOf: Record<string, number> = { support: 1, sales: 2, code: 3 };
-  for (const [name, slot] of Object.entries(slotOf)) stacks.write(slot, loadPeftAdapter(name, join(FIXTURE_ADAPTERS, name), spec, 64));
-  const runner = await ResidentRunner.create(onnx.path, spec, { provider, maxSequenceLength: 256 }, stacks);
+  const engine = await deviceEngine(FIXTURE_MODEL, FIXTURE_ADAPTERS, 8, 256);
+  if (engine.provider !== provider) log(`WARNING: ${provider} unavailable, the engine serves on ${engine.provider}`);
+  const results = await Promise.all(reference.cases.map((c) => engine.generate({ ...greedy(c.adapter, c.prompt_token_ids, 24), logprobs: true })));
   let tokensEqual = 0;
   let worst = 0;
-  for (const c of reference.cases) {
-    const { tokens, logprobs } = await runner.generate([c.prompt_token_ids], [c.adapter ? slotOf[c.adapter] : 0], 24, true);
-    if (tokens[0].join() === c.greedy_token_ids.join()) tokensEqual++;
-    for (let i = 0; i < 24; i++) worst = Math.max(worst, Math.abs(logprobs[0][i] - c.greedy_logprobs[i]));
-  }
-  log(`correctness (${provider}, float32): ${tokensEqual}/${reference.cases.length} cases with all 24 greedy tokens equal to HF; max |logprob - HF| = ${worst.toExponential(2)}`);
-  await runner.release();
+  results.forEach((r, i) => {
+    const c = reference.cases[i];
+    if (r.tokenIds.join() === c.greedy_token_ids.join()) tokensEqual++;
+    for (let k = 0; k < 24; k++) worst = Math.max(worst, Math.abs(r.logprobs![k] - c.greedy_logprobs[k]));
+  });
+  log(`correctness (${engine.provider}, device-resident engine, all cases in one mixed batch): ${tokensEqual}/${reference.cases.length} cases with all 24 greedy tokens equal to HF; max |logprob - HF| = ${worst.toExponential(2)}`);
+  await engine.close();
 }
 
 /** Batch-1 GEMV over a 512 MiB float32 weight: time per run ~ weight bytes / read bandwidth. */
@@ -80,43 +97,38 @@ async function bandwidth(): Promise<number> {
 
 async function throughput(gbps: number): Promise<void> {
   const modelDir = join(root, small ? 'llama-small' : 'llama-1b');
+  const adaptersDir = join(root, 'adapters');
   const t0 = performance.now();
   const params = writeRandomModel(modelDir, SHAPE, 1, true);
-  for (let i = 0; i < 8; i++) writeRandomAdapter(join(root, 'adapters', `a${i}`), SHAPE, 16, ['q_proj', 'k_proj', 'v_proj', 'o_proj'], 50 + i);
-  const spec = readModelSpec(modelDir);
-  const weights = new CheckpointWeights(modelDir);
+  writeWordTokenizer(modelDir, SHAPE.vocab);
+  for (let i = 0; i < 8; i++) writeRandomAdapter(join(adaptersDir, `a${i}`), SHAPE, 16, ['q_proj', 'k_proj', 'v_proj', 'o_proj'], 50 + i);
   const maxSequenceLength = PROMPT + NEW_TOKENS + 8;
-  const baseGraph = ensureOnnxModel(modelDir, spec, weights, { maxSequenceLength, lora: false, argmax: true }, join(root, 'onnx'));
-  const loraGraph = ensureOnnxModel(modelDir, spec, weights, { maxSequenceLength, lora: true, argmax: true }, join(root, 'onnx'));
   log(`model: ${(params / 1e9).toFixed(2)}B parameters, float32 weights (${((params * 4) / 2 ** 30).toFixed(2)} GiB); prepared in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
-  const stacks = new SlotStacks(spec, 9);
-  for (let i = 0; i < 8; i++) stacks.write(i + 1, loadPeftAdapter(`a${i}`, join(root, 'adapters', `a${i}`), spec, 64));
-  const base = await ResidentRunner.create(baseGraph.path, spec, { provider, maxSequenceLength }, null);
-  const mixed = await ResidentRunner.create(loraGraph.path, spec, { provider, maxSequenceLength }, stacks);
   const stepBytes = params * 4;
-  log(`\n| batch | base graph tok/s | 8 adapters mixed tok/s | mixed / base | bandwidth bound tok/s |`);
+  log(`\n| batch | base (no adapter) tok/s | 8 adapters mixed tok/s | mixed / base | bandwidth bound tok/s |`);
   log('| ---: | ---: | ---: | ---: | ---: |');
   for (const B of BATCHES) {
+    const engine = await deviceEngine(modelDir, adaptersDir, B, maxSequenceLength);
     const prompts = Array.from({ length: B }, (_, r) => Array.from({ length: PROMPT }, (_, k) => 2 + ((r * 977 + k * 7919) % (SHAPE.vocab - 2))));
-    const slots = Array.from({ length: B }, (_, r) => (r % 8) + 1);
-    const measure = async (runner: ResidentRunner, s: number[]) => {
-      await runner.generate(prompts, s, 4);
+    const measure = async (adapterOf: (row: number) => string | null) => {
+      await Promise.all(prompts.map((p, r) => engine.generate(greedy(adapterOf(r), p, 4))));
       const t = performance.now();
-      await runner.generate(prompts, s, NEW_TOKENS);
+      await Promise.all(prompts.map((p, r) => engine.generate(greedy(adapterOf(r), p, NEW_TOKENS))));
       return (B * NEW_TOKENS) / ((performance.now() - t) / 1000);
     };
-    const b1 = await measure(base, slots.map(() => 0));
-    const m1 = await measure(mixed, slots);
-    const b2 = await measure(base, slots.map(() => 0));
-    const m2 = await measure(mixed, slots);
+    const base = () => measure(() => null);
+    const mixed = () => measure((r) => `a${r % 8}`);
+    const b1 = await base();
+    const m1 = await mixed();
+    const b2 = await base();
+    const m2 = await mixed();
     const bTps = Math.max(b1, b2);
     const mTps = Math.max(m1, m2);
-    const bound = (B / (stepBytes / (gbps * 1e9)));
+    const bound = B / (stepBytes / (gbps * 1e9));
     log(`| ${B} | ${bTps.toFixed(1)} | ${mTps.toFixed(1)} | ${(mTps / bTps).toFixed(3)} | ${bound.toFixed(0)} |`);
+    await engine.close();
   }
-  log('\n(tok/s = generated tokens / wall time of prefill + 64 decode steps, best of two interleaved runs; the bound counts only decode weight reads.)');
-  await base.release();
-  await mixed.release();
+  log('\n(tok/s = generated tokens / wall time from submitting B concurrent requests to the last token: one prefill per sequence interleaved with decode steps, as the server runs them; best of two interleaved runs; the bound counts only decode weight reads.)');
 }
 
 mkdirSync(root, { recursive: true });
