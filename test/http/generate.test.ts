@@ -137,6 +137,7 @@ t.test('health and readiness', async (t) => {
   const ready = await app.inject({ url: '/readyz' });
   t.equal(ready.statusCode, 200);
   t.equal(ready.json().provider, 'cpu');
+  t.equal(ready.json().state_residency, 'host', 'auto on the cpu provider keeps the decoding state in host memory');
   const loading = await buildTestApp(null);
   t.equal((await loading.inject({ url: '/readyz' })).statusCode, 503, 'not ready before the model loads');
   const early = await loading.inject({ method: 'POST', url: '/v1/generate', payload: { prompt: 'x' } });
