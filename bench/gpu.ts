@@ -5,14 +5,21 @@
  *  2. the device's effective weight-read bandwidth (a batch-1 GEMV over a 512 MiB weight, memory bound);
  *  3. a Llama-3.2-1B-shaped random model (hidden 2048, 16 layers, 32/8 heads, vocab 128256), 128-token prompts,
  *     64 new tokens, batch 1, 8 and 32: no adapter vs 8 rank-16 q/k/v/o adapters mixed, generated tokens/s,
- *     and the bandwidth bound (weight bytes per step / measured bandwidth).
+ *     and the bandwidth bound (weight bytes per step / measured bandwidth);
+ *  4. onnxruntime's per-op profile of the same model's decode steps (batch 8, mixed adapters).
  * BENCH_SHAPE=small runs the same on a small shape (for a dry run on CPU).
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { availableParallelism, cpus } from 'node:os';
 import * as ort from 'onnxruntime-node';
 import { Engine } from '../src/engine/engine.js';
+import { readModelSpec } from '../src/engine/model/hf-config.js';
+import { CheckpointWeights } from '../src/engine/model/weights.js';
+import { ensureOnnxModel } from '../src/engine/model/model-cache.js';
+import { DeviceRunner } from '../src/engine/model/device-runner.js';
+import { SlotStacks } from '../src/engine/lora/slot-stacks.js';
+import { loadPeftAdapter } from '../src/engine/lora/peft-adapter.js';
 import type { GenerateRequest } from '../src/engine/types.js';
 import { DataType, encodeModel } from '../src/engine/model/onnx-proto.js';
 import { writeRandomAdapter, writeRandomModel, writeWordTokenizer, type RandomModelShape } from './random-checkpoint.js';
@@ -131,12 +138,69 @@ async function throughput(gbps: number): Promise<void> {
   log('\n(tok/s = generated tokens / wall time from submitting B concurrent requests to the last token: one prefill per sequence interleaved with decode steps, as the server runs them; best of two interleaved runs; the bound counts only decode weight reads.)');
 }
 
+/**
+ * onnxruntime's profiler on the serving path's runner: batch 8 with 8 mixed adapters, one prefill per row and
+ * 16 decode steps; prints where the time goes per op type and provider, and each run's wall time against the
+ * sum of its kernels' times (the difference is per-run overhead: dispatch, synchronization, copies).
+ */
+async function profile(): Promise<void> {
+  const modelDir = join(root, small ? 'llama-small' : 'llama-1b');
+  const spec = readModelSpec(modelDir);
+  const maxSequenceLength = PROMPT + NEW_TOKENS + 8;
+  const onnx = ensureOnnxModel(modelDir, spec, new CheckpointWeights(modelDir), { maxSequenceLength, lora: true, sampling: true }, join(root, 'onnx'));
+  const stacks = new SlotStacks(spec, 9);
+  for (let i = 0; i < 8; i++) stacks.write(i + 1, loadPeftAdapter(`a${i}`, join(root, 'adapters', `a${i}`), spec, 64));
+  const prefix = join(root, 'profile');
+  const B = 8;
+  const runner = await DeviceRunner.create(onnx.path, spec, { maxBatch: B, maxSequenceLength, provider, profileFilePrefix: prefix }, stacks);
+  const greedyRow = { temperature: 0, topK: 0, topP: 1, uniform: 0 };
+  const tokens: number[] = [];
+  for (let r = 0; r < B; r++) {
+    const prompt = Array.from({ length: PROMPT }, (_, k) => 2 + ((r * 977 + k * 7919) % (SHAPE.vocab - 2)));
+    tokens.push((await runner.prefill(r, prompt, 0, r + 1, [PROMPT - 1], greedyRow)).tokens![0]);
+  }
+  for (let step = 0; step < 16; step++) {
+    const out = await runner.decode(tokens.map((token, r) => ({ token, pastLength: PROMPT + step, slot: r + 1 })), tokens.map(() => greedyRow));
+    out.tokens!.forEach((t, r) => (tokens[r] = t));
+  }
+  runner.endProfiling();
+  await runner.release();
+  const file = readdirSync(root).filter((f) => f.startsWith('profile') && f.endsWith('.json')).map((f) => join(root, f)).sort().pop();
+  if (!file) throw new Error('no profile file was written');
+  type Event = { cat: string; name: string; dur: number; args?: { op_name?: string; provider?: string } };
+  const events = JSON.parse(readFileSync(file, 'utf8')) as Event[];
+  const byOp = new Map<string, { us: number; count: number }>();
+  const byProvider = new Map<string, number>();
+  let kernelUs = 0;
+  for (const e of events) {
+    if (e.cat !== 'Node' || !e.name.endsWith('_kernel_time')) continue;
+    const key = `${e.args?.op_name ?? '?'} on ${e.args?.provider ?? '?'}`;
+    const entry = byOp.get(key) ?? { us: 0, count: 0 };
+    entry.us += e.dur;
+    entry.count++;
+    byOp.set(key, entry);
+    byProvider.set(e.args?.provider ?? '?', (byProvider.get(e.args?.provider ?? '?') ?? 0) + 1);
+    kernelUs += e.dur;
+  }
+  const runs = events.filter((e) => e.cat === 'Session' && e.name === 'model_run');
+  const runUs = runs.reduce((n, e) => n + e.dur, 0);
+  log(`profile (${provider}, batch ${B}, 8 mixed adapters, ${B} prefills + 16 decode steps; ${file}):`);
+  log(`  ${runs.length} runs, ${(runUs / 1000).toFixed(1)} ms in run(), ${(kernelUs / 1000).toFixed(1)} ms in kernels as timed by onnxruntime (${((100 * kernelUs) / Math.max(1, runUs)).toFixed(0)}%)`);
+  log(`  kernel launches per provider: ${[...byProvider].map(([p, n]) => `${p} ${n}`).join(', ')}`);
+  log('  | op on provider | ms | launches | µs per launch |');
+  log('  | --- | ---: | ---: | ---: |');
+  for (const [key, { us, count }] of [...byOp].sort((a, b) => b[1].us - a[1].us).slice(0, 20)) {
+    log(`  | ${key} | ${(us / 1000).toFixed(2)} | ${count} | ${(us / count).toFixed(1)} |`);
+  }
+}
+
 mkdirSync(root, { recursive: true });
 log(`provider ${provider}; host ${cpus()[0]?.model ?? '?'} x${availableParallelism()}; node ${process.version}`);
 const phases: Array<[string, () => Promise<unknown>]> = [['correctness', correctness]];
 let gbps = 0;
 phases.push(['bandwidth', async () => (gbps = await bandwidth())]);
 phases.push(['throughput', () => throughput(gbps || 1000)]);
+phases.push(['profile', profile]);
 for (const [name, phase] of phases) {
   const t = performance.now();
   try {

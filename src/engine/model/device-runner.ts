@@ -31,6 +31,8 @@ export interface DeviceRunnerOptions {
   intraOpThreads?: number;
   /** Element type of the KV cache and the stacks, as the graph was built. */
   dtype?: 'float32' | 'float16';
+  /** Write onnxruntime's per-node profile (JSON) to files starting with this path; see endProfiling. */
+  profileFilePrefix?: string;
 }
 
 type KvSet = Record<string, ort.Tensor>;
@@ -78,6 +80,7 @@ export class DeviceRunner implements BatchRunner {
       graphOptimizationLevel: 'all',
       ...(options.intraOpThreads ? { intraOpNumThreads: options.intraOpThreads } : {}),
       preferredOutputLocation,
+      ...(options.profileFilePrefix ? { enableProfiling: true, profileFilePrefix: options.profileFilePrefix } : {}),
     });
     if (!session.outputNames.includes('next_token')) throw new Error('DeviceRunner needs a graph built with sampling: true');
     const runner = new DeviceRunner(spec, session, new DeviceEdits(options.provider, location), options, stacks);
@@ -228,6 +231,11 @@ export class DeviceRunner implements BatchRunner {
         }
       }
     }
+  }
+
+  /** Stops profiling and writes the profile file (only with profileFilePrefix). */
+  endProfiling(): void {
+    this.session.endProfiling();
   }
 
   async release(): Promise<void> {
