@@ -7,26 +7,13 @@
  */
 import t from 'tap';
 import * as ort from 'onnxruntime-node';
-import { Graph } from '../../src/engine/model/graph-builder.js';
-import { addSamplingNodes, samplingInputs } from '../../src/engine/model/sampling-graph.js';
-import { DataType, encodeModel } from '../../src/engine/model/onnx-proto.js';
+import { encodeSamplingModel } from '../../src/engine/model/sampling-graph.js';
 import { logSumExp, sampleToken, seededRandom, type SamplingParams } from '../../src/engine/sampling.js';
 
 const V = 300;
 
-async function samplingSession(): Promise<ort.InferenceSession> {
-  const g = new Graph();
-  const { token, logprob } = addSamplingNodes(g, 'logits');
-  const model = encodeModel({
-    graphName: 'sampling',
-    nodes: g.nodes,
-    inputs: [{ name: 'logits', dataType: DataType.FLOAT, shape: ['rows', V] }, ...samplingInputs()],
-    outputs: [{ name: token, dataType: DataType.INT64, shape: ['rows'] }, { name: logprob, dataType: DataType.FLOAT, shape: ['rows'] }],
-    externalInitializers: [],
-    inlineInitializers: g.inline,
-    opsets: [{ domain: '', version: 17 }],
-  });
-  return ort.InferenceSession.create(model, { executionProviders: ['cpu'], intraOpNumThreads: 1 });
+function samplingSession(): Promise<ort.InferenceSession> {
+  return ort.InferenceSession.create(encodeSamplingModel(V), { executionProviders: ['cpu'], intraOpNumThreads: 1 });
 }
 
 /** A disagreement is a boundary case when nudging the draw by 1e-5 makes the host pick the graph's token. */

@@ -11,8 +11,8 @@
  * one of them has no top-k. Outputs: next_token (int64 [rows]) and next_logprob (float [rows], the chosen
  * token's log-probability under the unmodified logits).
  */
-import { DataType, type OnnxModel } from './onnx-proto.js';
-import type { Graph } from './graph-builder.js';
+import { DataType, encodeModel, type OnnxModel } from './onnx-proto.js';
+import { Graph } from './graph-builder.js';
 
 export const SAMPLING_INPUTS = ['sample_temperature', 'sample_top_k', 'sample_top_p', 'sample_uniform', 'sample_candidates'] as const;
 
@@ -82,4 +82,19 @@ export function samplingInputs(): OnnxModel['inputs'] {
     { name: 'sample_uniform', dataType: DataType.FLOAT, shape: ['rows'] },
     { name: 'sample_candidates', dataType: DataType.INT64, shape: [1] },
   ];
+}
+
+/** The selection alone, as a model whose input is `logits` [rows, vocab]: for tests and benchmarks. */
+export function encodeSamplingModel(vocabSize: number): Uint8Array {
+  const g = new Graph();
+  const { token, logprob } = addSamplingNodes(g, 'logits');
+  return encodeModel({
+    graphName: 'sampling',
+    nodes: g.nodes,
+    inputs: [{ name: 'logits', dataType: DataType.FLOAT, shape: ['rows', vocabSize] }, ...samplingInputs()],
+    outputs: [{ name: token, dataType: DataType.INT64, shape: ['rows'] }, { name: logprob, dataType: DataType.FLOAT, shape: ['rows'] }],
+    externalInitializers: [],
+    inlineInitializers: g.inline,
+    opsets: [{ domain: '', version: 17 }],
+  });
 }
