@@ -6,9 +6,10 @@
  *   replaced by the step's `present.*` outputs, which the session leaves on the device. Every decode step runs
  *   all maxBatch rows (unused rows are padding with an empty cache): a device tensor cannot be sliced without a
  *   copy, and at decode batch sizes the weight reads, not the rows, set the step time on a GPU.
- * - A sequence in prefill has a one-row KV tensor of its own; before its first decode step it is copied into a
- *   free row of the batch tensors on the device (DeviceEdits.insertRow). The scheduler's rows are logical:
- *   `physical[row]` is the batch row that holds that sequence's cache, so compaction moves no KV at all.
+ * - A sequence in prefill has a one-row KV tensor of its own (its first chunk reads a shared empty one, so no
+ *   zeros cross the bus per request); before its first decode step it is copied into a free row of the batch
+ *   tensors on the device (DeviceEdits.insertRow). The scheduler's rows are logical: `physical[row]` is the
+ *   batch row that holds that sequence's cache, so compaction moves no KV at all.
  * - LoRA slot stacks: uploaded once; a slot written or cleared later is replaced on the device through
  *   DeviceEdits.writeSlot (only that slot crosses the bus); a rank change re-uploads the stacks.
  * - Token selection: in the graph (sampling-graph.ts); only ids and log-probabilities come back, logits only
@@ -50,6 +51,8 @@ function disposeAll(tensors: KvSet | undefined): void {
 export class DeviceRunner implements BatchRunner {
   readonly selectsTokens = true;
   private batchKv: KvSet = {};
+  /** An empty one-row cache on the device, the `past` of every prompt's first chunk (never written: outputs are new tensors). */
+  private emptyRow: KvSet = {};
   /** Logical row (the scheduler's) -> one-row KV of a sequence still in prefill. */
   private readonly pending = new Map<number, KvSet>();
   /** Logical row -> batch row holding its cache. */
@@ -85,6 +88,7 @@ export class DeviceRunner implements BatchRunner {
     if (!session.outputNames.includes('next_token')) throw new Error('DeviceRunner needs a graph built with sampling: true');
     const runner = new DeviceRunner(spec, session, new DeviceEdits(options.provider, location), options, stacks);
     runner.batchKv = await runner.edits.upload(runner.emptyKv(options.maxBatch));
+    runner.emptyRow = await runner.edits.upload(runner.emptyKv(1));
     return runner;
   }
 
@@ -111,11 +115,11 @@ export class DeviceRunner implements BatchRunner {
   async prefill(row: number, tokens: number[], pastLength: number, slot: number, logitPositions: number[], sampling?: RowSampling): Promise<StepOutput> {
     if (pastLength === 0) {
       disposeAll(this.pending.get(row));
-      this.pending.set(row, this.emptyKv(1));
+      this.pending.delete(row);
       const taken = new Set(this.physical.slice(0, row));
       this.physical[row] = [...Array(this.options.maxBatch).keys()].find((p) => !taken.has(p))!;
     }
-    const past = this.pending.get(row);
+    const past = pastLength === 0 ? this.emptyRow : this.pending.get(row);
     if (!past) throw new Error(`DeviceRunner: row ${row} continues a prefill that was never started`);
     if (sampling && logitPositions.length !== 1) throw new Error('DeviceRunner: sampling needs exactly one logit position');
     const T = tokens.length;
@@ -240,6 +244,7 @@ export class DeviceRunner implements BatchRunner {
 
   async release(): Promise<void> {
     disposeAll(this.batchKv);
+    disposeAll(this.emptyRow);
     for (const kv of this.pending.values()) disposeAll(kv);
     this.pending.clear();
     await this.edits.release();
