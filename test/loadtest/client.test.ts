@@ -5,6 +5,7 @@ import { parseArgs } from '../../tools/loadtest/args.js';
 import { buildBody, buildGenerateUrl, parseRetryAfter, sseData } from '../../tools/loadtest/client.js';
 import { RequestPlanner } from '../../tools/loadtest/prompts.js';
 import { runLoadTest } from '../../tools/loadtest/run.js';
+import { buildReport } from '../../tools/loadtest/report.js';
 
 function streamOf(chunks: string[]): ReadableStream<Uint8Array> {
   const enc = new TextEncoder();
@@ -137,4 +138,32 @@ t.test('stopping the run aborts requests in flight and keeps what finished', asy
   t.ok(r.issueEndS < 5);
   t.ok(r.abortedInFlight >= 1, `aborted ${r.abortedInFlight}`);
   t.ok(r.outcomes.every((x) => x.adapter === 'base' && x.ok), 'only finished requests are kept');
+});
+
+t.test('an API key from LOADTEST_API_KEY goes out as a bearer token and never into the report', async (t) => {
+  const seen: Array<string | undefined> = [];
+  const server = createServer((req, res) => {
+    seen.push(req.headers.authorization);
+    req.resume();
+    req.on('end', () => {
+      if (req.headers.authorization !== 'Bearer sk-test-123') {
+        res.writeHead(401, { 'content-type': 'application/json' });
+        res.end('{"error":{"code":"unauthorized","message":"no key"}}');
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ text: 'hi', token_ids: [1], finish_reason: 'length', usage: { prompt_tokens: 3, completion_tokens: 1 } }));
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const args = ['--url', url, '--concurrency', '1', '--requests', '3', '--no-out', '--quiet'];
+  const withKey = { ...parseArgs(args), apiKey: 'sk-test-123' };
+  const run = await runLoadTest(withKey);
+  t.ok(run.outcomes.length === 3 && run.outcomes.every((x) => x.ok), 'all requests accepted with the key');
+  t.notMatch(JSON.stringify(buildReport(withKey, run)), /sk-test-123/, 'the key is not in the report');
+  const without = await runLoadTest(parseArgs(args));
+  t.ok(without.outcomes.every((x) => x.status === 401 && x.errorCode === 'unauthorized'), 'refused without it');
+  t.same(seen.slice(0, 3), ['Bearer sk-test-123', 'Bearer sk-test-123', 'Bearer sk-test-123']);
 });

@@ -39,6 +39,8 @@ export interface LoadTestOptions {
   honorRetryAfter: boolean;
   /** Progress lines on stderr. */
   progress: boolean;
+  /** Sent as `Authorization: Bearer` to a server with API keys; taken from LOADTEST_API_KEY, never from argv. */
+  apiKey: string | null;
   help: boolean;
 }
 
@@ -78,6 +80,9 @@ Drives POST /v1/generate of a running server and writes a JSON and an HTML repor
   --ignore-retry-after    don't pause a client after a 429/503 with Retry-After
   --quiet                 no progress lines on stderr
   -h, --help              this text
+
+Environment: LOADTEST_API_KEY, when set, is sent as "Authorization: Bearer <key>" (a server
+with API keys, docs/security.md); it is never written to the report.
 `;
 
 const DEFAULTS: LoadTestOptions = {
@@ -98,6 +103,7 @@ const DEFAULTS: LoadTestOptions = {
   waitReadyS: 0,
   honorRetryAfter: true,
   progress: true,
+  apiKey: null,
   help: false,
 };
 

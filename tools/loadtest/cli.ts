@@ -40,7 +40,7 @@ export async function writeReportFiles(dir: string, report: LoadTestReport, run:
 export async function main(argv: readonly string[], io: CliIo = defaultIo, signal?: AbortSignal): Promise<number> {
   let o: LoadTestOptions;
   try {
-    o = parseArgs(argv);
+    o = { ...parseArgs(argv), apiKey: process.env.LOADTEST_API_KEY || null };
   } catch (e) {
     if (e instanceof UsageError) {
       io.stderr(`loadtest: ${e.message}\n\n${USAGE}`);

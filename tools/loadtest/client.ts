@@ -13,6 +13,8 @@ export interface RequestSettings {
   temperature: number | null;
   ignoreEos: boolean;
   timeoutMs: number;
+  /** Sent as `Authorization: Bearer`; null for a server without keys. */
+  apiKey?: string | null;
 }
 
 export interface RequestOutcome {
@@ -175,7 +177,11 @@ export async function sendGenerate(req: PlannedRequest, s: RequestSettings, hook
   try {
     res = await fetch(buildGenerateUrl(s.baseUrl, req.entry.adapter, s.route ?? null), {
       method: 'POST',
-      headers: { 'content-type': 'application/json', accept: s.stream ? 'text/event-stream' : 'application/json' },
+      headers: {
+        'content-type': 'application/json',
+        accept: s.stream ? 'text/event-stream' : 'application/json',
+        ...(s.apiKey ? { authorization: `Bearer ${s.apiKey}` } : {}),
+      },
       body: JSON.stringify(buildBody(req, s)),
       signal,
     });

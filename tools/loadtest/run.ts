@@ -71,6 +71,7 @@ export async function runLoadTest(o: LoadTestOptions, hooks: RunHooks = {}): Pro
     temperature: o.temperature,
     ignoreEos: o.ignoreEos,
     timeoutMs: o.timeoutS * 1000,
+    apiKey: o.apiKey,
   };
   const t0 = performance.now();
   const now = () => performance.now() - t0;
