@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything issue 8 still needs from a GPU, as one device run that fits its budget (docs/gpu.md).
-# Here, first:   npm ci && bash ../shared/gpu/pack.sh && cp ../shared/reference/hf_peft_bench.py .gpu/
+# Here, first:   npm ci && bash ../shared/gpu/pack.sh && bash bench/gpu-slim-pack.sh && cp ../shared/reference/hf_peft_bench.py .gpu/
 # Then a device run with carry [".gpu"], timeout_s 560, and the command:
 #   bash .gpu/on-device.sh bash bench/gpu-session.sh
 # Logs land in $OUT (the device tool brings them back); copy the figures into docs/benchmarks.md and docs/gpu.md.
