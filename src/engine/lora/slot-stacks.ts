@@ -1,19 +1,32 @@
 /**
- * The LoRA tensors the model reads: per projection kind, A [layers*slots, in, rank] and
- * B [layers*slots, rank, out], where entry layer*slots+slot holds that slot's weights for that layer.
- * Slot 0 stays all zeros (the bare base model). Ranks smaller than the stack's are zero-padded; the stack's
- * rank grows to the largest resident adapter's (the graph's rank dimension is dynamic), so small adapters do
- * not pay for a large configured maximum.
+ * The LoRA weights the model reads, every resident adapter side by side. Per layer and projection:
+ *   A [in, width] and B [width, out], width = (slots - 1) * rank,
+ * where columns (s-1)*rank .. s*rank-1 of A and the same rows of B hold slot s (slot 0, the bare base model,
+ * has none). A step computes ((x A) * mask) B, the mask keeping each row's own slot's columns: every row of a
+ * batch gets its own adapter from two matrix products over weights read once per step, instead of copying
+ * each row's A and B out of a stack (which costs rows x adapter size per step). Ranks below the stack's are
+ * zero-padded; the rank follows the largest resident adapter (the graph's width is dynamic), so small adapters
+ * do not pay for a large configured maximum. PEFT's scale is already folded into B.
  */
 import type { ModelSpec } from '../model/hf-config.js';
 import { PROJECTIONS, projectionShape, type Projection } from '../model/graph-builder.js';
 import { moduleKey, type LoadedAdapter } from './peft-adapter.js';
 
 interface Stack {
+  /** [layers, in, width] */
   a: Float32Array;
+  /** [layers, width, out] */
   b: Float32Array;
   inSize: number;
   outSize: number;
+}
+
+/** One layer's matrices of one projection, as views into the stacks. */
+export interface LayerWeights {
+  a: Float32Array;
+  aDims: [number, number];
+  b: Float32Array;
+  bDims: [number, number];
 }
 
 export class SlotStacks {
@@ -26,14 +39,6 @@ export class SlotStacks {
     this.allocate(1);
   }
 
-  get rank(): number {
-    return this.rankValue;
-  }
-
-  get entries(): number {
-    return this.spec.numLayers * this.slotCount;
-  }
-
   /** Called after a slot's content changes, or with 'all' after the layout (rank) changes. */
   onChange(listener: (slot: number | 'all') => void): void {
     this.listeners.push(listener);
@@ -43,8 +48,46 @@ export class SlotStacks {
     for (const listener of this.listeners) listener(slot);
   }
 
-  stack(p: Projection): Readonly<Stack> {
-    return this.stacks.get(p)!;
+  get rank(): number {
+    return this.rankValue;
+  }
+
+  /** Columns of A (rows of B): rank for each slot but the base. */
+  get width(): number {
+    return (this.slotCount - 1) * this.rankValue;
+  }
+
+  layer(layer: number, p: Projection): LayerWeights {
+    const s = this.stacks.get(p)!;
+    const W = this.width;
+    return {
+      a: s.a.subarray(layer * s.inSize * W, (layer + 1) * s.inSize * W),
+      aDims: [s.inSize, W],
+      b: s.b.subarray(layer * W * s.outSize, (layer + 1) * W * s.outSize),
+      bDims: [W, s.outSize],
+    };
+  }
+
+  /** [rows, width]: 1 over the columns of each row's slot, 0 elsewhere (slot 0: all 0). */
+  rowMask(slots: readonly number[]): Float32Array {
+    const W = this.width;
+    const R = this.rankValue;
+    const mask = new Float32Array(slots.length * W);
+    slots.forEach((slot, row) => {
+      if (slot > 0) mask.fill(1, row * W + (slot - 1) * R, row * W + slot * R);
+    });
+    return mask;
+  }
+
+  /** A slot's block of one layer: A columns as [in, rank] and B rows as [rank, out] (copies). */
+  slotBlock(slot: number, layer: number, p: Projection): { a: Float32Array; b: Float32Array } {
+    const { a, b, aDims } = this.layer(layer, p);
+    const R = this.rankValue;
+    const [inSize, W] = aDims;
+    const blockA = new Float32Array(inSize * R);
+    for (let i = 0; i < inSize; i++) blockA.set(a.subarray(i * W + (slot - 1) * R, i * W + slot * R), i * R);
+    const outSize = b.length / W;
+    return { a: blockA, b: b.slice((slot - 1) * R * outSize, slot * R * outSize) };
   }
 
   /** Bytes the stacks hold. */
@@ -57,16 +100,26 @@ export class SlotStacks {
   private allocate(rank: number): void {
     const old = this.stacks;
     const oldRank = this.rankValue;
+    const kept = Math.min(oldRank, rank);
+    const slots = this.slotCount - 1;
+    const L = this.spec.numLayers;
     this.stacks = new Map();
     for (const p of PROJECTIONS) {
       const [inSize, outSize] = projectionShape(this.spec, p);
-      const stack: Stack = { a: new Float32Array(this.entries * inSize * rank), b: new Float32Array(this.entries * rank * outSize), inSize, outSize };
+      const W = slots * rank;
+      const oldW = slots * oldRank;
+      const stack: Stack = { a: new Float32Array(L * inSize * W), b: new Float32Array(L * W * outSize), inSize, outSize };
       const previous = old.get(p);
-      const kept = Math.min(oldRank, rank);
       if (previous) {
-        for (let e = 0; e < this.entries; e++) {
-          for (let i = 0; i < inSize; i++) stack.a.set(previous.a.subarray((e * inSize + i) * oldRank, (e * inSize + i) * oldRank + kept), (e * inSize + i) * rank);
-          stack.b.set(previous.b.subarray(e * oldRank * outSize, (e * oldRank + kept) * outSize), e * rank * outSize);
+        for (let l = 0; l < L; l++) {
+          for (let s = 0; s < slots; s++) {
+            for (let i = 0; i < inSize; i++) {
+              const from = (l * inSize + i) * oldW + s * oldRank;
+              stack.a.set(previous.a.subarray(from, from + kept), (l * inSize + i) * W + s * rank);
+            }
+            const from = (l * oldW + s * oldRank) * outSize;
+            stack.b.set(previous.b.subarray(from, from + kept * outSize), (l * W + s * rank) * outSize);
+          }
         }
       }
       this.stacks.set(p, stack);
@@ -79,22 +132,34 @@ export class SlotStacks {
   write(slot: number, adapter: LoadedAdapter): void {
     if (slot < 1 || slot >= this.slotCount) throw new Error(`slot ${slot} out of range 1..${this.slotCount - 1}`);
     if (adapter.rank > this.rankValue) this.allocate(adapter.rank);
+    this.fill(slot, adapter);
+    this.changed(slot);
+  }
+
+  /** Zeroes a slot so that nothing of the evicted adapter stays readable. */
+  clear(slot: number): void {
+    this.fill(slot, null);
+    this.changed(slot);
+  }
+
+  private fill(slot: number, adapter: LoadedAdapter | null): void {
     const R = this.rankValue;
     for (const p of PROJECTIONS) {
-      const s = this.stacks.get(p)!;
       for (let layer = 0; layer < this.spec.numLayers; layer++) {
-        const e = layer * this.slotCount + slot;
-        const aEntry = s.a.subarray(e * s.inSize * R, (e + 1) * s.inSize * R);
-        const bEntry = s.b.subarray(e * R * s.outSize, (e + 1) * R * s.outSize);
-        aEntry.fill(0);
-        bEntry.fill(0);
-        const m = adapter.modules.get(moduleKey(layer, p));
-        if (!m) continue;
-        for (let i = 0; i < s.inSize; i++) aEntry.set(m.a.subarray(i * m.rank, (i + 1) * m.rank), i * R);
-        bEntry.set(m.b);
+        const { a, b, aDims, bDims } = this.layer(layer, p);
+        const [inSize, W] = aDims;
+        const outSize = bDims[1];
+        const m = adapter?.modules.get(moduleKey(layer, p));
+        for (let i = 0; i < inSize; i++) {
+          const at = i * W + (slot - 1) * R;
+          a.fill(0, at, at + R);
+          if (m) a.set(m.a.subarray(i * m.rank, (i + 1) * m.rank), at);
+        }
+        const rows = b.subarray((slot - 1) * R * outSize, slot * R * outSize);
+        rows.fill(0);
+        if (m) rows.set(m.b);
       }
     }
-    this.changed(slot);
   }
 
   /**
@@ -104,18 +169,5 @@ export class SlotStacks {
   fitRank(rank: number): void {
     const target = Math.max(1, rank);
     if (target !== this.rankValue) this.allocate(target);
-  }
-
-  /** Zeroes a slot so that nothing of the evicted adapter stays readable. */
-  clear(slot: number): void {
-    const R = this.rankValue;
-    for (const s of this.stacks.values()) {
-      for (let layer = 0; layer < this.spec.numLayers; layer++) {
-        const e = layer * this.slotCount + slot;
-        s.a.fill(0, e * s.inSize * R, (e + 1) * s.inSize * R);
-        s.b.fill(0, e * R * s.outSize, (e + 1) * R * s.outSize);
-      }
-    }
-    this.changed(slot);
   }
 }

@@ -3,8 +3,8 @@
  * WebGPU or CUDA), so that state the decoder graph reads every step never makes a round trip through the host:
  *
  * - upload: copies host tensors to the device (Identity nodes whose outputs stay there);
- * - writeSlot: replaces one adapter slot of a LoRA stack [layers*slots, ...] with a slot's worth of new data
- *   [layers, ...] (only that slot's bytes cross the bus);
+ * - writeSlots: replaces one adapter slot's block in each layer's LoRA matrices (only that slot's bytes cross
+ *   the bus);
  * - insertRow: puts a one-row KV tensor [1, ...] into row `row` of a batch KV tensor [batch, ...].
  *
  * The edits are `Where` selections with a boolean mask, which every provider implements; they write a new
@@ -69,42 +69,50 @@ export class DeviceEdits {
   }
 
   /**
-   * `stack` holds entries [layers*slots, ...rest]; `slotData` [layers, ...rest] is the new content of slot
-   * `slot` in every layer. Returns the edited stack; the caller disposes the old one.
+   * Replaces one slot's block in each of several tensors. A tensor seen as [before, slots, after] (its slot
+   * axis being 1) or [slots, rank, after] (axis 0) gets `block` ([before, 1, after] or [1, rank, after]) at
+   * slot index `slot` of `slots`. One run for all of them; returns the edited tensors by name (the caller
+   * disposes the old ones).
    */
-  async writeSlot(stack: ort.Tensor, slotData: ort.Tensor, slot: number, slots: number): Promise<ort.Tensor> {
-    const type = onnxType(stack);
-    const session = await this.session(`slot:${stack.type}`, () =>
+  async writeSlots(blocks: Array<{ name: string; block: ort.Tensor; axis: 0 | 1 }>, current: Record<string, ort.Tensor>, slot: number, slots: number): Promise<Record<string, ort.Tensor>> {
+    const type = onnxType(blocks[0].block);
+    const key = `slots:${blocks[0].block.type}:${blocks.map((b) => b.axis).join('')}`;
+    const session = await this.session(key, () =>
       model(
-        'write_slot',
+        'write_slots',
+        blocks.flatMap((b, i) => [
+          { opType: 'Reshape', inputs: [`t${i}`, `grouped_shape${i}`], outputs: [`grouped${i}`], name: `group${i}` },
+          { opType: 'Where', inputs: [`mask${b.axis}`, `block${i}`, `grouped${i}`], outputs: [`edited${i}`], name: `select${i}` },
+          { opType: 'Shape', inputs: [`t${i}`], outputs: [`shape${i}`], name: `shape${i}` },
+          { opType: 'Reshape', inputs: [`edited${i}`, `shape${i}`], outputs: [`out${i}`], name: `ungroup${i}` },
+        ]),
         [
-          { opType: 'Reshape', inputs: ['stack', 'grouped_shape'], outputs: ['grouped'], name: 'group' },
-          { opType: 'Reshape', inputs: ['slot_data', 'slot_shape'], outputs: ['slot_grouped'], name: 'group_slot' },
-          { opType: 'Where', inputs: ['mask', 'slot_grouped', 'grouped'], outputs: ['edited'], name: 'select' },
-          { opType: 'Shape', inputs: ['stack'], outputs: ['stack_shape'], name: 'shape' },
-          { opType: 'Reshape', inputs: ['edited', 'stack_shape'], outputs: ['out'], name: 'ungroup' },
+          { name: 'mask0', dataType: DataType.BOOL, shape: ['slots', 1, 1] },
+          { name: 'mask1', dataType: DataType.BOOL, shape: [1, 'slots', 1] },
+          ...blocks.flatMap((_, i) => [
+            { name: `t${i}`, dataType: type, shape: [`t${i}_0`, `t${i}_1`] },
+            { name: `block${i}`, dataType: type, shape: [`b${i}_0`, `b${i}_1`, `b${i}_2`] },
+            { name: `grouped_shape${i}`, dataType: DataType.INT64, shape: [3] },
+          ]),
         ],
-        [
-          { name: 'stack', dataType: type, shape: ['entries', 'd1', 'd2'] },
-          { name: 'slot_data', dataType: type, shape: ['layers', 'd1', 'd2'] },
-          { name: 'mask', dataType: DataType.BOOL, shape: [1, 'slots', 1] },
-          { name: 'grouped_shape', dataType: DataType.INT64, shape: [3] },
-          { name: 'slot_shape', dataType: DataType.INT64, shape: [3] },
-        ],
-        [{ name: 'out', dataType: type, shape: ['entries', 'd1', 'd2'] }],
+        blocks.map((_, i) => ({ name: `out${i}`, dataType: type, shape: [`t${i}_0`, `t${i}_1`] })),
       ),
     );
-    const layers = slotData.dims[0];
     const mask = new Uint8Array(slots);
     mask[slot] = 1;
-    const out = await session.run({
-      stack,
-      slot_data: slotData,
-      mask: new ort.Tensor('bool', mask, [1, slots, 1]),
-      grouped_shape: new ort.Tensor('int64', BigInt64Array.of(BigInt(layers), BigInt(slots), -1n), [3]),
-      slot_shape: new ort.Tensor('int64', BigInt64Array.of(BigInt(layers), 1n, -1n), [3]),
+    const feeds: Record<string, ort.Tensor> = {
+      mask0: new ort.Tensor('bool', mask, [slots, 1, 1]),
+      mask1: new ort.Tensor('bool', mask, [1, slots, 1]),
+    };
+    blocks.forEach((b, i) => {
+      const t = current[b.name];
+      const grouped = b.axis === 1 ? [t.dims[0], slots, t.dims[1] / slots] : [slots, t.dims[0] / slots, t.dims[1]];
+      feeds[`t${i}`] = t;
+      feeds[`block${i}`] = b.block;
+      feeds[`grouped_shape${i}`] = new ort.Tensor('int64', BigInt64Array.from(grouped, BigInt), [3]);
     });
-    return out.out;
+    const out = await session.run(feeds);
+    return Object.fromEntries(blocks.map((b, i) => [b.name, out[`out${i}`]]));
   }
 
   /** Copies every tensor of `rows` ([1, ...]) into row `row` of the matching tensor of `batch` ([batch, ...]). */

@@ -10,8 +10,8 @@
  *   zeros cross the bus per request); before its first decode step it is copied into a free row of the batch
  *   tensors on the device (DeviceEdits.insertRow). The scheduler's rows are logical: `physical[row]` is the
  *   batch row that holds that sequence's cache, so compaction moves no KV at all.
- * - LoRA slot stacks: uploaded once; a slot written or cleared later is replaced on the device through
- *   DeviceEdits.writeSlot (only that slot crosses the bus); a rank change re-uploads the stacks.
+ * - LoRA weights (lora/slot-stacks.ts): uploaded once; a slot written or cleared later is replaced on the device
+ *   through DeviceEdits.writeSlots (only that slot's blocks cross the bus); a rank change re-uploads them.
  * - Token selection: in the graph (sampling-graph.ts); only ids and log-probabilities come back, logits only
  *   when the caller passes no sampling (prompt log-probabilities, top log-probabilities, JSON mode).
  *
@@ -19,10 +19,11 @@
  */
 import * as ort from 'onnxruntime-node';
 import type { ModelSpec } from './hf-config.js';
-import { PROJECTIONS, loraStackInput, pastName, presentName } from './graph-builder.js';
+import { PROJECTIONS, loraInput, pastName, presentName } from './graph-builder.js';
 import type { SlotStacks } from '../lora/slot-stacks.js';
 import type { BatchRunner, DecodeRow, RowSampling, StepOutput } from './batch-runner.js';
 import { DeviceEdits, type TensorLocation } from './device-edits.js';
+import { floatToHalf } from './safetensors.js';
 
 export interface DeviceRunnerOptions {
   maxBatch: number;
@@ -199,23 +200,23 @@ export class DeviceRunner implements BatchRunner {
   private async loraFeeds(slots: number[]): Promise<Record<string, ort.Tensor>> {
     await this.syncStacks();
     const stacks = this.stacks!;
-    const L = this.spec.numLayers;
-    const index = new BigInt64Array(L * slots.length);
-    for (let l = 0; l < L; l++) for (let i = 0; i < slots.length; i++) index[l * slots.length + i] = BigInt(l * stacks.slotCount + slots[i]);
-    return { ...this.stackFeeds, lora_index: new ort.Tensor('int64', index, [L, slots.length]) };
+    return { ...this.stackFeeds, lora_mask: new ort.Tensor(this.kvType, toFloat(this.kvType, stacks.rowMask(slots)), [slots.length, stacks.width]) };
   }
 
-  /** Brings the device copies of the slot stacks up to date with the host's. */
+  /** Brings the device copies of the LoRA weights up to date with the host's: one slot's blocks, or all after a rank change. */
   private async syncStacks(): Promise<void> {
     const changed = this.stacksChanged;
     this.stacksChanged = new Set();
     const stacks = this.stacks!;
+    const L = this.spec.numLayers;
     if (changed === 'all') {
       const host: KvSet = {};
-      for (const p of PROJECTIONS) {
-        const s = stacks.stack(p);
-        host[loraStackInput(p, 'a')] = new ort.Tensor(floatType(s.a), s.a, [stacks.entries, s.inSize, stacks.rank]);
-        host[loraStackInput(p, 'b')] = new ort.Tensor(floatType(s.b), s.b, [stacks.entries, stacks.rank, s.outSize]);
+      for (let l = 0; l < L; l++) {
+        for (const p of PROJECTIONS) {
+          const w = stacks.layer(l, p);
+          host[loraInput(l, p, 'a')] = new ort.Tensor(this.kvType, toFloat(this.kvType, w.a), w.aDims);
+          host[loraInput(l, p, 'b')] = new ort.Tensor(this.kvType, toFloat(this.kvType, w.b), w.bDims);
+        }
       }
       const device = await this.edits.upload(host);
       if (this.edits.location !== 'cpu') disposeAll(this.stackFeeds);
@@ -223,16 +224,19 @@ export class DeviceRunner implements BatchRunner {
       return;
     }
     for (const slot of changed) {
-      for (const p of PROJECTIONS) {
-        const s = stacks.stack(p);
-        for (const [part, data, width] of [['a', s.a, s.inSize * stacks.rank], ['b', s.b, stacks.rank * s.outSize]] as const) {
-          const name = loraStackInput(p, part);
-          const old = this.stackFeeds[name];
-          const slotData = sliceSlot(data, width, this.spec.numLayers, stacks.slotCount, slot);
-          const dims = [this.spec.numLayers, ...old.dims.slice(1)];
-          this.stackFeeds[name] = await this.edits.writeSlot(old, new ort.Tensor(floatType(data), slotData, dims), slot, stacks.slotCount);
-          old.dispose();
+      const blocks: Parameters<DeviceEdits['writeSlots']>[0] = [];
+      for (let l = 0; l < L; l++) {
+        for (const p of PROJECTIONS) {
+          const block = stacks.slotBlock(slot, l, p);
+          const [inSize, outSize] = [stacks.layer(l, p).aDims[0], stacks.layer(l, p).bDims[1]];
+          blocks.push({ name: loraInput(l, p, 'a'), block: new ort.Tensor(this.kvType, toFloat(this.kvType, block.a), [inSize, 1, stacks.rank]), axis: 1 });
+          blocks.push({ name: loraInput(l, p, 'b'), block: new ort.Tensor(this.kvType, toFloat(this.kvType, block.b), [1, stacks.rank, outSize]), axis: 0 });
         }
+      }
+      const edited = await this.edits.writeSlots(blocks, this.stackFeeds, slot - 1, stacks.slotCount - 1);
+      for (const { name } of blocks) {
+        this.stackFeeds[name].dispose();
+        this.stackFeeds[name] = edited[name];
       }
     }
   }
@@ -252,18 +256,9 @@ export class DeviceRunner implements BatchRunner {
   }
 }
 
-function floatType(data: Float32Array | Uint16Array): Float {
-  return data instanceof Uint16Array ? 'float16' : 'float32';
-}
-
-/** Entries layer*slots+slot of a stack, one per layer, each `width` elements. */
-function sliceSlot<T extends Float32Array | Uint16Array>(data: T, width: number, layers: number, slots: number, slot: number): T {
-  const out = new (data.constructor as new (n: number) => T)(layers * width);
-  for (let l = 0; l < layers; l++) {
-    const e = l * slots + slot;
-    out.set(data.subarray(e * width, (e + 1) * width), l * width);
-  }
-  return out;
+/** The element type the graph reads (float16 data is stored as its bit patterns). */
+function toFloat(type: Float, data: Float32Array): Float32Array | Uint16Array {
+  return type === 'float16' ? Uint16Array.from(data, floatToHalf) : data;
 }
 
 /** Fed when the caller wants logits: the selection nodes still run, cheaply, on greedy rows. */

@@ -5,10 +5,10 @@
  * com.microsoft GroupQueryAttention (rotary inside, per-row seqlens_k, KV buffers of a fixed max length
  * that the caller passes in as past and gets back as present, so one buffer serves as the cache).
  *
- * LoRA: for each target projection there is one stack input per projection kind holding every layer's
- * device slots, A [layers*slots, in, rank] and B [layers*slots, rank, out] (scale folded into B), and
- * `lora_index` [layers, batch] says which stack entry each row uses in each layer. Slot 0 is all zeros,
- * i.e. the bare base model. Rows of one batch may therefore use different adapters.
+ * LoRA (see lora/slot-stacks.ts): for each layer and projection two inputs hold every resident adapter side
+ * by side, A [in, width] and B [width, out] (scale folded into B), and `lora_mask` [batch, width] keeps each
+ * row's own adapter's columns: delta = ((x A) * mask) B. A row whose mask is all zeros gets the bare base
+ * model. Rows of one batch may therefore use different adapters.
  */
 import type { ModelSpec } from './hf-config.js';
 import { ropeInverseFrequencies } from './hf-config.js';
@@ -53,7 +53,7 @@ export function hfWeightName(layer: number, p: Projection, kind: 'weight' | 'bia
   return `model.layers.${layer}.${block}.${p}.${kind}`;
 }
 
-export const loraStackInput = (p: Projection, part: 'a' | 'b') => `lora.${p}.${part}`;
+export const loraInput = (layer: number, p: Projection, part: 'a' | 'b') => `lora.${layer}.${p}.${part}`;
 export const pastName = (layer: number, kv: 'key' | 'value') => `past.${layer}.${kv}`;
 export const presentName = (layer: number, kv: 'key' | 'value') => `present.${layer}.${kv}`;
 
@@ -118,30 +118,30 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
   const embeddings = g.one('Gather', [weight('model.embed_tokens.weight', [V, H]), 'input_ids'], { axis: 0 });
   let hidden = flat(embeddings, H);
 
-  const linear = (x: string, layer: number, p: Projection, loraIndex: string | null, x3: () => string): string => {
+  // Each token's row of lora_mask: [batch, width] -> [batch*seq, width], once for the whole graph.
+  let loraMask: string | null = null;
+  if (options.lora) {
+    const width = g.one('Slice', [g.one('Shape', ['lora_mask']), g.int64('const.one', [1]), g.int64('const.two', [2])]);
+    const perToken = g.one('Expand', [g.one('Unsqueeze', ['lora_mask', g.int64('const.axis1', [1])]), g.one('Concat', [batchSeq, width], { axis: 0 })]);
+    loraMask = g.one('Reshape', [perToken, g.one('Concat', ['const.minus1', width], { axis: 0 })]);
+  }
+
+  const linear = (x: string, layer: number, p: Projection): string => {
     const [inSize, outSize] = projectionShape(spec, p);
     const inputs = [x, weight(hfWeightName(layer, p), [outSize, inSize])];
     if (spec.qkvBias && (p === 'q_proj' || p === 'k_proj' || p === 'v_proj')) inputs.push(weight(hfWeightName(layer, p, 'bias'), [outSize]));
     const base = g.one('Gemm', inputs, { transB: 1 });
-    if (!loraIndex) return base;
-    const a = g.one('Gather', [loraStackInput(p, 'a'), loraIndex], { axis: 0 });
-    const b = g.one('Gather', [loraStackInput(p, 'b'), loraIndex], { axis: 0 });
-    const delta = g.one('MatMul', [g.one('MatMul', [x3(), a]), b]);
-    return g.one('Add', [base, flat(delta, outSize)]);
-  };
-  const memo = (f: () => string) => {
-    let v: string | undefined;
-    return () => (v ??= f());
+    if (!loraMask) return base;
+    const down = g.one('Mul', [g.one('MatMul', [x, loraInput(layer, p, 'a')]), loraMask]);
+    return g.one('Add', [base, g.one('MatMul', [down, loraInput(layer, p, 'b')])]);
   };
 
   let normed = g.one('SimplifiedLayerNormalization', [hidden, weight('model.layers.0.input_layernorm.weight', [H])], { axis: -1, epsilon: eps, stash_type: 1 });
   for (let layer = 0; layer < L; layer++) {
-    const loraIndex = options.lora ? g.one('Gather', ['lora_index', g.int64(`const.layer.${layer}`, [layer], [])], { axis: 0 }) : null;
     const attnIn = normed;
-    const attnIn3 = memo(() => g.one('Reshape', [attnIn, shapeBT]));
-    const q = linear(attnIn, layer, 'q_proj', loraIndex, attnIn3);
-    const k = linear(attnIn, layer, 'k_proj', loraIndex, attnIn3);
-    const v = linear(attnIn, layer, 'v_proj', loraIndex, attnIn3);
+    const q = linear(attnIn, layer, 'q_proj');
+    const k = linear(attnIn, layer, 'k_proj');
+    const v = linear(attnIn, layer, 'v_proj');
     const [attn] = g.node(
       'GroupQueryAttention',
       [g.one('Reshape', [q, shapeBT]), g.one('Reshape', [k, shapeBT]), g.one('Reshape', [v, shapeBT]), pastName(layer, 'key'), pastName(layer, 'value'), 'seqlens_k', 'total_sequence_length', 'rotary.cos', 'rotary.sin'],
@@ -153,13 +153,12 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
     gqa.outputs[1] = presentName(layer, 'key');
     gqa.outputs[2] = presentName(layer, 'value');
     const attn2 = flat(attn, spec.numHeads * D);
-    const o = linear(attn2, layer, 'o_proj', loraIndex, memo(() => g.one('Reshape', [attn2, shapeBT])));
+    const o = linear(attn2, layer, 'o_proj');
     const [mlpIn, , , residual] = g.node('SkipSimplifiedLayerNormalization', [o, hidden, weight(`model.layers.${layer}.post_attention_layernorm.weight`, [H])], { epsilon: eps }, 4, 'com.microsoft');
-    const mlpIn3 = memo(() => g.one('Reshape', [mlpIn, shapeBT]));
-    const gate = linear(mlpIn, layer, 'gate_proj', loraIndex, mlpIn3);
-    const up = linear(mlpIn, layer, 'up_proj', loraIndex, mlpIn3);
+    const gate = linear(mlpIn, layer, 'gate_proj');
+    const up = linear(mlpIn, layer, 'up_proj');
     const act = g.one('Mul', [g.one('Mul', [gate, g.one('Sigmoid', [gate])]), up]);
-    const down = linear(act, layer, 'down_proj', loraIndex, memo(() => g.one('Reshape', [act, shapeBT])));
+    const down = linear(act, layer, 'down_proj');
     const nextNorm = layer + 1 < L ? `model.layers.${layer + 1}.input_layernorm.weight` : 'model.norm.weight';
     [normed, , , hidden] = g.node('SkipSimplifiedLayerNormalization', [down, residual, weight(nextNorm, [H])], { epsilon: eps }, 4, 'com.microsoft');
   }
@@ -198,11 +197,13 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
     }
   }
   if (options.lora) {
-    inputs.push({ name: 'lora_index', dataType: DataType.INT64, shape: [L, 'batch'] });
-    for (const p of PROJECTIONS) {
-      const [inSize, outSize] = projectionShape(spec, p);
-      inputs.push({ name: loraStackInput(p, 'a'), dataType: DataType.FLOAT, shape: ['lora_entries', inSize, 'lora_rank'] });
-      inputs.push({ name: loraStackInput(p, 'b'), dataType: DataType.FLOAT, shape: ['lora_entries', 'lora_rank', outSize] });
+    inputs.push({ name: 'lora_mask', dataType: DataType.FLOAT, shape: ['batch', 'lora_width'] });
+    for (let layer = 0; layer < L; layer++) {
+      for (const p of PROJECTIONS) {
+        const [inSize, outSize] = projectionShape(spec, p);
+        inputs.push({ name: loraInput(layer, p, 'a'), dataType: DataType.FLOAT, shape: [inSize, 'lora_width'] });
+        inputs.push({ name: loraInput(layer, p, 'b'), dataType: DataType.FLOAT, shape: ['lora_width', outSize] });
+      }
     }
   }
   return {

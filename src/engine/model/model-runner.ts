@@ -6,7 +6,7 @@
 import { availableParallelism } from 'node:os';
 import * as ort from 'onnxruntime-node';
 import type { ModelSpec } from './hf-config.js';
-import { PROJECTIONS, loraStackInput, pastName, presentName } from './graph-builder.js';
+import { PROJECTIONS, loraInput, pastName, presentName } from './graph-builder.js';
 import type { SlotStacks } from '../lora/slot-stacks.js';
 import type { BatchRunner, DecodeRow, StepOutput } from './batch-runner.js';
 
@@ -22,6 +22,7 @@ export class ModelRunner implements BatchRunner {
   private readonly keys: Float32Array[] = [];
   private readonly values: Float32Array[] = [];
   private readonly rowSize: number;
+  private loraWeights: Record<string, ort.Tensor> | null = null;
 
   private constructor(
     readonly spec: ModelSpec,
@@ -31,6 +32,9 @@ export class ModelRunner implements BatchRunner {
     private readonly stacks: SlotStacks | null,
   ) {
     this.rowSize = spec.numKvHeads * options.maxSequenceLength * spec.headDim;
+    stacks?.onChange((change) => {
+      if (change === 'all') this.loraWeights = null;
+    });
     for (let l = 0; l < spec.numLayers; l++) {
       this.keys.push(new Float32Array(options.maxBatch * this.rowSize));
       this.values.push(new Float32Array(options.maxBatch * this.rowSize));
@@ -98,16 +102,18 @@ export class ModelRunner implements BatchRunner {
 
   private loraFeeds(slots: number[]): Record<string, ort.Tensor> {
     const stacks = this.stacks!;
-    const L = this.spec.numLayers;
-    const index = new BigInt64Array(L * slots.length);
-    for (let l = 0; l < L; l++) for (let i = 0; i < slots.length; i++) index[l * slots.length + i] = BigInt(l * stacks.slotCount + slots[i]);
-    const feeds: Record<string, ort.Tensor> = { lora_index: new ort.Tensor('int64', index, [L, slots.length]) };
-    for (const p of PROJECTIONS) {
-      const s = stacks.stack(p);
-      feeds[loraStackInput(p, 'a')] = new ort.Tensor('float32', s.a, [stacks.entries, s.inSize, stacks.rank]);
-      feeds[loraStackInput(p, 'b')] = new ort.Tensor('float32', s.b, [stacks.entries, stacks.rank, s.outSize]);
+    if (!this.loraWeights) {
+      // Views into the stacks: they stay valid while the layout does (a rank change drops them, see the constructor).
+      this.loraWeights = {};
+      for (let l = 0; l < this.spec.numLayers; l++) {
+        for (const p of PROJECTIONS) {
+          const w = stacks.layer(l, p);
+          this.loraWeights[loraInput(l, p, 'a')] = new ort.Tensor('float32', w.a, w.aDims);
+          this.loraWeights[loraInput(l, p, 'b')] = new ort.Tensor('float32', w.b, w.bDims);
+        }
+      }
     }
-    return feeds;
+    return { ...this.loraWeights, lora_mask: new ort.Tensor('float32', stacks.rowMask(slots), [slots.length, stacks.width]) };
   }
 
   /** Moves a sequence's cached positions from one row to another (compaction when a row frees up). */
