@@ -147,7 +147,7 @@ async function profile(): Promise<void> {
   const modelDir = join(root, small ? 'llama-small' : 'llama-1b');
   const spec = readModelSpec(modelDir);
   const maxSequenceLength = PROMPT + NEW_TOKENS + 8;
-  const onnx = ensureOnnxModel(modelDir, spec, new CheckpointWeights(modelDir), { maxSequenceLength, lora: true, sampling: true }, join(root, 'onnx'));
+  const onnx = ensureOnnxModel(modelDir, spec, new CheckpointWeights(modelDir), { maxSequenceLength, lora: true, sampling: true, loraFormulation: 'masked' }, join(root, 'onnx'));
   const stacks = new SlotStacks(spec, 9);
   for (let i = 0; i < 8; i++) stacks.write(i + 1, loadPeftAdapter(`a${i}`, join(root, 'adapters', `a${i}`), spec, 64));
   const prefix = join(root, 'profile');

@@ -1,21 +1,21 @@
 /**
  * The LoRA weights the model reads, every resident adapter side by side. Per layer and projection:
- *   A [in, width] and B [width, out], width = (slots - 1) * rank,
- * where columns (s-1)*rank .. s*rank-1 of A and the same rows of B hold slot s (slot 0, the bare base model,
- * has none). A step computes ((x A) * mask) B, the mask keeping each row's own slot's columns: every row of a
- * batch gets its own adapter from two matrix products over weights read once per step, instead of copying
- * each row's A and B out of a stack (which costs rows x adapter size per step). Ranks below the stack's are
- * zero-padded; the rank follows the largest resident adapter (the graph's width is dynamic), so small adapters
- * do not pay for a large configured maximum. PEFT's scale is already folded into B.
+ *   A [slots, in, rank] and B [slots, rank, out]
+ * where index s holds slot s; slot 0, the bare base model, stays zero. The graph reads them one of two ways
+ * (graph-builder.ts): per row (each row's A and B gathered by its slot: least arithmetic, best on a CPU) or
+ * masked (((x A') * mask) B over all slots, A' = A laid out as [in, slots*rank]: each adapter's weights read
+ * once per step whatever the batch, best on a GPU; see maskedA). Ranks below the stack's are zero-padded; the
+ * rank follows the largest resident adapter (the graph's rank is dynamic), so small adapters do not pay for a
+ * large configured maximum. PEFT's scale is already folded into B.
  */
 import type { ModelSpec } from '../model/hf-config.js';
 import { PROJECTIONS, projectionShape, type Projection } from '../model/graph-builder.js';
 import { moduleKey, type LoadedAdapter } from './peft-adapter.js';
 
 interface Stack {
-  /** [layers, in, width] */
+  /** [layers, slots, in, rank] */
   a: Float32Array;
-  /** [layers, width, out] */
+  /** [layers, slots, rank, out] */
   b: Float32Array;
   inSize: number;
   outSize: number;
@@ -24,9 +24,9 @@ interface Stack {
 /** One layer's matrices of one projection, as views into the stacks. */
 export interface LayerWeights {
   a: Float32Array;
-  aDims: [number, number];
+  aDims: [number, number, number];
   b: Float32Array;
-  bDims: [number, number];
+  bDims: [number, number, number];
 }
 
 export class SlotStacks {
@@ -52,42 +52,56 @@ export class SlotStacks {
     return this.rankValue;
   }
 
-  /** Columns of A (rows of B): rank for each slot but the base. */
+  /** slots * rank: the columns of A (rows of B) in the masked layout. */
   get width(): number {
-    return (this.slotCount - 1) * this.rankValue;
+    return this.slotCount * this.rankValue;
+  }
+
+  /** A projection's stacks over all layers: A [layers*slots, in, rank], B [layers*slots, rank, out]. */
+  stack(p: Projection): { a: Float32Array; aDims: [number, number, number]; b: Float32Array; bDims: [number, number, number] } {
+    const s = this.stacks.get(p)!;
+    const entries = this.spec.numLayers * this.slotCount;
+    return { a: s.a, aDims: [entries, s.inSize, this.rankValue], b: s.b, bDims: [entries, this.rankValue, s.outSize] };
   }
 
   layer(layer: number, p: Projection): LayerWeights {
     const s = this.stacks.get(p)!;
-    const W = this.width;
+    const S = this.slotCount;
+    const R = this.rankValue;
     return {
-      a: s.a.subarray(layer * s.inSize * W, (layer + 1) * s.inSize * W),
-      aDims: [s.inSize, W],
-      b: s.b.subarray(layer * W * s.outSize, (layer + 1) * W * s.outSize),
-      bDims: [W, s.outSize],
+      a: s.a.subarray(layer * S * s.inSize * R, (layer + 1) * S * s.inSize * R),
+      aDims: [S, s.inSize, R],
+      b: s.b.subarray(layer * S * R * s.outSize, (layer + 1) * S * R * s.outSize),
+      bDims: [S, R, s.outSize],
     };
   }
 
-  /** [rows, width]: 1 over the columns of each row's slot, 0 elsewhere (slot 0: all 0). */
+  /** One layer's A as [in, slots*rank] (a transposed copy), the masked formulation's layout. */
+  maskedA(layer: number, p: Projection): Float32Array {
+    const { a, aDims } = this.layer(layer, p);
+    const [S, inSize, R] = aDims;
+    const out = new Float32Array(a.length);
+    for (let s = 0; s < S; s++) for (let i = 0; i < inSize; i++) out.set(a.subarray((s * inSize + i) * R, (s * inSize + i + 1) * R), (i * S + s) * R);
+    return out;
+  }
+
+  /** [rows, slots*rank]: 1 over the columns of each row's slot, 0 elsewhere (slot 0: all 0). */
   rowMask(slots: readonly number[]): Float32Array {
     const W = this.width;
     const R = this.rankValue;
     const mask = new Float32Array(slots.length * W);
     slots.forEach((slot, row) => {
-      if (slot > 0) mask.fill(1, row * W + (slot - 1) * R, row * W + slot * R);
+      if (slot > 0) mask.fill(1, row * W + slot * R, row * W + (slot + 1) * R);
     });
     return mask;
   }
 
-  /** A slot's block of one layer: A columns as [in, rank] and B rows as [rank, out] (copies). */
+  /** A slot's block of one layer: A [in, rank] and B [rank, out] (views). */
   slotBlock(slot: number, layer: number, p: Projection): { a: Float32Array; b: Float32Array } {
-    const { a, b, aDims } = this.layer(layer, p);
-    const R = this.rankValue;
-    const [inSize, W] = aDims;
-    const blockA = new Float32Array(inSize * R);
-    for (let i = 0; i < inSize; i++) blockA.set(a.subarray(i * W + (slot - 1) * R, i * W + slot * R), i * R);
-    const outSize = b.length / W;
-    return { a: blockA, b: b.slice((slot - 1) * R * outSize, slot * R * outSize) };
+    const { a, b, aDims, bDims } = this.layer(layer, p);
+    const aSize = aDims[1] * aDims[2];
+    const bSize = bDims[1] * bDims[2];
+    return { a: a.subarray(slot * aSize, (slot + 1) * aSize), b: b.subarray(slot * bSize, (slot + 1) * bSize) };
   }
 
   /** Bytes the stacks hold. */
@@ -101,25 +115,16 @@ export class SlotStacks {
     const old = this.stacks;
     const oldRank = this.rankValue;
     const kept = Math.min(oldRank, rank);
-    const slots = this.slotCount - 1;
-    const L = this.spec.numLayers;
+    const blocks = this.spec.numLayers * this.slotCount;
     this.stacks = new Map();
     for (const p of PROJECTIONS) {
       const [inSize, outSize] = projectionShape(this.spec, p);
-      const W = slots * rank;
-      const oldW = slots * oldRank;
-      const stack: Stack = { a: new Float32Array(L * inSize * W), b: new Float32Array(L * W * outSize), inSize, outSize };
+      const stack: Stack = { a: new Float32Array(blocks * inSize * rank), b: new Float32Array(blocks * rank * outSize), inSize, outSize };
       const previous = old.get(p);
       if (previous) {
-        for (let l = 0; l < L; l++) {
-          for (let s = 0; s < slots; s++) {
-            for (let i = 0; i < inSize; i++) {
-              const from = (l * inSize + i) * oldW + s * oldRank;
-              stack.a.set(previous.a.subarray(from, from + kept), (l * inSize + i) * W + s * rank);
-            }
-            const from = (l * oldW + s * oldRank) * outSize;
-            stack.b.set(previous.b.subarray(from, from + kept * outSize), (l * W + s * rank) * outSize);
-          }
+        for (let e = 0; e < blocks; e++) {
+          for (let i = 0; i < inSize; i++) stack.a.set(previous.a.subarray((e * inSize + i) * oldRank, (e * inSize + i) * oldRank + kept), (e * inSize + i) * rank);
+          stack.b.set(previous.b.subarray(e * oldRank * outSize, (e * oldRank + kept) * outSize), e * rank * outSize);
         }
       }
       this.stacks.set(p, stack);
@@ -132,34 +137,32 @@ export class SlotStacks {
   write(slot: number, adapter: LoadedAdapter): void {
     if (slot < 1 || slot >= this.slotCount) throw new Error(`slot ${slot} out of range 1..${this.slotCount - 1}`);
     if (adapter.rank > this.rankValue) this.allocate(adapter.rank);
-    this.fill(slot, adapter);
+    const R = this.rankValue;
+    for (const p of PROJECTIONS) {
+      for (let layer = 0; layer < this.spec.numLayers; layer++) {
+        const block = this.slotBlock(slot, layer, p);
+        block.a.fill(0);
+        block.b.fill(0);
+        const m = adapter.modules.get(moduleKey(layer, p));
+        if (!m) continue;
+        const inSize = block.a.length / R;
+        for (let i = 0; i < inSize; i++) block.a.set(m.a.subarray(i * m.rank, (i + 1) * m.rank), i * R);
+        block.b.set(m.b);
+      }
+    }
     this.changed(slot);
   }
 
   /** Zeroes a slot so that nothing of the evicted adapter stays readable. */
   clear(slot: number): void {
-    this.fill(slot, null);
-    this.changed(slot);
-  }
-
-  private fill(slot: number, adapter: LoadedAdapter | null): void {
-    const R = this.rankValue;
     for (const p of PROJECTIONS) {
       for (let layer = 0; layer < this.spec.numLayers; layer++) {
-        const { a, b, aDims, bDims } = this.layer(layer, p);
-        const [inSize, W] = aDims;
-        const outSize = bDims[1];
-        const m = adapter?.modules.get(moduleKey(layer, p));
-        for (let i = 0; i < inSize; i++) {
-          const at = i * W + (slot - 1) * R;
-          a.fill(0, at, at + R);
-          if (m) a.set(m.a.subarray(i * m.rank, (i + 1) * m.rank), at);
-        }
-        const rows = b.subarray((slot - 1) * R * outSize, slot * R * outSize);
-        rows.fill(0);
-        if (m) rows.set(m.b);
+        const block = this.slotBlock(slot, layer, p);
+        block.a.fill(0);
+        block.b.fill(0);
       }
     }
+    this.changed(slot);
   }
 
   /**

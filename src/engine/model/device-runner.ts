@@ -1,6 +1,7 @@
 /**
  * Runs the decoder with its state resident on the execution provider's device between steps (see
- * batch-runner.ts for the contract). Needs a graph built with `sampling: true`.
+ * batch-runner.ts for the contract). Needs a graph built with `sampling: true` (and `loraFormulation: 'masked'`
+ * with LoRA inputs).
  *
  * - KV cache: one batch tensor per layer and kind, [maxBatch, kvHeads, maxSeq, headDim], fed as `past.*` and
  *   replaced by the step's `present.*` outputs, which the session leaves on the device. Every decode step runs
@@ -87,6 +88,7 @@ export class DeviceRunner implements BatchRunner {
       ...(options.profileFilePrefix ? { enableProfiling: true, profileFilePrefix: options.profileFilePrefix } : {}),
     });
     if (!session.outputNames.includes('next_token')) throw new Error('DeviceRunner needs a graph built with sampling: true');
+    if (stacks && !session.inputNames.includes('lora_mask')) throw new Error("DeviceRunner needs a graph built with loraFormulation: 'masked'");
     const runner = new DeviceRunner(spec, session, new DeviceEdits(options.provider, location), options, stacks);
     runner.batchKv = await runner.edits.upload(runner.emptyKv(options.maxBatch));
     runner.emptyRow = await runner.edits.upload(runner.emptyKv(1));
@@ -213,9 +215,10 @@ export class DeviceRunner implements BatchRunner {
       const host: KvSet = {};
       for (let l = 0; l < L; l++) {
         for (const p of PROJECTIONS) {
-          const w = stacks.layer(l, p);
-          host[loraInput(l, p, 'a')] = new ort.Tensor(this.kvType, toFloat(this.kvType, w.a), w.aDims);
-          host[loraInput(l, p, 'b')] = new ort.Tensor(this.kvType, toFloat(this.kvType, w.b), w.bDims);
+          // The masked layout: A as [in, slots*rank], B as [slots*rank, out] (the same bytes as [slots, rank, out]).
+          const { b, aDims, bDims } = stacks.layer(l, p);
+          host[loraInput(l, p, 'a')] = new ort.Tensor(this.kvType, toFloat(this.kvType, stacks.maskedA(l, p)), [aDims[1], stacks.width]);
+          host[loraInput(l, p, 'b')] = new ort.Tensor(this.kvType, toFloat(this.kvType, b), [stacks.width, bDims[2]]);
         }
       }
       const device = await this.edits.upload(host);
@@ -227,13 +230,13 @@ export class DeviceRunner implements BatchRunner {
       const blocks: Parameters<DeviceEdits['writeSlots']>[0] = [];
       for (let l = 0; l < L; l++) {
         for (const p of PROJECTIONS) {
+          const { aDims, bDims } = stacks.layer(l, p);
           const block = stacks.slotBlock(slot, l, p);
-          const [inSize, outSize] = [stacks.layer(l, p).aDims[0], stacks.layer(l, p).bDims[1]];
-          blocks.push({ name: loraInput(l, p, 'a'), block: new ort.Tensor(this.kvType, toFloat(this.kvType, block.a), [inSize, 1, stacks.rank]), axis: 1 });
-          blocks.push({ name: loraInput(l, p, 'b'), block: new ort.Tensor(this.kvType, toFloat(this.kvType, block.b), [1, stacks.rank, outSize]), axis: 0 });
+          blocks.push({ name: loraInput(l, p, 'a'), block: new ort.Tensor(this.kvType, toFloat(this.kvType, block.a), [aDims[1], 1, stacks.rank]), axis: 1 });
+          blocks.push({ name: loraInput(l, p, 'b'), block: new ort.Tensor(this.kvType, toFloat(this.kvType, block.b), [1, stacks.rank, bDims[2]]), axis: 0 });
         }
       }
-      const edited = await this.edits.writeSlots(blocks, this.stackFeeds, slot - 1, stacks.slotCount - 1);
+      const edited = await this.edits.writeSlots(blocks, this.stackFeeds, slot, stacks.slotCount);
       for (const { name } of blocks) {
         this.stackFeeds[name].dispose();
         this.stackFeeds[name] = edited[name];

@@ -6,9 +6,9 @@
  * that the caller passes in as past and gets back as present, so one buffer serves as the cache).
  *
  * LoRA (see lora/slot-stacks.ts): for each layer and projection two inputs hold every resident adapter side
- * by side, A [in, width] and B [width, out] (scale folded into B), and `lora_mask` [batch, width] keeps each
- * row's own adapter's columns: delta = ((x A) * mask) B. A row whose mask is all zeros gets the bare base
- * model. Rows of one batch may therefore use different adapters.
+ * by side, A [in, width] and B [width, out] (scale folded into B); each row reads its own adapter's block,
+ * per row or masked (GraphOptions.loraFormulation). Slot 0 is zeros: the bare base model. Rows of one batch
+ * may therefore use different adapters.
  */
 import type { ModelSpec } from './hf-config.js';
 import { ropeInverseFrequencies } from './hf-config.js';
@@ -24,6 +24,15 @@ export interface GraphOptions {
   maxSequenceLength: number;
   /** Build the LoRA slot inputs. Without them the graph is the bare base model (benchmark baseline). */
   lora: boolean;
+  /**
+   * How rows read their adapter (lora/slot-stacks.ts). `per-row` (default): per projection, stacks
+   * A [layers*slots, in, rank] and B [layers*slots, rank, out], each row's entry gathered by `lora_index`
+   * [layers, batch] (= layer*slots + slot); the least arithmetic and few inputs, best on a CPU.
+   * `masked`: A [in, slots*rank] and B [slots*rank, out], ((x A) * lora_mask) B over every slot with
+   * `lora_mask` [batch, slots*rank]; each adapter's weights are read once per step instead of once per row,
+   * best on a GPU where a step is bound by memory traffic.
+   */
+  loraFormulation?: 'per-row' | 'masked';
   /** Also output `next_token` = argmax of each logits row, so a device-resident loop only reads ids back. */
   argmax?: boolean;
   /**
@@ -53,6 +62,9 @@ export function hfWeightName(layer: number, p: Projection, kind: 'weight' | 'bia
   return `model.layers.${layer}.${block}.${p}.${kind}`;
 }
 
+/** Per-row formulation: one stack per projection holding every layer's slots, [layers*slots, ...]. */
+export const loraStackInput = (p: Projection, part: 'a' | 'b') => `lora.${p}.${part}`;
+/** Masked formulation: one matrix per layer and projection. */
 export const loraInput = (layer: number, p: Projection, part: 'a' | 'b') => `lora.${layer}.${p}.${part}`;
 export const pastName = (layer: number, kv: 'key' | 'value') => `past.${layer}.${kv}`;
 export const presentName = (layer: number, kv: 'key' | 'value') => `present.${layer}.${kv}`;
@@ -118,20 +130,31 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
   const embeddings = g.one('Gather', [weight('model.embed_tokens.weight', [V, H]), 'input_ids'], { axis: 0 });
   let hidden = flat(embeddings, H);
 
-  // Each token's row of lora_mask: [batch, width] -> [batch*seq, width], once for the whole graph.
+  const masked = options.loraFormulation === 'masked';
+  // Masked: each token's row of lora_mask, [batch, width] -> [batch*seq, width], once for the whole graph.
   let loraMask: string | null = null;
-  if (options.lora) {
+  if (options.lora && masked) {
     const width = g.one('Slice', [g.one('Shape', ['lora_mask']), g.int64('const.one', [1]), g.int64('const.two', [2])]);
     const perToken = g.one('Expand', [g.one('Unsqueeze', ['lora_mask', g.int64('const.axis1', [1])]), g.one('Concat', [batchSeq, width], { axis: 0 })]);
     loraMask = g.one('Reshape', [perToken, g.one('Concat', ['const.minus1', width], { axis: 0 })]);
   }
+  // Per row: each row's A [in, rank] and B [rank, out], gathered from the stacks by lora_index[layer].
+  const layerIndex = new Map<number, string>();
+  const perRowDelta = (x: string, layer: number, p: Projection): string => {
+    if (!layerIndex.has(layer)) layerIndex.set(layer, g.one('Gather', ['lora_index', g.int64(`const.layer.${layer}`, [layer], [])], { axis: 0 }));
+    const outSize = projectionShape(spec, p)[1];
+    const a = g.one('Gather', [loraStackInput(p, 'a'), layerIndex.get(layer)!], { axis: 0 });
+    const b = g.one('Gather', [loraStackInput(p, 'b'), layerIndex.get(layer)!], { axis: 0 });
+    return flat(g.one('MatMul', [g.one('MatMul', [g.one('Reshape', [x, shapeBT]), a]), b]), outSize);
+  };
 
   const linear = (x: string, layer: number, p: Projection): string => {
     const [inSize, outSize] = projectionShape(spec, p);
     const inputs = [x, weight(hfWeightName(layer, p), [outSize, inSize])];
     if (spec.qkvBias && (p === 'q_proj' || p === 'k_proj' || p === 'v_proj')) inputs.push(weight(hfWeightName(layer, p, 'bias'), [outSize]));
     const base = g.one('Gemm', inputs, { transB: 1 });
-    if (!loraMask) return base;
+    if (!options.lora) return base;
+    if (!loraMask) return g.one('Add', [base, perRowDelta(x, layer, p)]);
     const down = g.one('Mul', [g.one('MatMul', [x, loraInput(layer, p, 'a')]), loraMask]);
     return g.one('Add', [base, g.one('MatMul', [down, loraInput(layer, p, 'b')])]);
   };
@@ -197,10 +220,16 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
     }
   }
   if (options.lora) {
-    inputs.push({ name: 'lora_mask', dataType: DataType.FLOAT, shape: ['batch', 'lora_width'] });
-    for (let layer = 0; layer < L; layer++) {
-      for (const p of PROJECTIONS) {
-        const [inSize, outSize] = projectionShape(spec, p);
+    if (masked) inputs.push({ name: 'lora_mask', dataType: DataType.FLOAT, shape: ['batch', 'lora_width'] });
+    else inputs.push({ name: 'lora_index', dataType: DataType.INT64, shape: [L, 'batch'] });
+    for (const p of PROJECTIONS) {
+      const [inSize, outSize] = projectionShape(spec, p);
+      if (!masked) {
+        inputs.push({ name: loraStackInput(p, 'a'), dataType: DataType.FLOAT, shape: ['lora_entries', inSize, 'lora_rank'] });
+        inputs.push({ name: loraStackInput(p, 'b'), dataType: DataType.FLOAT, shape: ['lora_entries', 'lora_rank', outSize] });
+        continue;
+      }
+      for (let layer = 0; layer < L; layer++) {
         inputs.push({ name: loraInput(layer, p, 'a'), dataType: DataType.FLOAT, shape: [inSize, 'lora_width'] });
         inputs.push({ name: loraInput(layer, p, 'b'), dataType: DataType.FLOAT, shape: ['lora_width', outSize] });
       }

@@ -6,7 +6,7 @@
 import { availableParallelism } from 'node:os';
 import * as ort from 'onnxruntime-node';
 import type { ModelSpec } from './hf-config.js';
-import { PROJECTIONS, loraInput, pastName, presentName } from './graph-builder.js';
+import { PROJECTIONS, loraStackInput, pastName, presentName } from './graph-builder.js';
 import type { SlotStacks } from '../lora/slot-stacks.js';
 import type { BatchRunner, DecodeRow, StepOutput } from './batch-runner.js';
 
@@ -103,17 +103,18 @@ export class ModelRunner implements BatchRunner {
   private loraFeeds(slots: number[]): Record<string, ort.Tensor> {
     const stacks = this.stacks!;
     if (!this.loraWeights) {
-      // Views into the stacks: they stay valid while the layout does (a rank change drops them, see the constructor).
+      // Views of the stacks: valid while their layout is (a rank change drops them, see the constructor).
       this.loraWeights = {};
-      for (let l = 0; l < this.spec.numLayers; l++) {
-        for (const p of PROJECTIONS) {
-          const w = stacks.layer(l, p);
-          this.loraWeights[loraInput(l, p, 'a')] = new ort.Tensor('float32', w.a, w.aDims);
-          this.loraWeights[loraInput(l, p, 'b')] = new ort.Tensor('float32', w.b, w.bDims);
-        }
+      for (const p of PROJECTIONS) {
+        const s = stacks.stack(p);
+        this.loraWeights[loraStackInput(p, 'a')] = new ort.Tensor('float32', s.a, s.aDims);
+        this.loraWeights[loraStackInput(p, 'b')] = new ort.Tensor('float32', s.b, s.bDims);
       }
     }
-    return { ...this.loraWeights, lora_mask: new ort.Tensor('float32', stacks.rowMask(slots), [slots.length, stacks.width]) };
+    const L = this.spec.numLayers;
+    const index = new BigInt64Array(L * slots.length);
+    for (let l = 0; l < L; l++) for (let i = 0; i < slots.length; i++) index[l * slots.length + i] = BigInt(l * stacks.slotCount + slots[i]);
+    return { ...this.loraWeights, lora_index: new ort.Tensor('int64', index, [L, slots.length]) };
   }
 
   /** Moves a sequence's cached positions from one row to another (compaction when a row frees up). */

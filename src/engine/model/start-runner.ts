@@ -45,7 +45,7 @@ export function residencyFor(provider: string, requested: StateResidency): 'host
 
 async function start(provider: string, options: StartRunnerOptions, log?: StartLog): Promise<StartedRunner> {
   const residency = residencyFor(provider, options.residency);
-  const graph: GraphOptions = residency === 'device' ? { ...options.graph, sampling: true } : options.graph;
+  const graph: GraphOptions = residency === 'device' ? { ...options.graph, sampling: true, loraFormulation: 'masked' } : options.graph;
   const started = performance.now();
   const onnx = ensureOnnxModel(options.modelDir, options.spec, options.weights, graph, options.cacheDir);
   log?.info({ path: onnx.path, built: onnx.built, ms: Math.round(performance.now() - started) }, onnx.built ? 'built ONNX graph' : 'reused cached ONNX graph');
