@@ -6,12 +6,12 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { applyKeysFile, checkKeyConfig } from './security/keys.js';
-import { STATE_RESIDENCIES, type StateResidency } from './engine/model/batch-runner.js';
+import { MODEL_DTYPES, STATE_RESIDENCIES, type ModelDtype, type StateResidency } from './engine/model/batch-runner.js';
 import { BEDROCK_DEFAULTS, parseBedrockConfig, type BedrockConfig } from './fallback/bedrock-config.js';
 
 export interface Config {
   server: { host: string; port: number; bodyLimitBytes: number; logLevel: string; apiKeys: ApiKeyConfig[]; adminKeys: string[]; apiKeysFile: string; allowUnauthenticated: boolean };
-  model: { dir: string; adaptersDir: string; cacheDir: string; executionProviders: string[]; stateResidency: StateResidency; intraOpThreads: number };
+  model: { dir: string; adaptersDir: string; cacheDir: string; executionProviders: string[]; stateResidency: StateResidency; dtype: ModelDtype; intraOpThreads: number };
   engine: {
     maxBatch: number;
     maxBatchTokens: number;
@@ -49,7 +49,7 @@ export interface ApiKeyConfig {
 
 export const DEFAULTS: Config = {
   server: { host: '127.0.0.1', port: 8080, bodyLimitBytes: 1 << 20, logLevel: 'info', apiKeys: [], adminKeys: [], apiKeysFile: '', allowUnauthenticated: false },
-  model: { dir: 'models/demo', adaptersDir: 'adapters', cacheDir: '.cache/onnx', executionProviders: ['cpu'], stateResidency: 'auto', intraOpThreads: 0 },
+  model: { dir: 'models/demo', adaptersDir: 'adapters', cacheDir: '.cache/onnx', executionProviders: ['cpu'], stateResidency: 'auto', dtype: 'auto', intraOpThreads: 0 },
   engine: { maxBatch: 8, maxBatchTokens: 16384, maxQueue: 64, adapterSlots: 8, maxLoraRank: 64, hostCacheMb: 512, maxSequenceLength: 2048, prefillChunk: 256, requestTimeoutMs: 120_000 },
   limits: { maxTokens: 2048, maxStopSequences: 8, maxStopLength: 64, maxPromptChars: 200_000, maxPromptTokens: 0, shedEventLoopDelayMs: 1000, shedHeapUsedPercent: 90, shedRssMb: 0 },
   bedrock: { targets: {}, circuitBreaker: { ...BEDROCK_DEFAULTS.circuitBreaker } },
@@ -78,6 +78,7 @@ export const SETTINGS: Setting[] = [
   { path: 'model.cacheDir', env: 'CACHE_DIR', flag: '--cache-dir', kind: 'string', help: 'where built ONNX graphs are kept' },
   { path: 'model.executionProviders', env: 'EXECUTION_PROVIDERS', flag: '--execution-providers', kind: 'list', help: 'onnxruntime providers to try in order, e.g. webgpu,cpu' },
   { path: 'model.stateResidency', env: 'STATE_RESIDENCY', flag: '--state-residency', kind: 'choice', choices: STATE_RESIDENCIES, help: 'KV cache, LoRA slots and sampling in host or device memory (auto = device on a GPU)' },
+  { path: 'model.dtype', env: 'MODEL_DTYPE', flag: '--dtype', kind: 'choice', choices: MODEL_DTYPES, help: 'weights, activations and caches: float32, float16 (device path only), auto = float16 on the device path' },
   { path: 'model.intraOpThreads', env: 'INTRA_OP_THREADS', flag: '--threads', kind: 'int', min: 0, max: 1024, help: 'onnxruntime threads (0 = one per core)' },
   { path: 'engine.maxBatch', env: 'MAX_BATCH', flag: '--max-batch', kind: 'int', min: 1, max: 256, help: 'sequences decoded together' },
   { path: 'engine.maxBatchTokens', env: 'MAX_BATCH_TOKENS', flag: '--max-batch-tokens', kind: 'int', min: 16, max: 1 << 24, help: 'sum of prompt + max_tokens over running sequences' },
@@ -137,6 +138,9 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   }
   for (const s of SETTINGS) {
     if (flags.has(s.flag)) apply(config, s, flags.get(s.flag)!, `flag ${s.flag}`, problems);
+  }
+  if (config.model.dtype === 'float16' && config.model.stateResidency === 'host') {
+    problems.push('model.dtype float16 is served by the device-resident path: set model.stateResidency to device or auto, or model.dtype to float32');
   }
   applyKeysFile(config, problems);
   problems.push(...checkKeyConfig(config));

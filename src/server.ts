@@ -21,6 +21,7 @@ export function engineOptionsFrom(config: Config) {
     cacheDir: config.model.cacheDir,
     executionProviders: config.model.executionProviders,
     stateResidency: config.model.stateResidency,
+    dtype: config.model.dtype,
     intraOpThreads: config.model.intraOpThreads || undefined,
     maxBatch: e.maxBatch,
     maxBatchTokens: e.maxBatchTokens,

@@ -7,7 +7,7 @@ import { AppError } from '../errors.js';
 import { readModelSpec, type ModelSpec } from './model/hf-config.js';
 import { CheckpointWeights } from './model/weights.js';
 import { startRunner } from './model/start-runner.js';
-import type { BatchRunner, StateResidency } from './model/batch-runner.js';
+import type { BatchRunner, ModelDtype, StateResidency } from './model/batch-runner.js';
 import { TextTokenizer } from './model/tokenizer.js';
 import { SlotStacks } from './lora/slot-stacks.js';
 import { AdapterManager } from './lora/adapter-manager.js';
@@ -21,6 +21,8 @@ export interface EngineOptions {
   executionProviders: string[];
   /** Where the KV cache, LoRA stacks and token selection live between steps; default auto. */
   stateResidency?: StateResidency;
+  /** Element type of weights, activations and caches; default auto (float16 on the device path). */
+  dtype?: ModelDtype;
   maxBatch: number;
   maxBatchTokens: number;
   maxQueue: number;
@@ -57,6 +59,7 @@ export class Engine {
     readonly provider: string,
     /** Where the decoding state lives: host memory or the provider's device. */
     readonly residency: 'host' | 'device',
+    readonly dtype: 'float32' | 'float16',
   ) {}
 
   static async load(options: EngineOptions, log?: EngineLog): Promise<Engine> {
@@ -65,7 +68,7 @@ export class Engine {
     const weights = new CheckpointWeights(modelDir);
     const maxSequenceLength = Math.min(options.maxSequenceLength, spec.maxPositions);
     const stacks = new SlotStacks(spec, options.adapterSlots + 1);
-    const { runner, provider, residency } = await startRunner({
+    const { runner, provider, residency, dtype } = await startRunner({
       modelDir,
       spec,
       weights,
@@ -73,6 +76,7 @@ export class Engine {
       graph: { maxSequenceLength, lora: true },
       executionProviders: options.executionProviders,
       residency: options.stateResidency ?? 'auto',
+      dtype: options.dtype ?? 'auto',
       maxBatch: options.maxBatch,
       intraOpThreads: options.intraOpThreads,
       stacks,
@@ -94,7 +98,7 @@ export class Engine {
       requestTimeoutMs: options.requestTimeoutMs,
       eosTokenIds: spec.eosTokenIds,
     });
-    return new Engine(spec, basename(modelDir), tokenizer, adapters, runner, scheduler, maxSequenceLength, provider, residency);
+    return new Engine(spec, basename(modelDir), tokenizer, adapters, runner, scheduler, maxSequenceLength, provider, residency, dtype);
   }
 
   /** Validates and queues a request. Throws AppError (unknown adapter, context too long, queue full) before anything streams. */

@@ -16,6 +16,7 @@ export async function healthRoutes(app: FastifyInstance): Promise<void> {
             model: engine.modelName,
             provider: engine.provider,
             state_residency: engine.residency,
+            dtype: engine.dtype,
             queue_depth: engine.scheduler.queueDepth,
             batch_size: engine.scheduler.batchSize,
             adapters: engine.adapters.list().length,

@@ -9,21 +9,25 @@ import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FIXTURE_ADAPTERS, greedyRequest, loadFixtureEngine, maxAbsDiff, reference, type ReferenceCase } from '../helpers/engine.js';
-import { residencyFor } from '../../src/engine/model/start-runner.js';
+import { dtypeFor, residencyFor } from '../../src/engine/model/start-runner.js';
 import type { GenerateRequest } from '../../src/engine/types.js';
 
 const tolerance = (c: ReferenceCase) => (c.adapter === 'code' && c.prompt_token_ids.length > 80 ? 2e-4 : 1e-4); // as in reference.test.ts
 
-t.test('auto residency: device on a GPU provider, host on the CPU', async (t) => {
+t.test('auto residency: device on a GPU provider (or for float16), host on the CPU; auto dtype follows it', async (t) => {
   t.equal(residencyFor('cpu', 'auto'), 'host');
   t.equal(residencyFor('webgpu', 'auto'), 'device');
   t.equal(residencyFor('cuda', 'auto'), 'device');
   t.equal(residencyFor('cpu', 'device'), 'device');
   t.equal(residencyFor('webgpu', 'host'), 'host');
+  t.equal(residencyFor('cpu', 'auto', 'float16'), 'device', 'float16 asks for the device path');
+  t.equal(dtypeFor('device', 'auto'), 'float16');
+  t.equal(dtypeFor('host', 'auto'), 'float32');
+  t.equal(dtypeFor('device', 'float32'), 'float32');
 });
 
 t.test('all reference cases at once, mixed adapters in one batch: HF greedy tokens and logprobs', async (t) => {
-  const engine = await loadFixtureEngine({ stateResidency: 'device' });
+  const engine = await loadFixtureEngine({ stateResidency: 'device', dtype: 'float32' });
   t.teardown(() => engine.close());
   t.equal(engine.residency, 'device');
   const results = await Promise.all(reference.cases.map((c) => engine.generate(greedyRequest(c))));
@@ -51,7 +55,7 @@ function mixedRequests(count: number): GenerateRequest[] {
 t.test('row churn (3 rows, 24 requests, chunked prefill), greedy and seeded sampling: same as the host path', async (t) => {
   const options = { maxBatch: 3, prefillChunk: 7 };
   const host = await loadFixtureEngine(options);
-  const device = await loadFixtureEngine({ ...options, stateResidency: 'device' });
+  const device = await loadFixtureEngine({ ...options, stateResidency: 'device', dtype: 'float32' });
   t.teardown(async () => {
     await host.close();
     await device.close();
@@ -69,7 +73,7 @@ t.test('row churn (3 rows, 24 requests, chunked prefill), greedy and seeded samp
 t.test('slots rewritten on the device (1 slot, 3 adapters of ranks 16/8/4 in turn) stay correct', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'adapters-device-'));
   cpSync(FIXTURE_ADAPTERS, dir, { recursive: true });
-  const engine = await loadFixtureEngine({ stateResidency: 'device', adapterSlots: 1, adaptersDir: dir });
+  const engine = await loadFixtureEngine({ stateResidency: 'device', dtype: 'float32', adapterSlots: 1, adaptersDir: dir });
   t.teardown(() => engine.close());
   for (const name of ['support', 'sales', 'code', 'sales', 'support', 'code']) {
     const c = reference.cases.find((x) => x.adapter === name)!;
@@ -95,7 +99,7 @@ t.test('slot writes of equal rank (no re-upload): 2 slots, 4 rank-16 adapters in
   }
   const options = { adapterSlots: 2, adaptersDir: dir };
   const host = await loadFixtureEngine(options);
-  const device = await loadFixtureEngine({ ...options, stateResidency: 'device' });
+  const device = await loadFixtureEngine({ ...options, stateResidency: 'device', dtype: 'float32' });
   t.teardown(async () => {
     await host.close();
     await device.close();
@@ -115,7 +119,7 @@ t.test('slot writes of equal rank (no re-upload): 2 slots, 4 rank-16 adapters in
 
 t.test('requests that need logits on the host (top_logprobs, prompt logprobs) get them on the device path', async (t) => {
   const host = await loadFixtureEngine();
-  const device = await loadFixtureEngine({ stateResidency: 'device' });
+  const device = await loadFixtureEngine({ stateResidency: 'device', dtype: 'float32' });
   t.teardown(async () => {
     await host.close();
     await device.close();

@@ -14,6 +14,10 @@ import type { ModelSpec } from './hf-config.js';
 export type StateResidency = 'auto' | 'host' | 'device';
 export const STATE_RESIDENCIES: readonly StateResidency[] = ['auto', 'host', 'device'];
 
+/** Element type of the weights, activations, KV cache and LoRA inputs; `auto` = float16 on the device path. */
+export type ModelDtype = 'auto' | 'float32' | 'float16';
+export const MODEL_DTYPES: readonly ModelDtype[] = ['auto', 'float32', 'float16'];
+
 export interface DecodeRow {
   token: number;
   /** Tokens already in this row's cache. */

@@ -11,9 +11,10 @@
  * may therefore use different adapters.
  */
 import type { ModelSpec } from './hf-config.js';
-import { ropeInverseFrequencies } from './hf-config.js';
+import { ModelConfigError, ropeInverseFrequencies } from './hf-config.js';
 import { DataType, type AttributeValue, type OnnxModel, type OnnxNode } from './onnx-proto.js';
 import type { CheckpointWeights } from './weights.js';
+import { firstOverflow, toFloat16 } from './float16.js';
 import { addSamplingNodes, samplingInputs } from './sampling-graph.js';
 
 export const PROJECTIONS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
@@ -40,6 +41,11 @@ export interface GraphOptions {
    * outputs `next_token` and `next_logprob`. Excludes `argmax`.
    */
   sampling?: boolean;
+  /**
+   * Element type of the weights, the activations, the KV cache and the LoRA inputs (default float32). float16
+   * halves the bytes a step reads; layer norms keep float32 statistics and `logits` stays float32.
+   */
+  dtype?: 'float32' | 'float16';
 }
 
 /** Input and output sizes of each projection, as [in, out]. */
@@ -69,8 +75,8 @@ export const loraInput = (layer: number, p: Projection, part: 'a' | 'b') => `lor
 export const pastName = (layer: number, kv: 'key' | 'value') => `past.${layer}.${kv}`;
 export const presentName = (layer: number, kv: 'key' | 'value') => `present.${layer}.${kv}`;
 
-/** Receives weight tensors in graph order; returns nothing, the caller writes them to external data. */
-export type WeightSink = (name: string, data: Float32Array, dims: number[]) => void;
+/** Receives weight tensors in graph order (float16 as its bit patterns); the caller writes them to external data. */
+export type WeightSink = (name: string, data: Float32Array | Uint16Array, dims: number[]) => void;
 
 export class Graph {
   readonly nodes: OnnxNode[] = [];
@@ -97,8 +103,17 @@ export class Graph {
 
 export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, options: GraphOptions, sink: WeightSink): OnnxModel {
   const g = new Graph();
+  const half = options.dtype === 'float16';
+  const float = half ? DataType.FLOAT16 : DataType.FLOAT;
+  const store = (name: string, data: Float32Array, dims: number[]) => {
+    if (half) {
+      const at = firstOverflow(data);
+      if (at >= 0) throw new ModelConfigError(weights.modelDir, `tensor ${name} holds ${data[at]}, beyond float16's range (65504): serve this model with dtype float32`);
+    }
+    sink(name, half ? toFloat16(data) : data, dims);
+  };
   const weight = (name: string, dims: number[]): string => {
-    sink(name, weights.read(name, dims), dims);
+    store(name, weights.read(name, dims), dims);
     return name;
   };
   const { hiddenSize: H, numLayers: L, vocabSize: V, headDim: D } = spec;
@@ -116,8 +131,8 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
       sin[pos * (D / 2) + i] = Math.sin(angle);
     }
   }
-  sink('rotary.cos', cos, [maxSeq, D / 2]);
-  sink('rotary.sin', sin, [maxSeq, D / 2]);
+  store('rotary.cos', cos, [maxSeq, D / 2]);
+  store('rotary.sin', sin, [maxSeq, D / 2]);
 
   const batchSeq = g.one('Shape', ['input_ids']);
   const shapeBT = g.one('Concat', [batchSeq, g.int64('const.minus1', [-1])], { axis: 0 });
@@ -188,6 +203,7 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
   const rows = g.one('Gather', [normed, 'logit_rows'], { axis: 0 });
   const lmHead = spec.tieWordEmbeddings ? 'model.embed_tokens.weight' : weight('lm_head.weight', [V, H]);
   g.node('Gemm', [rows, lmHead], { transB: 1 });
+  if (half) g.node('Cast', [g.nodes[g.nodes.length - 1].outputs[0]], { to: DataType.FLOAT });
   g.nodes[g.nodes.length - 1].outputs[0] = 'logits';
 
   const kvShape = ['batch', spec.numKvHeads, 'max_seq', D];
@@ -215,23 +231,23 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
   }
   for (let layer = 0; layer < L; layer++) {
     for (const kv of ['key', 'value'] as const) {
-      inputs.push({ name: pastName(layer, kv), dataType: DataType.FLOAT, shape: kvShape });
-      outputs.push({ name: presentName(layer, kv), dataType: DataType.FLOAT, shape: kvShape });
+      inputs.push({ name: pastName(layer, kv), dataType: float, shape: kvShape });
+      outputs.push({ name: presentName(layer, kv), dataType: float, shape: kvShape });
     }
   }
   if (options.lora) {
-    if (masked) inputs.push({ name: 'lora_mask', dataType: DataType.FLOAT, shape: ['batch', 'lora_width'] });
+    if (masked) inputs.push({ name: 'lora_mask', dataType: float, shape: ['batch', 'lora_width'] });
     else inputs.push({ name: 'lora_index', dataType: DataType.INT64, shape: [L, 'batch'] });
     for (const p of PROJECTIONS) {
       const [inSize, outSize] = projectionShape(spec, p);
       if (!masked) {
-        inputs.push({ name: loraStackInput(p, 'a'), dataType: DataType.FLOAT, shape: ['lora_entries', inSize, 'lora_rank'] });
-        inputs.push({ name: loraStackInput(p, 'b'), dataType: DataType.FLOAT, shape: ['lora_entries', 'lora_rank', outSize] });
+        inputs.push({ name: loraStackInput(p, 'a'), dataType: float, shape: ['lora_entries', inSize, 'lora_rank'] });
+        inputs.push({ name: loraStackInput(p, 'b'), dataType: float, shape: ['lora_entries', 'lora_rank', outSize] });
         continue;
       }
       for (let layer = 0; layer < L; layer++) {
-        inputs.push({ name: loraInput(layer, p, 'a'), dataType: DataType.FLOAT, shape: [inSize, 'lora_width'] });
-        inputs.push({ name: loraInput(layer, p, 'b'), dataType: DataType.FLOAT, shape: ['lora_width', outSize] });
+        inputs.push({ name: loraInput(layer, p, 'a'), dataType: float, shape: [inSize, 'lora_width'] });
+        inputs.push({ name: loraInput(layer, p, 'b'), dataType: float, shape: ['lora_width', outSize] });
       }
     }
   }

@@ -8,7 +8,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, r
 import { join } from 'node:path';
 import { buildDecoderGraph, type GraphOptions } from './graph-builder.js';
 import type { ModelSpec } from './hf-config.js';
-import { DataType, encodeModel } from './onnx-proto.js';
+import { DataType, encodeModel, type DataTypeCode } from './onnx-proto.js';
 import type { CheckpointWeights } from './weights.js';
 
 /** Bump when the graph layout changes so old cache entries are not reused. */
@@ -40,15 +40,15 @@ export function ensureOnnxModel(modelDir: string, spec: ModelSpec, weights: Chec
   try {
     const fd = openSync(join(tmp, DATA_FILE), 'w');
     let offset = 0;
-    const external: Array<{ name: string; dims: number[]; offset: number; length: number }> = [];
+    const external: Array<{ name: string; dims: number[]; offset: number; length: number; dataType: DataTypeCode }> = [];
     const model = buildDecoderGraph(spec, weights, options, (name, data, dims) => {
       const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
       writeSync(fd, bytes, 0, bytes.length, offset);
-      external.push({ name, dims, offset, length: bytes.length });
+      external.push({ name, dims, offset, length: bytes.length, dataType: data instanceof Uint16Array ? DataType.FLOAT16 : DataType.FLOAT });
       offset += Math.ceil(bytes.length / 64) * 64;
     });
     closeSync(fd);
-    model.externalInitializers = external.map((e) => ({ ...e, dataType: DataType.FLOAT, location: DATA_FILE }));
+    model.externalInitializers = external.map((e) => ({ ...e, location: DATA_FILE }));
     writeFileSync(join(tmp, MODEL_FILE), encodeModel(model));
     rmSync(dir, { recursive: true, force: true });
     renameSync(tmp, dir);

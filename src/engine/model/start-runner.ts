@@ -3,6 +3,8 @@
  * line, and picks where the decoding state lives for the provider that serves (see batch-runner.ts):
  * `host` (ModelRunner) or `device` (DeviceRunner, whose graph also selects tokens). `auto` means device on a
  * GPU provider and host on the CPU, where host memory is the device's and in-place KV updates are cheapest.
+ * The element type: `auto` means float16 on the device path, float32 on the host path (float16 is served by
+ * the device path only, which also runs on the CPU provider).
  */
 import type { ModelSpec } from './hf-config.js';
 import type { CheckpointWeights } from './weights.js';
@@ -10,7 +12,7 @@ import type { GraphOptions } from './graph-builder.js';
 import { ensureOnnxModel } from './model-cache.js';
 import { ModelRunner } from './model-runner.js';
 import { DeviceRunner } from './device-runner.js';
-import type { BatchRunner, StateResidency } from './batch-runner.js';
+import type { BatchRunner, ModelDtype, StateResidency } from './batch-runner.js';
 import type { SlotStacks } from '../lora/slot-stacks.js';
 
 export interface StartRunnerOptions {
@@ -22,6 +24,7 @@ export interface StartRunnerOptions {
   graph: GraphOptions;
   executionProviders: string[];
   residency: StateResidency;
+  dtype: ModelDtype;
   maxBatch: number;
   intraOpThreads?: number;
   stacks: SlotStacks;
@@ -36,16 +39,24 @@ export interface StartedRunner {
   runner: BatchRunner;
   provider: string;
   residency: 'host' | 'device';
+  dtype: 'float32' | 'float16';
 }
 
-export function residencyFor(provider: string, requested: StateResidency): 'host' | 'device' {
+export function residencyFor(provider: string, requested: StateResidency, dtype: ModelDtype = 'auto'): 'host' | 'device' {
   if (requested !== 'auto') return requested;
-  return provider === 'cpu' ? 'host' : 'device';
+  return provider === 'cpu' && dtype !== 'float16' ? 'host' : 'device';
+}
+
+export function dtypeFor(residency: 'host' | 'device', requested: ModelDtype): 'float32' | 'float16' {
+  if (requested !== 'auto') return requested;
+  return residency === 'device' ? 'float16' : 'float32';
 }
 
 async function start(provider: string, options: StartRunnerOptions, log?: StartLog): Promise<StartedRunner> {
-  const residency = residencyFor(provider, options.residency);
-  const graph: GraphOptions = residency === 'device' ? { ...options.graph, sampling: true, loraFormulation: 'masked' } : options.graph;
+  const residency = residencyFor(provider, options.residency, options.dtype);
+  const dtype = dtypeFor(residency, options.dtype);
+  const graph: GraphOptions = residency === 'device' ? { ...options.graph, sampling: true, loraFormulation: 'masked' } : { ...options.graph };
+  if (dtype === 'float16') graph.dtype = 'float16';
   const started = performance.now();
   const onnx = ensureOnnxModel(options.modelDir, options.spec, options.weights, graph, options.cacheDir);
   log?.info({ path: onnx.path, built: onnx.built, ms: Math.round(performance.now() - started) }, onnx.built ? 'built ONNX graph' : 'reused cached ONNX graph');
@@ -53,13 +64,16 @@ async function start(provider: string, options: StartRunnerOptions, log?: StartL
   const maxSequenceLength = graph.maxSequenceLength;
   const runner: BatchRunner =
     residency === 'device'
-      ? await DeviceRunner.create(onnx.path, spec, { maxBatch, maxSequenceLength, provider, intraOpThreads, dtype: (graph as { dtype?: "float32" | "float16" }).dtype }, stacks)
+      ? await DeviceRunner.create(onnx.path, spec, { maxBatch, maxSequenceLength, provider, intraOpThreads, dtype }, stacks)
       : await ModelRunner.create(onnx.path, spec, { maxBatch, maxSequenceLength, executionProviders: [provider], intraOpThreads }, stacks);
-  log?.info({ provider, residency }, `serving on ${provider}, decoding state in ${residency} memory`);
-  return { runner, provider, residency };
+  log?.info({ provider, residency, dtype }, `serving on ${provider}, ${dtype}, decoding state in ${residency} memory`);
+  return { runner, provider, residency, dtype };
 }
 
 export async function startRunner(options: StartRunnerOptions, log?: StartLog): Promise<StartedRunner> {
+  if (options.dtype === 'float16' && options.residency === 'host') {
+    throw new Error('dtype float16 is served by the device-resident path: set state residency to device or auto (any provider), or dtype to float32');
+  }
   for (const provider of options.executionProviders) {
     try {
       return await start(provider, options, log);
