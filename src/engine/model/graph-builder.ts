@@ -12,10 +12,11 @@
  */
 import type { ModelSpec } from './hf-config.js';
 import { ModelConfigError, ropeInverseFrequencies } from './hf-config.js';
-import { DataType, type AttributeValue, type OnnxModel, type OnnxNode } from './onnx-proto.js';
+import { DataType, type OnnxModel } from './onnx-proto.js';
 import type { CheckpointWeights } from './weights.js';
 import { firstOverflow, toFloat16 } from './float16.js';
 import { addSamplingNodes, samplingInputs } from './sampling-graph.js';
+import { Graph } from './graph.js';
 
 export const PROJECTIONS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
 export type Projection = (typeof PROJECTIONS)[number];
@@ -77,29 +78,6 @@ export const presentName = (layer: number, kv: 'key' | 'value') => `present.${la
 
 /** Receives weight tensors in graph order (float16 as its bit patterns); the caller writes them to external data. */
 export type WeightSink = (name: string, data: Float32Array | Uint16Array, dims: number[]) => void;
-
-export class Graph {
-  readonly nodes: OnnxNode[] = [];
-  readonly inline: OnnxModel['inlineInitializers'] = [];
-  private counter = 0;
-
-  node(opType: string, inputs: string[], attributes?: Record<string, AttributeValue>, outputCount = 1, domain?: string): string[] {
-    const name = `${opType}_${this.counter++}`;
-    const outputs = Array.from({ length: outputCount }, (_, i) => `${name}_out${i}`);
-    this.nodes.push({ opType, domain, inputs, outputs, name, attributes });
-    return outputs;
-  }
-
-  one(opType: string, inputs: string[], attributes?: Record<string, AttributeValue>, domain?: string): string {
-    return this.node(opType, inputs, attributes, 1, domain)[0];
-  }
-
-  int64(name: string, values: number[], dims: number[] = [values.length]): string {
-    const raw = new Uint8Array(new BigInt64Array(values.map(BigInt)).buffer);
-    this.inline.push({ name, dataType: DataType.INT64, dims, raw });
-    return name;
-  }
-}
 
 export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, options: GraphOptions, sink: WeightSink): OnnxModel {
   const g = new Graph();

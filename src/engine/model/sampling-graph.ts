@@ -12,7 +12,7 @@
  * token's log-probability under the unmodified logits).
  */
 import { DataType, encodeModel, type OnnxModel } from './onnx-proto.js';
-import { Graph } from './graph-builder.js';
+import { Graph } from './graph.js';
 
 export const SAMPLING_INPUTS = ['sample_temperature', 'sample_top_k', 'sample_top_p', 'sample_uniform', 'sample_candidates'] as const;
 
