@@ -44,3 +44,19 @@ t.test('a restart reuses the cached ONNX graph', async (t) => {
   await again.stop();
   t.match(built.join('\n'), /reused cached ONNX graph/);
 });
+
+t.test('the device-resident float16 path behind the real server: flags reach the engine, streaming works', async (t) => {
+  const device = await startServer(['--model', FIXTURE_MODEL, '--adapters', FIXTURE_ADAPTERS, '--cache-dir', cacheDir, '--state-residency', 'device', '--dtype', 'float16']);
+  t.teardown(() => device.stop());
+  const ready = await (await fetch(`${device.url}/readyz`)).json();
+  t.same([ready.provider, ready.state_residency, ready.dtype], ['cpu', 'device', 'float16']);
+  const c = reference.cases.find((x) => x.adapter === 'support' && x.greedy_min_margin >= 0.05)!;
+  const res = await fetch(`${device.url}/v1/generate?adapter=support`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ prompt_token_ids: c.prompt_token_ids, max_tokens: 24, temperature: 0, ignore_eos: true, stream: true }),
+  });
+  const events = (await res.text()).split('\n').filter((l) => l.startsWith('data: {')).map((l) => JSON.parse(l.slice(6)));
+  const ids = events.filter((e) => e.token_id !== undefined && e.token_id >= 0).map((e) => e.token_id);
+  t.same(ids, c.greedy_token_ids, 'a wide-margin case streams the HF greedy tokens in float16 (test/engine/float16.test.ts)');
+});
