@@ -92,7 +92,24 @@ export class DeviceRunner implements BatchRunner {
     const runner = new DeviceRunner(spec, session, new DeviceEdits(options.provider, location), options, stacks);
     runner.batchKv = await runner.edits.upload(runner.emptyKv(options.maxBatch));
     runner.emptyRow = await runner.edits.upload(runner.emptyKv(1));
+    await runner.checkEdits();
     return runner;
+  }
+
+  /**
+   * Runs each device edit once at start (a row insert and a slot write that change nothing), so that a
+   * provider lacking one of their ops fails here, where the engine falls back to the next provider, and not
+   * on the first request.
+   */
+  private async checkEdits(): Promise<void> {
+    const merged = await this.edits.insertRow(this.batchKv, this.emptyRow, 0);
+    disposeAll(this.batchKv);
+    this.batchKv = merged;
+    if (this.stacks) {
+      await this.syncStacks();
+      this.stacksChanged = new Set([1]);
+      await this.syncStacks();
+    }
   }
 
   get provider(): string {
