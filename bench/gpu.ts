@@ -126,6 +126,7 @@ async function throughput(gbps: number): Promise<void> {
   log('| ---: | ---: | ---: | ---: | ---: |');
   for (const B of BATCHES) {
     const engine = await deviceEngine(modelDir, adaptersDir, B, maxSequenceLength);
+    if (engine.provider !== provider) throw new Error(`${provider} did not start (the engine fell back to ${engine.provider}); see the log above`);
     const prompts = Array.from({ length: B }, (_, r) => Array.from({ length: PROMPT }, (_, k) => 2 + ((r * 977 + k * 7919) % (SHAPE.vocab - 2))));
     const measure = async (adapterOf: (row: number) => string | null) => {
       await Promise.all(prompts.map((p, r) => engine.generate(greedy(adapterOf(r), p, 4))));
