@@ -6,10 +6,13 @@
  * deliberately peaked fixture has logits spread over about 56 nats, and the lm_head product itself is float16,
  * so a log-probability can be off by a few of those steps before anything accumulates through the layers.
  * Measured on 2026-11-26 over the 20 reference cases: greedy log-probabilities within 0.185 of HF on the tokens
- * where the sequences agree, the likely (> -10) last-position log-probabilities within 0.134. Bounds: 0.3 and
- * 0.2. Greedy tokens: every case whose reference margin (smallest gap between the top two logits over its 24
- * steps) is at least 0.05 must match all 24 tokens; cases with a smaller margin may diverge after agreeing on
- * a prefix (measured: 3 of the 7 such cases diverge, at tokens 0, 3 and 22).
+ * where the sequences agree (mean 7.7e-3, p99 0.067, 433 tokens), the likely (> -10) last-position
+ * log-probabilities within 0.133 (mean 0.018, p99 0.083); float32 on the same path: 1.45e-4 and 3.1e-5. Bounds:
+ * 0.3 and 0.2. Prompt log-probabilities are not bounded here: the largest float16 error (1.06) falls on a token
+ * the reference gives -13.9, where a logit's float16 step is a large part of the value. Greedy tokens: every
+ * case whose reference margin (smallest gap between the top two logits over its 24 steps; reference.json keeps
+ * only the smallest) is at least 0.05 must match all 24 tokens; cases with a smaller margin may diverge after
+ * agreeing on a prefix (measured: 3 of the 7 such cases diverge, at tokens 0, 3 and 22).
  */
 import t from 'tap';
 import { mkdtempSync, writeFileSync, cpSync } from 'node:fs';
@@ -28,14 +31,13 @@ t.test('float16 against the HF float32 reference, all cases in one mixed batch',
   t.teardown(() => engine.close());
   t.equal(engine.dtype, 'float16');
   const results = await Promise.all(reference.cases.map((c) => engine.generate(greedyRequest(c), { promptLogprobs: true })));
-  let diverged = 0;
   let worst = 0;
   results.forEach((r, i) => {
     const c = reference.cases[i];
     const agree = r.tokenIds.findIndex((id, k) => id !== c.greedy_token_ids[k]);
     const prefix = agree < 0 ? c.greedy_token_ids.length : agree;
     if (c.greedy_min_margin >= MARGIN) t.equal(prefix, c.greedy_token_ids.length, `case ${i} (${c.adapter ?? 'base'}, margin ${c.greedy_min_margin.toFixed(3)}): all 24 greedy tokens equal`);
-    else if (prefix < c.greedy_token_ids.length) diverged++;
+    else t.comment(`case ${i} (margin ${c.greedy_min_margin.toFixed(4)}): ${prefix} of 24 greedy tokens agree`);
     const greedy = maxAbsDiff(r.logprobs!.slice(0, prefix), c.greedy_logprobs.slice(0, prefix));
     t.ok(greedy < 0.3, `case ${i}: greedy logprobs within 0.3 where the tokens agree (max ${greedy.toFixed(3)})`);
     worst = Math.max(worst, greedy);
@@ -43,7 +45,6 @@ t.test('float16 against the HF float32 reference, all cases in one mixed batch',
     const last = maxAbsDiff(likely.map((k) => r.scores!.lastLogprobs[k]), likely.map((k) => c.last_logprobs[k]));
     t.ok(last < 0.2, `case ${i}: likely last-position logprobs within 0.2 (max ${last.toFixed(3)})`);
   });
-  t.ok(diverged <= reference.cases.filter((c) => c.greedy_min_margin < MARGIN).length, `${diverged} low-margin cases diverge`);
   t.ok(worst > 1e-3, `the arithmetic really is float16 (largest difference ${worst.toFixed(3)}; float32 stays within 1.5e-4)`);
 });
 
@@ -72,7 +73,7 @@ t.test('a weight beyond float16 range is refused naming the tensor; float32 serv
   await f32.close();
 });
 
-t.test('the graph cache keeps float16 and float32 graphs apart; float32 keys are unchanged', async (t) => {
+t.test('the graph cache keeps float16 and float32 graphs apart', async (t) => {
   const weights = new CheckpointWeights(FIXTURE_MODEL);
   const f32 = cacheKey(FIXTURE_MODEL, weights, { maxSequenceLength: 256, lora: true });
   t.not(cacheKey(FIXTURE_MODEL, weights, { maxSequenceLength: 256, lora: true, dtype: 'float16' }), f32);
