@@ -1,11 +1,12 @@
 /**
  * Continuous batching. Requests wait in a bounded queue; at each step boundary the scheduler admits
  * waiting sequences whose adapter is resident (others wait in the queue while their adapter loads), runs
- * at most one prefill chunk (so a long prompt never starves running decodes), then one decode step for
- * every running sequence, whatever adapter each uses. Finished or cancelled sequences leave at once.
+ * at most one prefill chunk (so a long prompt never starves running decodes; where the runner can, several
+ * short whole prompts together), then one decode step for every running sequence, whatever adapter each uses.
+ * Finished or cancelled sequences leave at once.
  *
- * KV rows: running sequences occupy rows 0..d-1, the one sequence in prefill (if any) row d, so a decode
- * step reads a contiguous prefix of the cache.
+ * KV rows: running sequences occupy rows 0..d-1, those in prefill the rows after, so a decode step reads a
+ * contiguous prefix of the cache.
  */
 import { AppError } from '../errors.js';
 import type { AdapterManager } from './lora/adapter-manager.js';
@@ -81,6 +82,8 @@ export interface SchedulerStats {
   decodeSteps: number;
   decodeRowsTotal: number;
   prefillTokens: number;
+  /** Steps that prefilled several prompts together. */
+  prefillGroups: number;
   decodeTokens: number;
   completed: number;
   cancelled: number;
@@ -94,7 +97,7 @@ export class Scheduler {
   private nextId = 1;
   private looping = false;
   private wake: (() => void) | null = null;
-  readonly stats: SchedulerStats = { steps: 0, decodeSteps: 0, decodeRowsTotal: 0, prefillTokens: 0, decodeTokens: 0, completed: 0, cancelled: 0, failed: 0 };
+  readonly stats: SchedulerStats = { steps: 0, decodeSteps: 0, decodeRowsTotal: 0, prefillTokens: 0, prefillGroups: 0, decodeTokens: 0, completed: 0, cancelled: 0, failed: 0 };
 
   constructor(
     private readonly runner: BatchRunner,
@@ -161,9 +164,12 @@ export class Scheduler {
       this.dropCancelled();
       this.admit();
       let worked = false;
-      const prefilling = this.rows.find((s) => s.nextToken === null);
-      if (prefilling) {
-        await this.guard([prefilling], () => this.prefillChunk(prefilling));
+      const prefilling = this.rows.filter((s) => s.nextToken === null);
+      if (prefilling.length > 1) {
+        await this.guard(prefilling, () => this.prefillTogether(prefilling));
+        worked = true;
+      } else if (prefilling.length === 1) {
+        await this.guard(prefilling, () => this.prefillChunk(prefilling[0]));
         worked = true;
       }
       const decoders = this.rows.filter((s) => s.nextToken !== null);
@@ -214,13 +220,21 @@ export class Scheduler {
     }
   }
 
+  /**
+   * Admits one waiting sequence, or, where the runner prefills prompts together, as many whole prompts as fit
+   * one prefill chunk (a long prompt, or one whose prompt log-probabilities are wanted, goes alone, chunked).
+   */
   private admit(): void {
     if (this.rows.some((s) => s.nextToken === null)) return;
     let claimed = this.rows.reduce((n, s) => n + s.promptIds.length + s.request.maxTokens, 0);
+    let budget = this.options.prefillChunk;
+    let grouped = 0;
     for (const seq of this.waiting) {
       if (this.rows.length >= this.options.maxBatch) return;
       const claim = seq.promptIds.length + seq.request.maxTokens;
       if (this.rows.length > 0 && claimed + claim > this.options.maxBatchTokens) continue;
+      const together = this.runner.prefillsTogether && !seq.promptLogprobs && seq.promptIds.length <= budget;
+      if (grouped > 0 && !together) continue;
       let slot: number | null;
       try {
         slot = this.adapters.tryAcquire(seq.request.adapter);
@@ -235,8 +249,27 @@ export class Scheduler {
       seq.admittedAt = performance.now();
       this.rows.push(seq);
       claimed += claim;
-      return;
+      if (!together) return;
+      budget -= seq.promptIds.length;
+      grouped++;
     }
+  }
+
+  /** Several whole prompts in one step; each sequence then has its first token. */
+  private async prefillTogether(seqs: Sequence[]): Promise<void> {
+    const sampling = this.runnerSelects(seqs) ? seqs.map((s) => this.draw(s)) : undefined;
+    const out = await this.runner.prefillTogether!(seqs.map((s) => ({ row: s.row, tokens: s.promptIds, slot: s.slot })), sampling);
+    this.stats.prefillGroups++;
+    const V = this.runner.spec.vocabSize;
+    for (const seq of seqs) {
+      this.stats.prefillTokens += seq.promptIds.length;
+      seq.prefilled = seq.cached = seq.promptIds.length;
+    }
+    seqs.forEach((seq, i) => {
+      if (seq.done) return;
+      if (seq.request.maxTokens === 0) this.finish(seq);
+      else this.isolated(seq, () => (out.tokens ? this.onToken(seq, out.tokens[i], out.logprobs![i]) : this.onLogits(seq, out.logits!.subarray(i * V, (i + 1) * V))));
+    });
   }
 
   private async prefillChunk(seq: Sequence): Promise<void> {
@@ -381,22 +414,17 @@ export class Scheduler {
     seq.events.close();
   }
 
-  /** Removes a sequence's KV row and keeps rows contiguous: decoders first, the prefilling one last. */
+  /** Removes a sequence's KV row and keeps rows contiguous: decoders first, then those in prefill. */
   private freeRow(seq: Sequence): void {
     const r = seq.row;
     seq.row = -1;
-    const lastIndex = this.rows.length - 1;
-    const tail = this.rows[lastIndex];
-    const prefiller = tail.nextToken === null && tail !== seq ? tail : null;
-    if (seq.nextToken === null) {
-      // the prefilling sequence is always last
-      this.rows.pop();
-      return;
-    }
-    const lastDecoder = prefiller ? lastIndex - 1 : lastIndex;
-    if (r !== lastDecoder) this.moveTo(this.rows[lastDecoder], r);
-    if (prefiller) this.moveTo(prefiller, lastDecoder);
-    this.rows.length = lastIndex;
+    const last = this.rows.length - 1;
+    if (seq.nextToken !== null) {
+      const lastDecoder = this.rows.filter((s) => s.nextToken !== null).length - 1;
+      if (r !== lastDecoder) this.moveTo(this.rows[lastDecoder], r);
+      if (lastDecoder !== last) this.moveTo(this.rows[last], lastDecoder);
+    } else if (r !== last) this.moveTo(this.rows[last], r);
+    this.rows.length = last;
   }
 
   private moveTo(seq: Sequence, row: number): void {

@@ -70,6 +70,27 @@ t.test('row churn (3 rows, 24 requests, chunked prefill), greedy and seeded samp
   t.ok(device.scheduler.stats.decodeSteps > 0);
 });
 
+t.test('prompts prefilled together (groups of whole prompts), greedy and sampled, with finishes at the first token: same as the host path', async (t) => {
+  const options = { maxBatch: 6, prefillChunk: 64 };
+  const host = await loadFixtureEngine(options);
+  const device = await loadFixtureEngine({ ...options, stateResidency: 'device', dtype: 'float32' });
+  t.teardown(async () => {
+    await host.close();
+    await device.close();
+  });
+  // maxTokens 1 and 2 make rows finish while their group is being handed its first tokens
+  const requests = mixedRequests(30).map((r, i) => ({ ...r, maxTokens: i % 5 === 0 ? 1 : i % 7 === 0 ? 2 : r.maxTokens }));
+  const expected = await Promise.all(requests.map((r) => host.generate(r)));
+  const actual = await Promise.all(requests.map((r) => device.generate(r)));
+  actual.forEach((r, i) => {
+    t.same(r.tokenIds, expected[i].tokenIds, `request ${i}: same tokens`);
+    t.ok(maxAbsDiff(r.logprobs!, expected[i].logprobs!) < 1e-4, `request ${i}: logprobs within 1e-4`);
+  });
+  t.ok(device.runner.prefillsTogether, 'the CPU provider runs a prompt batch from an empty cache');
+  t.ok(device.scheduler.stats.prefillGroups > 0, `${device.scheduler.stats.prefillGroups} steps prefilled several prompts together`);
+  t.equal(host.scheduler.stats.prefillGroups, 0, 'the host path prefills one prompt at a time');
+});
+
 t.test('slots rewritten on the device (1 slot, 3 adapters of ranks 16/8/4 in turn) stay correct', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'adapters-device-'));
   cpSync(FIXTURE_ADAPTERS, dir, { recursive: true });

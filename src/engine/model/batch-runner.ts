@@ -53,6 +53,14 @@ export interface BatchRunner {
    * `logitPositions` (relative to the chunk), or, with `sampling`, the token chosen after the single position.
    */
   prefill(row: number, tokens: number[], pastLength: number, slot: number, logitPositions: number[], sampling?: RowSampling): Promise<StepOutput>;
+  /**
+   * Whole prompts of several new sequences in one step (rows consecutive, after every running row). Returns
+   * the logits of each one's last position [rows, vocab], or with `sampling` the token chosen for each.
+   * Only where `prefillsTogether`.
+   */
+  prefillTogether?(rows: Array<{ row: number; tokens: number[]; slot: number }>, sampling?: RowSampling[]): Promise<StepOutput>;
+  /** True when prefillTogether can be used. */
+  readonly prefillsTogether: boolean;
   /** One token for each of rows 0..rows.length-1: logits [rows, vocab], or chosen tokens with `sampling`. */
   decode(rows: DecodeRow[], sampling?: RowSampling[]): Promise<StepOutput>;
   /** The sequence in row `from` is now in row `to` (whatever was in `to` is finished). */

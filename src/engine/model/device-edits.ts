@@ -5,7 +5,8 @@
  * - upload: copies host tensors to the device (Identity nodes whose outputs stay there);
  * - writeSlots: replaces one adapter slot's block in each layer's LoRA matrices (only that slot's bytes cross
  *   the bus);
- * - insertRow: puts a one-row KV tensor [1, ...] into row `row` of a batch KV tensor [batch, ...].
+ * - insertRow: puts a one-row KV tensor [1, ...] into row `row` of a batch KV tensor [batch, ...];
+ * - insertRows: puts several rows of a shorter KV tensor (a batch of prompts) into chosen batch rows.
  *
  * The edits are `Where` selections with a boolean mask, which every provider implements; they write a new
  * tensor (ONNX has no in-place update), so their cost is one pass over the edited tensor on the device.
@@ -141,6 +142,56 @@ export class DeviceEdits {
     names.forEach((n, i) => {
       feeds[`batch${i}`] = batch[n];
       feeds[`row${i}`] = rows[n];
+    });
+    const out = await session.run(feeds);
+    return Object.fromEntries(names.map((n, i) => [n, out[`out${i}`]]));
+  }
+
+  /**
+   * Copies row j of every tensor of `rows` ([n, heads, length, dim], length <= the batch's) into batch row
+   * `targets[j]` of the matching `batch` tensor ([batch, heads, maxLength, dim]), zero-padding the positions
+   * after `length`. One run for all tensors.
+   */
+  async insertRows(batch: Record<string, ort.Tensor>, rows: Record<string, ort.Tensor>, targets: number[]): Promise<Record<string, ort.Tensor>> {
+    const names = Object.keys(batch);
+    const first = batch[names[0]];
+    const type = onnxType(first);
+    const session = await this.session(`rows-padded:${names.length}:${first.type}`, () =>
+      model(
+        'insert_rows',
+        names.flatMap((_, i) => [
+          { opType: 'Pad', inputs: [`rows${i}`, 'pads'], outputs: [`padded${i}`], name: `pad${i}` },
+          { opType: 'Gather', inputs: [`padded${i}`, 'source'], outputs: [`gathered${i}`], name: `gather${i}`, attributes: { axis: 0 } },
+          { opType: 'Where', inputs: ['mask', `gathered${i}`, `batch${i}`], outputs: [`out${i}`], name: `select${i}` },
+        ]),
+        [
+          { name: 'mask', dataType: DataType.BOOL, shape: ['batch', 1, 1, 1] },
+          { name: 'source', dataType: DataType.INT64, shape: ['batch'] },
+          { name: 'pads', dataType: DataType.INT64, shape: [8] },
+          ...names.flatMap((_, i) => [
+            { name: `batch${i}`, dataType: type, shape: ['batch', 'heads', 'max_seq', 'dim'] },
+            { name: `rows${i}`, dataType: type, shape: ['rows', 'heads', 'seq', 'dim'] },
+          ]),
+        ],
+        names.map((_, i) => ({ name: `out${i}`, dataType: type, shape: ['batch', 'heads', 'max_seq', 'dim'] })),
+      ),
+    );
+    const [B, , maxLength] = first.dims;
+    const length = rows[names[0]].dims[2];
+    const mask = new Uint8Array(B);
+    const source = new BigInt64Array(B);
+    targets.forEach((p, j) => {
+      mask[p] = 1;
+      source[p] = BigInt(j);
+    });
+    const feeds: Record<string, ort.Tensor> = {
+      mask: new ort.Tensor('bool', mask, [B, 1, 1, 1]),
+      source: new ort.Tensor('int64', source, [B]),
+      pads: new ort.Tensor('int64', BigInt64Array.of(0n, 0n, 0n, 0n, 0n, 0n, BigInt(maxLength - length), 0n), [8]),
+    };
+    names.forEach((n, i) => {
+      feeds[`batch${i}`] = batch[n];
+      feeds[`rows${i}`] = rows[n];
     });
     const out = await session.run(feeds);
     return Object.fromEntries(names.map((n, i) => [n, out[`out${i}`]]));

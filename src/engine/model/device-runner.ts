@@ -52,6 +52,8 @@ function disposeAll(tensors: KvSet | undefined): void {
 
 export class DeviceRunner implements BatchRunner {
   readonly selectsTokens = true;
+  /** Set at start: whether this provider runs a batch of prompts from an empty cache (checkEdits tries it). */
+  prefillsTogether = false;
   private batchKv: KvSet = {};
   /** An empty one-row cache on the device, the `past` of every prompt's first chunk (never written: outputs are new tensors). */
   private emptyRow: KvSet = {};
@@ -105,6 +107,16 @@ export class DeviceRunner implements BatchRunner {
     const merged = await this.edits.insertRow(this.batchKv, this.emptyRow, 0);
     disposeAll(this.batchKv);
     this.batchKv = merged;
+    if (this.options.maxBatch > 1) {
+      try {
+        // Two short prompts into rows 0 and 1 (rows that hold nothing yet): a prompt batch from a zero-length cache.
+        await this.prefillTogether([{ row: 0, tokens: [0], slot: 0 }, { row: 1, tokens: [0, 0], slot: 0 }]);
+        this.prefillsTogether = true;
+      } catch {
+        this.prefillsTogether = false; // prompts then go one at a time, which every provider runs
+      }
+      this.physical.length = 0;
+    }
     if (this.stacks) {
       await this.syncStacks();
       this.stacksChanged = new Set([1]);
@@ -126,7 +138,11 @@ export class DeviceRunner implements BatchRunner {
   }
 
   private emptyKv(rows: number): KvSet {
-    const dims = [rows, this.spec.numKvHeads, this.options.maxSequenceLength, this.spec.headDim];
+    return this.emptyKvOfLength(rows, this.options.maxSequenceLength);
+  }
+
+  private emptyKvOfLength(rows: number, length: number): KvSet {
+    const dims = [rows, this.spec.numKvHeads, length, this.spec.headDim];
     const kv: KvSet = {};
     for (let l = 0; l < this.spec.numLayers; l++) for (const k of ['key', 'value'] as const) kv[pastName(l, k)] = zeros(this.kvType, dims);
     return kv;
@@ -151,6 +167,36 @@ export class DeviceRunner implements BatchRunner {
     }, [slot], sampling ? [sampling] : undefined);
     if (pastLength > 0) disposeAll(past);
     this.pending.set(row, present);
+    return outputs;
+  }
+
+  /**
+   * Whole prompts of new sequences in one run: right-padded to the longest, each row's own length in
+   * seqlens_k, from an empty (zero-length) cache; the caches that come out are padded to the batch's length and
+   * copied into free batch rows on the device.
+   */
+  async prefillTogether(rows: Array<{ row: number; tokens: number[]; slot: number }>, sampling?: RowSampling[]): Promise<StepOutput> {
+    const n = rows.length;
+    const T = Math.max(...rows.map((r) => r.tokens.length));
+    const taken = new Set(this.physical.slice(0, rows[0].row));
+    const free = [...Array(this.options.maxBatch).keys()].filter((p) => !taken.has(p));
+    rows.forEach((r, j) => {
+      disposeAll(this.pending.get(r.row));
+      this.pending.delete(r.row);
+      this.physical[r.row] = free[j];
+    });
+    const ids = new BigInt64Array(n * T);
+    rows.forEach((r, j) => r.tokens.forEach((id, k) => (ids[j * T + k] = BigInt(id))));
+    const { outputs, present } = await this.run(this.emptyKvOfLength(n, 0), {
+      input_ids: new ort.Tensor('int64', ids, [n, T]),
+      logit_rows: new ort.Tensor('int64', BigInt64Array.from(rows, (r, j) => BigInt(j * T + r.tokens.length - 1)), [n]),
+      seqlens_k: new ort.Tensor('int32', Int32Array.from(rows, (r) => r.tokens.length - 1), [n]),
+      total_sequence_length: new ort.Tensor('int32', Int32Array.of(T), []),
+    }, rows.map((r) => r.slot), sampling);
+    const merged = await this.edits.insertRows(this.batchKv, present, rows.map((r) => this.physical[r.row]));
+    disposeAll(this.batchKv);
+    disposeAll(present);
+    this.batchKv = merged;
     return outputs;
   }
 

@@ -19,6 +19,8 @@ export interface RunnerOptions {
 
 export class ModelRunner implements BatchRunner {
   readonly selectsTokens = false;
+  /** Prompts one at a time: on the CPU a step's time grows with its tokens, so nothing is gained by batching them. */
+  readonly prefillsTogether = false;
   private readonly keys: Float32Array[] = [];
   private readonly values: Float32Array[] = [];
   private readonly rowSize: number;
