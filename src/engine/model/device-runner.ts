@@ -10,7 +10,8 @@
  * - A sequence in prefill has a one-row KV tensor of its own (its first chunk reads a shared empty one, so no
  *   zeros cross the bus per request); before its first decode step it is copied into a free row of the batch
  *   tensors on the device (DeviceEdits.insertRow). The scheduler's rows are logical: `physical[row]` is the
- *   batch row that holds that sequence's cache, so compaction moves no KV at all.
+ *   batch row that holds that sequence's cache, so compaction moves no KV at all. Several whole prompts can
+ *   also go in one run (prefillTogether) and land straight in their batch rows (DeviceEdits.insertRows).
  * - LoRA weights (lora/slot-stacks.ts): uploaded once; a slot written or cleared later is replaced on the device
  *   through DeviceEdits.writeSlots (only that slot's blocks cross the bus); a rank change re-uploads them.
  * - Token selection: in the graph (sampling-graph.ts); only ids and log-probabilities come back, logits only
@@ -101,7 +102,7 @@ export class DeviceRunner implements BatchRunner {
   /**
    * Runs each device edit once at start (a row insert and a slot write that change nothing), so that a
    * provider lacking one of their ops fails here, where the engine falls back to the next provider, and not
-   * on the first request.
+   * on the first request. A prompt batch is tried too; without it prompts go one at a time.
    */
   private async checkEdits(): Promise<void> {
     const merged = await this.edits.insertRow(this.batchKv, this.emptyRow, 0);
