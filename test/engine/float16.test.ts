@@ -18,7 +18,8 @@ import t from 'tap';
 import { mkdtempSync, writeFileSync, cpSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FIXTURE_MODEL, greedyRequest, loadFixtureEngine, maxAbsDiff, reference } from '../helpers/engine.js';
+import { FIXTURE_MODEL, engineOptions, greedyRequest, loadFixtureEngine, maxAbsDiff, reference } from '../helpers/engine.js';
+import { Engine } from '../../src/engine/engine.js';
 import { encodeSafetensors, readSafetensorsHeader, readTensorAsFloat32 } from '../../src/engine/model/safetensors.js';
 import { cacheKey } from '../../src/engine/model/model-cache.js';
 import { CheckpointWeights } from '../../src/engine/model/weights.js';
@@ -60,7 +61,7 @@ t.test('float16: a batch of mixed adapters gives each request its solo numbers',
   }
 });
 
-t.test('a weight beyond float16 range is refused naming the tensor; float32 serves it', async (t) => {
+t.test('a weight beyond float16 range: refused naming the tensor when float16 is asked for; auto serves float32', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'model-overflow-'));
   cpSync(FIXTURE_MODEL, dir, { recursive: true });
   const header = readSafetensorsHeader(join(FIXTURE_MODEL, 'model.safetensors'));
@@ -71,6 +72,11 @@ t.test('a weight beyond float16 range is refused naming the tensor; float32 serv
   const f32 = await loadFixtureEngine({ modelDir: dir, stateResidency: 'device', dtype: 'float32' });
   t.equal(f32.dtype, 'float32');
   await f32.close();
+  const warnings: string[] = [];
+  const auto = await Engine.load(engineOptions({ modelDir: dir, stateResidency: 'device' }), { info: () => {}, warn: (_, msg) => warnings.push(msg ?? '') });
+  t.equal(auto.dtype, 'float32', 'dtype auto falls back to float32 on the same path');
+  t.match(warnings.join('\n'), /does not fit float16; serving float32/);
+  await auto.close();
 });
 
 t.test('the graph cache keeps float16 and float32 graphs apart', async (t) => {

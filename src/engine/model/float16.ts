@@ -46,6 +46,14 @@ export function toFloat16(src: Float32Array): Uint16Array {
   return out;
 }
 
+/** A checkpoint tensor holds a value float16 cannot represent. */
+export class Float16RangeError extends Error {
+  constructor(file: string, tensor: string, value: number) {
+    super(`${file}: tensor ${tensor} holds ${value}, beyond float16's range (65504): serve this model with dtype float32`);
+    this.name = 'Float16RangeError';
+  }
+}
+
 /** Index of the first finite value that float16 cannot hold, or -1. */
 export function firstOverflow(src: Float32Array): number {
   for (let i = 0; i < src.length; i++) if (Math.abs(src[i]) >= OVERFLOW && Number.isFinite(src[i])) return i;

@@ -11,10 +11,10 @@
  * may therefore use different adapters.
  */
 import type { ModelSpec } from './hf-config.js';
-import { ModelConfigError, ropeInverseFrequencies } from './hf-config.js';
+import { ropeInverseFrequencies } from './hf-config.js';
 import { DataType, type OnnxModel } from './onnx-proto.js';
 import type { CheckpointWeights } from './weights.js';
-import { firstOverflow, toFloat16 } from './float16.js';
+import { Float16RangeError, firstOverflow, toFloat16 } from './float16.js';
 import { addSamplingNodes, samplingInputs } from './sampling-graph.js';
 import { Graph } from './graph.js';
 
@@ -86,7 +86,7 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
   const store = (name: string, data: Float32Array, dims: number[]) => {
     if (half) {
       const at = firstOverflow(data);
-      if (at >= 0) throw new ModelConfigError(weights.modelDir, `tensor ${name} holds ${data[at]}, beyond float16's range (65504): serve this model with dtype float32`);
+      if (at >= 0) throw new Float16RangeError(weights.modelDir, name, data[at]);
     }
     sink(name, half ? toFloat16(data) : data, dims);
   };

@@ -14,6 +14,7 @@ import { ModelRunner } from './model-runner.js';
 import { DeviceRunner } from './device-runner.js';
 import type { BatchRunner, ModelDtype, StateResidency } from './batch-runner.js';
 import type { SlotStacks } from '../lora/slot-stacks.js';
+import { Float16RangeError } from './float16.js';
 
 export interface StartRunnerOptions {
   modelDir: string;
@@ -54,7 +55,17 @@ export function dtypeFor(residency: 'host' | 'device', requested: ModelDtype): '
 
 async function start(provider: string, options: StartRunnerOptions, log?: StartLog): Promise<StartedRunner> {
   const residency = residencyFor(provider, options.residency, options.dtype);
-  const dtype = dtypeFor(residency, options.dtype);
+  try {
+    return await startAs(provider, residency, dtypeFor(residency, options.dtype), options, log);
+  } catch (e) {
+    // auto chose float16 for the device path, but the checkpoint does not fit it: float32 on the same device.
+    if (!(e instanceof Float16RangeError) || options.dtype !== 'auto') throw e;
+    log?.warn({ provider, reason: e.message }, 'the model does not fit float16; serving float32');
+    return startAs(provider, residency, 'float32', options, log);
+  }
+}
+
+async function startAs(provider: string, residency: 'host' | 'device', dtype: 'float32' | 'float16', options: StartRunnerOptions, log?: StartLog): Promise<StartedRunner> {
   const graph: GraphOptions = residency === 'device' ? { ...options.graph, sampling: true, loraFormulation: 'masked' } : { ...options.graph };
   if (dtype === 'float16') graph.dtype = 'float16';
   const started = performance.now();
