@@ -4,13 +4,14 @@
  * provider with `stateResidency: 'device'`, which executes the same code with host tensors. What only a GPU
  * can show (speed, WebGPU kernels) is in docs/gpu.md.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FIXTURE_ADAPTERS, greedyRequest, loadFixtureEngine, maxAbsDiff, reference, type ReferenceCase } from '../helpers/engine.js';
 import { dtypeFor, residencyFor } from '../../src/engine/model/start-runner.js';
 import type { GenerateRequest } from '../../src/engine/types.js';
+import type { Engine, EngineOptions } from '../../src/engine/engine.js';
 
 const tolerance = (c: ReferenceCase) => (c.adapter === 'code' && c.prompt_token_ids.length > 80 ? 2e-4 : 1e-4); // as in reference.test.ts
 
@@ -52,40 +53,32 @@ function mixedRequests(count: number): GenerateRequest[] {
   });
 }
 
-t.test('row churn (3 rows, 24 requests, chunked prefill), greedy and seeded sampling: same as the host path', async (t) => {
-  const options = { maxBatch: 3, prefillChunk: 7 };
+/** Runs the requests concurrently on a host-path and a device-path engine and checks they agree token for token. */
+async function sameAsHostPath(t: Test, options: Partial<EngineOptions>, requests: GenerateRequest[]): Promise<{ host: Engine; device: Engine }> {
   const host = await loadFixtureEngine(options);
   const device = await loadFixtureEngine({ ...options, stateResidency: 'device', dtype: 'float32' });
   t.teardown(async () => {
     await host.close();
     await device.close();
   });
-  const requests = mixedRequests(24);
   const expected = await Promise.all(requests.map((r) => host.generate(r)));
   const actual = await Promise.all(requests.map((r) => device.generate(r)));
   actual.forEach((r, i) => {
     t.same(r.tokenIds, expected[i].tokenIds, `request ${i} (${requests[i].adapter ?? 'base'}, ${requests[i].temperature ? 'sampled' : 'greedy'}): same tokens`);
     t.ok(maxAbsDiff(r.logprobs!, expected[i].logprobs!) < 1e-4, `request ${i}: logprobs within 1e-4`);
   });
+  return { host, device };
+}
+
+t.test('row churn (3 rows, 24 requests, chunked prefill), greedy and seeded sampling: same as the host path', async (t) => {
+  const { device } = await sameAsHostPath(t, { maxBatch: 3, prefillChunk: 7 }, mixedRequests(24));
   t.ok(device.scheduler.stats.decodeSteps > 0);
 });
 
 t.test('prompts prefilled together (groups of whole prompts), greedy and sampled, with finishes at the first token: same as the host path', async (t) => {
-  const options = { maxBatch: 6, prefillChunk: 64 };
-  const host = await loadFixtureEngine(options);
-  const device = await loadFixtureEngine({ ...options, stateResidency: 'device', dtype: 'float32' });
-  t.teardown(async () => {
-    await host.close();
-    await device.close();
-  });
   // maxTokens 1 and 2 make rows finish while their group is being handed its first tokens
   const requests = mixedRequests(30).map((r, i) => ({ ...r, maxTokens: i % 5 === 0 ? 1 : i % 7 === 0 ? 2 : r.maxTokens }));
-  const expected = await Promise.all(requests.map((r) => host.generate(r)));
-  const actual = await Promise.all(requests.map((r) => device.generate(r)));
-  actual.forEach((r, i) => {
-    t.same(r.tokenIds, expected[i].tokenIds, `request ${i}: same tokens`);
-    t.ok(maxAbsDiff(r.logprobs!, expected[i].logprobs!) < 1e-4, `request ${i}: logprobs within 1e-4`);
-  });
+  const { host, device } = await sameAsHostPath(t, { maxBatch: 6, prefillChunk: 64 }, requests);
   t.ok(device.runner.prefillsTogether, 'the CPU provider runs a prompt batch from an empty cache');
   t.ok(device.scheduler.stats.prefillGroups > 0, `${device.scheduler.stats.prefillGroups} steps prefilled several prompts together`);
   t.equal(host.scheduler.stats.prefillGroups, 0, 'the host path prefills one prompt at a time');
