@@ -25,7 +25,7 @@ import { PROJECTIONS, loraInput, pastName, presentName } from './graph-builder.j
 import type { SlotStacks } from '../lora/slot-stacks.js';
 import type { BatchRunner, DecodeRow, RowSampling, StepOutput } from './batch-runner.js';
 import { DeviceEdits, type TensorLocation } from './device-edits.js';
-import { floatToHalf } from './safetensors.js';
+import { toFloat16 } from './float16.js';
 
 export interface DeviceRunnerOptions {
   maxBatch: number;
@@ -325,7 +325,7 @@ export class DeviceRunner implements BatchRunner {
 
 /** The element type the graph reads (float16 data is stored as its bit patterns). */
 function toFloat(type: Float, data: Float32Array): Float32Array | Uint16Array {
-  return type === 'float16' ? Uint16Array.from(data, floatToHalf) : data;
+  return type === 'float16' ? toFloat16(data) : data;
 }
 
 /** Fed when the caller wants logits: the selection nodes still run, cheaply, on greedy rows. */
