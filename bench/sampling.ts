@@ -8,7 +8,7 @@
  */
 import { availableParallelism, cpus } from 'node:os';
 import * as ort from 'onnxruntime-node';
-import { encodeSamplingModel } from '../src/engine/model/sampling-graph.js';
+import { encodeSamplingModel, samplingFeeds } from '../src/engine/model/sampling-graph.js';
 import { sampleToken, seededRandom, type SamplingParams } from '../src/engine/sampling.js';
 import { sampleTokenFullSort } from '../test/helpers/sampling-oracle.js';
 
@@ -30,14 +30,8 @@ const cases: Array<[string, SamplingParams]> = [
 ];
 
 function inGraph(p: SamplingParams, uniform: Float32Array): Promise<unknown> {
-  return session.run({
-    logits: new ort.Tensor('float32', logits, [B, V]),
-    sample_temperature: new ort.Tensor('float32', new Float32Array(B).fill(p.temperature), [B]),
-    sample_top_k: new ort.Tensor('int64', new BigInt64Array(B).fill(BigInt(p.topK)), [B]),
-    sample_top_p: new ort.Tensor('float32', new Float32Array(B).fill(p.topP), [B]),
-    sample_uniform: new ort.Tensor('float32', uniform, [B]),
-    sample_candidates: new ort.Tensor('int64', BigInt64Array.of(BigInt(p.temperature > 0 ? (p.topK > 0 ? p.topK : V) : 1)), [1]),
-  });
+  const rows = Array.from(uniform, (u) => ({ ...p, uniform: u }));
+  return session.run({ logits: new ort.Tensor('float32', logits, [B, V]), ...samplingFeeds(rows, V) });
 }
 
 function onHost(p: SamplingParams, uniform: Float32Array): void {

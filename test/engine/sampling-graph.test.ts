@@ -7,13 +7,20 @@
  */
 import t from 'tap';
 import * as ort from 'onnxruntime-node';
-import { encodeSamplingModel } from '../../src/engine/model/sampling-graph.js';
+import { encodeSamplingModel, samplingFeeds } from '../../src/engine/model/sampling-graph.js';
+import type { RowSampling } from '../../src/engine/model/batch-runner.js';
 import { logSumExp, sampleToken, seededRandom, type SamplingParams } from '../../src/engine/sampling.js';
 
 const V = 300;
 
 function samplingSession(): Promise<ort.InferenceSession> {
   return ort.InferenceSession.create(encodeSamplingModel(V), { executionProviders: ['cpu'], intraOpNumThreads: 1 });
+}
+
+/** Chosen token ids and log-probabilities for rows of logits [rows, V], fed as the device path feeds them. */
+async function select(session: ort.InferenceSession, logits: Float32Array, rows: RowSampling[]): Promise<[BigInt64Array, Float32Array]> {
+  const out = await session.run({ logits: new ort.Tensor('float32', logits, [rows.length, V]), ...samplingFeeds(rows, V) });
+  return Object.values(out).map((x) => x.data) as [BigInt64Array, Float32Array];
 }
 
 /** A disagreement is a boundary case when nudging the draw by 1e-5 makes the host pick the graph's token. */
@@ -43,16 +50,7 @@ t.test('in-graph selection picks the host sampler token for the same draw', asyn
     const spread = 1 + (round % 4) * 3;
     for (let i = 0; i < logits.length; i++) logits[i] = Math.round((rng() * 2 - 1) * spread * 8) / 8;
     const uniform = Float32Array.from({ length: R }, () => rng());
-    const candidates = Math.max(...paramSets.map((p) => (p.temperature > 0 ? (p.topK > 0 ? p.topK : V) : 1)));
-    const out = await session.run({
-      logits: new ort.Tensor('float32', logits, [R, V]),
-      sample_temperature: new ort.Tensor('float32', Float32Array.from(paramSets, (p) => p.temperature), [R]),
-      sample_top_k: new ort.Tensor('int64', BigInt64Array.from(paramSets, (p) => BigInt(p.topK)), [R]),
-      sample_top_p: new ort.Tensor('float32', Float32Array.from(paramSets, (p) => p.topP), [R]),
-      sample_uniform: new ort.Tensor('float32', uniform, [R]),
-      sample_candidates: new ort.Tensor('int64', BigInt64Array.of(BigInt(candidates)), [1]),
-    });
-    const [tokens, logprobs] = Object.values(out).map((x) => x.data) as [BigInt64Array, Float32Array];
+    const [tokens, logprobs] = await select(session, logits, paramSets.map((p, r) => ({ ...p, uniform: uniform[r] })));
     paramSets.forEach((p, r) => {
       const row = logits.subarray(r * V, (r + 1) * V);
       const host = sampleToken(row, p, () => uniform[r]);
@@ -75,15 +73,8 @@ t.test('greedy rows take the first of tied maxima, like the host', async (t) => 
   const logits = new Float32Array(V);
   logits[17] = 3;
   logits[42] = 3;
-  const out = await session.run({
-    logits: new ort.Tensor('float32', logits, [1, V]),
-    sample_temperature: new ort.Tensor('float32', Float32Array.of(0), [1]),
-    sample_top_k: new ort.Tensor('int64', BigInt64Array.of(0n), [1]),
-    sample_top_p: new ort.Tensor('float32', Float32Array.of(1), [1]),
-    sample_uniform: new ort.Tensor('float32', Float32Array.of(0.99), [1]),
-    sample_candidates: new ort.Tensor('int64', BigInt64Array.of(1n), [1]),
-  });
-  t.equal(Number((Object.values(out)[0].data as BigInt64Array)[0]), 17);
+  const [tokens] = await select(session, logits, [{ temperature: 0, topK: 0, topP: 1, uniform: 0.99 }]);
+  t.equal(Number(tokens[0]), 17);
 });
 
 t.test('a draw follows the distribution: 4000 draws over three tokens', async (t) => {
@@ -95,16 +86,10 @@ t.test('a draw follows the distribution: 4000 draws over three tokens', async (t
   logits[200] = Math.log(0.2);
   const N = 4000;
   const rng = seededRandom(11);
-  const out = await session.run({
-    logits: new ort.Tensor('float32', new Float32Array(N * V).map((_, i) => logits[i % V]), [N, V]),
-    sample_temperature: new ort.Tensor('float32', new Float32Array(N).fill(1), [N]),
-    sample_top_k: new ort.Tensor('int64', new BigInt64Array(N), [N]),
-    sample_top_p: new ort.Tensor('float32', new Float32Array(N).fill(1), [N]),
-    sample_uniform: new ort.Tensor('float32', Float32Array.from({ length: N }, () => rng()), [N]),
-    sample_candidates: new ort.Tensor('int64', BigInt64Array.of(BigInt(V)), [1]),
-  });
+  const rows = Array.from({ length: N }, () => ({ temperature: 1, topK: 0, topP: 1, uniform: rng() }));
+  const [tokens] = await select(session, new Float32Array(N * V).map((_, i) => logits[i % V]), rows);
   const counts = new Map<number, number>();
-  for (const id of Object.values(out)[0].data as BigInt64Array) counts.set(Number(id), (counts.get(Number(id)) ?? 0) + 1);
+  for (const id of tokens) counts.set(Number(id), (counts.get(Number(id)) ?? 0) + 1);
   t.same([...counts.keys()].sort((a, b) => a - b), [3, 9, 200], 'only the three likely tokens');
   for (const [id, p] of [[3, 0.5], [9, 0.3], [200, 0.2]] as const) {
     const share = counts.get(id)! / N;

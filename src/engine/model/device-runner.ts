@@ -26,6 +26,7 @@ import type { SlotStacks } from '../lora/slot-stacks.js';
 import type { BatchRunner, DecodeRow, RowSampling, StepOutput } from './batch-runner.js';
 import { DeviceEdits, type TensorLocation } from './device-edits.js';
 import { toFloat16 } from './float16.js';
+import { GREEDY_ROW, samplingFeeds } from './sampling-graph.js';
 
 export interface DeviceRunnerOptions {
   maxBatch: number;
@@ -250,7 +251,7 @@ export class DeviceRunner implements BatchRunner {
   private async run(past: KvSet, feeds: Record<string, ort.Tensor>, slots: number[], sampling?: RowSampling[]): Promise<{ outputs: StepOutput; present: KvSet }> {
     Object.assign(feeds, past);
     if (this.stacks) Object.assign(feeds, await this.loraFeeds(slots));
-    Object.assign(feeds, samplingFeeds(sampling ?? new Array(feeds.logit_rows.dims[0]).fill(GREEDY), this.spec.vocabSize));
+    Object.assign(feeds, samplingFeeds(sampling ?? new Array(feeds.logit_rows.dims[0]).fill(GREEDY_ROW), this.spec.vocabSize));
     const fetches = sampling ? ['next_token', 'next_logprob'] : ['logits'];
     for (let l = 0; l < this.spec.numLayers; l++) for (const kv of ['key', 'value'] as const) fetches.push(presentName(l, kv));
     const out = await this.session.run(feeds, fetches);
@@ -326,20 +327,4 @@ export class DeviceRunner implements BatchRunner {
 /** The element type the graph reads (float16 data is stored as its bit patterns). */
 function toFloat(type: Float, data: Float32Array): Float32Array | Uint16Array {
   return type === 'float16' ? toFloat16(data) : data;
-}
-
-/** Fed when the caller wants logits: the selection nodes still run, cheaply, on greedy rows. */
-const GREEDY: RowSampling = { temperature: 0, topK: 0, topP: 1, uniform: 0 };
-
-/** The sampling inputs, one value per logits row. */
-function samplingFeeds(rows: RowSampling[], vocabSize: number): Record<string, ort.Tensor> {
-  const n = rows.length;
-  const candidates = Math.max(1, ...rows.map((r) => (r.temperature > 0 ? (r.topK > 0 ? Math.min(r.topK, vocabSize) : vocabSize) : 1)));
-  return {
-    sample_temperature: new ort.Tensor('float32', Float32Array.from(rows, (r) => r.temperature), [n]),
-    sample_top_k: new ort.Tensor('int64', BigInt64Array.from(rows, (r) => BigInt(r.topK)), [n]),
-    sample_top_p: new ort.Tensor('float32', Float32Array.from(rows, (r) => r.topP), [n]),
-    sample_uniform: new ort.Tensor('float32', Float32Array.from(rows, (r) => r.uniform), [n]),
-    sample_candidates: new ort.Tensor('int64', BigInt64Array.of(BigInt(candidates)), [1]),
-  };
 }

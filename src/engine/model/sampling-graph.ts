@@ -11,8 +11,10 @@
  * one of them has no top-k. Outputs: next_token (int64 [rows]) and next_logprob (float [rows], the chosen
  * token's log-probability under the unmodified logits).
  */
+import * as ort from 'onnxruntime-node';
 import { DataType, encodeModel, type OnnxModel } from './onnx-proto.js';
 import { Graph } from './graph.js';
+import type { RowSampling } from './batch-runner.js';
 
 export const SAMPLING_INPUTS = ['sample_temperature', 'sample_top_k', 'sample_top_p', 'sample_uniform', 'sample_candidates'] as const;
 
@@ -97,4 +99,20 @@ export function encodeSamplingModel(vocabSize: number): Uint8Array {
     inlineInitializers: g.inline,
     opsets: [{ domain: '', version: 17 }],
   });
+}
+
+/** A greedy row: what a step feeds when it wants logits (the selection nodes still run, cheaply). */
+export const GREEDY_ROW: RowSampling = { temperature: 0, topK: 0, topP: 1, uniform: 0 };
+
+/** The selection inputs for one step, one row per logits row; sample_candidates covers every row's top-k. */
+export function samplingFeeds(rows: readonly RowSampling[], vocabSize: number): Record<string, ort.Tensor> {
+  const n = rows.length;
+  const candidates = Math.max(1, ...rows.map((r) => (r.temperature > 0 ? (r.topK > 0 ? Math.min(r.topK, vocabSize) : vocabSize) : 1)));
+  return {
+    sample_temperature: new ort.Tensor('float32', Float32Array.from(rows, (r) => r.temperature), [n]),
+    sample_top_k: new ort.Tensor('int64', BigInt64Array.from(rows, (r) => BigInt(r.topK)), [n]),
+    sample_top_p: new ort.Tensor('float32', Float32Array.from(rows, (r) => r.topP), [n]),
+    sample_uniform: new ort.Tensor('float32', Float32Array.from(rows, (r) => r.uniform), [n]),
+    sample_candidates: new ort.Tensor('int64', BigInt64Array.of(BigInt(candidates)), [1]),
+  };
 }
