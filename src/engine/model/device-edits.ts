@@ -5,8 +5,8 @@
  * - upload: copies host tensors to the device (Identity nodes whose outputs stay there);
  * - writeSlots: replaces one adapter slot's block in each layer's LoRA matrices (only that slot's bytes cross
  *   the bus);
- * - insertRow: puts a one-row KV tensor [1, ...] into row `row` of a batch KV tensor [batch, ...];
- * - insertRows: puts several rows of a shorter KV tensor (a batch of prompts) into chosen batch rows.
+ * - insertRows: puts the rows of a KV tensor (one prompt's cache, or a batch of prompts' shorter ones) into
+ *   chosen rows of the batch KV tensors.
  *
  * The edits are `Where` selections with a boolean mask, which every provider implements; they write a new
  * tensor (ONNX has no in-place update), so their cost is one pass over the edited tensor on the device.
@@ -114,37 +114,6 @@ export class DeviceEdits {
     });
     const out = await session.run(feeds);
     return Object.fromEntries(blocks.map((b, i) => [b.name, out[`out${i}`]]));
-  }
-
-  /** Copies every tensor of `rows` ([1, ...]) into row `row` of the matching tensor of `batch` ([batch, ...]). */
-  async insertRow(batch: Record<string, ort.Tensor>, rows: Record<string, ort.Tensor>, row: number): Promise<Record<string, ort.Tensor>> {
-    const names = Object.keys(batch);
-    const first = batch[names[0]];
-    const type = onnxType(first);
-    const rank = first.dims.length;
-    const session = await this.session(`rows:${names.length}:${first.type}:${rank}`, () =>
-      model(
-        'insert_row',
-        names.map((_, i) => ({ opType: 'Where', inputs: ['mask', `row${i}`, `batch${i}`], outputs: [`out${i}`], name: `select${i}` })),
-        [
-          { name: 'mask', dataType: DataType.BOOL, shape: ['batch', ...Array(rank - 1).fill(1)] },
-          ...names.flatMap((_, i) => [
-            { name: `batch${i}`, dataType: type, shape: ['batch', ...dynamic('d', rank - 1)] },
-            { name: `row${i}`, dataType: type, shape: [1, ...dynamic('d', rank - 1)] },
-          ]),
-        ],
-        names.map((_, i) => ({ name: `out${i}`, dataType: type, shape: ['batch', ...dynamic('d', rank - 1)] })),
-      ),
-    );
-    const mask = new Uint8Array(first.dims[0]);
-    mask[row] = 1;
-    const feeds: Record<string, ort.Tensor> = { mask: new ort.Tensor('bool', mask, [first.dims[0], ...Array(rank - 1).fill(1)]) };
-    names.forEach((n, i) => {
-      feeds[`batch${i}`] = batch[n];
-      feeds[`row${i}`] = rows[n];
-    });
-    const out = await session.run(feeds);
-    return Object.fromEntries(names.map((n, i) => [n, out[`out${i}`]]));
   }
 
   /**

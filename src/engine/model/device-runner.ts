@@ -9,7 +9,7 @@
  *   copy, and at decode batch sizes the weight reads, not the rows, set the step time on a GPU.
  * - A sequence in prefill has a one-row KV tensor of its own (its first chunk reads a shared empty one, so no
  *   zeros cross the bus per request); before its first decode step it is copied into a free row of the batch
- *   tensors on the device (DeviceEdits.insertRow). The scheduler's rows are logical: `physical[row]` is the
+ *   tensors on the device (DeviceEdits.insertRows). The scheduler's rows are logical: `physical[row]` is the
  *   batch row that holds that sequence's cache, so compaction moves no KV at all. Several whole prompts can
  *   also go in one run (prefillTogether) and land straight in their batch rows (DeviceEdits.insertRows).
  * - LoRA weights (lora/slot-stacks.ts): uploaded once; a slot written or cleared later is replaced on the device
@@ -106,7 +106,7 @@ export class DeviceRunner implements BatchRunner {
    * on the first request. A prompt batch is tried too; without it prompts go one at a time.
    */
   private async checkEdits(): Promise<void> {
-    const merged = await this.edits.insertRow(this.batchKv, this.emptyRow, 0);
+    const merged = await this.edits.insertRows(this.batchKv, this.emptyRow, [0]);
     disposeAll(this.batchKv);
     this.batchKv = merged;
     if (this.options.maxBatch > 1) {
@@ -230,7 +230,7 @@ export class DeviceRunner implements BatchRunner {
     const kv = this.pending.get(row);
     if (!kv) return;
     this.pending.delete(row);
-    const merged = await this.edits.insertRow(this.batchKv, kv, this.physical[row]);
+    const merged = await this.edits.insertRows(this.batchKv, kv, [this.physical[row]]);
     disposeAll(this.batchKv);
     disposeAll(kv);
     this.batchKv = merged;
