@@ -77,6 +77,11 @@ interface Sequence extends SequenceInput {
   scores?: PromptScores;
 }
 
+/** Whether a request's tokens carry their log-probabilities (asked for, or implied by top_logprobs). */
+function wantsLogprobs(request: GenerateRequest): boolean {
+  return request.logprobs || (request.topLogprobs ?? 0) > 0;
+}
+
 export interface SchedulerStats {
   steps: number;
   decodeSteps: number;
@@ -343,7 +348,7 @@ export class Scheduler {
 
   private onLogits(seq: Sequence, logits: Float32Array): void {
     const { request } = seq;
-    const wantLogprobs = request.logprobs || (request.topLogprobs ?? 0) > 0;
+    const wantLogprobs = wantsLogprobs(request);
     const lse = wantLogprobs ? logSumExp(logits) : 0;
     let top: TopLogprob[] | undefined;
     if ((request.topLogprobs ?? 0) > 0) {
@@ -371,8 +376,7 @@ export class Scheduler {
       return;
     }
     seq.generated.push(token);
-    const wantLogprobs = request.logprobs || (request.topLogprobs ?? 0) > 0;
-    if (!wantLogprobs) logprob = undefined;
+    if (!wantsLogprobs(request)) logprob = undefined;
     if (logprob !== undefined) seq.logprobs.push(logprob);
     const text = seq.text.push(token);
     seq.events.push({ type: 'token', tokenId: token, text, ...(logprob !== undefined ? { logprob } : {}), ...(top ? { topLogprobs: top } : {}) });
