@@ -8,7 +8,7 @@ import t from 'tap';
 import type { AddressInfo } from 'node:net';
 import { buildApp } from '../../src/app.js';
 import { LLAMA_ARN, TITAN_ARN, startHarness } from '../fallback/harness.js';
-import { loadFixtureEngine } from '../helpers/engine.js';
+import { failPrefillUntilTeardown, loadFixtureEngine } from '../helpers/engine.js';
 import { testConfig } from '../helpers/app.js';
 
 const harness = await startHarness(t, {
@@ -93,13 +93,7 @@ t.test('a full local queue overflows to Bedrock for an adapter with a target, 42
 });
 
 t.test('a local engine failure before the first token goes to Bedrock (injected fault)', async (t) => {
-  const realPrefill = engine.runner.prefill.bind(engine.runner);
-  engine.runner.prefill = async () => {
-    throw new Error('injected engine failure');
-  };
-  t.teardown(() => {
-    engine.runner.prefill = realPrefill;
-  });
+  failPrefillUntilTeardown(t, engine);
   fake.enqueue({ text: 'rescued' }, { text: 'rescued stream' });
   const res = await generate('adapter=support', {});
   t.same([res.status, (await res.json()).text], [200, 'rescued']);

@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Test } from 'tap';
 import { Engine, type EngineOptions } from '../../src/engine/engine.js';
 import type { GenerateRequest } from '../../src/engine/types.js';
 
@@ -78,4 +79,18 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let d = 0;
   for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]));
   return d;
+}
+
+/**
+ * The one injected fault of the Bedrock tests: the engine's prompt step throws (as a model failure before the
+ * first token would) until the test ends.
+ */
+export function failPrefillUntilTeardown(t: Test, engine: Engine): void {
+  const realPrefill = engine.runner.prefill.bind(engine.runner);
+  engine.runner.prefill = async () => {
+    throw new Error('injected engine failure');
+  };
+  t.teardown(() => {
+    engine.runner.prefill = realPrefill;
+  });
 }

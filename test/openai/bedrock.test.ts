@@ -8,7 +8,7 @@ import OpenAI from 'openai';
 import type { AddressInfo } from 'node:net';
 import { buildApp } from '../../src/app.js';
 import { LLAMA_ARN, startHarness } from '../fallback/harness.js';
-import { loadFixtureEngine } from '../helpers/engine.js';
+import { failPrefillUntilTeardown, loadFixtureEngine } from '../helpers/engine.js';
 import { testConfig } from '../helpers/app.js';
 import { rejectsWith } from './helpers.js';
 
@@ -43,6 +43,25 @@ t.beforeEach(() => {
   logged.length = 0;
 });
 
+
+/** A streamed completion or chat completion read to the end: its text, last finish reason and usage. */
+async function drain<Choice extends { finish_reason: string | null }>(
+  stream: AsyncIterable<{ choices: Choice[]; usage?: OpenAI.CompletionUsage | null }>,
+  textOf: (choice: Choice) => string,
+): Promise<{ text: string; finish: string | null; usage: OpenAI.CompletionUsage | null | undefined }> {
+  let text = '';
+  let finish: string | null = null;
+  let usage: OpenAI.CompletionUsage | null | undefined;
+  for await (const chunk of stream) {
+    for (const c of chunk.choices) {
+      text += textOf(c);
+      finish = c.finish_reason ?? finish;
+    }
+    if (chunk.usage) usage = chunk.usage;
+  }
+  return { text, finish, usage };
+}
+
 t.test('GET /v1/models lists the Bedrock-only adapters', async (t) => {
   const models = await client.models.list();
   const byId = new Map(models.data.map((m) => [m.id, m as OpenAI.Model & { parent?: string | null }]));
@@ -73,16 +92,7 @@ t.test('completions on a Bedrock-only adapter, JSON and streamed', async (t) => 
     .create({ model: 'bo-llama', prompt: 'Say hello to the team', max_tokens: 20, stream: true, stream_options: { include_usage: true } })
     .withResponse();
   t.equal(streamResponse.headers.get('x-inference-route'), 'bedrock');
-  let text = '';
-  let finish: string | null = null;
-  let usage: OpenAI.CompletionUsage | null | undefined;
-  for await (const chunk of stream) {
-    for (const c of chunk.choices) {
-      text += c.text;
-      finish = c.finish_reason ?? finish;
-    }
-    if (chunk.usage) usage = chunk.usage;
-  }
+  const { text, finish, usage } = await drain(stream, (c) => c.text);
   t.equal(text, 'Hello team, welcome aboard');
   t.equal(finish, 'stop');
   t.ok(usage && usage.prompt_tokens > 0 && usage.completion_tokens > 0, 'usage from the finish event');
@@ -105,16 +115,7 @@ t.test('chat completions on a Bedrock-only (Converse) adapter, JSON and streamed
     .create({ model: 'chat', messages, max_tokens: 30, stream: true, stream_options: { include_usage: true } })
     .withResponse();
   t.equal(streamResponse.headers.get('x-inference-route'), 'bedrock');
-  let text = '';
-  let finish: string | null = null;
-  let usage: OpenAI.CompletionUsage | null | undefined;
-  for await (const chunk of stream) {
-    for (const c of chunk.choices) {
-      text += c.delta.content ?? '';
-      finish = c.finish_reason ?? finish;
-    }
-    if (chunk.usage) usage = chunk.usage;
-  }
+  const { text, finish, usage } = await drain(stream, (c) => c.delta.content ?? '');
   t.equal(text, 'Open the tray and remove the paper.');
   t.equal(finish, 'stop');
   t.ok(usage && usage.prompt_tokens > 0 && usage.completion_tokens > 0);
@@ -157,13 +158,7 @@ t.test('local adapters stay local; a full local queue overflows to Bedrock; rout
 });
 
 t.test('a local engine failure before the first token goes to Bedrock (injected fault)', async (t) => {
-  const realPrefill = engine.runner.prefill.bind(engine.runner);
-  engine.runner.prefill = async () => {
-    throw new Error('injected engine failure');
-  };
-  t.teardown(() => {
-    engine.runner.prefill = realPrefill;
-  });
+  failPrefillUntilTeardown(t, engine);
   fake.enqueue({ text: 'rescued' }, { text: 'rescued stream' });
   const res = await client.completions.create({ model: 'support', prompt: 'Say hello', max_tokens: 8 }).withResponse();
   t.same([res.response.headers.get('x-inference-route'), res.data.choices[0].text], ['bedrock', 'rescued']);
