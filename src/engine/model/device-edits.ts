@@ -25,8 +25,8 @@ function onnxType(tensor: ort.Tensor): DataTypeCode {
   return code;
 }
 
-function model(name: string, nodes: OnnxModel['nodes'], inputs: OnnxModel['inputs'], outputs: OnnxModel['outputs'], inline: OnnxModel['inlineInitializers'] = []): Uint8Array {
-  return encodeModel({ graphName: name, nodes, inputs, outputs, externalInitializers: [], inlineInitializers: inline, opsets: [{ domain: '', version: 17 }] });
+function model(name: string, nodes: OnnxModel['nodes'], inputs: OnnxModel['inputs'], outputs: OnnxModel['outputs']): Uint8Array {
+  return encodeModel({ graphName: name, nodes, inputs, outputs, externalInitializers: [], inlineInitializers: [], opsets: [{ domain: '', version: 17 }] });
 }
 
 const dynamic = (prefix: string, rank: number) => Array.from({ length: rank }, (_, d) => `${prefix}${d}`);
@@ -60,7 +60,7 @@ export class DeviceEdits {
     const session = await this.session(key, () =>
       model(
         'upload',
-        names.map((n, i) => ({ opType: 'Identity', inputs: [`in${i}`], outputs: [`out${i}`], name: `identity${i}` })),
+        names.map((_, i) => ({ opType: 'Identity', inputs: [`in${i}`], outputs: [`out${i}`], name: `identity${i}` })),
         names.map((n, i) => ({ name: `in${i}`, dataType: onnxType(host[n]), shape: dynamic(`i${i}_`, host[n].dims.length) })),
         names.map((n, i) => ({ name: `out${i}`, dataType: onnxType(host[n]), shape: dynamic(`o${i}_`, host[n].dims.length) })),
       ),
