@@ -1,16 +1,19 @@
 /**
- * Continuous batching. Requests wait in a bounded queue; at each step boundary the scheduler admits
- * waiting sequences whose adapter is resident (others wait in the queue while their adapter loads), runs
- * at most one prefill chunk (so a long prompt never starves running decodes; where the runner can, several
- * short whole prompts together), then one decode step for every running sequence, whatever adapter each uses.
- * Finished or cancelled sequences leave at once.
+ * Continuous batching with one forward run per step. Requests wait in a bounded queue; at each step boundary
+ * the scheduler admits waiting sequences whose adapter is resident (others wait while their adapter loads)
+ * within the batch bounds and the KV-cache memory budget, then runs one step that packs every decoding
+ * sequence's next token together with chunks of prompts in prefill, up to `prefillChunk` prompt tokens per
+ * step (the idea of vLLM's max_num_batched_tokens), so several prompts prefill together and admission goes on
+ * while they do. Finished or cancelled sequences leave at once.
  *
- * KV rows: running sequences occupy rows 0..d-1, those in prefill the rows after, so a decode step reads a
- * contiguous prefix of the cache.
+ * KV rows: decoding sequences occupy rows 0..d-1, those in prefill the rows after in admission order. Prompt
+ * tokens go to the rows in prefill in that order, so the rows that finish their prompt in a step are always the
+ * first ones in prefill: they become decoders without moving. Rows are freed only after a step's results are
+ * all handled, which keeps that order intact.
  */
-import { AppError } from '../errors.js';
+import { EngineError } from './errors.js';
 import type { AdapterManager } from './lora/adapter-manager.js';
-import type { BatchRunner, RowSampling } from './model/batch-runner.js';
+import type { BatchRunner, RowOutput, RowSampling, StepRow } from './model/batch-runner.js';
 import { EventQueue } from './event-queue.js';
 import { logSumExp, sampleToken, seededRandom, topIndices } from './sampling.js';
 import { TextStream, type Detokenizer } from './text-stream.js';
@@ -21,7 +24,10 @@ export interface SchedulerOptions {
   /** Bound on the sum of (prompt + max_tokens) over running sequences: the KV positions they may claim. */
   maxBatchTokens: number;
   maxQueue: number;
+  /** Prompt tokens run per step, over all prompts in prefill (decoding rows add one token each). */
   prefillChunk: number;
+  /** Bytes the KV cache may take for the sequences in flight; 0 = unbounded. */
+  kvBudgetBytes: number;
   maxSequenceLength: number;
   requestTimeoutMs: number;
   eosTokenIds: number[];
@@ -89,6 +95,8 @@ export interface SchedulerStats {
   prefillTokens: number;
   /** Steps that prefilled several prompts together. */
   prefillGroups: number;
+  /** Steps that ran decoding rows and prompt chunks in the same forward run. */
+  mixedSteps: number;
   decodeTokens: number;
   completed: number;
   cancelled: number;
@@ -101,8 +109,10 @@ export class Scheduler {
   private rows: Sequence[] = [];
   private nextId = 1;
   private looping = false;
+  /** Sequences finished while a step's results are handled; their rows are freed after. */
+  private finishedInStep: Sequence[] | null = null;
   private wake: (() => void) | null = null;
-  readonly stats: SchedulerStats = { steps: 0, decodeSteps: 0, decodeRowsTotal: 0, prefillTokens: 0, prefillGroups: 0, decodeTokens: 0, completed: 0, cancelled: 0, failed: 0 };
+  readonly stats: SchedulerStats = { steps: 0, decodeSteps: 0, decodeRowsTotal: 0, prefillTokens: 0, prefillGroups: 0, mixedSteps: 0, decodeTokens: 0, completed: 0, cancelled: 0, failed: 0 };
 
   constructor(
     private readonly runner: BatchRunner,
@@ -122,7 +132,11 @@ export class Scheduler {
   /** Queues a sequence; throws queue_full when the queue is at its bound. */
   submit(input: SequenceInput): AsyncIterable<GenerationEvent> & { scores: () => PromptScores | undefined } {
     if (this.waiting.length >= this.options.maxQueue) {
-      throw new AppError('queue_full', `The queue holds ${this.waiting.length} requests, its limit.`, { retryAfter: 1 });
+      throw new EngineError('queue_full', `The queue holds ${this.waiting.length} requests, its limit.`, { retryAfterSeconds: 1 });
+    }
+    const length = input.promptIds.length + input.request.maxTokens;
+    if (this.kvBytes(1, length) > this.options.kvBudgetBytes && this.options.kvBudgetBytes > 0) {
+      throw new EngineError('kv_budget_exceeded', `${input.promptIds.length} prompt tokens + max_tokens ${input.request.maxTokens} need ${Math.ceil(this.kvBytes(1, length) / 2 ** 20)} MiB of KV cache, more than its budget of ${Math.floor(this.options.kvBudgetBytes / 2 ** 20)} MiB.`);
     }
     const now = performance.now();
     const seq: Sequence = {
@@ -168,23 +182,16 @@ export class Scheduler {
     while (this.waiting.length || this.rows.length) {
       this.dropCancelled();
       this.admit();
-      let worked = false;
-      const prefilling = this.rows.filter((s) => s.nextToken === null);
-      if (prefilling.length > 1) {
-        await this.guard(prefilling, () => this.prefillTogether(prefilling));
-        worked = true;
-      } else if (prefilling.length === 1) {
-        await this.guard(prefilling, () => this.prefillChunk(prefilling[0]));
-        worked = true;
-      }
-      const decoders = this.rows.filter((s) => s.nextToken !== null);
-      if (decoders.length) {
-        await this.guard(decoders, () => this.decodeStep(decoders));
-        worked = true;
-      }
-      if (worked) this.stats.steps++;
-      else if (this.waiting.length) await this.idle();
+      if (this.rows.length) {
+        await this.step();
+        this.stats.steps++;
+      } else if (this.waiting.length) await this.idle();
     }
+  }
+
+  /** KV bytes `rows` rows of up to `length` positions take (capacities are multiples of 32 positions). */
+  private kvBytes(rows: number, length: number): number {
+    return rows * Math.ceil(length / 32) * 32 * this.runner.kvBytesPerToken;
   }
 
   /** Waits for an adapter load or slot release, or a new request, with a timeout to re-check deadlines. */
@@ -207,7 +214,7 @@ export class Scheduler {
       for (const s of seqs) {
         if (s.done) continue;
         this.stats.failed++;
-        this.finish(s, new AppError('internal_error', 'The model failed while running this request.', { cause: e }));
+        this.finish(s, new EngineError('internal', 'The model failed while running this request.', { cause: e }));
       }
     }
   }
@@ -217,29 +224,28 @@ export class Scheduler {
     for (const s of [...this.waiting, ...this.rows]) {
       if (s.request.signal?.aborted) {
         this.stats.cancelled++;
-        this.finish(s, new AppError('request_timeout', 'The request was cancelled.'));
+        this.finish(s, new EngineError('cancelled', 'The request was cancelled.'));
       } else if (now > s.deadline) {
         this.stats.cancelled++;
-        this.finish(s, new AppError('request_timeout', `The request ran longer than ${this.options.requestTimeoutMs} ms.`));
+        this.finish(s, new EngineError('timeout', `The request ran longer than ${this.options.requestTimeoutMs} ms.`));
       }
     }
   }
 
   /**
-   * Admits one waiting sequence, or, where the runner prefills prompts together, as many whole prompts as fit
-   * one prefill chunk (a long prompt, or one whose prompt log-probabilities are wanted, goes alone, chunked).
+   * Admits waiting sequences, in order, while the batch has room: rows, KV positions claimed (prompt +
+   * max_tokens), the KV-cache budget and a device slot for the adapter. One that does not fit now waits; later
+   * ones whose adapter is resident may go ahead of it.
    */
   private admit(): void {
-    if (this.rows.some((s) => s.nextToken === null)) return;
     let claimed = this.rows.reduce((n, s) => n + s.promptIds.length + s.request.maxTokens, 0);
-    let budget = this.options.prefillChunk;
-    let grouped = 0;
-    for (const seq of this.waiting) {
+    let longest = this.rows.reduce((n, s) => Math.max(n, s.promptIds.length + s.request.maxTokens), 0);
+    for (const seq of [...this.waiting]) {
       if (this.rows.length >= this.options.maxBatch) return;
       const claim = seq.promptIds.length + seq.request.maxTokens;
       if (this.rows.length > 0 && claimed + claim > this.options.maxBatchTokens) continue;
-      const together = this.runner.prefillsTogether && !seq.promptLogprobs && seq.promptIds.length <= budget;
-      if (grouped > 0 && !together) continue;
+      const kvAfter = this.kvBytes(this.rows.length + 1, Math.max(longest, claim));
+      if (this.rows.length > 0 && this.options.kvBudgetBytes > 0 && kvAfter > this.options.kvBudgetBytes) continue;
       let slot: number | null;
       try {
         slot = this.adapters.tryAcquire(seq.request.adapter);
@@ -254,57 +260,102 @@ export class Scheduler {
       seq.admittedAt = performance.now();
       this.rows.push(seq);
       claimed += claim;
-      if (!together) return;
-      budget -= seq.promptIds.length;
-      grouped++;
+      longest = Math.max(longest, claim);
     }
   }
 
-  /** Several whole prompts in one step; each sequence then has its first token. */
-  private async prefillTogether(seqs: Sequence[]): Promise<void> {
-    const sampling = this.runnerSelects(seqs) ? seqs.map((s) => this.draw(s)) : undefined;
-    const out = await this.runner.prefillTogether!(seqs.map((s) => ({ row: s.row, tokens: s.promptIds, slot: s.slot })), sampling);
-    this.stats.prefillGroups++;
-    const V = this.runner.spec.vocabSize;
-    for (const seq of seqs) {
-      this.stats.prefillTokens += seq.promptIds.length;
-      seq.prefilled = seq.cached = seq.promptIds.length;
+  /** One forward run: every decoding row's next token, then prompt chunks up to the step's prompt budget. */
+  private async step(): Promise<void> {
+    const decoders = this.rows.filter((s) => s.nextToken !== null);
+    const prefills: Array<{ seq: Sequence; start: number; chunk: number[] }> = [];
+    let budget = this.options.prefillChunk;
+    for (const seq of this.rows.slice(decoders.length)) {
+      if (budget <= 0) break;
+      const chunk = seq.promptIds.slice(seq.prefilled, seq.prefilled + budget);
+      prefills.push({ seq, start: seq.prefilled, chunk });
+      budget -= chunk.length;
     }
-    seqs.forEach((seq, i) => {
-      if (seq.done) return;
-      if (seq.request.maxTokens === 0) this.finish(seq);
-      else this.isolated(seq, () => (out.tokens ? this.onToken(seq, out.tokens[i], out.logprobs![i]) : this.onLogits(seq, out.logits!.subarray(i * V, (i + 1) * V))));
-    });
+    const plan = {
+      decode: decoders.map((s): StepRow => ({ row: s.row, tokens: [s.nextToken!], pastLength: s.cached, slot: s.slot, logitPositions: [0], sampling: this.selection(s) })),
+      prefill: prefills.map(({ seq, start, chunk }): StepRow => {
+        const last = start + chunk.length === seq.promptIds.length;
+        const logitPositions = seq.promptLogprobs ? chunk.map((_, i) => i) : last ? [chunk.length - 1] : [];
+        const sampling = last && !seq.promptLogprobs && seq.request.maxTokens > 0 ? this.selection(seq) : undefined;
+        return { row: seq.row, tokens: chunk, pastLength: seq.cached, slot: seq.slot, logitPositions, sampling };
+      }),
+    };
+    const all = [...decoders, ...prefills.map((p) => p.seq)];
+    let outputs: RowOutput[];
+    try {
+      outputs = await this.runner.step(plan);
+    } catch (e) {
+      for (const s of all) {
+        if (s.done) continue;
+        this.stats.failed++;
+        this.finish(s, new EngineError('internal', 'The model failed while running this request.', { cause: e }));
+      }
+      return;
+    }
+    this.countStep(decoders.length, prefills);
+    // Count the new positions first, then handle results; rows are freed after, so no row moves meanwhile.
+    for (const s of decoders) s.cached++;
+    for (const p of prefills) {
+      p.seq.prefilled += p.chunk.length;
+      p.seq.cached += p.chunk.length;
+    }
+    this.finishedInStep = [];
+    try {
+      decoders.forEach((s, i) => {
+        if (!s.done) this.isolated(s, () => this.onOutput(s, outputs[i], plan.decode[i].sampling));
+      });
+      prefills.forEach(({ seq, start }, i) => {
+        if (!seq.done) this.isolated(seq, () => this.onPrefilled(seq, start, outputs[decoders.length + i], plan.prefill[i].sampling));
+      });
+    } finally {
+      const finished = this.finishedInStep;
+      this.finishedInStep = null;
+      for (const s of finished) this.freeRow(s);
+    }
   }
 
-  private async prefillChunk(seq: Sequence): Promise<void> {
-    const start = seq.prefilled;
-    const chunk = seq.promptIds.slice(start, start + this.options.prefillChunk);
-    const last = start + chunk.length === seq.promptIds.length;
-    const positions = seq.promptLogprobs ? chunk.map((_, i) => i) : last ? [chunk.length - 1] : [];
-    const sampling = last && !seq.promptLogprobs && seq.request.maxTokens > 0 && this.runnerSelects([seq]) ? this.draw(seq) : undefined;
-    const out = await this.runner.prefill(seq.row, chunk, seq.cached, seq.slot, positions.length ? positions : [chunk.length - 1], sampling);
-    this.stats.prefillTokens += chunk.length;
-    seq.prefilled += chunk.length;
-    seq.cached += chunk.length;
-    const V = this.runner.spec.vocabSize;
-    if (seq.promptLogprobs) this.scorePrompt(seq, start, out.logits!, V);
-    if (!last || seq.done) return;
+  private countStep(decoders: number, prefills: Array<{ chunk: number[] }>): void {
+    if (decoders) {
+      this.stats.decodeSteps++;
+      this.stats.decodeRowsTotal += decoders;
+      this.stats.decodeTokens += decoders;
+    }
+    if (prefills.length > 1) this.stats.prefillGroups++;
+    if (decoders && prefills.length) this.stats.mixedSteps++;
+    for (const p of prefills) this.stats.prefillTokens += p.chunk.length;
+  }
+
+  /** A prompt chunk's results: prompt log-probabilities, and after the last chunk the first token. */
+  private onPrefilled(seq: Sequence, start: number, out: RowOutput, drawn?: RowSampling): void {
+    if (seq.promptLogprobs) this.scorePrompt(seq, start, out.logits!, this.runner.spec.vocabSize);
+    if (seq.prefilled < seq.promptIds.length) return;
     if (seq.request.maxTokens === 0) {
       this.finish(seq);
       return;
     }
-    if (out.tokens) this.onToken(seq, out.tokens[0], out.logprobs![0]);
-    else this.onLogits(seq, out.logits!.subarray((positions.length - 1) * V, positions.length * V));
+    if (out.token !== undefined) this.onToken(seq, out.token, out.logprob);
+    else {
+      const V = this.runner.spec.vocabSize;
+      const n = out.logits!.length / V;
+      this.onLogits(seq, out.logits!.subarray((n - 1) * V, n * V), drawn);
+    }
   }
 
-  /** The runner chooses tokens in the graph unless a sequence needs the logits on the host. */
-  private runnerSelects(seqs: Sequence[]): boolean {
-    return this.runner.selectsTokens && seqs.every((s) => !s.constraint && !((s.request.topLogprobs ?? 0) > 0));
+  private onOutput(seq: Sequence, out: RowOutput, drawn?: RowSampling): void {
+    if (out.token !== undefined) this.onToken(seq, out.token, out.logprob);
+    else this.onLogits(seq, out.logits!, drawn);
   }
 
-  /** The sequence's selection parameters and its next draw (taken only when sampling, as sampleToken does). */
-  private draw(seq: Sequence): RowSampling {
+  /**
+   * The row's selection for a runner that chooses tokens in the graph (taking its draw), or undefined where
+   * the runner cannot or the sequence needs the logits on the host (constraint, top log-probabilities).
+   */
+  private selection(seq: Sequence): RowSampling | undefined {
+    if (!this.runner.selectsTokens || seq.constraint || (seq.request.topLogprobs ?? 0) > 0) return undefined;
     const { temperature, topK, topP } = seq.request;
     return { temperature, topK, topP, uniform: temperature > 0 ? seq.random() : 0 };
   }
@@ -321,32 +372,18 @@ export class Scheduler {
     }
   }
 
-  private async decodeStep(decoders: Sequence[]): Promise<void> {
-    const sampling = this.runnerSelects(decoders) ? decoders.map((s) => this.draw(s)) : undefined;
-    const out = await this.runner.decode(decoders.map((s) => ({ token: s.nextToken!, pastLength: s.cached, slot: s.slot })), sampling);
-    this.stats.decodeSteps++;
-    this.stats.decodeRowsTotal += decoders.length;
-    this.stats.decodeTokens += decoders.length;
-    const V = this.runner.spec.vocabSize;
-    // Count the new positions first: finishing one sequence may move another's KV row.
-    for (const s of decoders) s.cached++;
-    decoders.forEach((s, i) => {
-      if (s.done) return;
-      this.isolated(s, () => (out.tokens ? this.onToken(s, out.tokens[i], out.logprobs![i]) : this.onLogits(s, out.logits!.subarray(i * V, (i + 1) * V))));
-    });
-  }
-
   /** A failure in one sequence's own work (its logits hook, sampling, detokenizing) fails that sequence only. */
   private isolated(seq: Sequence, work: () => void): void {
     try {
       work();
     } catch (e) {
       this.stats.failed++;
-      this.finish(seq, new AppError('internal_error', 'The request failed while choosing its next token.', { cause: e }));
+      this.finish(seq, new EngineError('internal', 'The request failed while choosing its next token.', { cause: e }));
     }
   }
 
-  private onLogits(seq: Sequence, logits: Float32Array): void {
+  /** `drawn`: the selection passed to the runner, whose draw is used when the runner returned logits instead. */
+  private onLogits(seq: Sequence, logits: Float32Array, drawn?: RowSampling): void {
     const { request } = seq;
     const wantLogprobs = wantsLogprobs(request);
     const lse = wantLogprobs ? logSumExp(logits) : 0;
@@ -356,7 +393,7 @@ export class Scheduler {
     }
     const modelLogprobs = wantLogprobs ? logits.slice() : null;
     if (seq.constraint) seq.constraint.maskLogits(logits);
-    const token = sampleToken(logits, request, seq.random);
+    const token = sampleToken(logits, request, drawn ? () => drawn.uniform : seq.random);
     seq.constraint?.accept(token);
     this.onToken(seq, token, modelLogprobs ? modelLogprobs[token] - lse : undefined, top);
   }
@@ -390,7 +427,10 @@ export class Scheduler {
     if (seq.done) return;
     seq.done = true;
     this.waiting = this.waiting.filter((s) => s !== seq);
-    if (seq.row >= 0) this.freeRow(seq);
+    if (seq.row >= 0) {
+      if (this.finishedInStep) this.finishedInStep.push(seq);
+      else this.freeRow(seq);
+    }
     if (seq.slot >= 0) this.adapters.release(seq.slot);
     if (error) {
       seq.events.fail(error);

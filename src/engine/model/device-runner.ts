@@ -23,7 +23,7 @@ import * as ort from 'onnxruntime-node';
 import type { ModelSpec } from './hf-config.js';
 import { PROJECTIONS, loraInput, pastName, presentName } from './graph-builder.js';
 import type { SlotStacks } from '../lora/slot-stacks.js';
-import type { BatchRunner, DecodeRow, RowSampling, StepOutput } from './batch-runner.js';
+import type { BatchRunner, DecodeRow, RowOutput, RowSampling, StepOutput, StepPlan, StepRow } from './batch-runner.js';
 import { DeviceEdits, type TensorLocation } from './device-edits.js';
 import { toFloat16 } from './float16.js';
 import { GREEDY_ROW, samplingFeeds } from './sampling-graph.js';
@@ -148,6 +148,38 @@ export class DeviceRunner implements BatchRunner {
     const kv: KvSet = {};
     for (let l = 0; l < this.spec.numLayers; l++) for (const k of ['key', 'value'] as const) kv[pastName(l, k)] = zeros(this.kvType, dims);
     return kv;
+  }
+
+  get kvBytesPerToken(): number {
+    return this.spec.numLayers * 2 * this.spec.numKvHeads * this.spec.headDim * (this.kvType === 'float16' ? 2 : 4);
+  }
+
+  /**
+   * One step through this runner's own calls: one decode run for the decoding rows, then the prompt chunks
+   * (whole new prompts together in one run where the provider can, otherwise one run each). Tokens are chosen
+   * in the graph when every row of a run passes sampling; otherwise that run returns logits.
+   */
+  async step(plan: StepPlan): Promise<RowOutput[]> {
+    const results: RowOutput[] = [];
+    if (plan.decode.length) {
+      const sampling = allSampling(plan.decode);
+      results.push(...splitOutput(await this.decode(plan.decode.map((r) => ({ token: r.tokens[0], pastLength: r.pastLength, slot: r.slot })), sampling), plan.decode, this.spec.vocabSize));
+    }
+    const whole = plan.prefill.length > 1 && this.prefillsTogether && plan.prefill.every((r) => r.pastLength === 0 && r.logitPositions.length === 1 && r.logitPositions[0] === r.tokens.length - 1);
+    if (whole) {
+      results.push(...splitOutput(await this.prefillTogether(plan.prefill, allSampling(plan.prefill)), plan.prefill, this.spec.vocabSize));
+      return results;
+    }
+    for (const r of plan.prefill) {
+      const positions = r.logitPositions.length ? r.logitPositions : [r.tokens.length - 1];
+      const out = await this.prefill(r.row, r.tokens, r.pastLength, r.slot, positions, r.logitPositions.length ? r.sampling : undefined);
+      results.push(r.logitPositions.length ? splitOutput(out, [r], this.spec.vocabSize)[0] : {});
+    }
+    return results;
+  }
+
+  freeRowsFrom(): void {
+    // Rows are logical here (physical[]); a freed row's cache is overwritten by the next prompt it takes.
   }
 
   async prefill(row: number, tokens: number[], pastLength: number, slot: number, logitPositions: number[], sampling?: RowSampling): Promise<StepOutput> {
@@ -322,6 +354,23 @@ export class DeviceRunner implements BatchRunner {
     await this.edits.release();
     await this.session.release();
   }
+}
+
+/** The runs' sampling when every row has one, else undefined (the run returns logits). */
+function allSampling(rows: StepRow[]): RowSampling[] | undefined {
+  return rows.every((r) => r.sampling) ? rows.map((r) => r.sampling!) : undefined;
+}
+
+/** One run's output split per row: its chosen token, or its logit positions' rows of the logits. */
+function splitOutput(out: StepOutput, rows: StepRow[], vocab: number): RowOutput[] {
+  if (out.tokens) return rows.map((_, i) => ({ token: out.tokens![i], logprob: out.logprobs![i] }));
+  let at = 0;
+  return rows.map((r) => {
+    const n = Math.max(1, r.logitPositions.length);
+    const logits = out.logits!.subarray(at * vocab, (at + n) * vocab);
+    at += n;
+    return { logits };
+  });
 }
 
 /** The element type the graph reads (float16 data is stored as its bit patterns). */

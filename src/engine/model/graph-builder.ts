@@ -17,6 +17,7 @@ import type { CheckpointWeights } from './weights.js';
 import { Float16RangeError, firstOverflow, toFloat16 } from './float16.js';
 import { addSamplingNodes, samplingInputs } from './sampling-graph.js';
 import { Graph } from './graph.js';
+import { PackedLayout, newKvName, packedInputs, packedOutputs } from './packed-attention.js';
 
 export const PROJECTIONS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
 export type Projection = (typeof PROJECTIONS)[number];
@@ -24,6 +25,13 @@ export type Projection = (typeof PROJECTIONS)[number];
 export interface GraphOptions {
   /** Longest sequence (prompt + generated) a row can hold; sizes the rotary tables. */
   maxSequenceLength: number;
+  /**
+   * `cache-in-out` (default; the device path): rows [batch, seq], fused GroupQueryAttention with KV buffers of
+   * the full length passed in as past and returned as present. `packed` (the host path, packed-attention.ts):
+   * one flat list of tokens per step (decoding rows and prompt chunks together), the KV cache a read-only input
+   * whose capacity follows the longest row, only the step's new keys and values returned.
+   */
+  attention?: 'cache-in-out' | 'packed';
   /** Build the LoRA slot inputs. Without them the graph is the bare base model (benchmark baseline). */
   lora: boolean;
   /**
@@ -79,6 +87,31 @@ export const presentName = (layer: number, kv: 'key' | 'value') => `present.${la
 /** Receives weight tensors in graph order (float16 as its bit patterns); the caller writes them to external data. */
 export type WeightSink = (name: string, data: Float32Array | Uint16Array, dims: number[]) => void;
 
+/** The packed layout's attention; the step's rotated keys and values are outputs for the caller's cache. */
+function packedAttention(g: Graph, layout: PackedLayout, layer: number, q: string, k: string, v: string): string {
+  const kRotated = layout.rotary(k, layout.kvHeads);
+  for (const [value, kind] of [[kRotated, 'key'], [v, 'value']] as const) {
+    g.node('Identity', [value]);
+    g.nodes[g.nodes.length - 1].outputs[0] = newKvName(layer, kind);
+  }
+  return layout.attention(layer, layout.rotary(q, layout.heads), kRotated, v);
+}
+
+/** onnxruntime's GroupQueryAttention: rotary inside, the KV buffers passed in as past and out as present. */
+function fusedAttention(g: Graph, spec: ModelSpec, layer: number, q: string, k: string, v: string, shapeBT: string, flat: (x: string, width: number) => string): string {
+  const [attn] = g.node(
+    'GroupQueryAttention',
+    [g.one('Reshape', [q, shapeBT]), g.one('Reshape', [k, shapeBT]), g.one('Reshape', [v, shapeBT]), pastName(layer, 'key'), pastName(layer, 'value'), 'seqlens_k', 'total_sequence_length', 'rotary.cos', 'rotary.sin'],
+    { num_heads: spec.numHeads, kv_num_heads: spec.numKvHeads, do_rotary: 1, rotary_interleaved: 0 },
+    3,
+    'com.microsoft',
+  );
+  const gqa = g.nodes[g.nodes.length - 1];
+  gqa.outputs[1] = presentName(layer, 'key');
+  gqa.outputs[2] = presentName(layer, 'value');
+  return flat(attn, spec.numHeads * spec.headDim);
+}
+
 export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, options: GraphOptions, sink: WeightSink): OnnxModel {
   const g = new Graph();
   const half = options.dtype === 'float16';
@@ -123,6 +156,9 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
   const embeddings = g.one('Gather', [weight('model.embed_tokens.weight', [V, H]), 'input_ids'], { axis: 0 });
   let hidden = flat(embeddings, H);
 
+  const packed = options.attention === 'packed';
+  if (packed && (options.loraFormulation === 'masked' || options.sampling || options.argmax)) throw new Error('GraphOptions: the packed layout has per-row LoRA and host sampling only');
+  const layout = packed ? new PackedLayout(g, spec, 'rotary.cos', 'rotary.sin', float) : null;
   const masked = options.loraFormulation === 'masked';
   // Masked: each token's row of lora_mask, [batch, width] -> [batch*seq, width], once for the whole graph.
   let loraMask: string | null = null;
@@ -147,6 +183,7 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
     if (spec.qkvBias && (p === 'q_proj' || p === 'k_proj' || p === 'v_proj')) inputs.push(weight(hfWeightName(layer, p, 'bias'), [outSize]));
     const base = g.one('Gemm', inputs, { transB: 1 });
     if (!options.lora) return base;
+    if (layout) return g.one('Add', [base, layout.loraDelta(x, layer, loraStackInput(p, 'a'), loraStackInput(p, 'b'), outSize)]);
     if (!loraMask) return g.one('Add', [base, perRowDelta(x, layer, p)]);
     const down = g.one('Mul', [g.one('MatMul', [x, loraInput(layer, p, 'a')]), loraMask]);
     return g.one('Add', [base, g.one('MatMul', [down, loraInput(layer, p, 'b')])]);
@@ -158,17 +195,7 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
     const q = linear(attnIn, layer, 'q_proj');
     const k = linear(attnIn, layer, 'k_proj');
     const v = linear(attnIn, layer, 'v_proj');
-    const [attn] = g.node(
-      'GroupQueryAttention',
-      [g.one('Reshape', [q, shapeBT]), g.one('Reshape', [k, shapeBT]), g.one('Reshape', [v, shapeBT]), pastName(layer, 'key'), pastName(layer, 'value'), 'seqlens_k', 'total_sequence_length', 'rotary.cos', 'rotary.sin'],
-      { num_heads: spec.numHeads, kv_num_heads: spec.numKvHeads, do_rotary: 1, rotary_interleaved: 0 },
-      3,
-      'com.microsoft',
-    );
-    const gqa = g.nodes[g.nodes.length - 1];
-    gqa.outputs[1] = presentName(layer, 'key');
-    gqa.outputs[2] = presentName(layer, 'value');
-    const attn2 = flat(attn, spec.numHeads * D);
+    const attn2 = layout ? packedAttention(g, layout, layer, q, k, v) : fusedAttention(g, spec, layer, q, k, v, shapeBT, flat);
     const o = linear(attn2, layer, 'o_proj');
     const [mlpIn, , , residual] = g.node('SkipSimplifiedLayerNormalization', [o, hidden, weight(`model.layers.${layer}.post_attention_layernorm.weight`, [H])], { epsilon: eps }, 4, 'com.microsoft');
     const gate = linear(mlpIn, layer, 'gate_proj');
@@ -185,13 +212,16 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
   g.nodes[g.nodes.length - 1].outputs[0] = 'logits';
 
   const kvShape = ['batch', spec.numKvHeads, 'max_seq', D];
-  const inputs: OnnxModel['inputs'] = [
-    { name: 'input_ids', dataType: DataType.INT64, shape: ['batch', 'seq'] },
-    { name: 'logit_rows', dataType: DataType.INT64, shape: ['rows'] },
-    { name: 'seqlens_k', dataType: DataType.INT32, shape: ['batch'] },
-    { name: 'total_sequence_length', dataType: DataType.INT32, shape: [] },
-  ];
+  const inputs: OnnxModel['inputs'] = packed
+    ? packedInputs(spec, float, options.lora)
+    : [
+        { name: 'input_ids', dataType: DataType.INT64, shape: ['batch', 'seq'] },
+        { name: 'logit_rows', dataType: DataType.INT64, shape: ['rows'] },
+        { name: 'seqlens_k', dataType: DataType.INT32, shape: ['batch'] },
+        { name: 'total_sequence_length', dataType: DataType.INT32, shape: [] },
+      ];
   const outputs: OnnxModel['outputs'] = [{ name: 'logits', dataType: DataType.FLOAT, shape: ['rows', V] }];
+  if (packed) outputs.push(...packedOutputs(spec, float));
   if (options.argmax && options.sampling) throw new Error('GraphOptions: argmax and sampling exclude each other');
   if (options.sampling) {
     const { token, logprob } = addSamplingNodes(g, 'logits');
@@ -207,7 +237,7 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
     g.nodes[g.nodes.length - 1].outputs[0] = 'next_token';
     outputs.push({ name: 'next_token', dataType: DataType.INT64, shape: ['rows'] });
   }
-  for (let layer = 0; layer < L; layer++) {
+  for (let layer = 0; layer < L && !packed; layer++) {
     for (const kv of ['key', 'value'] as const) {
       inputs.push({ name: pastName(layer, kv), dataType: float, shape: kvShape });
       outputs.push({ name: presentName(layer, kv), dataType: float, shape: kvShape });
@@ -215,7 +245,7 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
   }
   if (options.lora) {
     if (masked) inputs.push({ name: 'lora_mask', dataType: float, shape: ['batch', 'lora_width'] });
-    else inputs.push({ name: 'lora_index', dataType: DataType.INT64, shape: [L, 'batch'] });
+    else if (!packed) inputs.push({ name: 'lora_index', dataType: DataType.INT64, shape: [L, 'batch'] });
     for (const p of PROJECTIONS) {
       const [inSize, outSize] = projectionShape(spec, p);
       if (!masked) {

@@ -17,7 +17,12 @@ export class Graph {
     return this.node(opType, inputs, attributes, 1, domain)[0];
   }
 
+  private readonly constants = new Set<string>();
+
+  /** An inline int64 constant; asking again for the same name returns the one already written. */
   int64(name: string, values: number[], dims: number[] = [values.length]): string {
+    if (this.constants.has(name)) return name;
+    this.constants.add(name);
     const raw = new Uint8Array(new BigInt64Array(values.map(BigInt)).buffer);
     this.inline.push({ name, dataType: DataType.INT64, dims, raw });
     return name;

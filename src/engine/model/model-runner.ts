@@ -1,29 +1,36 @@
 /**
- * Runs the decoder graph with onnxruntime-node, KV cache in host memory (see batch-runner.ts): one
- * fixed-size row per running sequence, rows 0..n-1 in use so that a decode step reads a contiguous prefix,
- * updated in place by the attention op. Returns logits; the scheduler samples on the host.
+ * The host path's runner (see batch-runner.ts): one packed forward run per step (packed-attention.ts) over
+ * every decoding row's next token and the step's prompt chunks, with the KV cache in host memory
+ * (host-kv-cache.ts) fed as read-only inputs and the step's new keys and values written back into it. Returns
+ * logits of the positions asked for; the scheduler samples on the host.
  */
 import { availableParallelism } from 'node:os';
 import * as ort from 'onnxruntime-node';
 import type { ModelSpec } from './hf-config.js';
-import { PROJECTIONS, loraStackInput, pastName, presentName } from './graph-builder.js';
+import { PROJECTIONS, loraStackInput } from './graph-builder.js';
+import { ATTENTION_GROUPS, MASKED, groupGatherName, groupLoraIndexName, newKvName, newMaskName, packedPastName, pastMaskName, type AttentionGroup } from './packed-attention.js';
+import { HostKvCache } from './host-kv-cache.js';
 import type { SlotStacks } from '../lora/slot-stacks.js';
-import type { BatchRunner, DecodeRow, StepOutput } from './batch-runner.js';
+import type { BatchRunner, RowOutput, StepPlan } from './batch-runner.js';
 
 export interface RunnerOptions {
   maxBatch: number;
   maxSequenceLength: number;
   executionProviders: string[];
   intraOpThreads?: number;
+  /** Bytes the KV cache may hold; 0 = unbounded. */
+  kvBudgetBytes?: number;
+}
+
+/** A group's rows for one run: their first cache row, and each row's tokens and cached length. */
+interface GroupRows {
+  firstRow: number;
+  rows: Array<{ tokens: number; pastLength: number; slot: number; firstToken: number }>;
 }
 
 export class ModelRunner implements BatchRunner {
   readonly selectsTokens = false;
-  /** Prompts one at a time: on the CPU a step's time grows with its tokens, so nothing is gained by batching them. */
-  readonly prefillsTogether = false;
-  private readonly keys: Float32Array[] = [];
-  private readonly values: Float32Array[] = [];
-  private readonly rowSize: number;
+  private readonly cache: HostKvCache;
   private loraWeights: Record<string, ort.Tensor> | null = null;
 
   private constructor(
@@ -33,14 +40,10 @@ export class ModelRunner implements BatchRunner {
     readonly provider: string,
     private readonly stacks: SlotStacks | null,
   ) {
-    this.rowSize = spec.numKvHeads * options.maxSequenceLength * spec.headDim;
+    this.cache = new HostKvCache(spec, { maxRows: options.maxBatch, maxSequenceLength: options.maxSequenceLength, budgetBytes: options.kvBudgetBytes ?? 0 });
     stacks?.onChange((change) => {
       if (change === 'all') this.loraWeights = null;
     });
-    for (let l = 0; l < spec.numLayers; l++) {
-      this.keys.push(new Float32Array(options.maxBatch * this.rowSize));
-      this.values.push(new Float32Array(options.maxBatch * this.rowSize));
-    }
   }
 
   static async create(onnxPath: string, spec: ModelSpec, options: RunnerOptions, stacks: SlotStacks | null): Promise<ModelRunner> {
@@ -52,60 +55,139 @@ export class ModelRunner implements BatchRunner {
       interOpNumThreads: 1,
       executionMode: 'sequential',
     });
+    if (!session.inputNames.includes('unpad')) throw new Error("ModelRunner needs a graph built with attention: 'packed'");
     return new ModelRunner(spec, session, options, options.executionProviders[0], stacks);
   }
 
   get kvCacheBytes(): number {
-    return this.rowSize * 4 * 2 * this.spec.numLayers * this.options.maxBatch;
+    return this.cache.bytes;
+  }
+
+  get kvBytesPerToken(): number {
+    return HostKvCache.bytesPerToken(this.spec);
+  }
+
+  /** The cache's current capacity in positions (for stats and tests). */
+  get kvCapacity(): number {
+    return this.cache.capacity;
+  }
+
+  async step(plan: StepPlan): Promise<RowOutput[]> {
+    const parts = [...plan.decode, ...plan.prefill];
+    if (parts.length === 0) return [];
+    const d = plan.decode.length;
+    plan.decode.forEach((r, i) => {
+      if (r.row !== i || r.tokens.length !== 1) throw new Error(`ModelRunner: decode rows must be rows 0..${d - 1} with one token each`);
+    });
+    plan.prefill.forEach((r, i) => {
+      if (r.row !== d + i) throw new Error(`ModelRunner: prefill rows must follow the decode rows consecutively (row ${r.row} at ${d + i})`);
+    });
+    const rowsInStep = d + plan.prefill.length;
+    const longest = Math.max(...parts.map((r) => r.pastLength + r.tokens.length));
+    this.cache.reserve(rowsInStep, longest);
+
+    // The flat token list: decode tokens first, then each prefill chunk.
+    const T = parts.reduce((n, r) => n + r.tokens.length, 0);
+    const ids = new BigInt64Array(T);
+    const positions = new BigInt64Array(T);
+    const tokenRow = new Int32Array(T);
+    const tokenPosition = new Int32Array(T);
+    const firstToken: number[] = [];
+    let t = 0;
+    for (const r of parts) {
+      firstToken.push(t);
+      r.tokens.forEach((id, i) => {
+        ids[t] = BigInt(id);
+        positions[t] = BigInt(r.pastLength + i);
+        tokenRow[t] = r.row;
+        tokenPosition[t] = r.pastLength + i;
+        t++;
+      });
+    }
+    const groups: Record<AttentionGroup, GroupRows> = {
+      dec: { firstRow: 0, rows: plan.decode.map((r, i) => ({ tokens: 1, pastLength: r.pastLength, slot: r.slot, firstToken: firstToken[i] })) },
+      pre: { firstRow: d, rows: plan.prefill.map((r, i) => ({ tokens: r.tokens.length, pastLength: r.pastLength, slot: r.slot, firstToken: firstToken[d + i] })) },
+    };
+    const feeds: Record<string, ort.Tensor> = {
+      input_ids: new ort.Tensor('int64', ids, [T]),
+      positions: new ort.Tensor('int64', positions, [T]),
+    };
+    const unpad = new BigInt64Array(T);
+    let paddedBefore = 0;
+    for (const group of ATTENTION_GROUPS) paddedBefore += this.groupFeeds(group, groups[group], feeds, unpad, paddedBefore);
+    feeds.unpad = new ort.Tensor('int64', unpad, [T]);
+    const logitRows: number[] = [];
+    parts.forEach((r, i) => r.logitPositions.forEach((p) => logitRows.push(firstToken[i] + p)));
+    feeds.logit_rows = new ort.Tensor('int64', BigInt64Array.from(logitRows, BigInt), [logitRows.length]);
+    if (this.stacks) Object.assign(feeds, this.loraWeightFeeds());
+
+    const fetches = ['logits'];
+    for (let l = 0; l < this.spec.numLayers; l++) fetches.push(newKvName(l, 'key'), newKvName(l, 'value'));
+    const out = await this.session.run(feeds, fetches);
+    for (let l = 0; l < this.spec.numLayers; l++) {
+      this.cache.write(l, out[newKvName(l, 'key')].data as Float32Array, out[newKvName(l, 'value')].data as Float32Array, tokenRow, tokenPosition);
+    }
+    for (const r of parts) this.cache.setLength(r.row, r.pastLength + r.tokens.length);
+
+    const logits = out.logits.data as Float32Array;
+    const V = this.spec.vocabSize;
+    let at = 0;
+    return parts.map((r) => {
+      const n = r.logitPositions.length;
+      const rowLogits = logits.subarray(at * V, (at + n) * V);
+      at += n;
+      return n ? { logits: rowLogits } : {};
+    });
   }
 
   /**
-   * Runs `tokens` of one row (a prompt or a chunk of it) after `pastLength` cached tokens. Returns the
-   * logits of the positions in `logitPositions` (relative to the chunk), [positions, vocab].
+   * Feeds of one attention group; a group without rows gets one dummy row (one token, every position masked
+   * but its own) whose results nothing reads. Fills `unpad` for the group's tokens; returns its padded size.
    */
-  async prefill(row: number, tokens: number[], pastLength: number, slot: number, logitPositions: number[]): Promise<StepOutput> {
-    const T = tokens.length;
-    return this.run(row, 1, {
-      input_ids: new ort.Tensor('int64', BigInt64Array.from(tokens, BigInt), [1, T]),
-      logit_rows: new ort.Tensor('int64', BigInt64Array.from(logitPositions, BigInt), [logitPositions.length]),
-      seqlens_k: new ort.Tensor('int32', Int32Array.of(pastLength + T - 1), [1]),
-      total_sequence_length: new ort.Tensor('int32', Int32Array.of(pastLength + T), []),
-    }, [slot]);
-  }
-
-  /** One token for each of rows 0..rows.length-1. Returns logits [rows, vocab]. */
-  async decode(rows: DecodeRow[]): Promise<StepOutput> {
-    const n = rows.length;
-    return this.run(0, n, {
-      input_ids: new ort.Tensor('int64', BigInt64Array.from(rows, (r) => BigInt(r.token)), [n, 1]),
-      logit_rows: new ort.Tensor('int64', BigInt64Array.from(rows, (_, i) => BigInt(i)), [n]),
-      seqlens_k: new ort.Tensor('int32', Int32Array.from(rows, (r) => r.pastLength), [n]),
-      total_sequence_length: new ort.Tensor('int32', Int32Array.of(Math.max(...rows.map((r) => r.pastLength)) + 1), []),
-    }, rows.map((r) => r.slot));
-  }
-
-  private async run(firstRow: number, rowCount: number, feeds: Record<string, ort.Tensor>, slots: number[]): Promise<StepOutput> {
-    const { numKvHeads, headDim, numLayers } = this.spec;
-    const dims = [rowCount, numKvHeads, this.options.maxSequenceLength, headDim];
-    const fetches: Record<string, ort.Tensor | null> = { logits: null };
-    for (let l = 0; l < numLayers; l++) {
-      const k = new ort.Tensor('float32', this.keys[l].subarray(firstRow * this.rowSize, (firstRow + rowCount) * this.rowSize), dims);
-      const v = new ort.Tensor('float32', this.values[l].subarray(firstRow * this.rowSize, (firstRow + rowCount) * this.rowSize), dims);
-      // The same buffer is past and present: onnxruntime appends the new positions in place.
-      feeds[pastName(l, 'key')] = k;
-      feeds[pastName(l, 'value')] = v;
-      fetches[presentName(l, 'key')] = k;
-      fetches[presentName(l, 'value')] = v;
+  private groupFeeds(group: AttentionGroup, rows: GroupRows, feeds: Record<string, ort.Tensor>, unpad: BigInt64Array, paddedBefore: number): number {
+    const { numKvHeads: KV, headDim: D, numLayers: L, numHeads } = this.spec;
+    const queryGroups = numHeads / KV;
+    const dummy = rows.rows.length === 0;
+    const n = dummy ? 1 : rows.rows.length;
+    const width = dummy ? 1 : Math.max(...rows.rows.map((r) => r.tokens));
+    const capacity = dummy ? 1 : this.cache.capacity;
+    const gather = new BigInt64Array(n * width);
+    const pastMask = new Float32Array(n * capacity).fill(MASKED);
+    const newMask = new Float32Array(n * queryGroups * width * width).fill(MASKED);
+    rows.rows.forEach((r, j) => {
+      for (let i = 0; i < width; i++) gather[j * width + i] = BigInt(r.firstToken + Math.min(i, r.tokens - 1));
+      for (let i = 0; i < r.tokens; i++) unpad[r.firstToken + i] = BigInt(paddedBefore + j * width + i);
+      pastMask.fill(0, j * capacity, j * capacity + r.pastLength);
+      // Query i sees the step's tokens 0..i; a padding query (i >= tokens) sees token 0 only, to stay finite.
+      for (let q = 0; q < queryGroups; q++) {
+        for (let i = 0; i < width; i++) {
+          const at = ((j * queryGroups + q) * width + i) * width;
+          newMask.fill(0, at, at + (i < r.tokens ? i + 1 : 1));
+        }
+      }
+    });
+    if (dummy) newMask.fill(0);
+    feeds[groupGatherName(group)] = new ort.Tensor('int64', gather, [n, width]);
+    feeds[pastMaskName(group)] = new ort.Tensor('float32', pastMask, [n, 1, 1, capacity]);
+    feeds[newMaskName(group)] = new ort.Tensor('float32', newMask, [n, 1, queryGroups * width, width]);
+    for (let l = 0; l < L; l++) {
+      const view = dummy ? { keys: new Float32Array(KV * D), values: new Float32Array(KV * D) } : this.cache.view(l, rows.firstRow, n);
+      feeds[packedPastName(group, l, 'key')] = new ort.Tensor('float32', view.keys, [n, KV, D, capacity]);
+      feeds[packedPastName(group, l, 'value')] = new ort.Tensor('float32', view.values, [n, KV, capacity, D]);
     }
-    if (this.stacks) Object.assign(feeds, this.loraFeeds(slots));
-    const out = await this.session.run(feeds, fetches as ort.InferenceSession.FetchesType);
-    return { logits: out.logits.data as Float32Array };
+    if (this.stacks) {
+      const slots = dummy ? [0] : rows.rows.map((r) => r.slot);
+      const index = new BigInt64Array(L * n);
+      for (let l = 0; l < L; l++) for (let j = 0; j < n; j++) index[l * n + j] = BigInt(l * this.stacks.slotCount + slots[j]);
+      feeds[groupLoraIndexName(group)] = new ort.Tensor('int64', index, [L, n]);
+    }
+    return n * width;
   }
 
-  private loraFeeds(slots: number[]): Record<string, ort.Tensor> {
-    const stacks = this.stacks!;
+  private loraWeightFeeds(): Record<string, ort.Tensor> {
     if (!this.loraWeights) {
       // Views of the stacks: valid while their layout is (a rank change drops them, see the constructor).
+      const stacks = this.stacks!;
       this.loraWeights = {};
       for (const p of PROJECTIONS) {
         const s = stacks.stack(p);
@@ -113,25 +195,15 @@ export class ModelRunner implements BatchRunner {
         this.loraWeights[loraStackInput(p, 'b')] = new ort.Tensor('float32', s.b, s.bDims);
       }
     }
-    const L = this.spec.numLayers;
-    const index = new BigInt64Array(L * slots.length);
-    for (let l = 0; l < L; l++) for (let i = 0; i < slots.length; i++) index[l * slots.length + i] = BigInt(l * stacks.slotCount + slots[i]);
-    return { ...this.loraWeights, lora_index: new ort.Tensor('int64', index, [L, slots.length]) };
+    return this.loraWeights;
   }
 
-  /** Moves a sequence's cached positions from one row to another (compaction when a row frees up). */
   moveRow(from: number, to: number, length: number): void {
-    if (from === to) return;
-    const { numKvHeads, headDim } = this.spec;
-    const headStride = this.options.maxSequenceLength * headDim;
-    for (const buffers of [this.keys, this.values]) {
-      for (const buf of buffers) {
-        for (let h = 0; h < numKvHeads; h++) {
-          const src = from * this.rowSize + h * headStride;
-          buf.copyWithin(to * this.rowSize + h * headStride, src, src + length * headDim);
-        }
-      }
-    }
+    this.cache.move(from, to, length);
+  }
+
+  freeRowsFrom(count: number): void {
+    this.cache.freeFrom(count);
   }
 
   async release(): Promise<void> {

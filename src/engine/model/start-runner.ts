@@ -28,6 +28,8 @@ export interface StartRunnerOptions {
   dtype: ModelDtype;
   maxBatch: number;
   intraOpThreads?: number;
+  /** Bytes the KV cache may hold (host path); 0 = unbounded. */
+  kvBudgetBytes?: number;
   stacks: SlotStacks;
 }
 
@@ -66,7 +68,7 @@ async function start(provider: string, options: StartRunnerOptions, log?: StartL
 }
 
 async function startAs(provider: string, residency: 'host' | 'device', dtype: 'float32' | 'float16', options: StartRunnerOptions, log?: StartLog): Promise<StartedRunner> {
-  const graph: GraphOptions = residency === 'device' ? { ...options.graph, sampling: true, loraFormulation: 'masked' } : { ...options.graph };
+  const graph: GraphOptions = residency === 'device' ? { ...options.graph, sampling: true, loraFormulation: 'masked' } : { ...options.graph, attention: 'packed' };
   if (dtype === 'float16') graph.dtype = 'float16';
   const started = performance.now();
   const onnx = ensureOnnxModel(options.modelDir, options.spec, options.weights, graph, options.cacheDir);
@@ -76,7 +78,7 @@ async function startAs(provider: string, residency: 'host' | 'device', dtype: 'f
   const runner: BatchRunner =
     residency === 'device'
       ? await DeviceRunner.create(onnx.path, spec, { maxBatch, maxSequenceLength, provider, intraOpThreads, dtype }, stacks)
-      : await ModelRunner.create(onnx.path, spec, { maxBatch, maxSequenceLength, executionProviders: [provider], intraOpThreads }, stacks);
+      : await ModelRunner.create(onnx.path, spec, { maxBatch, maxSequenceLength, executionProviders: [provider], intraOpThreads, kvBudgetBytes: options.kvBudgetBytes }, stacks);
   log?.info({ provider, residency, dtype }, `serving on ${provider}, ${dtype}, decoding state in ${residency} memory`);
   return { runner, provider, residency, dtype };
 }

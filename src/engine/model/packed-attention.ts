@@ -1,0 +1,179 @@
+/**
+ * The packed layout of the decoder graph (the host path): one forward run takes every decoding row's next
+ * token and chunks of prompts in prefill together, as one flat list of tokens [T]. Projections, norms and the
+ * MLP run on that flat list, so their cost follows the tokens of the step. Attention and LoRA need each token's
+ * row; they run in two groups, each a padded [rows, width] view gathered from the flat list:
+ *
+ * - `dec`: the decoding rows, one token each (width 1, no padding at all);
+ * - `pre`: the rows with prompt chunks, right-padded to the longest chunk of the step.
+ *
+ * Splitting the two keeps a long prompt chunk from padding every decoding row to its width. A group with no
+ * rows is fed one dummy row (the runner does that) whose results nothing reads.
+ *
+ * KV cache: owned by the caller in host memory, read-only inputs here (onnxruntime-node reads CPU inputs in
+ * place, while every output comes back as a new copy). Per layer and group `past.<group>.<layer>.key`
+ * [rows, kv_heads, head_dim, capacity] (keys stored transposed, so scores are a plain MatMul) and `.value`
+ * [rows, kv_heads, capacity, head_dim]; the capacity follows the longest row (see model-runner.ts). The step's
+ * own keys (after rotary) and values come out as `new.<layer>.key|value` [T, kv_heads*head_dim], and the caller
+ * writes them into its cache. Attention is softmax over [cached positions | the step's own positions]:
+ * `<group>.past_mask` [rows, 1, 1, capacity] and `<group>.new_mask` [rows, 1, groups*width, width] are additive
+ * masks (0 or a large negative) that hide unused cache positions, padding and future tokens.
+ */
+import type { ModelSpec } from './hf-config.js';
+import type { Graph } from './graph.js';
+import { DataType, type DataTypeCode, type OnnxModel } from './onnx-proto.js';
+
+export const ATTENTION_GROUPS = ['dec', 'pre'] as const;
+export type AttentionGroup = (typeof ATTENTION_GROUPS)[number];
+
+export const packedPastName = (group: AttentionGroup, layer: number, kv: 'key' | 'value') => `past.${group}.${layer}.${kv}`;
+export const newKvName = (layer: number, kv: 'key' | 'value') => `new.${layer}.${kv}`;
+/** [rows, width] int64: the flat token index of each padded position of the group (padding: any valid index). */
+export const groupGatherName = (group: AttentionGroup) => `${group}.gather`;
+export const pastMaskName = (group: AttentionGroup) => `${group}.past_mask`;
+export const newMaskName = (group: AttentionGroup) => `${group}.new_mask`;
+/** [layers, rows] int64: layer*slots + slot of each row of the group (per-row LoRA). */
+export const groupLoraIndexName = (group: AttentionGroup) => `${group}.lora_index`;
+/** A masked-out score: large enough to vanish in softmax, finite so a fully masked padding row stays NaN-free. */
+export const MASKED = -1e30;
+
+export function packedInputs(spec: ModelSpec, float: DataTypeCode, lora: boolean): OnnxModel['inputs'] {
+  const { numKvHeads: KV, headDim: D, numLayers: L } = spec;
+  const inputs: OnnxModel['inputs'] = [
+    { name: 'input_ids', dataType: DataType.INT64, shape: ['tokens'] },
+    { name: 'positions', dataType: DataType.INT64, shape: ['tokens'] },
+    /** [tokens]: where each flat token sits in Concat(dec rows*width, pre rows*width). */
+    { name: 'unpad', dataType: DataType.INT64, shape: ['tokens'] },
+    { name: 'logit_rows', dataType: DataType.INT64, shape: ['rows'] },
+  ];
+  for (const group of ATTENTION_GROUPS) {
+    inputs.push(
+      { name: groupGatherName(group), dataType: DataType.INT64, shape: [`${group}_rows`, `${group}_width`] },
+      { name: pastMaskName(group), dataType: float, shape: [`${group}_rows`, 1, 1, `${group}_capacity`] },
+      { name: newMaskName(group), dataType: float, shape: [`${group}_rows`, 1, `${group}_queries`, `${group}_width`] },
+    );
+    if (lora) inputs.push({ name: groupLoraIndexName(group), dataType: DataType.INT64, shape: [L, `${group}_rows`] });
+    for (let layer = 0; layer < L; layer++) {
+      inputs.push(
+        { name: packedPastName(group, layer, 'key'), dataType: float, shape: [`${group}_rows`, KV, D, `${group}_capacity`] },
+        { name: packedPastName(group, layer, 'value'), dataType: float, shape: [`${group}_rows`, KV, `${group}_capacity`, D] },
+      );
+    }
+  }
+  return inputs;
+}
+
+export function packedOutputs(spec: ModelSpec, float: DataTypeCode): OnnxModel['outputs'] {
+  const outputs: OnnxModel['outputs'] = [];
+  for (let layer = 0; layer < spec.numLayers; layer++) {
+    for (const kv of ['key', 'value'] as const) outputs.push({ name: newKvName(layer, kv), dataType: float, shape: ['tokens', spec.numKvHeads * spec.headDim] });
+  }
+  return outputs;
+}
+
+/** Graph pieces shared by every layer of a packed graph. */
+export class PackedLayout {
+  private readonly cos: string;
+  private readonly sin: string;
+  private readonly gathered = new Map<string, string>();
+  private readonly scale: string;
+
+  readonly heads: number;
+  readonly kvHeads: number;
+
+  constructor(private readonly g: Graph, private readonly spec: ModelSpec, cosTable: string, sinTable: string, private readonly float: DataTypeCode) {
+    this.heads = spec.numHeads;
+    this.kvHeads = spec.numKvHeads;
+    // Per-token rotary factors, [T, 1, D/2]: broadcast over heads.
+    const axis1 = g.int64('packed.axis1', [1]);
+    this.cos = g.one('Unsqueeze', [g.one('Gather', [cosTable, 'positions'], { axis: 0 }), axis1]);
+    this.sin = g.one('Unsqueeze', [g.one('Gather', [sinTable, 'positions'], { axis: 0 }), axis1]);
+    g.int64('packed.half.start', [0]);
+    g.int64('packed.half.mid', [spec.headDim / 2]);
+    g.int64('packed.half.end', [spec.headDim]);
+    g.int64('packed.axis2', [2]);
+    g.int64('packed.axis3', [3]);
+    const scaleValue = new Float32Array([1 / Math.sqrt(spec.headDim)]);
+    this.scale = 'packed.scale';
+    g.inline.push({ name: this.scale, dataType: DataType.FLOAT, dims: [], raw: new Uint8Array(scaleValue.buffer) });
+  }
+
+  /** HF's rotate_half rotary on [T, heads*D]: x*cos + rotate_half(x)*sin, halves not interleaved. */
+  rotary(x: string, heads: number): string {
+    const g = this.g;
+    const D = this.spec.headDim;
+    const x3 = g.one('Reshape', [x, g.int64(`packed.shape.heads.${heads}`, [-1, heads, D])]);
+    const x1 = g.one('Slice', [x3, 'packed.half.start', 'packed.half.mid', 'packed.axis2']);
+    const x2 = g.one('Slice', [x3, 'packed.half.mid', 'packed.half.end', 'packed.axis2']);
+    const first = g.one('Sub', [g.one('Mul', [x1, this.cos]), g.one('Mul', [x2, this.sin])]);
+    const second = g.one('Add', [g.one('Mul', [x2, this.cos]), g.one('Mul', [x1, this.sin])]);
+    return g.one('Reshape', [g.one('Concat', [first, second], { axis: 2 }), g.int64(`packed.shape.flat.${heads * D}`, [-1, heads * D])]);
+  }
+
+  /** x [T, width] viewed as the group's padded rows, [rows, group width, width] (one Gather per x and group). */
+  padded(x: string, group: AttentionGroup): string {
+    const key = `${x}|${group}`;
+    if (!this.gathered.has(key)) this.gathered.set(key, this.g.one('Gather', [x, groupGatherName(group)], { axis: 0 }));
+    return this.gathered.get(key)!;
+  }
+
+  /** Per-group results [rows, width, size] back to the flat token order, [T, size]. */
+  unpad(perGroup: Record<AttentionGroup, string>, size: number): string {
+    const g = this.g;
+    const flat = g.int64(`packed.shape.flat.${size}`, [-1, size]);
+    const all = g.one('Concat', ATTENTION_GROUPS.map((group) => g.one('Reshape', [perGroup[group], flat])), { axis: 0 });
+    return g.one('Gather', [all, 'unpad'], { axis: 0 });
+  }
+
+  /** Attention of one layer: q [T, heads*D] and k, v [T, kv*D] (q and k already rotated) -> [T, heads*D]. */
+  attention(layer: number, q: string, k: string, v: string): string {
+    const g = this.g;
+    const { numHeads: NH, numKvHeads: KV, headDim: D } = this.spec;
+    const groups = NH / KV;
+    const qScaled = g.one('Mul', [q, this.float === DataType.FLOAT ? this.scale : g.one('Cast', [this.scale], { to: this.float })]);
+    const perGroup = {} as Record<AttentionGroup, string>;
+    for (const group of ATTENTION_GROUPS) {
+      // [rows, w, NH*D] -> [rows, w, KV, groups, D] -> [rows, KV, groups, w, D] -> [rows, KV, groups*w, D]
+      const q5 = g.one('Reshape', [this.padded(qScaled, group), g.int64('packed.shape.q5', [0, 0, KV, groups, D])]);
+      const q4 = g.one('Reshape', [g.one('Transpose', [q5], { perm: [0, 2, 3, 1, 4] }), g.int64('packed.shape.q4', [0, 0, -1, D])]);
+      const kvShape = g.int64('packed.shape.kv4', [0, 0, KV, D]);
+      const kNewT = g.one('Transpose', [g.one('Reshape', [this.padded(k, group), kvShape])], { perm: [0, 2, 3, 1] }); // [rows, KV, D, w]
+      const vNew = g.one('Transpose', [g.one('Reshape', [this.padded(v, group), kvShape])], { perm: [0, 2, 1, 3] }); // [rows, KV, w, D]
+      const pastScores = g.one('Add', [g.one('MatMul', [q4, packedPastName(group, layer, 'key')]), pastMaskName(group)]);
+      const newScores = g.one('Add', [g.one('MatMul', [q4, kNewT]), newMaskName(group)]);
+      const probs = g.one('Softmax', [g.one('Concat', [pastScores, newScores], { axis: 3 })], { axis: -1 });
+      const capacity = g.one('Shape', [pastScores], { start: 3, end: 4 });
+      const [pastProbs, newProbs] = g.node('Split', [probs, g.one('Concat', [capacity, g.one('Shape', [newScores], { start: 3, end: 4 })], { axis: 0 })], { axis: 3 }, 2);
+      const out = g.one('Add', [g.one('MatMul', [pastProbs, packedPastName(group, layer, 'value')]), g.one('MatMul', [newProbs, vNew])]);
+      // [rows, KV, groups*w, D] -> [rows, KV, groups, w, D] -> [rows, w, KV, groups, D]
+      const out5 = g.one('Reshape', [out, g.int64('packed.shape.o5', [0, 0, groups, -1, D])]);
+      perGroup[group] = g.one('Transpose', [out5], { perm: [0, 3, 1, 2, 4] });
+    }
+    return this.unpad(perGroup, NH * D);
+  }
+
+  /**
+   * Per-row LoRA on the flat tokens: each group's rows gather their own A [in, rank] and B [rank, out] from the
+   * stacks (by `<group>.lora_index[layer]`) and multiply their padded tokens; the delta comes back flat.
+   */
+  loraDelta(x: string, layer: number, stackA: string, stackB: string, outSize: number): string {
+    const g = this.g;
+    const perGroup = {} as Record<AttentionGroup, string>;
+    for (const group of ATTENTION_GROUPS) {
+      const index = this.layerIndex(group, layer);
+      const a = g.one('Gather', [stackA, index], { axis: 0 });
+      const b = g.one('Gather', [stackB, index], { axis: 0 });
+      perGroup[group] = g.one('MatMul', [g.one('MatMul', [this.padded(x, group), a]), b]);
+    }
+    return this.unpad(perGroup, outSize);
+  }
+
+  private readonly layerIndices = new Map<string, string>();
+  private layerIndex(group: AttentionGroup, layer: number): string {
+    const key = `${group}|${layer}`;
+    if (!this.layerIndices.has(key)) {
+      this.layerIndices.set(key, this.g.one('Gather', [groupLoraIndexName(group), this.g.int64(`packed.layer.${layer}`, [layer], [])], { axis: 0 }));
+    }
+    return this.layerIndices.get(key)!;
+  }
+}
