@@ -1,7 +1,12 @@
-/** The fastify app: error handling, request logging and routes. The engine is attached when it has loaded. */
+/**
+ * The fastify app: error handling, request logging and routes. The engine runs in its own worker thread;
+ * the routes use its EngineClient, attached when the engine has loaded.
+ */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Config } from './config.js';
-import type { Engine } from './engine/engine.js';
+import type { EngineClient } from './engine/worker/engine-client.js';
+import type { StartPhase } from './engine/engine.js';
+import { catalogueError } from './routes/engine-errors.js';
 import { AppError } from './errors.js';
 import { registerRequestLog } from './request-log.js';
 import { registerMetrics } from './metrics.js';
@@ -13,9 +18,13 @@ import { adapterRoutes } from './routes/adapters.js';
 import { healthRoutes } from './routes/health.js';
 
 export interface EngineState {
-  engine: Engine | null;
+  /** The engine's client, set once the engine is ready. */
+  engine: EngineClient | null;
   error: string | null;
   draining: boolean;
+  /** The engine's start-up phase (shown by /readyz); `ready` once attached. */
+  phase?: StartPhase;
+  phaseDetail?: string;
 }
 
 declare module 'fastify' {
@@ -27,7 +36,7 @@ declare module 'fastify' {
 
 export interface AppOptions {
   config: Config;
-  engine?: Engine | null;
+  engine?: EngineClient | null;
   /** The Bedrock route; built from config.bedrock when not given and targets are configured. */
   bedrock?: BedrockFallback | null;
   logger?: FastifyBaseLogger;
@@ -81,13 +90,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   return app;
 }
 
-/** Makes a loaded engine serve requests and feeds its counters to /metrics. */
-export function attachEngine(app: FastifyInstance, engine: Engine): void {
+/** Makes a ready engine serve requests and feeds its counters (the client's mirror) to /metrics. */
+export function attachEngine(app: FastifyInstance, engine: EngineClient): void {
   app.engineState.engine = engine;
-  engine.scheduler.observer = app.metrics;
+  app.engineState.phase = 'ready';
+  app.engineState.phaseDetail = undefined;
+  engine.observer = app.metrics;
   Object.assign(app.metrics.sources, {
-    queueDepth: () => engine.scheduler.queueDepth,
-    batchSize: () => engine.scheduler.batchSize,
+    queueDepth: () => engine.queueDepth,
+    batchSize: () => engine.batchSize,
     adapterCounters: () => ({ ...engine.adapters.counters }),
     adaptersByStatus: () => {
       const counts: Record<string, number> = { available: 0, loading: 0, host: 0, device: 0, errored: 0 };
@@ -98,9 +109,10 @@ export function attachEngine(app: FastifyInstance, engine: Engine): void {
   });
 }
 
-/** Maps fastify's own errors (validation, body parsing, size) into the catalogue. */
+/** Maps engine errors (src/routes/engine-errors.ts) and fastify's own errors (validation, body parsing, size) into the catalogue. */
 export function toAppError(error: unknown): AppError {
-  if (error instanceof AppError) return error;
+  const known = catalogueError(error);
+  if (known) return known;
   const e = error as { code?: string; statusCode?: number; validation?: unknown; message?: string; validationContext?: string };
   if (e.validation) return new AppError('invalid_request', `Invalid ${e.validationContext ?? 'request'}: ${e.message?.replace(/^(body|querystring)\/?/, '')}.`);
   switch (e.code) {

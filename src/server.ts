@@ -1,5 +1,7 @@
 /**
- * Process entry: configuration -> app -> listen -> load the engine (readyz turns 200) -> drain on SIGTERM.
+ * Process entry: configuration -> app -> listen -> start the engine in its worker thread (readyz shows its
+ * start-up phase, and turns 200 when it is ready) -> drain on SIGTERM (in-flight requests finish, then the
+ * worker releases the model and is terminated).
  */
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
@@ -7,7 +9,7 @@ import closeWithGrace from 'close-with-grace';
 import pino from 'pino';
 import { attachEngine, buildApp } from './app.js';
 import { ConfigError, helpText, loadConfig, resolvePaths, type Config } from './config.js';
-import { Engine } from './engine/engine.js';
+import { EngineClient } from './engine/worker/engine-client.js';
 import { exposureProblem } from './security/keys.js';
 
 const PROJECT_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -56,8 +58,21 @@ async function main(): Promise<void> {
   const app = await buildApp({ config, logger });
   await app.listen({ host: config.server.host, port: config.server.port });
 
-  Engine.load(engineOptionsFrom(config), logger)
-    .then((engine) => {
+  const engine = EngineClient.spawn(engineOptionsFrom(config), {
+    log: logger,
+    onPhase: (phase, detail) => {
+      if (phase === 'ready') return;
+      app.engineState.phase = phase;
+      app.engineState.phaseDetail = detail;
+      if (phase === 'failed') {
+        // Failed at start, or the worker died later: not ready any more.
+        app.engineState.engine = null;
+        app.engineState.error = detail ?? 'the engine failed';
+      } else logger.info({ phase, ...(detail ? { detail } : {}) }, 'engine start-up');
+    },
+  });
+  engine.ready
+    .then(() => {
       attachEngine(app, engine);
       logger.info({ model: engine.modelName, provider: engine.provider, adapters: engine.adapters.names() }, 'ready');
     })
@@ -71,7 +86,7 @@ async function main(): Promise<void> {
     logger.info({ signal }, 'draining: refusing new requests, finishing those in flight');
     app.engineState.draining = true;
     await app.close();
-    await app.engineState.engine?.close();
+    await engine.close();
     logger.info('drained');
   });
 }

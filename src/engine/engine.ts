@@ -3,7 +3,8 @@
  * generate requests into streams of events through the scheduler. No HTTP here.
  */
 import { basename, resolve } from 'node:path';
-import { AppError } from '../errors.js';
+import { EngineError } from './errors.js';
+import { checkRequest } from './request-check.js';
 import { readModelSpec, type ModelSpec } from './model/hf-config.js';
 import { CheckpointWeights } from './model/weights.js';
 import { startRunner } from './model/start-runner.js';
@@ -13,6 +14,31 @@ import { SlotStacks } from './lora/slot-stacks.js';
 import { AdapterManager } from './lora/adapter-manager.js';
 import { Scheduler, type LogitsConstraint, type PromptScores } from './scheduler.js';
 import type { GenerateRequest, GenerateResult, GenerationEvent, FinishEvent, TopLogprob } from './types.js';
+import { buildTokenVocabulary, compileJsonConstraint, UnsupportedSchemaError, type JsonConstraint, type JsonSchema, type TokenVocabulary } from './constrain/index.js';
+
+/** What a request's response_format asks for, as plain data (it crosses the worker boundary): null schema = any JSON object. */
+export interface ResponseFormatData {
+  schema: JsonSchema | null;
+  strict: boolean;
+}
+
+export interface StartExtras {
+  /** A logits hook built by the caller (in-process callers only: objects with methods cannot cross the worker boundary). */
+  constraint?: LogitsConstraint;
+  /** JSON mode as data; the engine compiles (and caches) the constraint. */
+  responseFormat?: ResponseFormatData;
+  promptLogprobs?: boolean;
+}
+
+/** Start-up phases, in order; `ready` or `failed` last. */
+export type StartPhase = 'starting' | 'reading_config' | 'building_graph' | 'creating_session' | 'loading_adapters' | 'ready' | 'failed';
+
+export interface LoadHooks {
+  onPhase?(phase: StartPhase, detail?: string): void;
+}
+
+/** Compiled JSON constraints kept per engine, by schema. */
+const MAX_CACHED_CONSTRAINTS = 64;
 
 export interface EngineOptions {
   modelDir: string;
@@ -60,14 +86,32 @@ export class Engine {
     /** Where the decoding state lives: host memory or the provider's device. */
     readonly residency: 'host' | 'device',
     readonly dtype: 'float32' | 'float16',
+    /** The checkpoint's directory (absolute). */
+    readonly modelDir: string,
   ) {}
 
-  static async load(options: EngineOptions, log?: EngineLog): Promise<Engine> {
+  private vocabulary: TokenVocabulary | null = null;
+  private readonly constraints = new Map<string, JsonConstraint>();
+
+  static async load(options: EngineOptions, log?: EngineLog, hooks: LoadHooks = {}): Promise<Engine> {
+    const phase = (p: StartPhase, detail?: string) => hooks.onPhase?.(p, detail);
+    phase('reading_config');
     const modelDir = resolve(options.modelDir);
     const spec = readModelSpec(modelDir);
     const weights = new CheckpointWeights(modelDir);
     const maxSequenceLength = Math.min(options.maxSequenceLength, spec.maxPositions);
     const stacks = new SlotStacks(spec, options.adapterSlots + 1);
+    phase('building_graph', 'building the ONNX graph, or reusing the cached one');
+    // startRunner builds (or reuses) the graph, then creates the session; its log line between the two marks the switch.
+    const startLog: EngineLog = {
+      info(obj, msg) {
+        if (msg === 'built ONNX graph' || msg === 'reused cached ONNX graph') phase('creating_session', msg);
+        log?.info(obj, msg);
+      },
+      warn(obj, msg) {
+        log?.warn(obj, msg);
+      },
+    };
     const { runner, provider, residency, dtype } = await startRunner({
       modelDir,
       spec,
@@ -80,8 +124,9 @@ export class Engine {
       maxBatch: options.maxBatch,
       intraOpThreads: options.intraOpThreads,
       stacks,
-    }, log);
+    }, startLog);
     const tokenizer = new TextTokenizer(modelDir);
+    phase('loading_adapters');
     const adapters = new AdapterManager(spec, stacks, { root: options.adaptersDir, maxRank: options.maxLoraRank, hostCacheBytes: options.hostCacheBytes });
     adapters.scan();
     await adapters.validateAll();
@@ -98,26 +143,53 @@ export class Engine {
       requestTimeoutMs: options.requestTimeoutMs,
       eosTokenIds: spec.eosTokenIds,
     });
-    return new Engine(spec, basename(modelDir), tokenizer, adapters, runner, scheduler, maxSequenceLength, provider, residency, dtype);
+    return new Engine(spec, basename(modelDir), tokenizer, adapters, runner, scheduler, maxSequenceLength, provider, residency, dtype, modelDir);
   }
 
-  /** Validates and queues a request. Throws AppError (unknown adapter, context too long, queue full) before anything streams. */
-  start(request: GenerateRequest, extras: { constraint?: LogitsConstraint; promptLogprobs?: boolean } = {}): Generation {
-    if (request.adapter !== null) this.adapters.check(request.adapter);
+  /** Validates and queues a request. Throws EngineError (unknown adapter, context too long, queue full, bad response format) before anything streams. */
+  start(request: GenerateRequest, extras: StartExtras = {}): Generation {
     const promptIds = request.promptTokenIds ?? this.tokenizer.encode(request.prompt ?? '');
-    if (promptIds.length === 0) throw new AppError('invalid_request', 'The prompt is empty.');
-    const vocab = this.spec.vocabSize;
-    const bad = promptIds.find((id) => !Number.isInteger(id) || id < 0 || id >= vocab);
-    if (bad !== undefined) throw new AppError('invalid_request', `prompt_token_ids holds ${bad}, outside this model's vocabulary of ${vocab}.`);
-    if (promptIds.length + request.maxTokens > this.maxSequenceLength) {
-      throw new AppError('context_length_exceeded', `The prompt has ${promptIds.length} tokens and max_tokens is ${request.maxTokens}; together they must not exceed this model's context of ${this.maxSequenceLength} tokens.`);
-    }
-    const stream = this.scheduler.submit({ request, promptIds, ...extras });
+    checkRequest(request, promptIds, this);
+    const constraint = extras.constraint ?? (extras.responseFormat ? this.jsonConstraint(extras.responseFormat).start() : undefined);
+    const stream = this.scheduler.submit({ request, promptIds, ...(constraint ? { constraint } : {}), ...(extras.promptLogprobs ? { promptLogprobs: true } : {}) });
     return { promptTokens: promptIds.length, events: stream, scores: stream.scores };
   }
 
+  /** This model's tokens as bytes, padded to the model's vocabulary (ids past the tokenizer's have no bytes). Built once. */
+  jsonVocabulary(): TokenVocabulary {
+    if (!this.vocabulary) {
+      const bytes = this.tokenizer.tokenBytes().slice(0, this.spec.vocabSize);
+      while (bytes.length < this.spec.vocabSize) bytes.push(new Uint8Array(0));
+      this.vocabulary = buildTokenVocabulary(bytes, this.spec.eosTokenIds);
+    }
+    return this.vocabulary;
+  }
+
+  /** The compiled JSON constraint of a response format (cached by schema); EngineError invalid_request naming the parameter when it cannot be served. */
+  jsonConstraint(format: ResponseFormatData): JsonConstraint {
+    const key = JSON.stringify([format.strict, format.schema]);
+    const cached = this.constraints.get(key);
+    if (cached) {
+      this.constraints.delete(key);
+      this.constraints.set(key, cached);
+      return cached;
+    }
+    let constraint: JsonConstraint;
+    try {
+      constraint = compileJsonConstraint(format.schema, this.jsonVocabulary(), { strict: format.strict });
+    } catch (e) {
+      if (e instanceof UnsupportedSchemaError) throw new EngineError('invalid_request', `This JSON schema is not supported: ${e.message}.`, { param: 'response_format.json_schema.schema' });
+      // The vocabulary lacks what JSON needs (see assertVocabularyCanFinishJson); anything else is a bug.
+      if (e instanceof Error && e.message.startsWith('JSON mode needs')) throw new EngineError('invalid_request', `JSON mode is not available for this model: ${e.message}.`, { param: 'response_format' });
+      throw e;
+    }
+    this.constraints.set(key, constraint);
+    if (this.constraints.size > MAX_CACHED_CONSTRAINTS) this.constraints.delete(this.constraints.keys().next().value!);
+    return constraint;
+  }
+
   /** Runs a request to the end and collects its result. */
-  async generate(request: GenerateRequest, extras?: { constraint?: LogitsConstraint; promptLogprobs?: boolean }): Promise<GenerateResult & { scores?: PromptScores; timings: FinishEvent['timings'] }> {
+  async generate(request: GenerateRequest, extras?: StartExtras): Promise<GenerateResult & { scores?: PromptScores; timings: FinishEvent['timings'] }> {
     const generation = this.start(request, extras);
     const topLogprobs: TopLogprob[][] = [];
     for await (const event of generation.events) {
@@ -136,7 +208,7 @@ export class Engine {
         };
       }
     }
-    throw new AppError('internal_error', 'The generation ended without a result.');
+    throw new EngineError('internal', 'The generation ended without a result.');
   }
 
   async close(): Promise<void> {

@@ -36,28 +36,59 @@ export interface EngineErrorData {
   code: EngineErrorCode;
   message: string;
   retryAfterSeconds?: number;
+  /** The request parameter at fault, where one is (e.g. `response_format.json_schema.schema`). */
+  param?: string;
 }
 
 export class EngineError extends Error {
   readonly code: EngineErrorCode;
   readonly retryAfterSeconds?: number;
+  readonly param?: string;
 
-  constructor(code: EngineErrorCode, message: string, options: { retryAfterSeconds?: number; cause?: unknown } = {}) {
+  constructor(code: EngineErrorCode, message: string, options: { retryAfterSeconds?: number; param?: string; cause?: unknown } = {}) {
     super(message, { cause: options.cause });
     this.name = 'EngineError';
     this.code = code;
     this.retryAfterSeconds = options.retryAfterSeconds;
+    this.param = options.param;
   }
 
   toData(): EngineErrorData {
-    return { code: this.code, message: this.message, ...(this.retryAfterSeconds !== undefined ? { retryAfterSeconds: this.retryAfterSeconds } : {}) };
+    return {
+      code: this.code,
+      message: this.message,
+      ...(this.retryAfterSeconds !== undefined ? { retryAfterSeconds: this.retryAfterSeconds } : {}),
+      ...(this.param !== undefined ? { param: this.param } : {}),
+    };
   }
 
   static fromData(data: EngineErrorData): EngineError {
-    return new EngineError(data.code, data.message, { retryAfterSeconds: data.retryAfterSeconds });
+    return new EngineError(data.code, data.message, { retryAfterSeconds: data.retryAfterSeconds, param: data.param });
   }
 }
 
 export function isEngineError(e: unknown): e is EngineError {
   return e instanceof EngineError;
+}
+
+const ENGINE_CODES = new Set<string>(ENGINE_ERROR_CODES);
+
+/**
+ * Any error thrown inside the engine as EngineError data, for the worker boundary. An error that carries a
+ * `code` (e.g. one thrown by code not yet converted to EngineError) keeps it when it is an engine code;
+ * `request_timeout` is `cancelled` when the caller cancelled, `timeout` otherwise; anything else is
+ * `internal` with a generic message (details stay in the worker's log).
+ */
+export function toEngineErrorData(e: unknown, cancelled = false): EngineErrorData {
+  if (e instanceof EngineError) return e.toData();
+  const err = e as { code?: unknown; message?: unknown; retryAfter?: unknown } | null;
+  const code = typeof err?.code === 'string' ? err.code : null;
+  const message = typeof err?.message === 'string' ? err.message : 'The engine failed.';
+  const retryAfterSeconds = typeof err?.retryAfter === 'number' ? err.retryAfter : undefined;
+  const withRetry = retryAfterSeconds !== undefined ? { retryAfterSeconds } : {};
+  if (code === 'request_timeout') return { code: cancelled ? 'cancelled' : 'timeout', message };
+  if (code === 'internal_error') return { code: 'internal', message };
+  if (code === 'model_not_ready') return { code: 'not_ready', message, ...withRetry };
+  if (code !== null && ENGINE_CODES.has(code)) return { code: code as EngineErrorCode, message, ...withRetry };
+  return { code: 'internal', message: 'The engine failed while running this request.' };
 }

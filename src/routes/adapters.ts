@@ -27,18 +27,17 @@ export async function adapterRoutes(app: FastifyInstance): Promise<void> {
     { schema: { body: { type: 'object', required: ['name', 'path'], additionalProperties: false, properties: { name: { type: 'string', minLength: 1, maxLength: 64 }, path: { type: 'string', minLength: 1, maxLength: 4096 } } } } },
     async (request, reply) => {
       const engine = requireEngine(app);
-      const info = engine.adapters.register(request.body.name, request.body.path);
-      await engine.adapters.validate(request.body.name);
-      return reply.status(201).send(view(engine.adapters.get(info.name)));
+      const info = await engine.adapters.register(request.body.name, request.body.path);
+      return reply.status(201).send(view(await engine.adapters.validate(info.name)));
     },
   );
 
   app.delete<{ Params: { name: string } }>('/v1/adapters/:name', async (request, reply) => {
-    requireEngine(app).adapters.remove(request.params.name);
+    await requireEngine(app).adapters.remove(request.params.name);
     return reply.status(204).send();
   });
 
   for (const action of ['pin', 'unpin'] as const) {
-    app.post<{ Params: { name: string } }>(`/v1/adapters/:name/${action}`, async (request) => view(requireEngine(app).adapters.pin(request.params.name, action === 'pin')));
+    app.post<{ Params: { name: string } }>(`/v1/adapters/:name/${action}`, async (request) => view(await requireEngine(app).adapters.pin(request.params.name, action === 'pin')));
   }
 }

@@ -9,7 +9,8 @@ import { decideRoute, parseRequestedRoute, type LocalOutcome, type Route, type R
 import { bedrockIncompatibility } from '../fallback/request-params.js';
 import type { BedrockFallback } from '../fallback/bedrock-client.js';
 import type { GenerateRequest, GenerateResult, GenerationEvent } from '../engine/types.js';
-import type { LogitsConstraint } from '../engine/scheduler.js';
+import type { ResponseFormatData } from '../engine/engine.js';
+import { EngineError } from '../engine/errors.js';
 import { requireEngine } from './engine-state.js';
 
 declare module 'fastify' {
@@ -28,7 +29,8 @@ export interface Dispatched {
 }
 
 export interface DispatchOptions {
-  constraint?: LogitsConstraint;
+  /** JSON mode, as data: the engine builds the constraint in its worker. */
+  responseFormat?: ResponseFormatData;
   /** The client streams: Bedrock is called with its streaming API; otherwise with InvokeModel / Converse. */
   stream: boolean;
   /**
@@ -39,7 +41,7 @@ export interface DispatchOptions {
 }
 
 export function dispatchGeneration(app: FastifyInstance, request: GenerateRequest, routeParam: unknown, options: DispatchOptions): Dispatched {
-  const extras = options.constraint ? { constraint: options.constraint } : {};
+  const extras = options.responseFormat ? { responseFormat: options.responseFormat } : {};
   const bedrock = app.bedrock;
   const { adapter } = request;
   const engine = app.engineState.engine;
@@ -48,7 +50,7 @@ export function dispatchGeneration(app: FastifyInstance, request: GenerateReques
     adapter,
     servedLocally: adapter === null || (engine?.adapters.has(adapter) ?? false),
     hasBedrockTarget: adapter !== null && (bedrock?.hasTarget(adapter) ?? false),
-    bedrockCompatible: bedrockIncompatibility(request) === null && !extras.constraint,
+    bedrockCompatible: bedrockIncompatibility(request) === null && !extras.responseFormat,
     bedrockAvailable: adapter !== null && (bedrock?.isAvailable(adapter) ?? false),
   };
   const decide = (localOutcome?: LocalOutcome): Route => {
@@ -80,8 +82,10 @@ export function dispatchGeneration(app: FastifyInstance, request: GenerateReques
         delivered = true;
         return next;
       } catch (e) {
-        // Only before anything reached the client: afterwards the client gets the error.
-        if (delivered || state.route !== 'local' || localOutcomeOf(e) !== 'engine_error' || decide('engine_error') !== 'bedrock') throw e;
+        // Only before anything reached the client: afterwards the client gets the error. The engine's worker
+        // reports a full queue or a failure through the events, before the first token.
+        const outcome = localOutcomeOf(e);
+        if (delivered || state.route !== 'local' || outcome === undefined || decide(outcome) !== 'bedrock') throw e;
         state.route = 'bedrock';
         state.promptTokens = null;
         current = viaBedrock();
@@ -111,6 +115,11 @@ async function* finishOnly(result: Promise<GenerateResult>): AsyncGenerator<Gene
 }
 
 function localOutcomeOf(e: unknown): LocalOutcome | undefined {
+  if (e instanceof EngineError) {
+    if (e.code === 'queue_full') return 'queue_full';
+    if (e.code === 'internal' || e.code === 'not_ready') return 'engine_error';
+    return undefined;
+  }
   if (!(e instanceof AppError)) return 'engine_error';
   if (e.code === 'queue_full') return 'queue_full';
   if (e.code === 'internal_error' || e.code === 'model_not_ready') return 'engine_error';

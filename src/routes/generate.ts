@@ -9,6 +9,7 @@ import { abortOnDisconnect, endSse, sendSse, startSse } from './sse.js';
 import { dispatchGeneration } from './dispatch.js';
 import { logRequest } from '../request-log.js';
 import { assertAdapterAllowed, checkPromptTokens } from '../security/plugin.js';
+import { catalogueError } from './engine-errors.js';
 
 export async function generateRoutes(app: FastifyInstance): Promise<void> {
   app.post<{ Body: GenerateBody; Querystring: { adapter?: string; route?: string } }>(
@@ -41,8 +42,8 @@ export async function generateRoutes(app: FastifyInstance): Promise<void> {
             }
           }
         } catch (e) {
-          const error = e instanceof AppError ? e : new AppError('internal_error', 'The generation failed.');
-          if (!(e instanceof AppError)) request.log.error({ err: e }, 'generation failed mid-stream');
+          const error = catalogueError(e) ?? new AppError('internal_error', 'The generation failed.');
+          if (!catalogueError(e)) request.log.error({ err: e }, 'generation failed mid-stream');
           request.requestLog.error = error.code;
           sendSse(reply, error.toBody(), 'error');
         }

@@ -1,15 +1,22 @@
-/** GET /healthz (the process answers) and GET /readyz (the model is loaded and the server is not draining). */
+/**
+ * GET /healthz (the HTTP thread answers; the engine runs in its own worker thread, so this stays fast while
+ * the graph builds and while batches run) and GET /readyz (the model is loaded and the server is not
+ * draining; `phase` shows the engine's start-up phase: starting, reading_config, building_graph,
+ * creating_session, loading_adapters, ready or failed).
+ */
 import type { FastifyInstance } from 'fastify';
 
 export async function healthRoutes(app: FastifyInstance): Promise<void> {
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {
-    const { engine, error, draining } = app.engineState;
+    const { engine, error, draining, phase, phaseDetail } = app.engineState;
     const ready = engine !== null && !draining;
     // Bedrock circuits show here; model ids (ARNs hold the account id) stay out of this open endpoint.
     const bedrock = app.bedrock?.status().map((s) => ({ adapter: s.adapter, family: s.family, circuit: s.circuit, consecutive_failures: s.consecutiveFailures, ...(s.openUntil ? { open_until: s.openUntil } : {}) }));
     const body = {
       status: ready ? 'ready' : draining ? 'draining' : error ? 'failed' : 'loading',
+      phase: engine ? 'ready' : error ? 'failed' : (phase ?? 'starting'),
+      ...(!engine && !error && phaseDetail ? { phase_detail: phaseDetail } : {}),
       ...(error ? { error } : {}),
       ...(engine
         ? {
@@ -17,8 +24,8 @@ export async function healthRoutes(app: FastifyInstance): Promise<void> {
             provider: engine.provider,
             state_residency: engine.residency,
             dtype: engine.dtype,
-            queue_depth: engine.scheduler.queueDepth,
-            batch_size: engine.scheduler.batchSize,
+            queue_depth: engine.queueDepth,
+            batch_size: engine.batchSize,
             adapters: engine.adapters.list().length,
           }
         : {}),

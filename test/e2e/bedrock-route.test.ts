@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { buildApp } from '../../src/app.js';
 import { LLAMA_ARN, TITAN_ARN, startHarness } from '../fallback/harness.js';
 import { failPrefillUntilTeardown, loadFixtureEngine } from '../helpers/engine.js';
-import { testConfig } from '../helpers/app.js';
+import { clientFor, testConfig } from '../helpers/app.js';
 
 const harness = await startHarness(t, {
   extraTargets: {
@@ -20,7 +20,7 @@ const harness = await startHarness(t, {
 });
 const { fake, fallback, clock } = harness;
 const engine = await loadFixtureEngine({ maxBatch: 1, maxQueue: 1 });
-const app = await buildApp({ config: testConfig(), engine, bedrock: fallback });
+const app = await buildApp({ config: testConfig(), engine: clientFor(engine), bedrock: fallback });
 await app.listen({ port: 0, host: '127.0.0.1' });
 const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
 t.teardown(async () => {

@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { buildApp } from '../../src/app.js';
 import { LLAMA_ARN, startHarness } from '../fallback/harness.js';
 import { failPrefillUntilTeardown, loadFixtureEngine } from '../helpers/engine.js';
-import { testConfig } from '../helpers/app.js';
+import { clientFor, testConfig } from '../helpers/app.js';
 import { rejectsWith } from './helpers.js';
 
 const harness = await startHarness(t, {
@@ -18,7 +18,7 @@ const harness = await startHarness(t, {
 });
 const { fake, fallback, clock } = harness;
 const engine = await loadFixtureEngine({ maxBatch: 1, maxQueue: 1 });
-const app = await buildApp({ config: testConfig(), engine, bedrock: fallback });
+const app = await buildApp({ config: testConfig(), engine: clientFor(engine), bedrock: fallback });
 const logged: Array<Record<string, unknown>> = [];
 app.addHook('onResponse', async (request) => {
   logged.push({ url: request.url, ...request.requestLog });

@@ -11,6 +11,7 @@ import Fastify from 'fastify';
 import { listModels, openaiRoutes } from '../../src/routes/openai/index.js';
 import { registerRequestLog } from '../../src/request-log.js';
 import { maxDiff, openaiConfig, rejectsWith, startServer, tokenIds } from './helpers.js';
+import { clientFor } from '../helpers/app.js';
 
 // The fixture adapters, plus: `sales` ships its own chat template, `broken` fails validation.
 const SALES_TEMPLATE = '{% for m in messages %}### {{ m.role | upper }}: {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}### ASSISTANT:{% endif %}';
@@ -67,7 +68,7 @@ t.test('GET /v1/models lists the base and every adapter that can serve', async (
   const arn = 'arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude';
   const other = Fastify();
   other.decorate('config', openaiConfig());
-  other.decorate('engineState', { engine, error: null, draining: false });
+  other.decorate('engineState', { engine: clientFor(engine), error: null, draining: false });
   registerRequestLog(other);
   await other.register(openaiRoutes, { extraModels: () => [arn] });
   const listed = (await other.inject({ url: '/v1/models' })).json();

@@ -9,6 +9,8 @@ import { cpSync, mkdtempSync, statSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildApp } from '../../src/app.js';
+import { clientFor } from '../helpers/app.js';
+import type { EngineClient } from '../../src/engine/worker/engine-client.js';
 import type { Engine } from '../../src/engine/engine.js';
 import type { GenerateRequest, GenerationEvent } from '../../src/engine/types.js';
 import { AppError } from '../../src/errors.js';
@@ -23,7 +25,7 @@ const brokenWeights = join(adaptersDir, 'broken', 'adapter_model.safetensors');
 truncateSync(brokenWeights, statSync(brokenWeights).size - 64);
 
 const engine = await loadFixtureEngine({ adaptersDir });
-const app = await buildApp({ config: openaiConfig(), engine });
+const app = await buildApp({ config: openaiConfig(), engine: clientFor(engine) });
 t.teardown(async () => {
   await app.close();
   await engine.close();
@@ -201,7 +203,7 @@ function failingEngine(): Engine {
 
 t.test('a failure before the first token has its HTTP status; a later one is an error event the client raises', async (t) => {
   const fakeApp = await buildApp({ config: openaiConfig() });
-  fakeApp.engineState.engine = failingEngine();
+  fakeApp.engineState.engine = failingEngine() as unknown as EngineClient;
   await fakeApp.listen({ port: 0, host: '127.0.0.1' });
   t.teardown(() => fakeApp.close());
   const address = fakeApp.server.address();

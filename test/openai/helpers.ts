@@ -2,7 +2,8 @@
 import OpenAI from 'openai';
 import type { Test } from 'tap';
 import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../../src/app.js';
+import { attachEngine, buildApp } from '../../src/app.js';
+import { clientFor } from '../helpers/app.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import type { Engine, EngineOptions } from '../../src/engine/engine.js';
 import { loadFixtureEngine, type ReferenceCase } from '../helpers/engine.js';
@@ -25,7 +26,7 @@ export function openaiConfig(adjust: (c: Config) => void = () => undefined): Con
 export async function startServer(options: { engine?: Partial<EngineOptions>; config?: (c: Config) => void } = {}): Promise<TestServer> {
   const engine = await loadFixtureEngine(options.engine);
   const app = await buildApp({ config: openaiConfig(options.config) });
-  app.engineState.engine = engine;
+  attachEngine(app, clientFor(engine));
   await app.listen({ port: 0, host: '127.0.0.1' });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : 0;

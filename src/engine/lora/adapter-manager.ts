@@ -7,7 +7,7 @@
 import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { join, relative, isAbsolute, resolve } from 'node:path';
 import { LRUCache } from 'lru-cache';
-import { AppError } from '../../errors.js';
+import { EngineError } from '../errors.js';
 import type { ModelSpec } from '../model/hf-config.js';
 import type { Projection } from '../model/graph-builder.js';
 import { loadPeftAdapterAsync, readAdapterConfig, type LoadedAdapter } from './peft-adapter.js';
@@ -61,7 +61,7 @@ export const ADAPTER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 export function checkAdapterName(name: string): void {
   if (!ADAPTER_NAME.test(name) || name.includes('..')) {
-    throw new AppError('invalid_adapter_name', `Adapter name ${JSON.stringify(name.slice(0, 80))} is not allowed.`);
+    throw new EngineError('invalid_adapter_name', `Adapter name ${JSON.stringify(name.slice(0, 80))} is not allowed.`);
   }
 }
 
@@ -112,7 +112,7 @@ export class AdapterManager {
   /** Registers an adapter at run time from a path under the adapters root. */
   register(name: string, path: string): AdapterInfo {
     checkAdapterName(name);
-    if (this.records.has(name)) throw new AppError('adapter_exists', `Adapter ${name} is already registered.`);
+    if (this.records.has(name)) throw new EngineError('adapter_exists', `Adapter ${name} is already registered.`);
     const dir = this.confine(path);
     const record = this.addRecord(name, dir);
     return this.info(record);
@@ -121,10 +121,10 @@ export class AdapterManager {
   /** Resolves a path against the root and refuses anything outside it, symbolic links included. */
   confine(path: string): string {
     const candidate = resolve(this.root, path);
-    if (isOutside(this.root, candidate)) throw new AppError('invalid_request', `Path ${JSON.stringify(path)} is outside the adapters root.`);
-    if (!existsSync(candidate) || !statSync(candidate).isDirectory()) throw new AppError('invalid_request', `Path ${JSON.stringify(path)} is not a directory under the adapters root.`);
+    if (isOutside(this.root, candidate)) throw new EngineError('invalid_request', `Path ${JSON.stringify(path)} is outside the adapters root.`);
+    if (!existsSync(candidate) || !statSync(candidate).isDirectory()) throw new EngineError('invalid_request', `Path ${JSON.stringify(path)} is not a directory under the adapters root.`);
     if (isOutside(realpathSync(this.root), realpathSync(candidate))) {
-      throw new AppError('invalid_request', `Path ${JSON.stringify(path)} leads outside the adapters root through a symbolic link.`);
+      throw new EngineError('invalid_request', `Path ${JSON.stringify(path)} leads outside the adapters root through a symbolic link.`);
     }
     return candidate;
   }
@@ -173,7 +173,7 @@ export class AdapterManager {
   private record(name: string): AdapterRecord {
     checkAdapterName(name);
     const record = this.records.get(name);
-    if (!record) throw new AppError('adapter_not_found', `Adapter ${name} is not registered.`);
+    if (!record) throw new EngineError('adapter_not_found', `Adapter ${name} is not registered.`);
     return record;
   }
 
@@ -196,7 +196,7 @@ export class AdapterManager {
   /** Throws the client-facing error for an adapter that cannot serve (unknown or errored). */
   check(name: string): void {
     const record = this.record(name);
-    if (record.error) throw new AppError('adapter_errored', `Adapter ${name} cannot be served: ${record.error}.`);
+    if (record.error) throw new EngineError('adapter_errored', `Adapter ${name} cannot be served: ${record.error}.`);
   }
 
   /**
@@ -207,7 +207,7 @@ export class AdapterManager {
   tryAcquire(name: string | null): number | null {
     if (name === null) return 0;
     const record = this.record(name);
-    if (record.error) throw new AppError('adapter_errored', `Adapter ${name} cannot be served: ${record.error}.`);
+    if (record.error) throw new EngineError('adapter_errored', `Adapter ${name} cannot be served: ${record.error}.`);
     if (record.slot > 0) {
       this.counters.deviceHits++;
       return this.take(record);
@@ -316,7 +316,7 @@ export class AdapterManager {
 
   pin(name: string, pinned: boolean): AdapterInfo {
     const record = this.record(name);
-    if (record.error) throw new AppError('adapter_errored', `Adapter ${name} cannot be pinned: ${record.error}.`);
+    if (record.error) throw new EngineError('adapter_errored', `Adapter ${name} cannot be pinned: ${record.error}.`);
     record.pinned = pinned;
     return this.info(record);
   }
@@ -324,7 +324,7 @@ export class AdapterManager {
   /** Unregisters an adapter and frees its host and device memory. Refused while sequences use it. */
   remove(name: string): void {
     const record = this.record(name);
-    if (record.refs > 0) throw new AppError('adapter_in_use', `Adapter ${name} is used by ${record.refs} running request(s).`);
+    if (record.refs > 0) throw new EngineError('adapter_in_use', `Adapter ${name} is used by ${record.refs} running request(s).`);
     if (record.slot > 0) {
       this.evictSlot(record.slot);
       this.counters.deviceEvictions--; // an explicit removal is not a cache eviction

@@ -43,7 +43,7 @@ export async function chatRoutes(app: FastifyInstance): Promise<void> {
     // Without a limit a chat reply may run to the end of the context, as with OpenAI.
     const maxTokens = maxTokensFrom(body.max_completion_tokens ?? body.max_tokens, param, limits, engine.maxSequenceLength - promptIds.length);
     const sampling = samplingFrom(body, limits);
-    const jsonMode = jsonModeFor(engine, body.response_format);
+    const jsonMode = jsonModeFor(body.response_format);
     const logprobs = body.logprobs === true;
     const k = logprobs ? (body.top_logprobs ?? 0) : 0;
     const strings = logprobs ? tokenStringsFor(engine.tokenizer, body.return_tokens_as_token_ids === true) : null;

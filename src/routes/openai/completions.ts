@@ -34,7 +34,7 @@ export async function completionRoutes(app: FastifyInstance): Promise<void> {
     const prompts = completionPrompts(request, engine, body.prompt, limits.maxPromptChars);
     const maxTokens = maxTokensFrom(body.max_tokens, 'max_tokens', limits, COMPLETIONS_DEFAULT_MAX_TOKENS);
     const sampling = samplingFrom(body, limits);
-    const jsonMode = jsonModeFor(engine, body.response_format);
+    const jsonMode = jsonModeFor(body.response_format);
     const k = body.logprobs ?? null;
     const strings = k !== null ? tokenStringsFor(engine.tokenizer, body.return_tokens_as_token_ids === true) : null;
 

@@ -6,6 +6,8 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, ERRORS, type ErrorCode } from '../../errors.js';
 import { toAppError } from '../../app.js';
+import { EngineError } from '../../engine/errors.js';
+import { engineErrorToAppError } from '../engine-errors.js';
 
 export interface OpenAIErrorBody {
   error: { message: string; type: string; param: string | null; code: string | null };
@@ -80,6 +82,11 @@ function fromValidation(error: FastifyError): AppError | null {
 
 export function toOpenAIError(error: unknown): AppError {
   if (error instanceof AppError) return error;
+  if (error instanceof EngineError) {
+    const mapped = engineErrorToAppError(error);
+    // An engine error that names the parameter at fault (e.g. a schema the constraint compiler refused).
+    return error.param ? new ParamError(mapped.code, mapped.message, error.param, undefined, '') : mapped;
+  }
   const e = error as FastifyError;
   if (e && e.validation) return fromValidation(e) ?? toAppError(error);
   return toAppError(error);

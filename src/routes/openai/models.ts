@@ -1,6 +1,12 @@
 /** OpenAI model names: the base model and its adapters (plus names served elsewhere, e.g. Bedrock targets). */
 import type { FastifyRequest } from 'fastify';
-import type { Engine } from '../../engine/engine.js';
+import type { AdapterInfo } from '../../engine/lora/adapter-manager.js';
+
+/** What the model list needs of the engine (its EngineClient, or an in-process Engine). */
+export interface ModelSource {
+  modelName: string;
+  adapters: { list(): AdapterInfo[]; has(name: string): boolean };
+}
 import type { BedrockFallback } from '../../fallback/bedrock-client.js';
 import { assertAdapterAllowed } from '../../security/plugin.js';
 import { ParamError } from './errors.js';
@@ -29,7 +35,7 @@ export const LOCAL_OWNER = 'lora-inference-server';
  * Every model a client may name: the base, each adapter that can serve (errored adapters are left out;
  * GET /v1/adapters shows them with their reason), then `extra` names not already listed.
  */
-export function listModels(engine: Engine, extra: ReadonlyArray<string | ExtraModel> = []): ModelCard[] {
+export function listModels(engine: ModelSource, extra: ReadonlyArray<string | ExtraModel> = []): ModelCard[] {
   const base = engine.modelName;
   const cards: ModelCard[] = [{ id: base, object: 'model', created: STARTED, owned_by: LOCAL_OWNER, parent: null, root: base }];
   for (const a of engine.adapters.list()) {
@@ -50,7 +56,7 @@ export function listModels(engine: Engine, extra: ReadonlyArray<string | ExtraMo
  * Adapters served only by Bedrock: a Bedrock target, and no local adapter of that name. Listed with
  * `owned_by: "bedrock"` and the base model as parent (they stand in for an adapter of it).
  */
-export function bedrockOnlyModels(engine: Engine, bedrock: BedrockFallback | null): ExtraModel[] {
+export function bedrockOnlyModels(engine: ModelSource, bedrock: BedrockFallback | null): ExtraModel[] {
   if (!bedrock) return [];
   return bedrock
     .status()
@@ -72,7 +78,7 @@ export function modelNotFound(model: string): ParamError {
  * the catalogue's adapter_errored (422), raised by the engine. An adapter with a Bedrock target (`bedrock`) is
  * accepted even when the local engine does not serve it: the route is chosen when the request is dispatched.
  */
-export function resolveModel(request: FastifyRequest, engine: Engine, model: string, bedrock: BedrockFallback | null = null): string | null {
+export function resolveModel(request: FastifyRequest, engine: ModelSource, model: string, bedrock: BedrockFallback | null = null): string | null {
   const adapter = model === engine.modelName ? null : model;
   assertAdapterAllowed(request, adapter);
   if (adapter === null || engine.adapters.has(adapter) || (bedrock?.hasTarget(adapter) ?? false)) return adapter;
@@ -80,7 +86,7 @@ export function resolveModel(request: FastifyRequest, engine: Engine, model: str
 }
 
 /** Whether the request's API key may use a listed model (all of them when no keys are configured). */
-export function mayUse(request: FastifyRequest, engine: Engine, id: string): boolean {
+export function mayUse(request: FastifyRequest, engine: ModelSource, id: string): boolean {
   try {
     assertAdapterAllowed(request, id === engine.modelName ? null : id);
     return true;

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { FastifyRequest } from 'fastify';
 import { Template } from '@huggingface/jinja';
 import { AppError } from '../../errors.js';
-import type { Engine } from '../../engine/engine.js';
+import type { EngineClient as Engine } from '../../engine/worker/engine-client.js';
 import type { ChatMessage, TextTokenizer } from '../../engine/model/tokenizer.js';
 import { assertPromptTokens } from '../../security/plugin.js';
 import { invalidParam } from './errors.js';

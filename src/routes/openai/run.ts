@@ -6,13 +6,14 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../../errors.js';
+import { EngineError } from '../../engine/errors.js';
 import { logRequest } from '../../request-log.js';
 import { ROUTE_HEADER, type Route } from '../../fallback/route-policy.js';
 import { dispatchGeneration, type Dispatched } from '../dispatch.js';
 import { endSse, sendSse, startSse } from '../sse.js';
 import type { Config } from '../../config.js';
 import type { FinishEvent, GenerateRequest, GenerationEvent, TokenEvent } from '../../engine/types.js';
-import { invalidParam, toOpenAIBody } from './errors.js';
+import { invalidParam, toOpenAIBody, toOpenAIError } from './errors.js';
 import type { JsonMode } from './json-mode.js';
 import type { CommonBody } from './schemas.js';
 
@@ -132,7 +133,7 @@ export function startChoices(app: FastifyInstance, o: StartOptions): Choice[] {
         };
         const dispatched = dispatchGeneration(app, request, o.route, {
           stream: o.stream,
-          ...(o.jsonMode ? { constraint: o.jsonMode.start() } : {}),
+          ...(o.jsonMode ? { responseFormat: o.jsonMode.format } : {}),
           ...(prompt.text !== undefined ? { localPromptTokenIds: prompt.ids } : {}),
         });
         choices.push({ index: promptIndex * o.n + i, promptIndex, dispatched, promptTokens: dispatched.promptTokens });
@@ -314,8 +315,9 @@ export async function streamChoices(request: FastifyRequest, reply: FastifyReply
     request.requestLog.promptTokens = usageOf(choices, 0).prompt_tokens;
   } catch (e) {
     abort.abort();
-    const error = e instanceof AppError ? e : new AppError('internal_error', 'The generation failed.');
-    if (!(e instanceof AppError)) request.log.error({ err: e }, 'generation failed mid-stream');
+    const known = e instanceof AppError || e instanceof EngineError;
+    const error = known ? toOpenAIError(e) : new AppError('internal_error', 'The generation failed.');
+    if (!known) request.log.error({ err: e }, 'generation failed mid-stream');
     request.requestLog.error = error.code;
     sendSse(reply, toOpenAIBody(error));
   }

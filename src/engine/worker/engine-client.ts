@@ -1,0 +1,405 @@
+/**
+ * The HTTP thread's side of the engine: what the routes use instead of Engine. The engine itself runs in a
+ * worker thread (engine-worker.ts); this client
+ *   - mirrors what routes read synchronously (adapter list/has/get/check, queue depth, batch size, counters,
+ *     scheduler stats) from the snapshots the worker pushes;
+ *   - tokenizes prompts here (cheap; its own TextTokenizer, also used for chat templates and token strings);
+ *   - submits generations and turns the worker's batched token/finish/error items back into per-request
+ *     event streams; an AbortSignal on the request becomes a cancel message;
+ *   - makes adapter admin calls as RPCs (request id -> reply) and rethrows worker errors as EngineError;
+ *   - forwards the scheduler's metrics hooks (first token, next token, finished) to `observer`.
+ */
+import { Worker } from 'node:worker_threads';
+import { fileURLToPath } from 'node:url';
+import { EngineError } from '../errors.js';
+import { EventQueue } from '../event-queue.js';
+import { checkRequest } from '../request-check.js';
+import { TextTokenizer } from '../model/tokenizer.js';
+import { checkAdapterName, type AdapterCounters, type AdapterInfo } from '../lora/adapter-manager.js';
+import type { EngineLog, EngineOptions, Generation, ResponseFormatData, StartPhase } from '../engine.js';
+import type { GenerationObserver, PromptScores, SchedulerStats } from '../scheduler.js';
+import type { GenerateRequest, GenerationEvent } from '../types.js';
+import type { AdminCall, EngineInfo, FromWorker, Port, Snapshot, StreamItem, ToWorker, WireRequest } from './protocol.js';
+
+export interface ClientLog extends EngineLog {
+  error(obj: object, msg?: string): void;
+}
+
+export interface EngineClientHooks {
+  log?: ClientLog;
+  onPhase?(phase: StartPhase, detail?: string): void;
+}
+
+interface ClientStream {
+  queue: EventQueue<GenerationEvent>;
+  scores?: PromptScores;
+  done: boolean;
+}
+
+const EMPTY_COUNTERS: AdapterCounters = { deviceHits: 0, deviceMisses: 0, hostHits: 0, hostMisses: 0, loads: 0, loadErrors: 0, loadMsTotal: 0, hostEvictions: 0, deviceEvictions: 0 };
+/** Until the first snapshot (the worker's scheduler defines the fields). */
+const EMPTY_STATS = { steps: 0, completed: 0, cancelled: 0, failed: 0 } as SchedulerStats;
+const SHUTDOWN_GRACE_MS = 10_000;
+
+/** The adapters as last reported by the worker; reads are synchronous, changes are RPCs. */
+export class AdapterMirror {
+  private byName = new Map<string, AdapterInfo>();
+  counters: AdapterCounters = { ...EMPTY_COUNTERS };
+  root = '';
+
+  constructor(private readonly client: EngineClient) {}
+
+  update(adapters: AdapterInfo[], counters: AdapterCounters): void {
+    this.byName = new Map(adapters.map((a) => [a.name, a]));
+    this.counters = counters;
+  }
+
+  list(): AdapterInfo[] {
+    return [...this.byName.values()];
+  }
+
+  names(): string[] {
+    return [...this.byName.keys()];
+  }
+
+  has(name: string): boolean {
+    return this.byName.has(name);
+  }
+
+  get(name: string): AdapterInfo {
+    checkAdapterName(name);
+    const info = this.byName.get(name);
+    if (!info) throw new EngineError('adapter_not_found', `Adapter ${name} is not registered.`);
+    return info;
+  }
+
+  /** Throws the error for an adapter that cannot serve (unknown or errored), as the engine would. */
+  check(name: string): void {
+    const info = this.get(name);
+    if (info.status === 'errored') throw new EngineError('adapter_errored', `Adapter ${name} cannot be served: ${info.error}.`);
+  }
+
+  register(name: string, path: string): Promise<AdapterInfo> {
+    return this.client.call({ method: 'register', name, path }) as Promise<AdapterInfo>;
+  }
+
+  /** Parses the adapter's weights (status errored with its reason when they are not valid). */
+  validate(name: string): Promise<AdapterInfo> {
+    return this.client.call({ method: 'validate', name }) as Promise<AdapterInfo>;
+  }
+
+  async remove(name: string): Promise<void> {
+    await this.client.call({ method: 'remove', name });
+  }
+
+  pin(name: string, pinned: boolean): Promise<AdapterInfo> {
+    return this.client.call({ method: pinned ? 'pin' : 'unpin', name }) as Promise<AdapterInfo>;
+  }
+}
+
+export class EngineClient {
+  phase: StartPhase = 'starting';
+  phaseDetail: string | undefined;
+  /** Why the engine failed to start (phase `failed`), or why the worker died. */
+  failure: string | null = null;
+  info: EngineInfo | null = null;
+  private loadedTokenizer: TextTokenizer | null = null;
+  /** Receives the scheduler's metrics hooks (set to app.metrics). */
+  observer: GenerationObserver | null = null;
+  readonly adapters = new AdapterMirror(this);
+  queueDepth = 0;
+  batchSize = 0;
+  stats: SchedulerStats = { ...EMPTY_STATS };
+  /** Generations the worker held at the last snapshot. */
+  workerInFlight = 0;
+  /** Resolves when the engine is ready; rejects with the reason when it failed to start. */
+  readonly ready: Promise<void>;
+
+  private readonly streams = new Map<number, ClientStream>();
+  private readonly calls = new Map<number, { resolve(v: unknown): void; reject(e: unknown): void }>();
+  private nextId = 1;
+  private closing = false;
+  private closed: Promise<void> | null = null;
+  private onClosed: (() => void) | null = null;
+  private settleReady!: { resolve(): void; reject(e: Error): void };
+
+  constructor(
+    private readonly port: Port,
+    private readonly hooks: EngineClientHooks = {},
+    private readonly options: {
+      /** A tokenizer to use instead of loading the model's own (in-process clients share the engine's). */
+      tokenizer?: TextTokenizer;
+      /** Ends the other side for good (terminates the worker). */
+      terminate?: () => Promise<unknown>;
+      /** Keeps the process alive while work is outstanding, and lets it exit when idle (MessagePort ref/unref). */
+      ref?: (on: boolean) => void;
+    } = {},
+  ) {
+    this.ready = new Promise<void>((resolve, reject) => (this.settleReady = { resolve, reject }));
+    this.ready.catch(() => undefined);
+    port.on('message', (m: FromWorker) => this.receive(m));
+  }
+
+  /** Starts the engine in a worker thread. The returned client answers at once; `ready` settles when it has loaded. */
+  static spawn(options: EngineOptions, hooks: EngineClientHooks = {}): EngineClient {
+    const entry = new URL(import.meta.url.endsWith('.ts') ? './engine-worker.ts' : './engine-worker.js', import.meta.url).href;
+    const worker = new Worker(fileURLToPath(new URL('./bootstrap.mjs', import.meta.url)), { workerData: { entry, options } });
+    const client = new EngineClient(worker, hooks, { terminate: () => worker.terminate() });
+    worker.on('error', (e) => client.workerDied(`the engine worker failed: ${e.message}`, e));
+    worker.on('exit', (code) => client.workerDied(`the engine worker exited with code ${code}`));
+    return client;
+  }
+
+  get isReady(): boolean {
+    return this.phase === 'ready' && !this.closing;
+  }
+
+  get modelName(): string {
+    return this.requireInfo().modelName;
+  }
+
+  get provider(): string {
+    return this.requireInfo().provider;
+  }
+
+  get residency(): 'host' | 'device' {
+    return this.requireInfo().residency;
+  }
+
+  get dtype(): 'float32' | 'float16' {
+    return this.requireInfo().dtype;
+  }
+
+  get maxSequenceLength(): number {
+    return this.requireInfo().maxSequenceLength;
+  }
+
+  get spec(): { vocabSize: number; eosTokenIds: number[] } {
+    const info = this.requireInfo();
+    return { vocabSize: info.vocabSize, eosTokenIds: info.eosTokenIds };
+  }
+
+  private requireInfo(): EngineInfo {
+    if (!this.info) throw new EngineError('not_ready', this.failure ? `The model failed to load: ${this.failure}.` : 'The model is still loading.', { retryAfterSeconds: 5 });
+    return this.info;
+  }
+
+  /** The tokenizer of the served model (prompts and chat templates are tokenized on this thread). */
+  get tokenizer(): TextTokenizer {
+    this.requireInfo();
+    return this.loadedTokenizer!;
+  }
+
+  private setPhase(phase: StartPhase, detail?: string): void {
+    this.phase = phase;
+    this.phaseDetail = detail;
+    this.hooks.onPhase?.(phase, detail);
+  }
+
+  /** Handles one message from the worker (called for each message on the port). */
+  receive(m: FromWorker): void {
+    switch (m.type) {
+      case 'batch':
+        for (const item of m.items) this.onItem(item);
+        for (const o of m.observed) {
+          if (o.kind === 'first') this.observer?.firstToken(o.adapter, o.value);
+          else if (o.kind === 'next') this.observer?.nextToken(o.adapter, o.value);
+          else this.observer?.finished(o.adapter, o.value);
+        }
+        this.queueDepth = m.load.queueDepth;
+        this.batchSize = m.load.batchSize;
+        return;
+      case 'snapshot':
+        return this.applySnapshot(m.snapshot);
+      case 'reply': {
+        this.applySnapshot(m.snapshot);
+        const call = this.calls.get(m.callId);
+        if (!call) return;
+        this.calls.delete(m.callId);
+        this.updateRef();
+        if (m.ok) call.resolve(m.result);
+        else call.reject(EngineError.fromData(m.error));
+        return;
+      }
+      case 'phase':
+        if (m.phase === 'ready') {
+          this.info = m.info!;
+          this.adapters.root = m.info!.adaptersRoot;
+          if (m.snapshot) this.applySnapshot(m.snapshot);
+          try {
+            this.loadedTokenizer = this.options.tokenizer ?? new TextTokenizer(m.info!.modelDir);
+          } catch (e) {
+            this.failure = `the tokenizer failed to load: ${(e as Error).message}`;
+            this.info = null;
+            this.setPhase('failed', this.failure);
+            this.settleReady.reject(new Error(this.failure));
+            return;
+          }
+          this.setPhase('ready');
+          this.settleReady.resolve();
+        } else if (m.phase === 'failed') {
+          this.failure = m.error ?? 'unknown error';
+          this.setPhase('failed', this.failure);
+          this.settleReady.reject(new Error(this.failure));
+        } else this.setPhase(m.phase, m.detail);
+        return;
+      case 'log': {
+        const log = this.hooks.log;
+        if (!log) return;
+        if (m.level === 'error') log.error(m.obj, m.msg);
+        else if (m.level === 'warn') log.warn(m.obj, m.msg);
+        else log.info(m.obj, m.msg);
+        return;
+      }
+      case 'closed':
+        this.onClosed?.();
+        return;
+    }
+  }
+
+  private applySnapshot(s: Snapshot): void {
+    this.adapters.update(s.adapters, s.counters);
+    this.queueDepth = s.queueDepth;
+    this.batchSize = s.batchSize;
+    this.stats = s.stats;
+    this.workerInFlight = s.inFlight;
+  }
+
+  private onItem(item: StreamItem): void {
+    const stream = this.streams.get(item.id);
+    if (!stream) return;
+    if (item.kind === 'error') {
+      this.endStream(item.id, stream);
+      stream.queue.fail(EngineError.fromData(item.error));
+      return;
+    }
+    stream.queue.push(item.event);
+    if (item.event.type === 'finish') {
+      if (item.scores) stream.scores = item.scores;
+      this.endStream(item.id, stream);
+      stream.queue.close();
+    }
+  }
+
+  private endStream(id: number, stream: ClientStream): void {
+    stream.done = true;
+    this.streams.delete(id);
+    this.updateRef();
+  }
+
+  private updateRef(): void {
+    this.options.ref?.(this.streams.size + this.calls.size > 0);
+  }
+
+  private send(message: ToWorker): void {
+    this.port.postMessage(message);
+  }
+
+  /**
+   * Validates a request on this thread (adapter, prompt, context, on the mirror), tokenizes a text prompt,
+   * and submits it to the worker. Throws EngineError before anything is sent; errors found by the worker
+   * (queue full, an adapter that fails to load, a response format it cannot serve, timeouts) arrive through
+   * the events. Breaking off the iteration or aborting request.signal cancels the generation in the worker.
+   */
+  start(request: GenerateRequest, extras: { responseFormat?: ResponseFormatData; promptLogprobs?: boolean } = {}): Generation {
+    if (this.closing) throw new EngineError('shutting_down', 'The engine is shutting down.', { retryAfterSeconds: 1 });
+    if (this.phase !== 'ready') this.requireInfo();
+    const info = this.requireInfo();
+    const promptIds = request.promptTokenIds ?? this.tokenizer.encode(request.prompt ?? '');
+    checkRequest(request, promptIds, { spec: { vocabSize: info.vocabSize }, maxSequenceLength: info.maxSequenceLength, adapters: this.adapters });
+    const id = this.nextId++;
+    const stream: ClientStream = { queue: new EventQueue<GenerationEvent>(), done: false };
+    this.streams.set(id, stream);
+    this.updateRef();
+    const { signal, prompt: _prompt, promptTokenIds: _ids, ...rest } = request;
+    const wire: WireRequest = rest;
+    this.send({ type: 'submit', id, request: wire, promptIds, ...(extras.responseFormat ? { responseFormat: extras.responseFormat } : {}), ...(extras.promptLogprobs ? { promptLogprobs: true } : {}) });
+    const cancel = () => {
+      if (!stream.done) this.send({ type: 'cancel', id });
+    };
+    if (signal) {
+      if (signal.aborted) cancel();
+      else signal.addEventListener('abort', cancel, { once: true });
+    }
+    const queue = stream.queue;
+    const events: AsyncIterable<GenerationEvent> = {
+      [Symbol.asyncIterator]: () => {
+        const it = queue[Symbol.asyncIterator]();
+        return {
+          next: () => it.next(),
+          return: (value?: unknown) => {
+            cancel();
+            return it.return ? it.return(value) : Promise.resolve({ done: true as const, value: undefined });
+          },
+        };
+      },
+    };
+    return { promptTokens: promptIds.length, events, scores: () => stream.scores };
+  }
+
+  /** One adapter admin RPC; resolves with its result once the mirror holds the state after it. */
+  call(call: AdminCall): Promise<AdapterInfo | null> {
+    if (this.closing) return Promise.reject(new EngineError('shutting_down', 'The engine is shutting down.', { retryAfterSeconds: 1 }));
+    if (this.phase !== 'ready') {
+      try {
+        this.requireInfo();
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
+    const callId = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.calls.set(callId, { resolve: resolve as (v: unknown) => void, reject });
+      this.updateRef();
+      this.send({ type: 'call', callId, ...call });
+    });
+  }
+
+  /** The worker died (crash or exit): every open request and call fails as `internal`. */
+  workerDied(reason: string, cause?: unknown): void {
+    if (this.closing && !cause) {
+      this.onClosed?.();
+      return;
+    }
+    if (this.phase !== 'ready' && this.phase !== 'failed') {
+      this.failure = reason;
+      this.setPhase('failed', reason);
+      this.settleReady.reject(new Error(reason));
+    } else if (this.phase === 'ready') {
+      this.failure = reason;
+      this.info = null;
+      this.setPhase('failed', reason);
+    }
+    this.hooks.log?.error({ err: cause instanceof Error ? { message: cause.message, stack: cause.stack } : undefined, reason }, 'the engine worker stopped');
+    for (const [id, stream] of [...this.streams]) {
+      this.endStream(id, stream);
+      stream.queue.fail(new EngineError('internal', 'The engine stopped while running this request.'));
+    }
+    for (const [callId, call] of [...this.calls]) {
+      this.calls.delete(callId);
+      call.reject(new EngineError('internal', 'The engine stopped before answering.'));
+    }
+    this.updateRef();
+  }
+
+  /**
+   * Drains and stops the engine: new requests are refused, the worker finishes what it runs, releases the
+   * model and says `closed`; then it is terminated (also after a grace period, or at once if it never loaded).
+   */
+  close(): Promise<void> {
+    if (this.closed) return this.closed;
+    this.closing = true;
+    this.closed = (async () => {
+      if (this.phase === 'ready') {
+        const acknowledged = new Promise<void>((resolve) => (this.onClosed = resolve));
+        this.send({ type: 'shutdown' });
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([acknowledged, new Promise<void>((resolve) => (timer = setTimeout(resolve, SHUTDOWN_GRACE_MS)))]);
+        clearTimeout(timer);
+      }
+      await this.options.terminate?.();
+      this.options.ref?.(false);
+    })();
+    return this.closed;
+  }
+}

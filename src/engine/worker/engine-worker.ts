@@ -1,0 +1,61 @@
+/**
+ * The engine's worker thread: loads the Engine here (graph build, session, weights, adapters), reports each
+ * start-up phase, then serves the protocol (protocol.ts) through an EngineHost. Every forward pass, host
+ * sampling and detokenization run on this thread, never on the HTTP thread. Started by EngineClient.spawn
+ * through bootstrap.mjs (which registers tsx first when this file is TypeScript).
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { Engine, type EngineLog, type EngineOptions } from '../engine.js';
+import { EngineHost } from './engine-host.js';
+import type { FromWorker, ToWorker } from './protocol.js';
+
+const port = parentPort!;
+const options = (workerData as { options: EngineOptions }).options;
+const post = (m: FromWorker) => port.postMessage(m);
+
+const log: EngineLog = {
+  info: (obj, msg) => post({ type: 'log', level: 'info', obj: plain(obj), msg }),
+  warn: (obj, msg) => post({ type: 'log', level: 'warn', obj: plain(obj), msg }),
+};
+
+/** Log objects as cloneable data (errors flattened). */
+function plain(obj: object): object {
+  try {
+    return JSON.parse(JSON.stringify(obj, (_k, v) => (v instanceof Error ? { message: v.message, stack: v.stack } : v)));
+  } catch {
+    return { note: 'unserializable log object' };
+  }
+}
+
+// A shutdown that arrives while the model loads: exit once loading ends (the client also terminates us).
+let shutdownRequested = false;
+const early = (m: ToWorker) => {
+  if (m.type === 'shutdown') shutdownRequested = true;
+};
+port.on('message', early);
+
+try {
+  const engine = await Engine.load(options, log, { onPhase: (phase, detail) => post({ type: 'phase', phase, ...(detail ? { detail } : {}) }) });
+  port.off('message', early);
+  const host = new EngineHost(engine, port, log);
+  post({
+    type: 'phase',
+    phase: 'ready',
+    info: {
+      modelName: engine.modelName,
+      modelDir: engine.modelDir,
+      adaptersRoot: engine.adapters.root,
+      provider: engine.provider,
+      residency: engine.residency,
+      dtype: engine.dtype,
+      maxSequenceLength: engine.maxSequenceLength,
+      vocabSize: engine.spec.vocabSize,
+      eosTokenIds: engine.spec.eosTokenIds,
+    },
+    snapshot: host.snapshot(),
+  });
+  if (shutdownRequested) await host.shutdown();
+} catch (e) {
+  post({ type: 'phase', phase: 'failed', error: (e as Error).message ?? String(e) });
+  post({ type: 'log', level: 'error', obj: plain({ err: e }), msg: 'the model failed to load' });
+}

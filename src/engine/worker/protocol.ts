@@ -1,0 +1,108 @@
+/**
+ * The messages between the HTTP thread (EngineClient, engine-client.ts) and the engine's worker thread
+ * (EngineHost, engine-host.ts, started by engine-worker.ts). Plain data only: everything here survives
+ * postMessage's structured clone (no functions, no class instances; errors travel as EngineErrorData).
+ *
+ * HTTP thread -> worker:
+ *   submit {id, request, promptIds, responseFormat?}   queue a generation (prompt already tokenized)
+ *   cancel {id}                                        the client went away: drop it at the next step
+ *   call {callId, method, args}                        adapter admin: register, validate, remove, pin, unpin
+ *   shutdown                                           refuse new work, finish what runs, release the model
+ * worker -> HTTP thread:
+ *   phase {phase, detail?, error?, info?, snapshot?}   start-up progress; `ready` carries the engine's facts
+ *   batch {items, observed, load}                      per flush (at most one per event-loop turn): token /
+ *                                                      finish / error items of any requests, metrics
+ *                                                      observations, queue depth and batch size
+ *   snapshot {snapshot}                                adapters, counters, scheduler stats: when they change,
+ *                                                      at most every 250 ms
+ *   reply {callId, ok, result | error, snapshot}       the answer to a call, with the state after it
+ *   log {level, obj, msg}                              the engine's log lines, written by the HTTP thread's logger
+ *   closed                                             after shutdown: nothing runs, the model is released
+ */
+import type { EngineErrorData } from '../errors.js';
+import type { GenerateRequest, GenerationEvent } from '../types.js';
+import type { AdapterCounters, AdapterInfo } from '../lora/adapter-manager.js';
+import type { SchedulerStats } from '../scheduler.js';
+import type { ResponseFormatData, StartPhase } from '../engine.js';
+
+export type { ResponseFormatData, StartPhase };
+
+/** A generate request without its AbortSignal (cancellation is a message). */
+export type WireRequest = Omit<GenerateRequest, 'signal'>;
+
+export interface SubmitMessage {
+  type: 'submit';
+  id: number;
+  request: WireRequest;
+  promptIds: number[];
+  responseFormat?: ResponseFormatData;
+  promptLogprobs?: boolean;
+}
+
+export interface CancelMessage {
+  type: 'cancel';
+  id: number;
+}
+
+export type AdminCall =
+  | { method: 'register'; name: string; path: string }
+  | { method: 'validate'; name: string }
+  | { method: 'remove'; name: string }
+  | { method: 'pin'; name: string }
+  | { method: 'unpin'; name: string };
+
+export type CallMessage = { type: 'call'; callId: number } & AdminCall;
+
+export interface ShutdownMessage {
+  type: 'shutdown';
+}
+
+export type ToWorker = SubmitMessage | CancelMessage | CallMessage | ShutdownMessage;
+
+/** The engine's facts the HTTP thread needs (for /readyz, validation, tokenization). */
+export interface EngineInfo {
+  modelName: string;
+  modelDir: string;
+  adaptersRoot: string;
+  provider: string;
+  residency: 'host' | 'device';
+  dtype: 'float32' | 'float16';
+  maxSequenceLength: number;
+  vocabSize: number;
+  eosTokenIds: number[];
+}
+
+export interface LoadSnapshot {
+  queueDepth: number;
+  batchSize: number;
+}
+
+export interface Snapshot extends LoadSnapshot {
+  adapters: AdapterInfo[];
+  counters: AdapterCounters;
+  stats: SchedulerStats;
+  /** Generations the worker holds (queued or running). */
+  inFlight: number;
+}
+
+export type StreamItem =
+  | { id: number; kind: 'event'; event: GenerationEvent; scores?: { promptLogprobs: number[]; lastLogprobs: Float32Array } }
+  | { id: number; kind: 'error'; error: EngineErrorData };
+
+/** Metrics hooks (GenerationObserver) as data: first token, next token, finished. */
+export type Observation = { kind: 'first' | 'next' | 'finished'; adapter: string | null; value: number };
+
+export type FromWorker =
+  | { type: 'phase'; phase: StartPhase; detail?: string; error?: string; info?: EngineInfo; snapshot?: Snapshot }
+  | { type: 'batch'; items: StreamItem[]; observed: Observation[]; load: LoadSnapshot }
+  | { type: 'snapshot'; snapshot: Snapshot }
+  | { type: 'reply'; callId: number; ok: true; result: AdapterInfo | null; snapshot: Snapshot }
+  | { type: 'reply'; callId: number; ok: false; error: EngineErrorData; snapshot: Snapshot }
+  | { type: 'log'; level: 'info' | 'warn' | 'error'; obj: object; msg?: string }
+  | { type: 'closed' };
+
+/** What each side needs of the other end: a Worker, a worker's parentPort, or one end of a MessageChannel. */
+export interface Port {
+  postMessage(message: unknown): void;
+  on(event: 'message', listener: (message: any) => void): unknown;
+}
