@@ -33,8 +33,8 @@ const spec = readModelSpec(modelDir);
 const weights = new CheckpointWeights(modelDir);
 const runnerOptions = { maxBatch: 1, maxSequenceLength: PROMPT + NEW_TOKENS + 1, executionProviders: ['cpu'] };
 
-const baseGraph = ensureOnnxModel(modelDir, spec, weights, { maxSequenceLength: runnerOptions.maxSequenceLength, lora: false }, join(root, 'onnx'));
-const loraGraph = ensureOnnxModel(modelDir, spec, weights, { maxSequenceLength: runnerOptions.maxSequenceLength, lora: true }, join(root, 'onnx'));
+const baseGraph = ensureOnnxModel(modelDir, spec, weights, { maxSequenceLength: runnerOptions.maxSequenceLength, lora: false, attention: 'packed' }, join(root, 'onnx'));
+const loraGraph = ensureOnnxModel(modelDir, spec, weights, { maxSequenceLength: runnerOptions.maxSequenceLength, lora: true, attention: 'packed' }, join(root, 'onnx'));
 const baseRunner = await ModelRunner.create(baseGraph.path, spec, runnerOptions, null);
 const stacks = new SlotStacks(spec, 2);
 stacks.write(1, loadPeftAdapter('r16', join(root, 'adapter-r16'), spec, 64));
@@ -44,12 +44,16 @@ const prompt = Array.from({ length: PROMPT }, (_, i) => 2 + ((i * 7919) % (SHAPE
 
 async function measure(runner: ModelRunner, slot: number): Promise<{ prefill: number; decode: number }> {
   let t0 = performance.now();
-  const { logits } = await runner.prefill(0, prompt, 0, slot, [PROMPT - 1]);
+  const [first] = await runner.step({ decode: [], prefill: [{ row: 0, tokens: prompt, pastLength: 0, slot, logitPositions: [PROMPT - 1] }] });
   const prefillMs = performance.now() - t0;
-  let token = argmax(logits!);
+  let token = argmax(first.logits!);
   t0 = performance.now();
-  for (let i = 0; i < NEW_TOKENS; i++) token = argmax((await runner.decode([{ token, pastLength: PROMPT + i, slot }])).logits!);
+  for (let i = 0; i < NEW_TOKENS; i++) {
+    const [out] = await runner.step({ decode: [{ row: 0, tokens: [token], pastLength: PROMPT + i, slot, logitPositions: [0] }], prefill: [] });
+    token = argmax(out.logits!);
+  }
   const decodeMs = performance.now() - t0;
+  runner.freeRowsFrom(0);
   return { prefill: (PROMPT / prefillMs) * 1000, decode: (NEW_TOKENS / decodeMs) * 1000 };
 }
 

@@ -21,6 +21,7 @@ export interface Config {
     hostCacheMb: number;
     maxSequenceLength: number;
     prefillChunk: number;
+    kvCacheMb: number;
     requestTimeoutMs: number;
   };
   limits: {
@@ -50,7 +51,7 @@ export interface ApiKeyConfig {
 export const DEFAULTS: Config = {
   server: { host: '127.0.0.1', port: 8080, bodyLimitBytes: 1 << 20, logLevel: 'info', apiKeys: [], adminKeys: [], apiKeysFile: '', allowUnauthenticated: false },
   model: { dir: 'models/demo', adaptersDir: 'adapters', cacheDir: '.cache/onnx', executionProviders: ['cpu'], stateResidency: 'auto', dtype: 'auto', intraOpThreads: 0 },
-  engine: { maxBatch: 8, maxBatchTokens: 16384, maxQueue: 64, adapterSlots: 8, maxLoraRank: 64, hostCacheMb: 512, maxSequenceLength: 2048, prefillChunk: 256, requestTimeoutMs: 120_000 },
+  engine: { maxBatch: 8, maxBatchTokens: 16384, maxQueue: 64, adapterSlots: 8, maxLoraRank: 64, hostCacheMb: 512, maxSequenceLength: 2048, prefillChunk: 512, kvCacheMb: 2048, requestTimeoutMs: 120_000 },
   limits: { maxTokens: 2048, maxStopSequences: 8, maxStopLength: 64, maxPromptChars: 200_000, maxPromptTokens: 0, shedEventLoopDelayMs: 1000, shedHeapUsedPercent: 90, shedRssMb: 0 },
   bedrock: { targets: {}, circuitBreaker: { ...BEDROCK_DEFAULTS.circuitBreaker } },
 };
@@ -87,7 +88,8 @@ export const SETTINGS: Setting[] = [
   { path: 'engine.maxLoraRank', env: 'MAX_LORA_RANK', flag: '--max-lora-rank', kind: 'int', min: 1, max: 1024, help: 'largest LoRA rank accepted' },
   { path: 'engine.hostCacheMb', env: 'HOST_CACHE_MB', flag: '--host-cache-mb', kind: 'int', min: 1, max: 1 << 20, help: 'host-memory LRU of parsed adapters, in MiB' },
   { path: 'engine.maxSequenceLength', env: 'MAX_SEQUENCE_LENGTH', flag: '--max-sequence-length', kind: 'int', min: 16, max: 1 << 20, help: 'context per sequence (capped by the model)' },
-  { path: 'engine.prefillChunk', env: 'PREFILL_CHUNK', flag: '--prefill-chunk', kind: 'int', min: 1, max: 1 << 16, help: 'prompt tokens run per step' },
+  { path: 'engine.prefillChunk', env: 'PREFILL_CHUNK', flag: '--prefill-chunk', kind: 'int', min: 1, max: 1 << 16, help: 'prompt tokens run per step, over all prompts in prefill (decoding rows add one each)' },
+  { path: 'engine.kvCacheMb', env: 'KV_CACHE_MB', flag: '--kv-cache-mb', kind: 'int', min: 1, max: 1 << 24, help: 'KV-cache memory budget in MiB: requests wait beyond it, one that could never fit is refused' },
   { path: 'engine.requestTimeoutMs', env: 'REQUEST_TIMEOUT_MS', flag: '--request-timeout-ms', kind: 'int', min: 100, max: 3_600_000, help: 'per-request deadline' },
   { path: 'limits.maxTokens', env: 'LIMIT_MAX_TOKENS', flag: '--limit-max-tokens', kind: 'int', min: 1, max: 1 << 20, help: 'largest max_tokens a request may ask' },
   { path: 'limits.maxPromptTokens', env: 'LIMIT_MAX_PROMPT_TOKENS', flag: '--limit-max-prompt-tokens', kind: 'int', min: 0, max: 1 << 24, help: 'longest prompt in tokens (0 = the model context)' },

@@ -33,6 +33,7 @@ export function engineOptionsFrom(config: Config) {
     hostCacheBytes: e.hostCacheMb * 1024 * 1024,
     maxSequenceLength: e.maxSequenceLength,
     prefillChunk: e.prefillChunk,
+    kvCacheBudgetBytes: e.kvCacheMb * 1024 * 1024,
     requestTimeoutMs: e.requestTimeoutMs,
   };
 }

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FIXTURE_ADAPTERS, greedyRequest, loadFixtureEngine, maxAbsDiff, reference, type ReferenceCase } from '../helpers/engine.js';
 import { dtypeFor, residencyFor } from '../../src/engine/model/start-runner.js';
+import type { DeviceRunner } from '../../src/engine/model/device-runner.js';
 import type { GenerateRequest } from '../../src/engine/types.js';
 import type { Engine, EngineOptions } from '../../src/engine/engine.js';
 
@@ -79,7 +80,7 @@ t.test('prompts prefilled together (groups of whole prompts), greedy and sampled
   // maxTokens 1 and 2 make rows finish while their group is being handed its first tokens
   const requests = mixedRequests(30).map((r, i) => ({ ...r, maxTokens: i % 5 === 0 ? 1 : i % 7 === 0 ? 2 : r.maxTokens }));
   const { host, device } = await sameAsHostPath(t, { maxBatch: 6, prefillChunk: 64 }, requests);
-  t.ok(device.runner.prefillsTogether, 'the CPU provider runs a prompt batch from an empty cache');
+  t.ok((device.runner as DeviceRunner).prefillsTogether, 'the CPU provider runs a prompt batch from an empty cache');
   t.ok(device.scheduler.stats.prefillGroups > 0, `${device.scheduler.stats.prefillGroups} steps prefilled several prompts together`);
   t.equal(host.scheduler.stats.prefillGroups, 0, 'the host path prefills one prompt at a time');
 });

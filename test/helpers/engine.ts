@@ -86,11 +86,12 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
  * first token would) until the test ends.
  */
 export function failPrefillUntilTeardown(t: Test, engine: Engine): void {
-  const realPrefill = engine.runner.prefill.bind(engine.runner);
-  engine.runner.prefill = async () => {
-    throw new Error('injected engine failure');
+  const realStep = engine.runner.step.bind(engine.runner);
+  engine.runner.step = async (plan) => {
+    if (plan.prefill.length) throw new Error('injected engine failure');
+    return realStep(plan);
   };
   t.teardown(() => {
-    engine.runner.prefill = realPrefill;
+    engine.runner.step = realStep;
   });
 }

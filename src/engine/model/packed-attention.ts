@@ -92,7 +92,6 @@ export class PackedLayout {
     g.int64('packed.half.mid', [spec.headDim / 2]);
     g.int64('packed.half.end', [spec.headDim]);
     g.int64('packed.axis2', [2]);
-    g.int64('packed.axis3', [3]);
     const scaleValue = new Float32Array([1 / Math.sqrt(spec.headDim)]);
     this.scale = 'packed.scale';
     g.inline.push({ name: this.scale, dataType: DataType.FLOAT, dims: [], raw: new Uint8Array(scaleValue.buffer) });
