@@ -1,0 +1,133 @@
+/**
+ * The packed step loop: decoding rows and prompt chunks of several prompts in one forward run, admission while
+ * prompts prefill, KV memory that follows the tokens in flight, admission by KV budget.
+ */
+import t from 'tap';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freshCacheDir, greedyRequest, loadFixtureEngine, maxAbsDiff, reference } from '../helpers/engine.js';
+import { writeRandomModel, writeWordTokenizer } from '../../bench/random-checkpoint.js';
+import { Engine } from '../../src/engine/engine.js';
+import type { ModelRunner } from '../../src/engine/model/model-runner.js';
+import { isEngineError } from '../../src/engine/errors.js';
+import type { GenerateRequest } from '../../src/engine/types.js';
+
+t.test('every reference case, arriving staggered with small prompt chunks, gives the HF tokens and logprobs', async (t) => {
+  // 16 prompt tokens per step: long prompts take several steps and share them with decoding rows and other prompts.
+  const engine = await loadFixtureEngine({ prefillChunk: 16, maxBatch: 6, adapterSlots: 3 });
+  t.teardown(() => engine.close());
+  const results = await Promise.all(reference.cases.map(async (c, i) => {
+    await new Promise((resolve) => setTimeout(resolve, i * 3)); // arrivals spread over the first steps
+    return engine.generate({ ...greedyRequest(c), logprobs: true });
+  }));
+  results.forEach((r, i) => {
+    const c = reference.cases[i];
+    const tolerance = c.prompt_token_ids.length > 64 ? 2e-4 : 1e-4; // see reference.test.ts
+    t.same(r.tokenIds, c.greedy_token_ids, `case ${i} (${c.adapter ?? 'base'}): greedy tokens equal HF`);
+    t.ok(maxAbsDiff(r.logprobs!, c.greedy_logprobs) < tolerance, `case ${i}: logprobs within ${tolerance}`);
+  });
+  const stats = engine.scheduler.stats;
+  t.ok(stats.mixedSteps > 0, `steps that ran decodes and prompt chunks together: ${stats.mixedSteps}`);
+  t.ok(stats.prefillGroups > 0, `steps that prefilled several prompts together: ${stats.prefillGroups}`);
+  t.ok(stats.decodeRowsTotal / stats.decodeSteps > 1, 'decode steps held several rows');
+});
+
+t.test('prompt log-probabilities over several chunks equal one chunk', async (t) => {
+  const whole = await loadFixtureEngine();
+  const chunked = await loadFixtureEngine({ prefillChunk: 7 });
+  t.teardown(async () => {
+    await whole.close();
+    await chunked.close();
+  });
+  const c = reference.cases.reduce((a, b) => (b.prompt_token_ids.length > a.prompt_token_ids.length ? b : a));
+  const [a, b] = await Promise.all([whole.generate(greedyRequest(c), { promptLogprobs: true }), chunked.generate(greedyRequest(c), { promptLogprobs: true })]);
+  t.same(b.tokenIds, a.tokenIds);
+  t.ok(maxAbsDiff(a.scores!.promptLogprobs, b.scores!.promptLogprobs) < 1e-4, 'prompt logprobs agree');
+  t.equal(b.scores!.promptLogprobs.length, c.prompt_token_ids.length - 1);
+});
+
+/** A small random model whose context allows 16384 positions (word tokenizer). */
+function longContextModel(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'lora-server-long-'));
+  writeRandomModel(dir, { hidden: 64, intermediate: 128, layers: 2, heads: 4, kvHeads: 2, vocab: 512, maxPositions: 16384 });
+  writeWordTokenizer(dir, 512);
+  return dir;
+}
+
+const request = (i: number, overrides: Partial<GenerateRequest> = {}): GenerateRequest => ({
+  adapter: null,
+  promptTokenIds: Array.from({ length: 40 }, (_, k) => 2 + ((i * 31 + k * 7) % 500)),
+  maxTokens: 24,
+  temperature: 0,
+  topP: 1,
+  topK: 0,
+  stop: [],
+  ignoreEos: true,
+  logprobs: false,
+  ...overrides,
+});
+
+t.test('KV memory follows the tokens in flight, not the configured context', async (t) => {
+  const modelDir = longContextModel();
+  const cacheDir = freshCacheDir();
+  const peaks: number[] = [];
+  const outputs: number[][][] = [];
+  for (const maxSequenceLength of [512, 16384]) {
+    const engine = await Engine.load({ ...baseOptions(modelDir, cacheDir), maxSequenceLength });
+    const runner = engine.runner as ModelRunner;
+    let peak = 0;
+    const poll = setInterval(() => (peak = Math.max(peak, runner.kvCacheBytes)), 1);
+    const results = await Promise.all(Array.from({ length: 8 }, (_, i) => engine.generate(request(i))));
+    clearInterval(poll);
+    peak = Math.max(peak, runner.kvCacheBytes);
+    peaks.push(peak);
+    outputs.push(results.map((r) => r.tokenIds));
+    t.ok(runner.kvCapacity <= 128, `max-sequence-length ${maxSequenceLength}: capacity ${runner.kvCapacity} positions for 64-token rows`);
+    await engine.close();
+  }
+  t.equal(peaks[0], peaks[1], `the same peak KV bytes at 512 and 16384 (${peaks[0]})`);
+  t.same(outputs[1], outputs[0], 'and the same tokens');
+});
+
+t.test('admission by KV budget: what never fits is refused, what does not fit now waits', async (t) => {
+  const modelDir = longContextModel();
+  const perToken = 2 * 2 * 2 * 16 * 4; // layers * (k, v) * kv heads * head dim * 4 bytes
+  // Room for two rows of 64 positions: 8 requests of 40 + 24 tokens run two at a time.
+  const engine = await Engine.load({ ...baseOptions(modelDir, freshCacheDir()), kvCacheBudgetBytes: 2 * 64 * perToken });
+  t.teardown(() => engine.close());
+  t.equal(engine.runner.kvBytesPerToken, perToken);
+  let widest = 0;
+  const poll = setInterval(() => (widest = Math.max(widest, engine.scheduler.batchSize)), 1);
+  const results = await Promise.all(Array.from({ length: 8 }, (_, i) => engine.generate(request(i))));
+  clearInterval(poll);
+  t.ok(results.every((r) => r.tokenIds.length === 24), 'every request completes');
+  t.ok(widest <= 2, `never more than 2 rows in flight (saw ${widest})`);
+  let error: unknown;
+  try {
+    engine.start(request(0, { maxTokens: 200 }));
+  } catch (e) {
+    error = e;
+  }
+  t.ok(isEngineError(error) && error.code === 'kv_budget_exceeded', 'a request that could never fit is refused at once');
+  t.match((error as Error).message, /MiB of KV cache/);
+});
+
+function baseOptions(modelDir: string, cacheDir: string) {
+  return {
+    modelDir,
+    adaptersDir: mkdtempSync(join(tmpdir(), 'lora-server-no-adapters-')),
+    cacheDir,
+    executionProviders: ['cpu'],
+    maxBatch: 8,
+    maxBatchTokens: 1 << 20,
+    maxQueue: 64,
+    adapterSlots: 2,
+    maxLoraRank: 16,
+    hostCacheBytes: 16 << 20,
+    maxSequenceLength: 512,
+    prefillChunk: 128,
+    requestTimeoutMs: 60_000,
+    intraOpThreads: 1,
+  };
+}
