@@ -131,3 +131,20 @@ function baseOptions(modelDir: string, cacheDir: string) {
     intraOpThreads: 1,
   };
 }
+
+t.test('a head_dim that is not a multiple of 16 serves on the host path (packed attention has no such limit)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'lora-server-hd24-'));
+  writeRandomModel(dir, { hidden: 96, intermediate: 128, layers: 2, heads: 4, kvHeads: 2, vocab: 512, maxPositions: 512 });
+  writeWordTokenizer(dir, 512);
+  const whole = await Engine.load({ ...baseOptions(dir, freshCacheDir()), prefillChunk: 128 });
+  const chunked = await Engine.load({ ...baseOptions(dir, freshCacheDir()), prefillChunk: 5 });
+  t.teardown(async () => {
+    await whole.close();
+    await chunked.close();
+  });
+  t.equal(whole.spec.headDim, 24);
+  const [a, b] = await Promise.all([whole.generate(request(1, { logprobs: true })), chunked.generate(request(1, { logprobs: true }))]);
+  t.equal(a.tokenIds.length, 24);
+  t.same(b.tokenIds, a.tokenIds, 'chunked and whole prefill agree');
+  t.ok(maxAbsDiff(a.logprobs!, b.logprobs!) < 1e-4);
+});

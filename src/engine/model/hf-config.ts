@@ -71,9 +71,8 @@ export function parseModelSpec(raw: Record<string, unknown>, file = 'config.json
   const headDim = raw.head_dim == null ? hiddenSize / numHeads : int('head_dim');
   if (!Number.isInteger(headDim)) throw new ModelConfigError(file, `hidden_size ${hiddenSize} is not divisible by num_attention_heads ${numHeads}; set head_dim`);
   if (numHeads % numKvHeads !== 0) throw new ModelConfigError(file, `num_attention_heads ${numHeads} must be a multiple of num_key_value_heads ${numKvHeads}`);
-  if (headDim % 16 !== 0) {
-    throw new ModelConfigError(file, `head_dim ${headDim} is not a multiple of 16, which onnxruntime's fused attention with rotary needs; this server cannot serve it yet`);
-  }
+  // Rotary splits each head in halves. (The device path's fused attention also needs a multiple of 16: start-runner.ts.)
+  if (headDim % 2 !== 0) throw new ModelConfigError(file, `head_dim ${headDim} is odd; rotary embeddings need an even head_dim`);
   const act = raw.hidden_act ?? 'silu';
   if (act !== 'silu') throw new ModelConfigError(file, `hidden_act ${JSON.stringify(act)} is not supported (only silu)`);
   if (raw.mlp_bias === true) throw new ModelConfigError(file, 'mlp_bias true is not supported');

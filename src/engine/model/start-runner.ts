@@ -68,6 +68,9 @@ async function start(provider: string, options: StartRunnerOptions, log?: StartL
 }
 
 async function startAs(provider: string, residency: 'host' | 'device', dtype: 'float32' | 'float16', options: StartRunnerOptions, log?: StartLog): Promise<StartedRunner> {
+  if (residency === 'device' && options.spec.headDim % 16 !== 0) {
+    throw new Error(`head_dim ${options.spec.headDim} is not a multiple of 16, which the device path's fused attention (GroupQueryAttention) needs; serve it with --state-residency host`);
+  }
   const graph: GraphOptions = residency === 'device' ? { ...options.graph, sampling: true, loraFormulation: 'masked' } : { ...options.graph, attention: 'packed' };
   if (dtype === 'float16') graph.dtype = 'float16';
   const started = performance.now();
