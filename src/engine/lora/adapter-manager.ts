@@ -228,6 +228,7 @@ export class AdapterManager {
     record.staged = null;
     this.slotOwner[slot] = name;
     record.slot = slot;
+    this.shrinkRankIfOversized();
     return this.take(record);
   }
 
@@ -280,8 +281,16 @@ export class AdapterManager {
     }
     this.slotOwner[slot] = null;
     this.stacks.clear(slot);
-    const residentRank = Math.max(0, ...this.slotOwner.map((o) => (o ? this.records.get(o)?.rank ?? 0 : 0)));
-    if (residentRank < this.stacks.rank) this.stacks.fitRank(residentRank);
+  }
+
+  /**
+   * The stacks' rank grows with the largest adapter written (SlotStacks.write) and shrinks only once every
+   * resident adapter fits in half of it: an eviction followed by a write of another large adapter (the common
+   * case) re-lays nothing out, and the per-step work still follows the resident adapters.
+   */
+  private shrinkRankIfOversized(): void {
+    const residentRank = Math.max(1, ...this.slotOwner.map((o) => (o ? this.records.get(o)?.rank ?? 0 : 0)));
+    if (residentRank * 2 <= this.stacks.rank) this.stacks.fitRank(residentRank);
   }
 
   private loadToHost(record: AdapterRecord): Promise<LoadedAdapter> {
@@ -328,6 +337,7 @@ export class AdapterManager {
     if (record.slot > 0) {
       this.evictSlot(record.slot);
       this.counters.deviceEvictions--; // an explicit removal is not a cache eviction
+      this.shrinkRankIfOversized();
     }
     this.host.delete(name);
     record.staged = null;

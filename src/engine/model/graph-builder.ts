@@ -17,7 +17,7 @@ import type { CheckpointWeights } from './weights.js';
 import { Float16RangeError, firstOverflow, toFloat16 } from './float16.js';
 import { addSamplingNodes, samplingInputs } from './sampling-graph.js';
 import { Graph } from './graph.js';
-import { PackedLayout, newKvName, packedInputs, packedOutputs } from './packed-attention.js';
+import { PackedLayout, addGreedySelection, newKvName, packedInputs, packedOutputs } from './packed-attention.js';
 
 export const PROJECTIONS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
 export type Projection = (typeof PROJECTIONS)[number];
@@ -221,7 +221,10 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
         { name: 'total_sequence_length', dataType: DataType.INT32, shape: [] },
       ];
   const outputs: OnnxModel['outputs'] = [{ name: 'logits', dataType: DataType.FLOAT, shape: ['rows', V] }];
-  if (packed) outputs.push(...packedOutputs(spec, float));
+  if (packed) {
+    addGreedySelection(g, 'logits');
+    outputs.push(...packedOutputs(spec, float));
+  }
   if (options.argmax && options.sampling) throw new Error('GraphOptions: argmax and sampling exclude each other');
   if (options.sampling) {
     const { token, logprob } = addSamplingNodes(g, 'logits');

@@ -29,7 +29,8 @@ interface GroupRows {
 }
 
 export class ModelRunner implements BatchRunner {
-  readonly selectsTokens = false;
+  /** Greedy rows only: a row passing temperature-0 sampling gets its argmax from the graph, the others logits. */
+  readonly selectsTokens = true;
   private readonly cache: HostKvCache;
   private loraWeights: Record<string, ort.Tensor> | null = null;
 
@@ -116,12 +117,21 @@ export class ModelRunner implements BatchRunner {
     let paddedBefore = 0;
     for (const group of ATTENTION_GROUPS) paddedBefore += this.groupFeeds(group, groups[group], feeds, unpad, paddedBefore);
     feeds.unpad = new ort.Tensor('int64', unpad, [T]);
+    // Logits rows: every logit position; only rows that are not greedy-selected come back whole.
     const logitRows: number[] = [];
-    parts.forEach((r, i) => r.logitPositions.forEach((p) => logitRows.push(firstToken[i] + p)));
-    feeds.logit_rows = new ort.Tensor('int64', BigInt64Array.from(logitRows, BigInt), [logitRows.length]);
+    const wanted: number[] = [];
+    const greedy = parts.map((r) => r.logitPositions.length === 1 && r.sampling !== undefined && r.sampling.temperature === 0);
+    parts.forEach((r, i) => r.logitPositions.forEach((p) => {
+      if (!greedy[i]) wanted.push(logitRows.length);
+      logitRows.push(firstToken[i] + p);
+    }));
+    // At least one logits row: onnxruntime's reductions mis-shape an empty input (the extra row is never read).
+    const rowsFed = logitRows.length ? logitRows : [0];
+    feeds.logit_rows = new ort.Tensor('int64', BigInt64Array.from(rowsFed, BigInt), [rowsFed.length]);
+    feeds.logit_wanted = new ort.Tensor('int64', BigInt64Array.from(wanted, BigInt), [wanted.length]);
     if (this.stacks) Object.assign(feeds, this.loraWeightFeeds());
 
-    const fetches = ['logits'];
+    const fetches = ['next_token', 'next_logprob', 'wanted_logits'];
     for (let l = 0; l < this.spec.numLayers; l++) fetches.push(newKvName(l, 'key'), newKvName(l, 'value'));
     const out = await this.session.run(feeds, fetches);
     for (let l = 0; l < this.spec.numLayers; l++) {
@@ -129,14 +139,18 @@ export class ModelRunner implements BatchRunner {
     }
     for (const r of parts) this.cache.setLength(r.row, r.pastLength + r.tokens.length);
 
-    const logits = out.logits.data as Float32Array;
+    const tokens = out.next_token.data as BigInt64Array;
+    const logprobs = out.next_logprob.data as Float32Array;
+    const logits = out.wanted_logits.data as Float32Array;
     const V = this.spec.vocabSize;
-    let at = 0;
-    return parts.map((r) => {
+    let logitRow = 0;
+    let wantedRow = 0;
+    return parts.map((r, i): RowOutput => {
       const n = r.logitPositions.length;
-      const rowLogits = logits.subarray(at * V, (at + n) * V);
-      at += n;
-      return n ? { logits: rowLogits } : {};
+      logitRow += n;
+      if (greedy[i]) return { token: Number(tokens[logitRow - 1]), logprob: logprobs[logitRow - 1] };
+      wantedRow += n;
+      return n ? { logits: logits.subarray((wantedRow - n) * V, wantedRow * V) } : {};
     });
   }
 

@@ -45,6 +45,8 @@ export function packedInputs(spec: ModelSpec, float: DataTypeCode, lora: boolean
     /** [tokens]: where each flat token sits in Concat(dec rows*width, pre rows*width). */
     { name: 'unpad', dataType: DataType.INT64, shape: ['tokens'] },
     { name: 'logit_rows', dataType: DataType.INT64, shape: ['rows'] },
+    /** [wanted]: which of the logits rows come back whole (the others only as their argmax). */
+    { name: 'logit_wanted', dataType: DataType.INT64, shape: ['wanted'] },
   ];
   for (const group of ATTENTION_GROUPS) {
     inputs.push(
@@ -63,8 +65,30 @@ export function packedInputs(spec: ModelSpec, float: DataTypeCode, lora: boolean
   return inputs;
 }
 
+/**
+ * Greedy selection in the graph, so rows that only need their argmax do not bring their logits back:
+ * `next_token` [rows] and `next_logprob` [rows] for every logits row, and `wanted_logits` [wanted, vocab], the
+ * rows of `logit_wanted` [wanted] (rows sampled on the host, constrained, or with top log-probabilities).
+ */
+export function addGreedySelection(g: Graph, logits: string): void {
+  const lastAxis = g.int64('packed.last_axis', [-1]);
+  const best = g.one('ArgMax', [logits], { axis: -1, keepdims: 1 });
+  const logprob = g.one('Sub', [g.one('GatherElements', [logits, best], { axis: -1 }), g.one('ReduceLogSumExp', [logits], { axes: [-1], keepdims: 1 })]);
+  const named = (op: string, inputs: string[], name: string, attributes?: Record<string, number>) => {
+    g.node(op, inputs, attributes);
+    g.nodes[g.nodes.length - 1].outputs[0] = name;
+  };
+  named('Squeeze', [best, lastAxis], 'next_token');
+  named('Squeeze', [logprob, lastAxis], 'next_logprob');
+  named('Gather', [logits, 'logit_wanted'], 'wanted_logits', { axis: 0 });
+}
+
 export function packedOutputs(spec: ModelSpec, float: DataTypeCode): OnnxModel['outputs'] {
-  const outputs: OnnxModel['outputs'] = [];
+  const outputs: OnnxModel['outputs'] = [
+    { name: 'next_token', dataType: DataType.INT64, shape: ['rows'] },
+    { name: 'next_logprob', dataType: DataType.FLOAT, shape: ['rows'] },
+    { name: 'wanted_logits', dataType: DataType.FLOAT, shape: ['wanted', spec.vocabSize] },
+  ];
   for (let layer = 0; layer < spec.numLayers; layer++) {
     for (const kv of ['key', 'value'] as const) outputs.push({ name: newKvName(layer, kv), dataType: float, shape: ['tokens', spec.numKvHeads * spec.headDim] });
   }
