@@ -3,7 +3,8 @@
  * OpenAI routes and the 404 handler), in this order:
  *   1. GET /healthz, /readyz and /metrics pass untouched (probes and scrapes must work under load);
  *   2. while draining, 503 shutting_down (Connection: close);
- *   3. while the load shedder says so, 503 overloaded with Retry-After;
+ *   3. while the load shedder says so, 503 overloaded with Retry-After (every request past step 1, shed
+ *      or not, counts as traffic for its event-loop delay signal: an idle server never sheds on delay);
  *   4. when keys are configured: 401 unauthorized without a valid bearer key, 403 forbidden for a
  *      non-admin key on the adapter admin API (POST/DELETE under /v1/adapters);
  *   5. the key's rate limit (429 rate_limited with Retry-After) and concurrency (429 rate_limited).
@@ -87,6 +88,8 @@ export function registerSecurity(app: FastifyInstance): void {
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     const route = request.routeOptions.url;
     if (route !== undefined && OPEN_ROUTES.has(route)) return;
+    // Traffic for the shedder's event-loop delay signal until the response is done (or the client left).
+    reply.raw.once('close', shedder.requestStarted());
 
     if (app.engineState.draining) {
       reply.header('connection', 'close');
