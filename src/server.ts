@@ -82,12 +82,25 @@ async function main(): Promise<void> {
       logger.error({ err: e }, 'the model failed to load');
     });
 
-  closeWithGrace({ delay: DRAIN_DEADLINE_MS }, async ({ signal, err }) => {
+  // The drain deadline is kept here rather than by close-with-grace (whose own delay is only a backstop), so
+  // that past it the engine's worker is terminated before the process exits, never torn down mid-step.
+  closeWithGrace({ delay: DRAIN_DEADLINE_MS + 10_000 }, async ({ signal, err }) => {
     if (err) logger.error({ err }, 'closing after an error');
     logger.info({ signal }, 'draining: refusing new requests, finishing those in flight');
     app.engineState.draining = true;
-    await app.close();
-    await engine.close();
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), DRAIN_DEADLINE_MS)));
+    const drained = (async () => {
+      await app.close();
+      await engine.close();
+      return 'drained' as const;
+    })();
+    if ((await Promise.race([drained, deadline])) === 'timeout') {
+      logger.error(`killed by timeout (${DRAIN_DEADLINE_MS}ms)`);
+      await engine.kill();
+      process.exit(1);
+    }
+    clearTimeout(timer);
     logger.info('drained');
   });
 }

@@ -1,4 +1,7 @@
-/** Starts the real server (`tsx src/server.ts`) as a child process on a free port and waits until it is ready. */
+/**
+ * Starts the real server (`tsx src/server.ts`) as a child process on a free port and waits until it is ready
+ * (or only until it listens, with `waitReady: false`).
+ */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,7 +15,7 @@ export interface RunningServer {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-export async function startServer(args: string[], env: NodeJS.ProcessEnv = {}): Promise<RunningServer> {
+export async function startServer(args: string[], env: NodeJS.ProcessEnv = {}, options: { waitReady?: boolean } = {}): Promise<RunningServer> {
   const child = spawn(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'src', 'server.ts'), '--port', '0', '--host', '127.0.0.1', ...args], {
     cwd: PROJECT_ROOT,
     env: { ...process.env, ...env },
@@ -33,7 +36,7 @@ export async function startServer(args: string[], env: NodeJS.ProcessEnv = {}): 
     child.stderr!.on('data', (c: Buffer) => logs.push(c.toString()));
     child.on('exit', (code) => reject(new Error(`server exited with ${code}:\n${logs.join('')}`)));
   });
-  for (let i = 0; i < 600; i++) {
+  for (let i = 0; options.waitReady !== false && i < 600; i++) {
     const res = await fetch(`${url}/readyz`).catch(() => null);
     if (res?.status === 200) break;
     await new Promise((r) => setTimeout(r, 100));

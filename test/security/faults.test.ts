@@ -82,7 +82,7 @@ t.test('a failure in one request fails that request only', async (t) => {
   } catch (e) {
     error = e;
   }
-  t.match((error as { code?: string })?.code, 'internal_error', 'the failing request gets internal_error');
+  t.match((error as { code?: string })?.code, 'internal', 'the failing request gets the engine code internal (internal_error over HTTP)');
   const results = await Promise.all(others);
   results.forEach((r, i) => t.equal(r.completionTokens, 40, `concurrent stream ${i} completes`));
   t.ok(await waitFor(() => engine.scheduler.batchSize === 0, 1000));

@@ -382,6 +382,13 @@ export class EngineClient {
     this.updateRef();
   }
 
+  /** Stops the worker now, whatever it runs (past the drain deadline); open requests fail as `internal`. */
+  async kill(): Promise<void> {
+    this.closing = true;
+    await this.options.terminate?.();
+    this.options.ref?.(false);
+  }
+
   /**
    * Drains and stops the engine: new requests are refused, the worker finishes what it runs, releases the
    * model and says `closed`; then it is terminated (also after a grace period, or at once if it never loaded).
