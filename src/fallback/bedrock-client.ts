@@ -23,7 +23,7 @@ import type { BedrockConfig, BedrockFamily, BedrockTarget } from './bedrock-conf
 import { CircuitBreaker, type CallPermit, type CircuitState } from './circuit-breaker.js';
 import { classifyBedrockError, TargetTimeoutError, TruncatedStreamError, type BedrockFault } from './errors.js';
 import { toBedrockParams } from './request-params.js';
-import { StopSequenceFilter, truncateAtStop } from './stop-sequences.js';
+import { StopSequenceFilter, truncateAtStop } from '../text/stop-sequences.js';
 import { completeOnce, streamOnce } from './target-invoker.js';
 
 export interface BedrockFallbackOptions {

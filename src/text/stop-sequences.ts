@@ -1,7 +1,12 @@
 /**
- * Applies stop sequences to streamed text on our side: not every family takes them (Llama does not),
- * and those that do may or may not include the matched sequence in the text. Text that could be the
- * start of a stop sequence is held back until the next piece decides it.
+ * Stop sequences on streamed text, one implementation for both routes: the local engine's TextStream
+ * (src/engine/text-stream.ts) and the Bedrock route, which applies them on our side (not every family takes
+ * them, Llama does not, and those that do may or may not include the matched sequence in the text).
+ *
+ * Bounded work per piece: a piece is searched together with the text held back from earlier pieces, and at
+ * most (longest stop - 1) characters are ever held back (a tail that is a proper prefix of some stop and so
+ * could still become one). The cut is at the first match in the whole text: any earlier start would have
+ * been held back, so the first match in (held + piece) is the first in the text.
  */
 export class StopSequenceFilter {
   private readonly stops: string[];
@@ -14,6 +19,11 @@ export class StopSequenceFilter {
 
   get stopped(): boolean {
     return this.stoppedFlag;
+  }
+
+  /** The text held back now (a tail that could still become a stop sequence); '' once stopped. */
+  get pending(): string {
+    return this.held;
   }
 
   /** Returns the text that can be released now; after a stop sequence is found it returns ''. */

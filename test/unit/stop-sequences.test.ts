@@ -1,5 +1,5 @@
 import t from 'tap';
-import { StopSequenceFilter, truncateAtStop } from '../../src/fallback/stop-sequences.js';
+import { StopSequenceFilter, truncateAtStop } from '../../src/text/stop-sequences.js';
 
 function run(stops: string[], pieces: string[]): { released: string[]; stopped: boolean; flushed: string } {
   const filter = new StopSequenceFilter(stops);
