@@ -8,10 +8,10 @@ import { availableParallelism } from 'node:os';
 import * as ort from 'onnxruntime-node';
 import type { ModelSpec } from './hf-config.js';
 import { PROJECTIONS, loraStackInput } from './graph-builder.js';
-import { ATTENTION_GROUPS, MASKED, groupGatherName, groupLoraIndexName, newKvName, newMaskName, packedPastName, pastMaskName, type AttentionGroup } from './packed-attention.js';
+import { ATTENTION_GROUPS, MASKED, groupGatherName, newKvName, newMaskName, packedPastName, pastMaskName, type AttentionGroup } from './packed-attention.js';
 import { HostKvCache } from './host-kv-cache.js';
 import type { SlotStacks } from '../lora/slot-stacks.js';
-import type { BatchRunner, RowOutput, StepPlan } from './batch-runner.js';
+import type { BatchRunner, RowOutput, StepPlan, StepRow } from './batch-runner.js';
 
 export interface RunnerOptions {
   maxBatch: number;
@@ -129,7 +129,7 @@ export class ModelRunner implements BatchRunner {
     const rowsFed = logitRows.length ? logitRows : [0];
     feeds.logit_rows = new ort.Tensor('int64', BigInt64Array.from(rowsFed, BigInt), [rowsFed.length]);
     feeds.logit_wanted = new ort.Tensor('int64', BigInt64Array.from(wanted, BigInt), [wanted.length]);
-    if (this.stacks) Object.assign(feeds, this.loraWeightFeeds());
+    if (this.stacks) Object.assign(feeds, this.loraWeightFeeds(), this.loraStepFeeds(parts, T));
 
     const fetches = ['next_token', 'next_logprob', 'wanted_logits'];
     for (let l = 0; l < this.spec.numLayers; l++) fetches.push(newKvName(l, 'key'), newKvName(l, 'value'));
@@ -189,13 +189,29 @@ export class ModelRunner implements BatchRunner {
       feeds[packedPastName(group, l, 'key')] = new ort.Tensor('float32', view.keys, [n, KV, D, capacity]);
       feeds[packedPastName(group, l, 'value')] = new ort.Tensor('float32', view.values, [n, KV, capacity, D]);
     }
-    if (this.stacks) {
-      const slots = dummy ? [0] : rows.rows.map((r) => r.slot);
-      const index = new BigInt64Array(L * n);
-      for (let l = 0; l < L; l++) for (let j = 0; j < n; j++) index[l * n + j] = BigInt(l * this.stacks.slotCount + slots[j]);
-      feeds[groupLoraIndexName(group)] = new ort.Tensor('int64', index, [L, n]);
-    }
     return n * width;
+  }
+
+  /**
+   * The adapters this step uses (`lora_used` [layers, used], entries of the per-layer stacks) and each token's
+   * mask over their columns (`lora_mask` [T, used*rank]). Rows of the bare base model (slot 0) mask everything.
+   */
+  private loraStepFeeds(parts: StepRow[], T: number): Record<string, ort.Tensor> {
+    const stacks = this.stacks!;
+    const L = this.spec.numLayers;
+    const R = stacks.rank;
+    const used = [...new Set(parts.map((r) => r.slot).filter((slot) => slot > 0))];
+    if (used.length === 0) used.push(0); // one zero block: the inputs never have an empty dimension
+    const index = new BigInt64Array(L * used.length);
+    for (let l = 0; l < L; l++) used.forEach((slot, u) => (index[l * used.length + u] = BigInt(l * stacks.slotCount + slot)));
+    const width = used.length * R;
+    const mask = new Float32Array(T * width);
+    let t = 0;
+    for (const r of parts) {
+      const u = r.slot > 0 ? used.indexOf(r.slot) : -1;
+      for (let i = 0; i < r.tokens.length; i++, t++) if (u >= 0) mask.fill(1, t * width + u * R, t * width + (u + 1) * R);
+    }
+    return { lora_used: new ort.Tensor('int64', index, [L, used.length]), lora_mask: new ort.Tensor('float32', mask, [T, width]) };
   }
 
   private loraWeightFeeds(): Record<string, ort.Tensor> {

@@ -10,6 +10,11 @@
  * Splitting the two keeps a long prompt chunk from padding every decoding row to its width. A group with no
  * rows is fed one dummy row (the runner does that) whose results nothing reads.
  *
+ * LoRA runs on the flat tokens over the adapters this step uses (`lora_used` [layers, used] = layer*slots +
+ * slot, gathered from the per-row stacks): delta = ((x A_used) * lora_mask) B_used with A_used [in, used*rank],
+ * B_used [used*rank, out] and `lora_mask` [T, used*rank] keeping each token's own adapter's columns. Each used
+ * adapter's weights are read once per step, and no padding is involved.
+ *
  * KV cache: owned by the caller in host memory, read-only inputs here (onnxruntime-node reads CPU inputs in
  * place, while every output comes back as a new copy). Per layer and group `past.<group>.<layer>.key`
  * [rows, kv_heads, head_dim, capacity] (keys stored transposed, so scores are a plain MatMul) and `.value`
@@ -32,8 +37,6 @@ export const newKvName = (layer: number, kv: 'key' | 'value') => `new.${layer}.$
 export const groupGatherName = (group: AttentionGroup) => `${group}.gather`;
 export const pastMaskName = (group: AttentionGroup) => `${group}.past_mask`;
 export const newMaskName = (group: AttentionGroup) => `${group}.new_mask`;
-/** [layers, rows] int64: layer*slots + slot of each row of the group (per-row LoRA). */
-export const groupLoraIndexName = (group: AttentionGroup) => `${group}.lora_index`;
 /** A masked-out score: large enough to vanish in softmax, finite so a fully masked padding row stays NaN-free. */
 export const MASKED = -1e30;
 
@@ -48,13 +51,18 @@ export function packedInputs(spec: ModelSpec, float: DataTypeCode, lora: boolean
     /** [wanted]: which of the logits rows come back whole (the others only as their argmax). */
     { name: 'logit_wanted', dataType: DataType.INT64, shape: ['wanted'] },
   ];
+  if (lora) {
+    inputs.push(
+      { name: 'lora_used', dataType: DataType.INT64, shape: [L, 'used'] },
+      { name: 'lora_mask', dataType: float, shape: ['tokens', 'used_width'] },
+    );
+  }
   for (const group of ATTENTION_GROUPS) {
     inputs.push(
       { name: groupGatherName(group), dataType: DataType.INT64, shape: [`${group}_rows`, `${group}_width`] },
       { name: pastMaskName(group), dataType: float, shape: [`${group}_rows`, 1, 1, `${group}_capacity`] },
       { name: newMaskName(group), dataType: float, shape: [`${group}_rows`, 1, `${group}_queries`, `${group}_width`] },
     );
-    if (lora) inputs.push({ name: groupLoraIndexName(group), dataType: DataType.INT64, shape: [L, `${group}_rows`] });
     for (let layer = 0; layer < L; layer++) {
       inputs.push(
         { name: packedPastName(group, layer, 'key'), dataType: float, shape: [`${group}_rows`, KV, D, `${group}_capacity`] },
@@ -97,40 +105,33 @@ export function packedOutputs(spec: ModelSpec, float: DataTypeCode): OnnxModel['
 
 /** Graph pieces shared by every layer of a packed graph. */
 export class PackedLayout {
-  private readonly cos: string;
-  private readonly sin: string;
+  private readonly positions: string;
   private readonly gathered = new Map<string, string>();
   private readonly scale: string;
 
   readonly heads: number;
   readonly kvHeads: number;
 
-  constructor(private readonly g: Graph, private readonly spec: ModelSpec, cosTable: string, sinTable: string, private readonly float: DataTypeCode) {
+  constructor(private readonly g: Graph, private readonly spec: ModelSpec, private readonly cosTable: string, private readonly sinTable: string, private readonly float: DataTypeCode) {
     this.heads = spec.numHeads;
     this.kvHeads = spec.numKvHeads;
-    // Per-token rotary factors, [T, 1, D/2]: broadcast over heads.
-    const axis1 = g.int64('packed.axis1', [1]);
-    this.cos = g.one('Unsqueeze', [g.one('Gather', [cosTable, 'positions'], { axis: 0 }), axis1]);
-    this.sin = g.one('Unsqueeze', [g.one('Gather', [sinTable, 'positions'], { axis: 0 }), axis1]);
-    g.int64('packed.half.start', [0]);
-    g.int64('packed.half.mid', [spec.headDim / 2]);
-    g.int64('packed.half.end', [spec.headDim]);
-    g.int64('packed.axis2', [2]);
+    this.positions = g.one('Unsqueeze', ['positions', g.int64('packed.axis1', [1])]); // [T, 1]
     const scaleValue = new Float32Array([1 / Math.sqrt(spec.headDim)]);
     this.scale = 'packed.scale';
     g.inline.push({ name: this.scale, dataType: DataType.FLOAT, dims: [], raw: new Uint8Array(scaleValue.buffer) });
   }
 
-  /** HF's rotate_half rotary on [T, heads*D]: x*cos + rotate_half(x)*sin, halves not interleaved. */
+  /**
+   * HF's rotate_half rotary on [T, heads*D] with each token's position: onnxruntime's fused RotaryEmbedding
+   * (non-interleaved halves), each packed token a batch entry of one position (the op bounds a sequence's
+   * length by its cos/sin tables, which a step's T tokens may exceed).
+   */
   rotary(x: string, heads: number): string {
     const g = this.g;
-    const D = this.spec.headDim;
-    const x3 = g.one('Reshape', [x, g.int64(`packed.shape.heads.${heads}`, [-1, heads, D])]);
-    const x1 = g.one('Slice', [x3, 'packed.half.start', 'packed.half.mid', 'packed.axis2']);
-    const x2 = g.one('Slice', [x3, 'packed.half.mid', 'packed.half.end', 'packed.axis2']);
-    const first = g.one('Sub', [g.one('Mul', [x1, this.cos]), g.one('Mul', [x2, this.sin])]);
-    const second = g.one('Add', [g.one('Mul', [x2, this.cos]), g.one('Mul', [x1, this.sin])]);
-    return g.one('Reshape', [g.one('Concat', [first, second], { axis: 2 }), g.int64(`packed.shape.flat.${heads * D}`, [-1, heads * D])]);
+    const width = heads * this.spec.headDim;
+    const batched = g.one('Reshape', [x, g.int64(`packed.shape.batched.${width}`, [-1, 1, width])]);
+    const rotated = g.one('RotaryEmbedding', [batched, this.positions, this.cosTable, this.sinTable], { interleaved: 0, num_heads: heads }, 'com.microsoft');
+    return g.one('Reshape', [rotated, g.int64(`packed.shape.flat.${width}`, [-1, width])]);
   }
 
   /** x [T, width] viewed as the group's padded rows, [rows, group width, width] (one Gather per x and group). */
@@ -175,28 +176,19 @@ export class PackedLayout {
     return this.unpad(perGroup, NH * D);
   }
 
-  /**
-   * Per-row LoRA on the flat tokens: each group's rows gather their own A [in, rank] and B [rank, out] from the
-   * stacks (by `<group>.lora_index[layer]`) and multiply their padded tokens; the delta comes back flat.
-   */
-  loraDelta(x: string, layer: number, stackA: string, stackB: string, outSize: number): string {
+  /** LoRA on the flat tokens over the step's used adapters (see the header); [T, in] -> [T, out]. */
+  loraDelta(x: string, layer: number, stackA: string, stackB: string, inSize: number, outSize: number): string {
     const g = this.g;
-    const perGroup = {} as Record<AttentionGroup, string>;
-    for (const group of ATTENTION_GROUPS) {
-      const index = this.layerIndex(group, layer);
-      const a = g.one('Gather', [stackA, index], { axis: 0 });
-      const b = g.one('Gather', [stackB, index], { axis: 0 });
-      perGroup[group] = g.one('MatMul', [g.one('MatMul', [this.padded(x, group), a]), b]);
-    }
-    return this.unpad(perGroup, outSize);
+    const index = this.layerIndex(layer);
+    const a = g.one('Transpose', [g.one('Gather', [stackA, index], { axis: 0 })], { perm: [1, 0, 2] }); // [in, used, rank]
+    const aFlat = g.one('Reshape', [a, g.int64(`packed.shape.lora_a.${inSize}`, [inSize, -1])]);
+    const bFlat = g.one('Reshape', [g.one('Gather', [stackB, index], { axis: 0 }), g.int64(`packed.shape.lora_b.${outSize}`, [-1, outSize])]);
+    return g.one('MatMul', [g.one('Mul', [g.one('MatMul', [x, aFlat]), 'lora_mask']), bFlat]);
   }
 
-  private readonly layerIndices = new Map<string, string>();
-  private layerIndex(group: AttentionGroup, layer: number): string {
-    const key = `${group}|${layer}`;
-    if (!this.layerIndices.has(key)) {
-      this.layerIndices.set(key, this.g.one('Gather', [groupLoraIndexName(group), this.g.int64(`packed.layer.${layer}`, [layer], [])], { axis: 0 }));
-    }
-    return this.layerIndices.get(key)!;
+  private readonly layerIndices = new Map<number, string>();
+  private layerIndex(layer: number): string {
+    if (!this.layerIndices.has(layer)) this.layerIndices.set(layer, this.g.one('Gather', ['lora_used', this.g.int64(`packed.layer.${layer}`, [layer], [])], { axis: 0 }));
+    return this.layerIndices.get(layer)!;
   }
 }
