@@ -5,10 +5,11 @@
  * stay answered. A threshold of 0 turns that signal off. The probe is injectable so tests can drive it.
  *
  * What the delay measures: the p99 of perf_hooks.monitorEventLoopDelay over the last interval (or, if
- * larger, how late the sampling tick itself ran), of the thread the shedder runs in, i.e. the HTTP thread (fastify, routing, JSON, SSE writes), smoothed with an
- * exponential moving average so that one isolated stall does not shed on its own. Once the engine runs in
- * its worker thread that delay is purely the HTTP thread's own: the model build, the step loop, sampling and
- * detokenization no longer show in it. Heap and RSS are the process's (every thread's).
+ * larger, how late the sampling tick itself ran), of the thread the shedder runs in: the HTTP thread
+ * (fastify, routing, JSON, SSE writes). Smoothed with an exponential moving average so that one isolated
+ * stall does not shed on its own. With the engine in its worker thread (src/engine/worker) that delay is the
+ * HTTP thread's own: the model build, the step loop, sampling and detokenization do not show in it (in tests
+ * whose engine runs in-process, they do). Heap and RSS are the process's (every thread's).
  *
  * Rules for the delay signal, so that a stall nobody waited on never sheds:
  *   - samples taken while not active (before the engine is attached: a model build stalls the loop) are
