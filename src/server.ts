@@ -10,6 +10,7 @@ import pino from 'pino';
 import { attachEngine, buildApp } from './app.js';
 import { ConfigError, helpText, loadConfig, resolvePaths, type Config } from './config.js';
 import { EngineClient } from './engine/worker/engine-client.js';
+import { TextTokenizer } from './engine/model/tokenizer.js';
 import { exposureProblem } from './security/keys.js';
 
 const PROJECT_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -57,10 +58,20 @@ async function main(): Promise<void> {
   }
   const logger = pino({ level: config.server.logLevel, redact: { paths: ['req.headers.authorization', 'headers.authorization', 'apiKey', '*.apiKey'], censor: '[redacted]' } });
   const app = await buildApp({ config, logger });
+  // The HTTP thread tokenizes prompts with its own copy of the tokenizer. Building it blocks this thread
+  // (tenths of a second for a large vocabulary), so it happens before listening; the engine's worker reports
+  // a tokenizer that cannot be loaded as a start-up failure.
+  let tokenizer: TextTokenizer | undefined;
+  try {
+    tokenizer = new TextTokenizer(config.model.dir);
+  } catch (e) {
+    logger.warn({ err: e }, 'the tokenizer could not be loaded');
+  }
   await app.listen({ host: config.server.host, port: config.server.port });
 
   const engine = EngineClient.spawn(engineOptionsFrom(config), {
     log: logger,
+    tokenizer,
     onPhase: (phase, detail) => {
       if (phase === 'ready') return;
       app.engineState.phase = phase;
