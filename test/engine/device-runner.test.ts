@@ -82,7 +82,7 @@ t.test('prompts prefilled together (groups of whole prompts), greedy and sampled
   const { host, device } = await sameAsHostPath(t, { maxBatch: 6, prefillChunk: 64 }, requests);
   t.ok((device.runner as DeviceRunner).prefillsTogether, 'the CPU provider runs a prompt batch from an empty cache');
   t.ok(device.scheduler.stats.prefillGroups > 0, `${device.scheduler.stats.prefillGroups} steps prefilled several prompts together`);
-  t.equal(host.scheduler.stats.prefillGroups, 0, 'the host path prefills one prompt at a time');
+  t.ok(host.scheduler.stats.prefillGroups > 0, 'the host path packs several prompts into one step too');
 });
 
 t.test('slots rewritten on the device (1 slot, 3 adapters of ranks 16/8/4 in turn) stay correct', async (t) => {
