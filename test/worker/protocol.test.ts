@@ -12,6 +12,7 @@ import { EngineClient } from '../../src/engine/worker/engine-client.js';
 import { EngineError } from '../../src/engine/errors.js';
 import type { FromWorker } from '../../src/engine/worker/protocol.js';
 import type { GenerateRequest, GenerationEvent } from '../../src/engine/types.js';
+import { validateJson } from '../../src/engine/constrain/index.js';
 import { engineOptions, FIXTURE_ADAPTERS, greedyRequest, maxAbsDiff, reference } from '../helpers/engine.js';
 
 const adaptersDir = mkdtempSync(join(tmpdir(), 'worker-adapters-'));
@@ -151,6 +152,19 @@ t.test('errors keep their engine codes across the boundary', async (t) => {
     (e: unknown) => e,
   );
   t.ok(error instanceof EngineError && error.code === 'timeout', `a deadline is a timeout (${String(error)})`);
+});
+
+t.test('JSON mode crosses as data: the worker compiles the constraint; output is valid against the schema', async (t) => {
+  const schema = { type: 'object', properties: { ok: { type: 'boolean' }, n: { type: 'integer' } }, required: ['ok', 'n'], additionalProperties: false } as const;
+  let finished = 0;
+  for (const seed of [1, 2, 3, 4]) {
+    const events = await collect(client.start(long({ maxTokens: 120, temperature: 1, seed, ignoreEos: false }), { responseFormat: { schema, strict: true } }).events);
+    const finish = events.at(-1);
+    if (finish?.type !== 'finish' || finish.finishReason !== 'stop') continue;
+    finished++;
+    t.same(validateJson(JSON.parse(finish.text), schema), [], `seed ${seed}: ${finish.text}`);
+  }
+  t.ok(finished > 0, `${finished} of 4 completed within 120 tokens`);
 });
 
 t.test('adapter admin calls: register, validate, pin, unpin, remove, with their errors', async (t) => {
