@@ -60,6 +60,11 @@ export interface EngineOptions {
   prefillChunk: number;
   requestTimeoutMs: number;
   intraOpThreads?: number;
+  /**
+   * Niceness added to the engine's worker thread (and the onnxruntime threads it starts) on Linux, so the
+   * HTTP thread wins the CPU when both want it; default 5, 0 = same priority. Used by engine-worker.ts.
+   */
+  workerNiceness?: number;
 }
 
 export interface EngineLog {

@@ -4,6 +4,8 @@
  * sampling and detokenization run on this thread, never on the HTTP thread. Started by EngineClient.spawn
  * through bootstrap.mjs (which registers tsx first when this file is TypeScript).
  */
+import { readlinkSync } from 'node:fs';
+import { getPriority, setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Engine, type EngineLog, type EngineOptions } from '../engine.js';
 import { EngineHost } from './engine-host.js';
@@ -26,6 +28,25 @@ function plain(obj: object): object {
     return { note: 'unserializable log object' };
   }
 }
+
+/**
+ * Lowers this thread's CPU priority (Linux: niceness is per thread, and the onnxruntime threads the session
+ * starts from here inherit it), so that on a busy machine the HTTP thread, at the process's priority, is
+ * scheduled first and /healthz stays fast. Elsewhere, or where not permitted, the thread keeps its priority.
+ */
+function lowerPriority(niceness: number): void {
+  if (niceness <= 0) return;
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    if (!Number.isInteger(tid) || tid <= 0) return;
+    const nice = Math.min(19, getPriority(tid) + niceness);
+    setPriority(tid, nice);
+    log.info({ tid, nice }, 'engine worker thread niceness');
+  } catch {
+    // not Linux, or not permitted
+  }
+}
+lowerPriority(options.workerNiceness ?? 5);
 
 // A shutdown that arrives while the model loads: exit once loading ends (the client also terminates us).
 let shutdownRequested = false;
