@@ -183,7 +183,7 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
     if (spec.qkvBias && (p === 'q_proj' || p === 'k_proj' || p === 'v_proj')) inputs.push(weight(hfWeightName(layer, p, 'bias'), [outSize]));
     const base = g.one('Gemm', inputs, { transB: 1 });
     if (!options.lora) return base;
-    if (layout) return g.one('Add', [base, layout.loraDelta(x, layer, loraStackInput(p, 'a'), loraStackInput(p, 'b'), inSize, outSize)]);
+    if (layout) return g.one('Add', [base, layout.loraDelta(x, layer, loraStackInput(p, 'a'), loraStackInput(p, 'b'), outSize)]);
     if (!loraMask) return g.one('Add', [base, perRowDelta(x, layer, p)]);
     const down = g.one('Mul', [g.one('MatMul', [x, loraInput(layer, p, 'a')]), loraMask]);
     return g.one('Add', [base, g.one('MatMul', [down, loraInput(layer, p, 'b')])]);

@@ -193,25 +193,24 @@ export class ModelRunner implements BatchRunner {
   }
 
   /**
-   * The adapters this step uses (`lora_used` [layers, used], entries of the per-layer stacks) and each token's
-   * mask over their columns (`lora_mask` [T, used*rank]). Rows of the bare base model (slot 0) mask everything.
+   * The adapters this step uses (`lora_used` [layers, used], entries of the per-layer stacks) and which tokens
+   * use each (`lora_mask` [used, T, 1]). Rows of the bare base model (slot 0) are masked out everywhere.
    */
   private loraStepFeeds(parts: StepRow[], T: number): Record<string, ort.Tensor> {
     const stacks = this.stacks!;
     const L = this.spec.numLayers;
-    const R = stacks.rank;
     const used = [...new Set(parts.map((r) => r.slot).filter((slot) => slot > 0))];
     if (used.length === 0) used.push(0); // one zero block: the inputs never have an empty dimension
     const index = new BigInt64Array(L * used.length);
     for (let l = 0; l < L; l++) used.forEach((slot, u) => (index[l * used.length + u] = BigInt(l * stacks.slotCount + slot)));
-    const width = used.length * R;
-    const mask = new Float32Array(T * width);
+    const mask = new Float32Array(used.length * T);
     let t = 0;
     for (const r of parts) {
       const u = r.slot > 0 ? used.indexOf(r.slot) : -1;
-      for (let i = 0; i < r.tokens.length; i++, t++) if (u >= 0) mask.fill(1, t * width + u * R, t * width + (u + 1) * R);
+      if (u >= 0) mask.fill(1, u * T + t, u * T + t + r.tokens.length);
+      t += r.tokens.length;
     }
-    return { lora_used: new ort.Tensor('int64', index, [L, used.length]), lora_mask: new ort.Tensor('float32', mask, [T, width]) };
+    return { lora_used: new ort.Tensor('int64', index, [L, used.length]), lora_mask: new ort.Tensor('float32', mask, [used.length, T, 1]) };
   }
 
   private loraWeightFeeds(): Record<string, ort.Tensor> {

@@ -11,9 +11,9 @@
  * rows is fed one dummy row (the runner does that) whose results nothing reads.
  *
  * LoRA runs on the flat tokens over the adapters this step uses (`lora_used` [layers, used] = layer*slots +
- * slot, gathered from the per-row stacks): delta = ((x A_used) * lora_mask) B_used with A_used [in, used*rank],
- * B_used [used*rank, out] and `lora_mask` [T, used*rank] keeping each token's own adapter's columns. Each used
- * adapter's weights are read once per step, and no padding is involved.
+ * slot, gathered from the per-row stacks): delta = sum over used adapters u of ((x A_u) * lora_mask[u]) B_u,
+ * `lora_mask` [used, T, 1] being 1 where token t uses adapter u. Each used adapter's weights are read once per
+ * step, and no padding is involved.
  *
  * KV cache: owned by the caller in host memory, read-only inputs here (onnxruntime-node reads CPU inputs in
  * place, while every output comes back as a new copy). Per layer and group `past.<group>.<layer>.key`
@@ -54,7 +54,7 @@ export function packedInputs(spec: ModelSpec, float: DataTypeCode, lora: boolean
   if (lora) {
     inputs.push(
       { name: 'lora_used', dataType: DataType.INT64, shape: [L, 'used'] },
-      { name: 'lora_mask', dataType: float, shape: ['tokens', 'used_width'] },
+      { name: 'lora_mask', dataType: float, shape: ['used', 'tokens', 1] },
     );
   }
   for (const group of ATTENTION_GROUPS) {
@@ -176,15 +176,21 @@ export class PackedLayout {
     return this.unpad(perGroup, NH * D);
   }
 
-  /** LoRA on the flat tokens over the step's used adapters (see the header); [T, in] -> [T, out]. */
-  loraDelta(x: string, layer: number, stackA: string, stackB: string, inSize: number, outSize: number): string {
+  /**
+   * LoRA on the flat tokens over the step's used adapters (see the header); [T, in] -> [T, out]. As batched
+   * products over the used adapters, [1, T, in] x A_used [U, in, rank] -> [U, T, rank], masked per token, x B_used
+   * [U, rank, out] -> [U, T, out], summed over U: the gathered weights are used as they are, never transposed.
+   */
+  loraDelta(x: string, layer: number, stackA: string, stackB: string, outSize: number): string {
     const g = this.g;
     const index = this.layerIndex(layer);
-    const a = g.one('Transpose', [g.one('Gather', [stackA, index], { axis: 0 })], { perm: [1, 0, 2] }); // [in, used, rank]
-    const aFlat = g.one('Reshape', [a, g.int64(`packed.shape.lora_a.${inSize}`, [inSize, -1])]);
-    const bFlat = g.one('Reshape', [g.one('Gather', [stackB, index], { axis: 0 }), g.int64(`packed.shape.lora_b.${outSize}`, [-1, outSize])]);
-    return g.one('MatMul', [g.one('Mul', [g.one('MatMul', [x, aFlat]), 'lora_mask']), bFlat]);
+    if (!this.unsqueezed.has(x)) this.unsqueezed.set(x, g.one('Unsqueeze', [x, g.int64('packed.axis0', [0])]));
+    const down = g.one('MatMul', [this.unsqueezed.get(x)!, g.one('Gather', [stackA, index], { axis: 0 })]);
+    const up = g.one('MatMul', [g.one('Mul', [down, 'lora_mask']), g.one('Gather', [stackB, index], { axis: 0 })]);
+    return g.one('ReduceSum', [up, g.int64('packed.axis0', [0])], { keepdims: 0 });
   }
+
+  private readonly unsqueezed = new Map<string, string>();
 
   private readonly layerIndices = new Map<number, string>();
   private layerIndex(layer: number): string {
