@@ -206,6 +206,7 @@ export class EngineClient {
   receive(m: FromWorker): void {
     switch (m.type) {
       case 'batch':
+        if (m.snapshot) this.applySnapshot(m.snapshot);
         for (const item of m.items) this.onItem(item);
         for (const o of m.observed) {
           if (o.kind === 'first') this.observer?.firstToken(o.adapter, o.value);

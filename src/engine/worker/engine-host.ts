@@ -4,7 +4,10 @@
  * which exercises the same messages and structured clones without a second thread.
  *
  * Outgoing stream items and metrics observations are buffered and posted together once per event-loop turn
- * (setImmediate): one decode step's tokens for every sequence go out in one postMessage.
+ * (setImmediate): one decode step's tokens for every sequence go out in one postMessage. A batch in which a
+ * request got its first token or ended also carries a snapshot (adapter states and counters changed), so the
+ * client's mirror is current when its caller sees the event; otherwise snapshots go out on a 250 ms timer
+ * when anything changed.
  */
 import type { Engine, EngineLog } from '../engine.js';
 import { toEngineErrorData, EngineError } from '../errors.js';
@@ -17,6 +20,8 @@ export class EngineHost {
   private items: StreamItem[] = [];
   private observed: Observation[] = [];
   private flushing = false;
+  /** A request was admitted or ended: adapter states and counters changed, send a snapshot with the next batch. */
+  private snapshotDue = false;
   private lastSnapshot = '';
   private readonly timer: NodeJS.Timeout;
   private closing = false;
@@ -92,11 +97,13 @@ export class EngineHost {
   }
 
   private observe(o: Observation): void {
+    if (o.kind === 'first') this.snapshotDue = true;
     this.observed.push(o);
     this.scheduleFlush();
   }
 
   private push(item: StreamItem): void {
+    if (item.kind === 'error' || item.event.type === 'finish') this.snapshotDue = true;
     this.items.push(item);
     this.scheduleFlush();
   }
@@ -114,7 +121,13 @@ export class EngineHost {
     const observed = this.observed;
     this.items = [];
     this.observed = [];
-    this.post({ type: 'batch', items, observed, load: { queueDepth: this.engine.scheduler.queueDepth, batchSize: this.engine.scheduler.batchSize } });
+    let snapshot: Snapshot | undefined;
+    if (this.snapshotDue) {
+      this.snapshotDue = false;
+      snapshot = this.snapshot();
+      this.lastSnapshot = JSON.stringify(snapshot);
+    }
+    this.post({ type: 'batch', items, observed, load: { queueDepth: this.engine.scheduler.queueDepth, batchSize: this.engine.scheduler.batchSize }, ...(snapshot ? { snapshot } : {}) });
   }
 
   snapshot(): Snapshot {

@@ -10,9 +10,10 @@
  *   shutdown                                           refuse new work, finish what runs, release the model
  * worker -> HTTP thread:
  *   phase {phase, detail?, error?, info?, snapshot?}   start-up progress; `ready` carries the engine's facts
- *   batch {items, observed, load}                      per flush (at most one per event-loop turn): token /
+ *   batch {items, observed, load, snapshot?}          per flush (at most one per event-loop turn): token /
  *                                                      finish / error items of any requests, metrics
- *                                                      observations, queue depth and batch size
+ *                                                      observations, queue depth and batch size; a snapshot
+ *                                                      when a request started or ended in it
  *   snapshot {snapshot}                                adapters, counters, scheduler stats: when they change,
  *                                                      at most every 250 ms
  *   reply {callId, ok, result | error, snapshot}       the answer to a call, with the state after it
@@ -94,7 +95,7 @@ export type Observation = { kind: 'first' | 'next' | 'finished'; adapter: string
 
 export type FromWorker =
   | { type: 'phase'; phase: StartPhase; detail?: string; error?: string; info?: EngineInfo; snapshot?: Snapshot }
-  | { type: 'batch'; items: StreamItem[]; observed: Observation[]; load: LoadSnapshot }
+  | { type: 'batch'; items: StreamItem[]; observed: Observation[]; load: LoadSnapshot; snapshot?: Snapshot }
   | { type: 'snapshot'; snapshot: Snapshot }
   | { type: 'reply'; callId: number; ok: true; result: AdapterInfo | null; snapshot: Snapshot }
   | { type: 'reply'; callId: number; ok: false; error: EngineErrorData; snapshot: Snapshot }
