@@ -13,7 +13,8 @@ import { EngineError } from '../../src/engine/errors.js';
 import type { FromWorker } from '../../src/engine/worker/protocol.js';
 import type { GenerateRequest, GenerationEvent } from '../../src/engine/types.js';
 import { validateJson } from '../../src/engine/constrain/index.js';
-import { engineOptions, FIXTURE_ADAPTERS, greedyRequest, maxAbsDiff, reference } from '../helpers/engine.js';
+import { TextTokenizer } from '../../src/engine/model/tokenizer.js';
+import { engineOptions, FIXTURE_ADAPTERS, FIXTURE_MODEL, greedyRequest, maxAbsDiff, reference } from '../helpers/engine.js';
 
 const adaptersDir = mkdtempSync(join(tmpdir(), 'worker-adapters-'));
 cpSync(FIXTURE_ADAPTERS, adaptersDir, { recursive: true });
@@ -58,6 +59,14 @@ t.test('start-up phases arrive in order, then ready with the engine facts', asyn
   t.equal(client.provider, 'cpu');
   t.same(client.adapters.names().sort(), ['broken', 'code', 'sales', 'support']);
   t.equal(client.adapters.get('broken').status, 'errored', 'the mirror holds the worker\'s adapter states');
+});
+
+t.test('token bytes (for log-probability strings) are built in the worker and arrive packed after ready', async (t) => {
+  t.ok(await waitFor(() => (client as unknown as { packedTokenBytes: unknown }).packedTokenBytes !== null), 'the table arrived');
+  const expected = new TextTokenizer(FIXTURE_MODEL).tokenBytes();
+  const table = client.tokenBytes();
+  t.equal(table.length, expected.length);
+  t.ok(table.every((b, i) => b.length === expected[i].length && b.every((x, j) => x === expected[i][j])), 'the same bytes as the tokenizer\'s own table');
 });
 
 t.test('a greedy generation through the worker equals the reference (tokens and log-probabilities)', async (t) => {

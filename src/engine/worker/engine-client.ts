@@ -110,6 +110,8 @@ export class EngineClient {
   failure: string | null = null;
   info: EngineInfo | null = null;
   private loadedTokenizer: TextTokenizer | null = null;
+  private packedTokenBytes: { bytes: Uint8Array; offsets: Uint32Array } | null = null;
+  private tokenBytesTable: Uint8Array[] | null = null;
   /** Receives the scheduler's metrics hooks (set to app.metrics). */
   observer: GenerationObserver | null = null;
   readonly adapters = new AdapterMirror(this);
@@ -196,6 +198,20 @@ export class EngineClient {
     return this.loadedTokenizer!;
   }
 
+  /**
+   * The raw bytes of every token (TextTokenizer.tokenBytes), for log-probability token strings: the table the
+   * worker built and sent after ready, or, until it has arrived (or in-process), built here.
+   */
+  tokenBytes(): Uint8Array[] {
+    if (this.tokenBytesTable) return this.tokenBytesTable;
+    const packed = this.packedTokenBytes;
+    if (!packed) return this.tokenizer.tokenBytes();
+    const table: Uint8Array[] = new Array(packed.offsets.length - 1);
+    for (let i = 0; i < table.length; i++) table[i] = packed.bytes.subarray(packed.offsets[i], packed.offsets[i + 1]);
+    this.tokenBytesTable = table;
+    return table;
+  }
+
   private setPhase(phase: StartPhase, detail?: string): void {
     this.phase = phase;
     this.phaseDetail = detail;
@@ -260,6 +276,9 @@ export class EngineClient {
       }
       case 'closed':
         this.onClosed?.();
+        return;
+      case 'token_bytes':
+        this.packedTokenBytes = { bytes: m.bytes, offsets: m.offsets };
         return;
     }
   }

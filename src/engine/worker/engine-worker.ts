@@ -30,6 +30,24 @@ function plain(obj: object): object {
 }
 
 /**
+ * Every token's bytes, built here (a fraction of a second for a large vocabulary, which would stall the HTTP
+ * thread) right after ready, and sent packed in two transferred buffers. JSON mode reuses the same table.
+ */
+function postTokenBytes(engine: Engine): void {
+  const table = engine.tokenizer.tokenBytes();
+  const offsets = new Uint32Array(table.length + 1);
+  let total = 0;
+  table.forEach((b, i) => {
+    offsets[i] = total;
+    total += b.length;
+  });
+  offsets[table.length] = total;
+  const bytes = new Uint8Array(total);
+  table.forEach((b, i) => bytes.set(b, offsets[i]));
+  port.postMessage({ type: 'token_bytes', bytes, offsets } satisfies FromWorker, [bytes.buffer, offsets.buffer]);
+}
+
+/**
  * Lowers this thread's CPU priority (Linux: niceness is per thread, and the onnxruntime threads the session
  * starts from here inherit it), so that on a busy machine the HTTP thread, at the process's priority, is
  * scheduled first and /healthz stays fast. Elsewhere, or where not permitted, the thread keeps its priority.
@@ -76,6 +94,7 @@ try {
     snapshot: host.snapshot(),
   });
   if (shutdownRequested) await host.shutdown();
+  else setImmediate(() => postTokenBytes(engine));
 } catch (e) {
   post({ type: 'phase', phase: 'failed', error: (e as Error).message ?? String(e) });
   post({ type: 'log', level: 'error', obj: plain({ err: e }), msg: 'the model failed to load' });

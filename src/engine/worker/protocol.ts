@@ -18,6 +18,8 @@
  *                                                      at most every 250 ms
  *   reply {callId, ok, result | error, snapshot}       the answer to a call, with the state after it
  *   log {level, obj, msg}                              the engine's log lines, written by the HTTP thread's logger
+ *   token_bytes {bytes, offsets}                       after ready: every token's bytes, built in the worker (for
+ *                                                      log-probability token strings on the HTTP thread)
  *   closed                                             after shutdown: nothing runs, the model is released
  */
 import type { EngineErrorData } from '../errors.js';
@@ -100,6 +102,8 @@ export type FromWorker =
   | { type: 'reply'; callId: number; ok: true; result: AdapterInfo | null; snapshot: Snapshot }
   | { type: 'reply'; callId: number; ok: false; error: EngineErrorData; snapshot: Snapshot }
   | { type: 'log'; level: 'info' | 'warn' | 'error'; obj: object; msg?: string }
+  /** Every token's bytes (TextTokenizer.tokenBytes), packed: token i is bytes[offsets[i] .. offsets[i + 1]). */
+  | { type: 'token_bytes'; bytes: Uint8Array; offsets: Uint32Array }
   | { type: 'closed' };
 
 /** What each side needs of the other end: a Worker, a worker's parentPort, or one end of a MessageChannel. */

@@ -46,7 +46,7 @@ export async function chatRoutes(app: FastifyInstance): Promise<void> {
     const jsonMode = jsonModeFor(body.response_format);
     const logprobs = body.logprobs === true;
     const k = logprobs ? (body.top_logprobs ?? 0) : 0;
-    const strings = logprobs ? tokenStringsFor(engine.tokenizer, body.return_tokens_as_token_ids === true) : null;
+    const strings = logprobs ? tokenStringsFor(engine, body.return_tokens_as_token_ids === true) : null;
     const n = body.n ?? 1;
 
     const abort = abortOnDisconnect(reply);

@@ -36,7 +36,7 @@ export async function completionRoutes(app: FastifyInstance): Promise<void> {
     const sampling = samplingFrom(body, limits);
     const jsonMode = jsonModeFor(body.response_format);
     const k = body.logprobs ?? null;
-    const strings = k !== null ? tokenStringsFor(engine.tokenizer, body.return_tokens_as_token_ids === true) : null;
+    const strings = k !== null ? tokenStringsFor(engine, body.return_tokens_as_token_ids === true) : null;
 
     const abort = abortOnDisconnect(reply);
     const choices = startChoices(app, { adapter, prompts, n, maxTokens: () => maxTokens, sampling, logprobs: k !== null, topLogprobs: k ?? 0, jsonMode, abort, route: request.query.route, stream: body.stream === true });

@@ -3,7 +3,7 @@
  * token ends inside a UTF-8 character; chat's `bytes` then holds the exact bytes); special tokens, which
  * have no bytes, are shown by their name.
  */
-import type { TextTokenizer } from '../../engine/model/tokenizer.js';
+import { TextTokenizer } from '../../engine/model/tokenizer.js';
 import type { TokenEvent, TopLogprob } from '../../engine/types.js';
 
 const decoder = new TextDecoder('utf-8');
@@ -17,13 +17,15 @@ export class TokenStrings {
     private readonly tokenizer: TextTokenizer,
     /** vLLM's return_tokens_as_token_ids: show tokens as `token_id:<id>`. */
     private readonly asIds = false,
+    /** Every token's bytes; the engine client's table (built in the worker) where there is one. */
+    bytesTable: Uint8Array[] = tokenizer.tokenBytes(),
   ) {
-    this.bytesTable = tokenizer.tokenBytes();
+    this.bytesTable = bytesTable;
   }
 
   /** The same strings, or `token_id:<id>` ones. */
   withIds(asIds: boolean): TokenStrings {
-    return asIds === this.asIds ? this : new TokenStrings(this.tokenizer, asIds);
+    return asIds === this.asIds ? this : new TokenStrings(this.tokenizer, asIds, this.bytesTable);
   }
 
   text(id: number): string {
@@ -46,10 +48,12 @@ export class TokenStrings {
 
 const tokenStrings = new WeakMap<TextTokenizer, TokenStrings>();
 
-export function tokenStringsFor(tokenizer: TextTokenizer, asIds = false): TokenStrings {
+/** The token strings of an engine (its client: token bytes from the worker) or of a bare tokenizer. */
+export function tokenStringsFor(source: TextTokenizer | { tokenizer: TextTokenizer; tokenBytes(): Uint8Array[] }, asIds = false): TokenStrings {
+  const tokenizer = source instanceof TextTokenizer ? source : source.tokenizer;
   let strings = tokenStrings.get(tokenizer);
   if (!strings) {
-    strings = new TokenStrings(tokenizer);
+    strings = new TokenStrings(tokenizer, false, source.tokenBytes());
     tokenStrings.set(tokenizer, strings);
   }
   return strings.withIds(asIds);
