@@ -58,6 +58,8 @@ export interface EngineOptions {
   hostCacheBytes: number;
   maxSequenceLength: number;
   prefillChunk: number;
+  /** Bytes the KV cache may hold for the sequences in flight (admission waits beyond it); 0 = unbounded. */
+  kvCacheBudgetBytes?: number;
   requestTimeoutMs: number;
   intraOpThreads?: number;
   /**
@@ -128,6 +130,7 @@ export class Engine {
       dtype: options.dtype ?? 'auto',
       maxBatch: options.maxBatch,
       intraOpThreads: options.intraOpThreads,
+      kvBudgetBytes: options.kvCacheBudgetBytes ?? 0,
       stacks,
     }, startLog);
     const tokenizer = new TextTokenizer(modelDir);
@@ -144,6 +147,7 @@ export class Engine {
       maxBatchTokens: options.maxBatchTokens,
       maxQueue: options.maxQueue,
       prefillChunk: options.prefillChunk,
+      kvBudgetBytes: options.kvCacheBudgetBytes ?? 0,
       maxSequenceLength,
       requestTimeoutMs: options.requestTimeoutMs,
       eosTokenIds: spec.eosTokenIds,
