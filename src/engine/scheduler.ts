@@ -70,6 +70,12 @@ interface Sequence extends SequenceInput {
   /** Tokens held in this sequence's KV row. */
   cached: number;
   nextToken: number | null;
+  /**
+   * The whole prompt has run: the sequence's row belongs to the decoding rows from then on, even when it finishes
+   * at its first token (rows are freed after the step, and a row that finished its prompt sits before every
+   * row still in prefill).
+   */
+  prefillDone: boolean;
   generated: number[];
   logprobs: number[];
   text: TextStream;
@@ -148,6 +154,7 @@ export class Scheduler {
       prefilled: 0,
       cached: 0,
       nextToken: null,
+      prefillDone: false,
       generated: [],
       logprobs: [],
       text: new TextStream(this.tokenizer, input.request.stop),
@@ -266,7 +273,7 @@ export class Scheduler {
 
   /** One forward run: every decoding row's next token, then prompt chunks up to the step's prompt budget. */
   private async step(): Promise<void> {
-    const decoders = this.rows.filter((s) => s.nextToken !== null);
+    const decoders = this.rows.filter((s) => s.prefillDone);
     const prefills: Array<{ seq: Sequence; start: number; chunk: number[] }> = [];
     let budget = this.options.prefillChunk;
     for (const seq of this.rows.slice(decoders.length)) {
@@ -302,6 +309,7 @@ export class Scheduler {
     for (const p of prefills) {
       p.seq.prefilled += p.chunk.length;
       p.seq.cached += p.chunk.length;
+      if (p.seq.prefilled === p.seq.promptIds.length) p.seq.prefillDone = true;
     }
     this.finishedInStep = [];
     try {
@@ -332,7 +340,7 @@ export class Scheduler {
   /** A prompt chunk's results: prompt log-probabilities, and after the last chunk the first token. */
   private onPrefilled(seq: Sequence, start: number, out: RowOutput, drawn?: RowSampling): void {
     if (seq.promptLogprobs) this.scorePrompt(seq, start, out.logits!, this.runner.spec.vocabSize);
-    if (seq.prefilled < seq.promptIds.length) return;
+    if (!seq.prefillDone) return;
     if (seq.request.maxTokens === 0) {
       this.finish(seq);
       return;
@@ -463,8 +471,8 @@ export class Scheduler {
     const r = seq.row;
     seq.row = -1;
     const last = this.rows.length - 1;
-    if (seq.nextToken !== null) {
-      const lastDecoder = this.rows.filter((s) => s.nextToken !== null).length - 1;
+    if (seq.prefillDone) {
+      const lastDecoder = this.rows.filter((s) => s.prefillDone).length - 1;
       if (r !== lastDecoder) this.moveTo(this.rows[lastDecoder], r);
       if (lastDecoder !== last) this.moveTo(this.rows[last], lastDecoder);
     } else if (r !== last) this.moveTo(this.rows[last], r);

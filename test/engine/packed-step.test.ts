@@ -148,3 +148,19 @@ t.test('a head_dim that is not a multiple of 16 serves on the host path (packed 
   t.same(b.tokenIds, a.tokenIds, 'chunked and whole prefill agree');
   t.ok(maxAbsDiff(a.logprobs!, b.logprobs!) < 1e-4);
 });
+
+t.test('a prompt that finishes at its first token while a later one starts decoding keeps the rows in order', async (t) => {
+  // One step: a running decoder, then P1 (done at its first token), P2 (goes on decoding), P3 (still in prefill).
+  const engine = await loadFixtureEngine({ prefillChunk: 40 });
+  t.teardown(() => engine.close());
+  const ids = (n: number, seed: number) => Array.from({ length: n }, (_, k) => 3 + ((seed * 31 + k * 7) % 300));
+  const greedy = (promptTokenIds: number[], maxTokens: number): GenerateRequest => ({ adapter: null, promptTokenIds, maxTokens, temperature: 0, topP: 1, topK: 0, stop: [], ignoreEos: true, logprobs: false });
+  const inputs = [greedy(ids(12, 1), 30), greedy(ids(10, 2), 1), greedy(ids(10, 3), 12), greedy(ids(60, 4), 6)];
+  const solo = [];
+  for (const r of inputs) solo.push((await engine.generate(r)).tokenIds);
+  const running = engine.generate(inputs[0]);
+  await new Promise((resolve) => setImmediate(resolve));
+  const together = await Promise.all([running, ...inputs.slice(1).map((r) => engine.generate(r))]);
+  together.forEach((r, i) => t.same(r.tokenIds, solo[i], `request ${i}: the same tokens as alone`));
+  t.equal(engine.scheduler.stats.failed, 0, 'no step failed');
+});
