@@ -156,7 +156,7 @@ t.test('a prompt that finishes at its first token while a later one starts decod
   const ids = (n: number, seed: number) => Array.from({ length: n }, (_, k) => 3 + ((seed * 31 + k * 7) % 300));
   const greedy = (promptTokenIds: number[], maxTokens: number): GenerateRequest => ({ adapter: null, promptTokenIds, maxTokens, temperature: 0, topP: 1, topK: 0, stop: [], ignoreEos: true, logprobs: false });
   const inputs = [greedy(ids(12, 1), 30), greedy(ids(10, 2), 1), greedy(ids(10, 3), 12), greedy(ids(60, 4), 6)];
-  const solo = [];
+  const solo: number[][] = [];
   for (const r of inputs) solo.push((await engine.generate(r)).tokenIds);
   const running = engine.generate(inputs[0]);
   await new Promise((resolve) => setImmediate(resolve));

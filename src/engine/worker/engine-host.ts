@@ -11,9 +11,24 @@
  */
 import type { Engine, EngineLog } from '../engine.js';
 import { toEngineErrorData, EngineError } from '../errors.js';
-import type { CallMessage, FromWorker, Observation, Port, Snapshot, StreamItem, SubmitMessage, ToWorker } from './protocol.js';
+import type { CallMessage, EngineInfo, FromWorker, Observation, Port, Snapshot, StreamItem, SubmitMessage, ToWorker } from './protocol.js';
 
 const SNAPSHOT_INTERVAL_MS = 250;
+
+/** What the client learns about a loaded engine with the `ready` phase. */
+export function engineInfo(engine: Engine): EngineInfo {
+  return {
+    modelName: engine.modelName,
+    modelDir: engine.modelDir,
+    adaptersRoot: engine.adapters.root,
+    provider: engine.provider,
+    residency: engine.residency,
+    dtype: engine.dtype,
+    maxSequenceLength: engine.maxSequenceLength,
+    vocabSize: engine.spec.vocabSize,
+    eosTokenIds: engine.spec.eosTokenIds,
+  };
+}
 
 export class EngineHost {
   private readonly live = new Map<number, AbortController>();

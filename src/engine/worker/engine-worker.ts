@@ -8,7 +8,7 @@ import { readlinkSync } from 'node:fs';
 import { getPriority, setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Engine, type EngineLog, type EngineOptions } from '../engine.js';
-import { EngineHost } from './engine-host.js';
+import { EngineHost, engineInfo } from './engine-host.js';
 import type { FromWorker, ToWorker } from './protocol.js';
 
 const port = parentPort!;
@@ -80,17 +80,7 @@ try {
   post({
     type: 'phase',
     phase: 'ready',
-    info: {
-      modelName: engine.modelName,
-      modelDir: engine.modelDir,
-      adaptersRoot: engine.adapters.root,
-      provider: engine.provider,
-      residency: engine.residency,
-      dtype: engine.dtype,
-      maxSequenceLength: engine.maxSequenceLength,
-      vocabSize: engine.spec.vocabSize,
-      eosTokenIds: engine.spec.eosTokenIds,
-    },
+    info: engineInfo(engine),
     snapshot: host.snapshot(),
   });
   if (shutdownRequested) await host.shutdown();

@@ -6,7 +6,7 @@
 import { MessageChannel } from 'node:worker_threads';
 import type { Engine } from '../engine.js';
 import { EngineClient, type EngineClientHooks } from './engine-client.js';
-import { EngineHost } from './engine-host.js';
+import { EngineHost, engineInfo } from './engine-host.js';
 
 export function inProcessClient(engine: Engine, hooks: EngineClientHooks = {}): EngineClient & { host: EngineHost } {
   const { port1, port2 } = new MessageChannel();
@@ -25,17 +25,7 @@ export function inProcessClient(engine: Engine, hooks: EngineClientHooks = {}): 
   client.receive({
     type: 'phase',
     phase: 'ready',
-    info: {
-      modelName: engine.modelName,
-      modelDir: engine.modelDir,
-      adaptersRoot: engine.adapters.root,
-      provider: engine.provider,
-      residency: engine.residency,
-      dtype: engine.dtype,
-      maxSequenceLength: engine.maxSequenceLength,
-      vocabSize: engine.spec.vocabSize,
-      eosTokenIds: engine.spec.eosTokenIds,
-    },
+    info: engineInfo(engine),
     snapshot: host.snapshot(),
   });
   return Object.assign(client, { host });
