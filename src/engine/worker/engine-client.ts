@@ -46,6 +46,7 @@ const EMPTY_COUNTERS: AdapterCounters = { deviceHits: 0, deviceMisses: 0, hostHi
 /** Until the first snapshot (the worker's scheduler defines the fields). */
 const EMPTY_STATS = { steps: 0, completed: 0, cancelled: 0, failed: 0 } as SchedulerStats;
 const SHUTDOWN_GRACE_MS = 10_000;
+const KILL_GRACE_MS = 3_000;
 
 /** The adapters as last reported by the worker; reads are synchronous, changes are RPCs. */
 export class AdapterMirror {
@@ -408,9 +409,20 @@ export class EngineClient {
     this.updateRef();
   }
 
-  /** Stops the worker now, whatever it runs (past the drain deadline); open requests fail as `internal`. */
+  /**
+   * Stops the worker now (past the drain deadline): its generations are cancelled and the model released between
+   * two steps, then the thread is terminated (at once if it does not answer within KILL_GRACE_MS). Terminating a
+   * thread in the middle of an onnxruntime run can crash the process instead of letting it exit with its code.
+   */
   async kill(): Promise<void> {
     this.closing = true;
+    if (this.phase === 'ready') {
+      const acknowledged = new Promise<void>((resolve) => (this.onClosed = resolve));
+      this.send({ type: 'shutdown', now: true });
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([acknowledged, new Promise<void>((resolve) => (timer = setTimeout(resolve, KILL_GRACE_MS)))]);
+      clearTimeout(timer);
+    }
     await this.options.terminate?.();
     this.options.ref?.(false);
   }

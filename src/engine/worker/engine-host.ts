@@ -71,7 +71,7 @@ export class EngineHost {
       case 'call':
         return void this.call(m);
       case 'shutdown':
-        return void this.shutdown();
+        return void this.shutdown(m.now);
     }
   }
 
@@ -192,9 +192,13 @@ export class EngineHost {
     }
   }
 
-  /** Refuses new work, waits for every generation to end, releases the model, then says `closed`. */
-  async shutdown(): Promise<void> {
+  /**
+   * Refuses new work, waits for every generation to end (`now`: cancels them; the scheduler drops them before
+   * its next step), releases the model, then says `closed`.
+   */
+  async shutdown(now = false): Promise<void> {
     this.closing = true;
+    if (now) for (const generation of this.live.values()) generation.abort();
     if (this.live.size) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     this.flush();
     clearInterval(this.timer);

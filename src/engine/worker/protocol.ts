@@ -58,6 +58,8 @@ export type CallMessage = { type: 'call'; callId: number } & AdminCall;
 
 export interface ShutdownMessage {
   type: 'shutdown';
+  /** Cancel every generation now (past the drain deadline) instead of letting them finish. */
+  now?: boolean;
 }
 
 export type ToWorker = SubmitMessage | CancelMessage | CallMessage | ShutdownMessage;
