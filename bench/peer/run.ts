@@ -74,7 +74,7 @@ if (a.help) {
 }
 
 const QUICK = a.quick;
-const shapeNames = (QUICK && !process.argv.includes('--shapes') ? 'm100' : a.shapes!).split(',').map((s) => s.trim()).filter(Boolean);
+const shapeNames = (QUICK && !process.argv.some((x) => x === '--shapes' || x.startsWith('--shapes=')) ? 'm100' : a.shapes!).split(',').map((s) => s.trim()).filter(Boolean);
 for (const s of shapeNames) if (!SHAPES[s]) throw new Error(`unknown shape ${s} (known: ${Object.keys(SHAPES).join(', ')})`);
 const kinds = a.kinds!.split(',').map((s) => s.trim()) as WeightKind[];
 for (const k of kinds) if (!['f32', 'f16', 'q8_0'].includes(k)) throw new Error(`unknown kind ${k}`);
