@@ -164,3 +164,20 @@ t.test('a prompt that finishes at its first token while a later one starts decod
   together.forEach((r, i) => t.same(r.tokenIds, solo[i], `request ${i}: the same tokens as alone`));
   t.equal(engine.scheduler.stats.failed, 0, 'no step failed');
 });
+
+t.test('adapters in slots that are not neighbours, and a slot rewritten between steps, give the HF tokens', async (t) => {
+  const engine = await loadFixtureEngine({ adapterSlots: 3 });
+  t.teardown(() => engine.close());
+  const byAdapter = (name: string | null) => reference.cases.find((c) => c.adapter === name)!;
+  // Slots 1, 2, 3 = support, sales, code; then support and code together use slots 1 and 3 (a laid-out copy).
+  for (const name of ['support', 'sales', 'code']) await engine.generate(greedyRequest(byAdapter(name)));
+  const pair = await Promise.all(['support', 'code'].map((name) => engine.generate(greedyRequest(byAdapter(name)))));
+  t.same(pair[0].tokenIds, byAdapter('support').greedy_token_ids, 'support (slot 1) beside code (slot 3)');
+  t.same(pair[1].tokenIds, byAdapter('code').greedy_token_ids, 'code (slot 3) beside support (slot 1)');
+  // One slot, three adapters in turn: every request rewrites the slot the previous step's layout read.
+  const single = await loadFixtureEngine({ adapterSlots: 1 });
+  t.teardown(() => single.close());
+  for (const name of ['code', 'support', 'sales', 'code']) {
+    t.same((await single.generate(greedyRequest(byAdapter(name)))).tokenIds, byAdapter(name).greedy_token_ids, `${name} after the slot was rewritten`);
+  }
+});

@@ -183,7 +183,7 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
     if (spec.qkvBias && (p === 'q_proj' || p === 'k_proj' || p === 'v_proj')) inputs.push(weight(hfWeightName(layer, p, 'bias'), [outSize]));
     const base = g.one('Gemm', inputs, { transB: 1 });
     if (!options.lora) return base;
-    if (layout) return g.one('Add', [base, layout.loraDelta(x, layer, loraStackInput(p, 'a'), loraStackInput(p, 'b'), outSize)]);
+    if (layout) return g.one('Add', [base, layout.loraDelta(x, layer, p)]);
     if (!loraMask) return g.one('Add', [base, perRowDelta(x, layer, p)]);
     const down = g.one('Mul', [g.one('MatMul', [x, loraInput(layer, p, 'a')]), loraMask]);
     return g.one('Add', [base, g.one('MatMul', [down, loraInput(layer, p, 'b')])]);
@@ -213,7 +213,7 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
 
   const kvShape = ['batch', spec.numKvHeads, 'max_seq', D];
   const inputs: OnnxModel['inputs'] = packed
-    ? packedInputs(spec, float, options.lora)
+    ? packedInputs(spec, float, options.lora ? PROJECTIONS.map((p) => ({ projection: p, inSize: projectionShape(spec, p)[0], outSize: projectionShape(spec, p)[1] })) : null)
     : [
         { name: 'input_ids', dataType: DataType.INT64, shape: ['batch', 'seq'] },
         { name: 'logit_rows', dataType: DataType.INT64, shape: ['rows'] },
@@ -251,6 +251,7 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
     else if (!packed) inputs.push({ name: 'lora_index', dataType: DataType.INT64, shape: [L, 'batch'] });
     for (const p of PROJECTIONS) {
       const [inSize, outSize] = projectionShape(spec, p);
+      if (packed) continue; // packedInputs declared them
       if (!masked) {
         inputs.push({ name: loraStackInput(p, 'a'), dataType: float, shape: ['lora_entries', inSize, 'lora_rank'] });
         inputs.push({ name: loraStackInput(p, 'b'), dataType: float, shape: ['lora_entries', 'lora_rank', outSize] });

@@ -7,8 +7,8 @@
 import { availableParallelism } from 'node:os';
 import * as ort from 'onnxruntime-node';
 import type { ModelSpec } from './hf-config.js';
-import { PROJECTIONS, loraStackInput } from './graph-builder.js';
-import { ATTENTION_GROUPS, MASKED, groupGatherName, newKvName, newMaskName, packedPastName, pastMaskName, type AttentionGroup } from './packed-attention.js';
+import { PROJECTIONS } from './graph-builder.js';
+import { ATTENTION_GROUPS, MASKED, groupGatherName, newKvName, usedLoraName, newMaskName, packedPastName, pastMaskName, type AttentionGroup } from './packed-attention.js';
 import { HostKvCache } from './host-kv-cache.js';
 import type { SlotStacks } from '../lora/slot-stacks.js';
 import type { BatchRunner, RowOutput, StepPlan, StepRow } from './batch-runner.js';
@@ -32,7 +32,8 @@ export class ModelRunner implements BatchRunner {
   /** Greedy rows only: a row passing temperature-0 sampling gets its argmax from the graph, the others logits. */
   readonly selectsTokens = true;
   private readonly cache: HostKvCache;
-  private loraWeights: Record<string, ort.Tensor> | null = null;
+  /** The graph's LoRA inputs for the last set of used slots (see loraStepFeeds). */
+  private usedLora: { key: string; slots: number[]; feeds: Record<string, ort.Tensor> } | null = null;
 
   private constructor(
     readonly spec: ModelSpec,
@@ -42,8 +43,9 @@ export class ModelRunner implements BatchRunner {
     private readonly stacks: SlotStacks | null,
   ) {
     this.cache = new HostKvCache(spec, { maxRows: options.maxBatch, maxSequenceLength: options.maxSequenceLength, budgetBytes: options.kvBudgetBytes ?? 0 });
+    // A rank change re-allocates the stacks; a slot rewrite changes what a copy holds.
     stacks?.onChange((change) => {
-      if (change === 'all') this.loraWeights = null;
+      if (change === 'all' || this.usedLora?.slots.includes(change)) this.usedLora = null;
     });
   }
 
@@ -129,7 +131,7 @@ export class ModelRunner implements BatchRunner {
     const rowsFed = logitRows.length ? logitRows : [0];
     feeds.logit_rows = new ort.Tensor('int64', BigInt64Array.from(rowsFed, BigInt), [rowsFed.length]);
     feeds.logit_wanted = new ort.Tensor('int64', BigInt64Array.from(wanted, BigInt), [wanted.length]);
-    if (this.stacks) Object.assign(feeds, this.loraWeightFeeds(), this.loraStepFeeds(parts, T));
+    if (this.stacks) Object.assign(feeds, this.loraStepFeeds(parts, T));
 
     const fetches = ['next_token', 'next_logprob', 'wanted_logits'];
     for (let l = 0; l < this.spec.numLayers; l++) fetches.push(newKvName(l, 'key'), newKvName(l, 'value'));
@@ -193,16 +195,15 @@ export class ModelRunner implements BatchRunner {
   }
 
   /**
-   * The adapters this step uses (`lora_used` [layers, used], entries of the per-layer stacks) and which tokens
-   * use each (`lora_mask` [used, T, 1]). Rows of the bare base model (slot 0) are masked out everywhere.
+   * The adapters this step uses, as the graph's `lora_used.*` inputs (laid out by layOutUsed, kept while the same
+   * set is used), and which tokens use each (`lora_mask` [used, T, 1]). Rows of the bare base model (slot 0) are
+   * in no adapter's mask; a step without adapters multiplies the zero block of slot 0.
    */
   private loraStepFeeds(parts: StepRow[], T: number): Record<string, ort.Tensor> {
-    const stacks = this.stacks!;
-    const L = this.spec.numLayers;
-    const used = [...new Set(parts.map((r) => r.slot).filter((slot) => slot > 0))];
-    if (used.length === 0) used.push(0); // one zero block: the inputs never have an empty dimension
-    const index = new BigInt64Array(L * used.length);
-    for (let l = 0; l < L; l++) used.forEach((slot, u) => (index[l * used.length + u] = BigInt(l * stacks.slotCount + slot)));
+    const used = [...new Set(parts.map((r) => r.slot).filter((slot) => slot > 0))].sort((x, y) => x - y);
+    if (used.length === 0) used.push(0); // the inputs never have an empty dimension
+    const key = used.join(',');
+    if (this.usedLora?.key !== key) this.usedLora = { key, slots: used, feeds: this.layOutUsed(used) };
     const mask = new Float32Array(used.length * T);
     let t = 0;
     for (const r of parts) {
@@ -210,21 +211,31 @@ export class ModelRunner implements BatchRunner {
       if (u >= 0) mask.fill(1, u * T + t, u * T + t + r.tokens.length);
       t += r.tokens.length;
     }
-    return { lora_used: new ort.Tensor('int64', index, [L, used.length]), lora_mask: new ort.Tensor('float32', mask, [used.length, T, 1]) };
+    return { ...this.usedLora.feeds, lora_mask: new ort.Tensor('float32', mask, [used.length, T, 1]) };
   }
 
-  private loraWeightFeeds(): Record<string, ort.Tensor> {
-    if (!this.loraWeights) {
-      // Views of the stacks: valid while their layout is (a rank change drops them, see the constructor).
-      const stacks = this.stacks!;
-      this.loraWeights = {};
+  /**
+   * Per layer and projection, the used slots' A [used, in, rank] and B [used, rank, out]: views of the stacks
+   * where the slots are consecutive (one adapter, or neighbours), copies otherwise.
+   */
+  private layOutUsed(slots: number[]): Record<string, ort.Tensor> {
+    const stacks = this.stacks!;
+    const consecutive = slots.every((slot, i) => slot === slots[0] + i);
+    const feeds: Record<string, ort.Tensor> = {};
+    const pick = (all: Float32Array, blockSize: number): Float32Array => {
+      if (consecutive) return all.subarray(slots[0] * blockSize, (slots[0] + slots.length) * blockSize);
+      const out = new Float32Array(slots.length * blockSize);
+      slots.forEach((slot, u) => out.set(all.subarray(slot * blockSize, (slot + 1) * blockSize), u * blockSize));
+      return out;
+    };
+    for (let l = 0; l < this.spec.numLayers; l++) {
       for (const p of PROJECTIONS) {
-        const s = stacks.stack(p);
-        this.loraWeights[loraStackInput(p, 'a')] = new ort.Tensor('float32', s.a, s.aDims);
-        this.loraWeights[loraStackInput(p, 'b')] = new ort.Tensor('float32', s.b, s.bDims);
+        const { a, aDims, b, bDims } = stacks.layer(l, p);
+        feeds[usedLoraName(l, p, 'a')] = new ort.Tensor('float32', pick(a, aDims[1] * aDims[2]), [slots.length, aDims[1], aDims[2]]);
+        feeds[usedLoraName(l, p, 'b')] = new ort.Tensor('float32', pick(b, bDims[1] * bDims[2]), [slots.length, bDims[1], bDims[2]]);
       }
     }
-    return this.loraWeights;
+    return feeds;
   }
 
   moveRow(from: number, to: number, length: number): void {

@@ -10,10 +10,11 @@
  * Splitting the two keeps a long prompt chunk from padding every decoding row to its width. A group with no
  * rows is fed one dummy row (the runner does that) whose results nothing reads.
  *
- * LoRA runs on the flat tokens over the adapters this step uses (`lora_used` [layers, used] = layer*slots +
- * slot, gathered from the per-row stacks): delta = sum over used adapters u of ((x A_u) * lora_mask[u]) B_u,
- * `lora_mask` [used, T, 1] being 1 where token t uses adapter u. Each used adapter's weights are read once per
- * step, and no padding is involved.
+ * LoRA runs on the flat tokens over the adapters this step uses: per layer and projection `lora_used.<layer>.<p>.a`
+ * [used, in, rank] and `.b` [used, rank, out] (the runner lays them out once per set of used adapters and reuses
+ * them while the set stays, so a decode step copies no adapter weights), delta = sum over used adapters u of
+ * ((x A_u) * lora_mask[u]) B_u, `lora_mask` [used, T, 1] being 1 where token t uses adapter u. Each used
+ * adapter's weights are read once per step, and no padding is involved.
  *
  * KV cache: owned by the caller in host memory, read-only inputs here (onnxruntime-node reads CPU inputs in
  * place, while every output comes back as a new copy). Per layer and group `past.<group>.<layer>.key`
@@ -35,12 +36,14 @@ export const packedPastName = (group: AttentionGroup, layer: number, kv: 'key' |
 export const newKvName = (layer: number, kv: 'key' | 'value') => `new.${layer}.${kv}`;
 /** [rows, width] int64: the flat token index of each padded position of the group (padding: any valid index). */
 export const groupGatherName = (group: AttentionGroup) => `${group}.gather`;
+/** The used adapters' LoRA matrices of one layer and projection (packed layout). */
+export const usedLoraName = (layer: number, projection: string, part: 'a' | 'b') => `lora_used.${layer}.${projection}.${part}`;
 export const pastMaskName = (group: AttentionGroup) => `${group}.past_mask`;
 export const newMaskName = (group: AttentionGroup) => `${group}.new_mask`;
 /** A masked-out score: large enough to vanish in softmax, finite so a fully masked padding row stays NaN-free. */
 export const MASKED = -1e30;
 
-export function packedInputs(spec: ModelSpec, float: DataTypeCode, lora: boolean): OnnxModel['inputs'] {
+export function packedInputs(spec: ModelSpec, float: DataTypeCode, lora: Array<{ projection: string; inSize: number; outSize: number }> | null): OnnxModel['inputs'] {
   const { numKvHeads: KV, headDim: D, numLayers: L } = spec;
   const inputs: OnnxModel['inputs'] = [
     { name: 'input_ids', dataType: DataType.INT64, shape: ['tokens'] },
@@ -52,10 +55,15 @@ export function packedInputs(spec: ModelSpec, float: DataTypeCode, lora: boolean
     { name: 'logit_wanted', dataType: DataType.INT64, shape: ['wanted'] },
   ];
   if (lora) {
-    inputs.push(
-      { name: 'lora_used', dataType: DataType.INT64, shape: [L, 'used'] },
-      { name: 'lora_mask', dataType: float, shape: ['used', 'tokens', 1] },
-    );
+    inputs.push({ name: 'lora_mask', dataType: float, shape: ['used', 'tokens', 1] });
+    for (let layer = 0; layer < L; layer++) {
+      for (const { projection, inSize, outSize } of lora) {
+        inputs.push(
+          { name: usedLoraName(layer, projection, 'a'), dataType: float, shape: ['used', inSize, 'lora_rank'] },
+          { name: usedLoraName(layer, projection, 'b'), dataType: float, shape: ['used', 'lora_rank', outSize] },
+        );
+      }
+    }
   }
   for (const group of ATTENTION_GROUPS) {
     inputs.push(
@@ -178,23 +186,16 @@ export class PackedLayout {
 
   /**
    * LoRA on the flat tokens over the step's used adapters (see the header); [T, in] -> [T, out]. As batched
-   * products over the used adapters, [1, T, in] x A_used [U, in, rank] -> [U, T, rank], masked per token, x B_used
-   * [U, rank, out] -> [U, T, out], summed over U: the gathered weights are used as they are, never transposed.
+   * products, [1, T, in] x A_used [U, in, rank] -> [U, T, rank], masked per token, x B_used [U, rank, out] ->
+   * [U, T, out], summed over U.
    */
-  loraDelta(x: string, layer: number, stackA: string, stackB: string, outSize: number): string {
+  loraDelta(x: string, layer: number, projection: string): string {
     const g = this.g;
-    const index = this.layerIndex(layer);
     if (!this.unsqueezed.has(x)) this.unsqueezed.set(x, g.one('Unsqueeze', [x, g.int64('packed.axis0', [0])]));
-    const down = g.one('MatMul', [this.unsqueezed.get(x)!, g.one('Gather', [stackA, index], { axis: 0 })]);
-    const up = g.one('MatMul', [g.one('Mul', [down, 'lora_mask']), g.one('Gather', [stackB, index], { axis: 0 })]);
+    const down = g.one('MatMul', [this.unsqueezed.get(x)!, usedLoraName(layer, projection, 'a')]);
+    const up = g.one('MatMul', [g.one('Mul', [down, 'lora_mask']), usedLoraName(layer, projection, 'b')]);
     return g.one('ReduceSum', [up, g.int64('packed.axis0', [0])], { keepdims: 0 });
   }
 
   private readonly unsqueezed = new Map<string, string>();
-
-  private readonly layerIndices = new Map<number, string>();
-  private layerIndex(layer: number): string {
-    if (!this.layerIndices.has(layer)) this.layerIndices.set(layer, this.g.one('Gather', ['lora_used', this.g.int64(`packed.layer.${layer}`, [layer], [])], { axis: 0 }));
-    return this.layerIndices.get(layer)!;
-  }
 }
