@@ -15,6 +15,7 @@ import { EngineError } from './errors.js';
 import type { AdapterManager } from './lora/adapter-manager.js';
 import type { BatchRunner, RowOutput, RowSampling, StepRow } from './model/batch-runner.js';
 import { EventQueue } from './event-queue.js';
+import { CAPACITY_QUANTUM } from './model/host-kv-cache.js';
 import { logSumExp, sampleToken, seededRandom, topIndices } from './sampling.js';
 import { TextStream, type Detokenizer } from './text-stream.js';
 import type { GenerateRequest, GenerationEvent, TopLogprob } from './types.js';
@@ -196,9 +197,9 @@ export class Scheduler {
     }
   }
 
-  /** KV bytes `rows` rows of up to `length` positions take (capacities are multiples of 32 positions). */
+  /** KV bytes `rows` rows of up to `length` positions take (the host cache's capacities are rounded up). */
   private kvBytes(rows: number, length: number): number {
-    return rows * Math.ceil(length / 32) * 32 * this.runner.kvBytesPerToken;
+    return rows * Math.ceil(length / CAPACITY_QUANTUM) * CAPACITY_QUANTUM * this.runner.kvBytesPerToken;
   }
 
   /** Waits for an adapter load or slot release, or a new request, with a timeout to re-check deadlines. */
@@ -211,19 +212,6 @@ export class Scheduler {
       };
       void this.adapters.onChange().then(() => this.wake?.());
     });
-  }
-
-  /** An engine failure fails the sequences of that step, never the process or other steps. */
-  private async guard(seqs: Sequence[], work: () => Promise<void>): Promise<void> {
-    try {
-      await work();
-    } catch (e) {
-      for (const s of seqs) {
-        if (s.done) continue;
-        this.stats.failed++;
-        this.finish(s, new EngineError('internal', 'The model failed while running this request.', { cause: e }));
-      }
-    }
   }
 
   private dropCancelled(): void {
@@ -296,6 +284,7 @@ export class Scheduler {
     try {
       outputs = await this.runner.step(plan);
     } catch (e) {
+      // An engine failure fails the sequences of that step, never the process or other steps.
       for (const s of all) {
         if (s.done) continue;
         this.stats.failed++;

@@ -28,6 +28,51 @@ interface GroupRows {
   rows: Array<{ tokens: number; pastLength: number; slot: number; firstToken: number }>;
 }
 
+/** The step's flat token list: decode tokens first, then each prefill chunk; each token's row and position. */
+function flatten(parts: StepRow[]) {
+  const T = parts.reduce((n, r) => n + r.tokens.length, 0);
+  const ids = new BigInt64Array(T);
+  const positions = new BigInt64Array(T);
+  const tokenRow = new Int32Array(T);
+  const tokenPosition = new Int32Array(T);
+  const firstToken: number[] = [];
+  let t = 0;
+  for (const r of parts) {
+    firstToken.push(t);
+    r.tokens.forEach((id, i) => {
+      ids[t] = BigInt(id);
+      positions[t] = BigInt(r.pastLength + i);
+      tokenRow[t] = r.row;
+      tokenPosition[t] = r.pastLength + i;
+      t++;
+    });
+  }
+  return { T, ids, positions, tokenRow, tokenPosition, firstToken };
+}
+
+/**
+ * `logit_rows` (every logit position of the step) and `logit_wanted` (those that come back whole: every row that
+ * is not greedy-selected in the graph). `greedy[i]`: part i gets its token from the graph.
+ */
+function logitSelection(parts: StepRow[], firstToken: number[]): { greedy: boolean[]; feeds: Record<string, ort.Tensor> } {
+  const logitRows: number[] = [];
+  const wanted: number[] = [];
+  const greedy = parts.map((r) => r.logitPositions.length === 1 && r.sampling !== undefined && r.sampling.temperature === 0);
+  parts.forEach((r, i) => r.logitPositions.forEach((p) => {
+    if (!greedy[i]) wanted.push(logitRows.length);
+    logitRows.push(firstToken[i] + p);
+  }));
+  // At least one logits row: onnxruntime's reductions mis-shape an empty input (the extra row is never read).
+  const rowsFed = logitRows.length ? logitRows : [0];
+  return {
+    greedy,
+    feeds: {
+      logit_rows: new ort.Tensor('int64', BigInt64Array.from(rowsFed, BigInt), [rowsFed.length]),
+      logit_wanted: new ort.Tensor('int64', BigInt64Array.from(wanted, BigInt), [wanted.length]),
+    },
+  };
+}
+
 export class ModelRunner implements BatchRunner {
   /** Greedy rows only: a row passing temperature-0 sampling gets its argmax from the graph, the others logits. */
   readonly selectsTokens = true;
@@ -89,24 +134,7 @@ export class ModelRunner implements BatchRunner {
     const longest = Math.max(...parts.map((r) => r.pastLength + r.tokens.length));
     this.cache.reserve(rowsInStep, longest);
 
-    // The flat token list: decode tokens first, then each prefill chunk.
-    const T = parts.reduce((n, r) => n + r.tokens.length, 0);
-    const ids = new BigInt64Array(T);
-    const positions = new BigInt64Array(T);
-    const tokenRow = new Int32Array(T);
-    const tokenPosition = new Int32Array(T);
-    const firstToken: number[] = [];
-    let t = 0;
-    for (const r of parts) {
-      firstToken.push(t);
-      r.tokens.forEach((id, i) => {
-        ids[t] = BigInt(id);
-        positions[t] = BigInt(r.pastLength + i);
-        tokenRow[t] = r.row;
-        tokenPosition[t] = r.pastLength + i;
-        t++;
-      });
-    }
+    const { T, ids, positions, tokenRow, tokenPosition, firstToken } = flatten(parts);
     const groups: Record<AttentionGroup, GroupRows> = {
       dec: { firstRow: 0, rows: plan.decode.map((r, i) => ({ tokens: 1, pastLength: r.pastLength, slot: r.slot, firstToken: firstToken[i] })) },
       pre: { firstRow: d, rows: plan.prefill.map((r, i) => ({ tokens: r.tokens.length, pastLength: r.pastLength, slot: r.slot, firstToken: firstToken[d + i] })) },
@@ -119,18 +147,8 @@ export class ModelRunner implements BatchRunner {
     let paddedBefore = 0;
     for (const group of ATTENTION_GROUPS) paddedBefore += this.groupFeeds(group, groups[group], feeds, unpad, paddedBefore);
     feeds.unpad = new ort.Tensor('int64', unpad, [T]);
-    // Logits rows: every logit position; only rows that are not greedy-selected come back whole.
-    const logitRows: number[] = [];
-    const wanted: number[] = [];
-    const greedy = parts.map((r) => r.logitPositions.length === 1 && r.sampling !== undefined && r.sampling.temperature === 0);
-    parts.forEach((r, i) => r.logitPositions.forEach((p) => {
-      if (!greedy[i]) wanted.push(logitRows.length);
-      logitRows.push(firstToken[i] + p);
-    }));
-    // At least one logits row: onnxruntime's reductions mis-shape an empty input (the extra row is never read).
-    const rowsFed = logitRows.length ? logitRows : [0];
-    feeds.logit_rows = new ort.Tensor('int64', BigInt64Array.from(rowsFed, BigInt), [rowsFed.length]);
-    feeds.logit_wanted = new ort.Tensor('int64', BigInt64Array.from(wanted, BigInt), [wanted.length]);
+    const { greedy, feeds: logitFeeds } = logitSelection(parts, firstToken);
+    Object.assign(feeds, logitFeeds);
     if (this.stacks) Object.assign(feeds, this.loraStepFeeds(parts, T));
 
     const fetches = ['next_token', 'next_logprob', 'wanted_logits'];
