@@ -143,7 +143,7 @@ export class Scheduler {
     }
     const length = input.promptIds.length + input.request.maxTokens;
     if (this.kvBytes(1, length) > this.options.kvBudgetBytes && this.options.kvBudgetBytes > 0) {
-      throw new EngineError('kv_budget_exceeded', `${input.promptIds.length} prompt tokens + max_tokens ${input.request.maxTokens} need ${Math.ceil(this.kvBytes(1, length) / 2 ** 20)} MiB of KV cache, more than its budget of ${Math.floor(this.options.kvBudgetBytes / 2 ** 20)} MiB.`);
+      throw new EngineError('kv_budget_exceeded', `${input.promptIds.length} prompt tokens + max_tokens ${input.request.maxTokens} need ${Math.ceil(this.kvBytes(1, length) / 2 ** 20)} MiB of KV cache, more than the server's KV-cache budget of ${Math.floor(this.options.kvBudgetBytes / 2 ** 20)} MiB (--kv-cache-mb).`);
     }
     const now = performance.now();
     const seq: Sequence = {
