@@ -12,7 +12,7 @@ import { DataType, encodeModel, type DataTypeCode } from './onnx-proto.js';
 import type { CheckpointWeights } from './weights.js';
 
 /** Bump when the graph layout changes so old cache entries are not reused. */
-export const GRAPH_BUILDER_VERSION = 10;
+export const GRAPH_BUILDER_VERSION = 11;
 const MODEL_FILE = 'model.onnx';
 const DATA_FILE = 'model.onnx.data';
 

@@ -222,35 +222,49 @@ export class ModelRunner implements BatchRunner {
     if (used.length === 0) used.push(0); // the inputs never have an empty dimension
     const key = used.join(',');
     if (this.usedLora?.key !== key) this.usedLora = { key, slots: used, feeds: this.layOutUsed(used) };
-    const mask = new Float32Array(used.length * T);
+    const R = this.stacks!.rank;
+    const width = used.length * R;
+    const mask = new Float32Array(T * width);
     let t = 0;
     for (const r of parts) {
       const u = r.slot > 0 ? used.indexOf(r.slot) : -1;
-      if (u >= 0) mask.fill(1, u * T + t, u * T + t + r.tokens.length);
-      t += r.tokens.length;
+      for (let i = 0; i < r.tokens.length; i++, t++) if (u >= 0) mask.fill(1, t * width + u * R, t * width + (u + 1) * R);
     }
-    return { ...this.usedLora.feeds, lora_mask: new ort.Tensor('float32', mask, [used.length, T, 1]) };
+    return { ...this.usedLora.feeds, lora_mask: new ort.Tensor('float32', mask, [T, width]) };
   }
 
   /**
-   * Per layer and projection, the used slots' A [used, in, rank] and B [used, rank, out]: views of the stacks
-   * where the slots are consecutive (one adapter, or neighbours), copies otherwise.
+   * Per layer and projection, the used slots' A side by side, [in, used*rank], and B stacked, [used*rank, out].
+   * B of consecutive slots, and A of a single one, are views of the stacks ([slots, rank, out] and [in, rank]
+   * blocks); A of several slots is interleaved into a copy.
    */
   private layOutUsed(slots: number[]): Record<string, ort.Tensor> {
     const stacks = this.stacks!;
+    const R = stacks.rank;
+    const U = slots.length;
     const consecutive = slots.every((slot, i) => slot === slots[0] + i);
     const feeds: Record<string, ort.Tensor> = {};
-    const pick = (all: Float32Array, blockSize: number): Float32Array => {
-      if (consecutive) return all.subarray(slots[0] * blockSize, (slots[0] + slots.length) * blockSize);
-      const out = new Float32Array(slots.length * blockSize);
-      slots.forEach((slot, u) => out.set(all.subarray(slot * blockSize, (slot + 1) * blockSize), u * blockSize));
-      return out;
-    };
     for (let l = 0; l < this.spec.numLayers; l++) {
       for (const p of PROJECTIONS) {
         const { a, aDims, b, bDims } = stacks.layer(l, p);
-        feeds[usedLoraName(l, p, 'a')] = new ort.Tensor('float32', pick(a, aDims[1] * aDims[2]), [slots.length, aDims[1], aDims[2]]);
-        feeds[usedLoraName(l, p, 'b')] = new ort.Tensor('float32', pick(b, bDims[1] * bDims[2]), [slots.length, bDims[1], bDims[2]]);
+        const inSize = aDims[1];
+        const outSize = bDims[2];
+        let aUsed: Float32Array;
+        if (U === 1) aUsed = a.subarray(slots[0] * inSize * R, (slots[0] + 1) * inSize * R);
+        else {
+          aUsed = new Float32Array(inSize * U * R);
+          slots.forEach((slot, u) => {
+            for (let i = 0; i < inSize; i++) aUsed.set(a.subarray((slot * inSize + i) * R, (slot * inSize + i + 1) * R), (i * U + u) * R);
+          });
+        }
+        let bUsed: Float32Array;
+        if (consecutive) bUsed = b.subarray(slots[0] * R * outSize, (slots[0] + U) * R * outSize);
+        else {
+          bUsed = new Float32Array(U * R * outSize);
+          slots.forEach((slot, u) => bUsed.set(b.subarray(slot * R * outSize, (slot + 1) * R * outSize), u * R * outSize));
+        }
+        feeds[usedLoraName(l, p, 'a')] = new ort.Tensor('float32', aUsed, [inSize, U * R]);
+        feeds[usedLoraName(l, p, 'b')] = new ort.Tensor('float32', bUsed, [U * R, outSize]);
       }
     }
     return feeds;

@@ -11,10 +11,10 @@
  * rows is fed one dummy row (the runner does that) whose results nothing reads.
  *
  * LoRA runs on the flat tokens over the adapters this step uses: per layer and projection `lora_used.<layer>.<p>.a`
- * [used, in, rank] and `.b` [used, rank, out] (the runner lays them out once per set of used adapters and reuses
- * them while the set stays, so a decode step copies no adapter weights), delta = sum over used adapters u of
- * ((x A_u) * lora_mask[u]) B_u, `lora_mask` [used, T, 1] being 1 where token t uses adapter u. Each used
- * adapter's weights are read once per step, and no padding is involved.
+ * [in, used*rank] and `.b` [used*rank, out], the used adapters side by side (the runner lays them out once per set
+ * of used adapters and reuses them while the set stays, so a decode step copies no adapter weights), and
+ * delta = ((x A) * lora_mask) B with `lora_mask` [T, used*rank] keeping each token's own adapter's columns. Each
+ * used adapter's weights are read once per step, in two plain 2-D products, and no padding is involved.
  *
  * KV cache: owned by the caller in host memory, read-only inputs here (onnxruntime-node reads CPU inputs in
  * place, while every output comes back as a new copy). Per layer and group `past.<group>.<layer>.key`
@@ -55,12 +55,12 @@ export function packedInputs(spec: ModelSpec, float: DataTypeCode, lora: Array<{
     { name: 'logit_wanted', dataType: DataType.INT64, shape: ['wanted'] },
   ];
   if (lora) {
-    inputs.push({ name: 'lora_mask', dataType: float, shape: ['used', 'tokens', 1] });
+    inputs.push({ name: 'lora_mask', dataType: float, shape: ['tokens', 'used_width'] });
     for (let layer = 0; layer < L; layer++) {
       for (const { projection, inSize, outSize } of lora) {
         inputs.push(
-          { name: usedLoraName(layer, projection, 'a'), dataType: float, shape: ['used', inSize, 'lora_rank'] },
-          { name: usedLoraName(layer, projection, 'b'), dataType: float, shape: ['used', 'lora_rank', outSize] },
+          { name: usedLoraName(layer, projection, 'a'), dataType: float, shape: [inSize, 'used_width'] },
+          { name: usedLoraName(layer, projection, 'b'), dataType: float, shape: ['used_width', outSize] },
         );
       }
     }
@@ -184,18 +184,10 @@ export class PackedLayout {
     return this.unpad(perGroup, NH * D);
   }
 
-  /**
-   * LoRA on the flat tokens over the step's used adapters (see the header); [T, in] -> [T, out]. As batched
-   * products, [1, T, in] x A_used [U, in, rank] -> [U, T, rank], masked per token, x B_used [U, rank, out] ->
-   * [U, T, out], summed over U.
-   */
+  /** LoRA on the flat tokens over the step's used adapters (see the header); [T, in] -> [T, out]. */
   loraDelta(x: string, layer: number, projection: string): string {
     const g = this.g;
-    if (!this.unsqueezed.has(x)) this.unsqueezed.set(x, g.one('Unsqueeze', [x, g.int64('packed.axis0', [0])]));
-    const down = g.one('MatMul', [this.unsqueezed.get(x)!, usedLoraName(layer, projection, 'a')]);
-    const up = g.one('MatMul', [g.one('Mul', [down, 'lora_mask']), usedLoraName(layer, projection, 'b')]);
-    return g.one('ReduceSum', [up, g.int64('packed.axis0', [0])], { keepdims: 0 });
+    const down = g.one('Mul', [g.one('MatMul', [x, usedLoraName(layer, projection, 'a')]), 'lora_mask']);
+    return g.one('MatMul', [down, usedLoraName(layer, projection, 'b')]);
   }
-
-  private readonly unsqueezed = new Map<string, string>();
 }
