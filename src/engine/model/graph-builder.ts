@@ -157,7 +157,7 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
   let hidden = flat(embeddings, H);
 
   const packed = options.attention === 'packed';
-  if (packed && (options.loraFormulation === 'masked' || options.sampling || options.argmax)) throw new Error('GraphOptions: the packed layout has per-row LoRA and host sampling only');
+  if (packed && (options.loraFormulation || options.sampling || options.argmax)) throw new Error('GraphOptions: the packed layout has its own LoRA formulation and greedy selection only');
   const layout = packed ? new PackedLayout(g, spec, 'rotary.cos', 'rotary.sin', float) : null;
   const masked = options.loraFormulation === 'masked';
   // Masked: each token's row of lora_mask, [batch, width] -> [batch*seq, width], once for the whole graph.
