@@ -1,8 +1,8 @@
 /**
  * The packed layout of the decoder graph (the host path): one forward run takes every decoding row's next
  * token and chunks of prompts in prefill together, as one flat list of tokens [T]. Projections, norms and the
- * MLP run on that flat list, so their cost follows the tokens of the step. Attention and LoRA need each token's
- * row; they run in two groups, each a padded [rows, width] view gathered from the flat list:
+ * MLP run on that flat list, so their cost follows the tokens of the step. Attention needs each token's row;
+ * it runs in two groups, each a padded [rows, width] view gathered from the flat list:
  *
  * - `dec`: the decoding rows, one token each (width 1, no padding at all);
  * - `pre`: the rows with prompt chunks, right-padded to the longest chunk of the step.
@@ -19,7 +19,7 @@
  * KV cache: owned by the caller in host memory, read-only inputs here (onnxruntime-node reads CPU inputs in
  * place, while every output comes back as a new copy). Per layer and group `past.<group>.<layer>.key`
  * [rows, kv_heads, head_dim, capacity] (keys stored transposed, so scores are a plain MatMul) and `.value`
- * [rows, kv_heads, capacity, head_dim]; the capacity follows the longest row (see model-runner.ts). The step's
+ * [rows, kv_heads, capacity, head_dim]; the capacity follows the longest row (see host-kv-cache.ts). The step's
  * own keys (after rotary) and values come out as `new.<layer>.key|value` [T, kv_heads*head_dim], and the caller
  * writes them into its cache. Attention is softmax over [cached positions | the step's own positions]:
  * `<group>.past_mask` [rows, 1, 1, capacity] and `<group>.new_mask` [rows, 1, groups*width, width] are additive
