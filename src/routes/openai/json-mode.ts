@@ -10,16 +10,8 @@ import type { ResponseFormatData } from '../../engine/engine.js';
 import { invalidParam } from './errors.js';
 import type { ResponseFormat } from './schemas.js';
 
-/** What a request's response_format asks for, or null (plain text). */
-export interface JsonMode {
-  /** null: json_object (any JSON object). */
-  schema: JsonSchema | null;
-  strict: boolean;
-  /** What the engine gets. */
-  format: ResponseFormatData;
-}
-
-export function jsonModeFor(format: ResponseFormat | null | undefined): JsonMode | null {
+/** What a request's response_format asks the engine for (schema null: any JSON object), or null (plain text). */
+export function jsonModeFor(format: ResponseFormat | null | undefined): ResponseFormatData | null {
   if (!format || format.type === 'text') return null;
   let schema: JsonSchema | null = null;
   let strict = false;
@@ -33,5 +25,5 @@ export function jsonModeFor(format: ResponseFormat | null | undefined): JsonMode
   } else if ('json_schema' in format && format.json_schema !== undefined) {
     throw invalidParam('response_format.json_schema', `json_schema is only allowed with response_format type 'json_schema'.`);
   }
-  return { schema, strict, format: { schema, strict } };
+  return { schema, strict };
 }

@@ -14,7 +14,7 @@ import { endSse, sendSse, startSse } from '../sse.js';
 import type { Config } from '../../config.js';
 import type { FinishEvent, GenerateRequest, GenerationEvent, TokenEvent } from '../../engine/types.js';
 import { invalidParam, toOpenAIBody, toOpenAIError } from './errors.js';
-import type { JsonMode } from './json-mode.js';
+import type { ResponseFormatData } from '../../engine/engine.js';
 import type { CommonBody } from './schemas.js';
 
 /** Choices one request may start in all (prompts x n). */
@@ -94,7 +94,8 @@ export interface StartOptions {
   sampling: Sampling;
   logprobs: boolean;
   topLogprobs: number;
-  jsonMode: JsonMode | null;
+  /** JSON mode as the engine takes it (jsonModeFor), or null. */
+  jsonMode: ResponseFormatData | null;
   abort: AbortController;
   /** The `route` query parameter (auto, local, bedrock; absent is auto). */
   route: unknown;
@@ -133,7 +134,7 @@ export function startChoices(app: FastifyInstance, o: StartOptions): Choice[] {
         };
         const dispatched = dispatchGeneration(app, request, o.route, {
           stream: o.stream,
-          ...(o.jsonMode ? { responseFormat: o.jsonMode.format } : {}),
+          ...(o.jsonMode ? { responseFormat: o.jsonMode } : {}),
           ...(prompt.text !== undefined ? { localPromptTokenIds: prompt.ids } : {}),
         });
         choices.push({ index: promptIndex * o.n + i, promptIndex, dispatched, promptTokens: dispatched.promptTokens });
