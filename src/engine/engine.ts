@@ -109,16 +109,6 @@ export class Engine {
     const maxSequenceLength = Math.min(options.maxSequenceLength, spec.maxPositions);
     const stacks = new SlotStacks(spec, options.adapterSlots + 1);
     phase('building_graph', 'building the ONNX graph, or reusing the cached one');
-    // startRunner builds (or reuses) the graph, then creates the session; its log line between the two marks the switch.
-    const startLog: EngineLog = {
-      info(obj, msg) {
-        if (msg === 'built ONNX graph' || msg === 'reused cached ONNX graph') phase('creating_session', msg);
-        log?.info(obj, msg);
-      },
-      warn(obj, msg) {
-        log?.warn(obj, msg);
-      },
-    };
     const { runner, provider, residency, dtype } = await startRunner({
       modelDir,
       spec,
@@ -132,7 +122,8 @@ export class Engine {
       intraOpThreads: options.intraOpThreads,
       kvBudgetBytes: options.kvCacheBudgetBytes ?? 0,
       stacks,
-    }, startLog);
+      onGraphReady: (built) => phase('creating_session', built ? 'built ONNX graph' : 'reused cached ONNX graph'),
+    }, log);
     const tokenizer = new TextTokenizer(modelDir);
     phase('loading_adapters');
     const adapters = new AdapterManager(spec, stacks, { root: options.adaptersDir, maxRank: options.maxLoraRank, hostCacheBytes: options.hostCacheBytes });

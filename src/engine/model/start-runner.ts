@@ -31,6 +31,8 @@ export interface StartRunnerOptions {
   /** Bytes the KV cache may hold (host path); 0 = unbounded. */
   kvBudgetBytes?: number;
   stacks: SlotStacks;
+  /** Called once the ONNX graph is on disk (built or reused), before the session is created. */
+  onGraphReady?: (built: boolean) => void;
 }
 
 export interface StartLog {
@@ -76,6 +78,7 @@ async function startAs(provider: string, residency: 'host' | 'device', dtype: 'f
   const started = performance.now();
   const onnx = ensureOnnxModel(options.modelDir, options.spec, options.weights, graph, options.cacheDir);
   log?.info({ path: onnx.path, built: onnx.built, ms: Math.round(performance.now() - started) }, onnx.built ? 'built ONNX graph' : 'reused cached ONNX graph');
+  options.onGraphReady?.(onnx.built);
   const { spec, stacks, maxBatch, intraOpThreads } = options;
   const maxSequenceLength = graph.maxSequenceLength;
   const runner: BatchRunner =
