@@ -1,7 +1,8 @@
 /**
  * What the scheduler needs from a model runner. Two implementations:
  * - ModelRunner (model-runner.ts): KV cache in host memory (host-kv-cache.ts), one packed forward run per step
- *   (packed-attention.ts); returns logits, the host samples. Best on the CPU provider.
+ *   (packed-attention.ts); greedy rows get their token from the graph, the others logits that the host samples.
+ *   Best on the CPU provider.
  * - DeviceRunner (device-runner.ts): KV cache, LoRA slot stacks and token selection stay with the execution
  *   provider (GPU memory) between steps; returns token ids and their log-probabilities, logits only on request.
  *

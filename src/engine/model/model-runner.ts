@@ -25,7 +25,7 @@ export interface RunnerOptions {
 /** A group's rows for one run: their first cache row, and each row's tokens and cached length. */
 interface GroupRows {
   firstRow: number;
-  rows: Array<{ tokens: number; pastLength: number; slot: number; firstToken: number }>;
+  rows: Array<{ tokens: number; pastLength: number; firstToken: number }>;
 }
 
 /** The step's flat token list: decode tokens first, then each prefill chunk; each token's row and position. */
@@ -136,8 +136,8 @@ export class ModelRunner implements BatchRunner {
 
     const { T, ids, positions, tokenRow, tokenPosition, firstToken } = flatten(parts);
     const groups: Record<AttentionGroup, GroupRows> = {
-      dec: { firstRow: 0, rows: plan.decode.map((r, i) => ({ tokens: 1, pastLength: r.pastLength, slot: r.slot, firstToken: firstToken[i] })) },
-      pre: { firstRow: d, rows: plan.prefill.map((r, i) => ({ tokens: r.tokens.length, pastLength: r.pastLength, slot: r.slot, firstToken: firstToken[d + i] })) },
+      dec: { firstRow: 0, rows: plan.decode.map((r, i) => ({ tokens: 1, pastLength: r.pastLength, firstToken: firstToken[i] })) },
+      pre: { firstRow: d, rows: plan.prefill.map((r, i) => ({ tokens: r.tokens.length, pastLength: r.pastLength, firstToken: firstToken[d + i] })) },
     };
     const feeds: Record<string, ort.Tensor> = {
       input_ids: new ort.Tensor('int64', ids, [T]),
@@ -214,8 +214,8 @@ export class ModelRunner implements BatchRunner {
 
   /**
    * The adapters this step uses, as the graph's `lora_used.*` inputs (laid out by layOutUsed, kept while the same
-   * set is used), and which tokens use each (`lora_mask` [used, T, 1]). Rows of the bare base model (slot 0) are
-   * in no adapter's mask; a step without adapters multiplies the zero block of slot 0.
+   * set is used), and each token's columns (`lora_mask` [T, used*rank]). Rows of the bare base model (slot 0)
+   * are in no adapter's columns; a step without adapters multiplies the zero block of slot 0.
    */
   private loraStepFeeds(parts: StepRow[], T: number): Record<string, ort.Tensor> {
     const used = [...new Set(parts.map((r) => r.slot).filter((slot) => slot > 0))].sort((x, y) => x - y);

@@ -114,7 +114,6 @@ export function packedOutputs(spec: ModelSpec, float: DataTypeCode): OnnxModel['
 /** Graph pieces shared by every layer of a packed graph. */
 export class PackedLayout {
   private readonly positions: string;
-  private readonly gathered = new Map<string, string>();
   private readonly scale: string;
 
   readonly heads: number;
@@ -142,11 +141,9 @@ export class PackedLayout {
     return g.one('Reshape', [rotated, g.int64(`packed.shape.flat.${width}`, [-1, width])]);
   }
 
-  /** x [T, width] viewed as the group's padded rows, [rows, group width, width] (one Gather per x and group). */
+  /** x [T, width] viewed as the group's padded rows, [rows, group width, width]. */
   padded(x: string, group: AttentionGroup): string {
-    const key = `${x}|${group}`;
-    if (!this.gathered.has(key)) this.gathered.set(key, this.g.one('Gather', [x, groupGatherName(group)], { axis: 0 }));
-    return this.gathered.get(key)!;
+    return this.g.one('Gather', [x, groupGatherName(group)], { axis: 0 });
   }
 
   /** Per-group results [rows, width, size] back to the flat token order, [T, size]. */
