@@ -76,6 +76,15 @@ export interface AdapterManagerOptions {
   hostCacheBytes: number;
 }
 
+/** The errors for an adapter that cannot serve, shared with the HTTP thread's mirror (worker/engine-client.ts). */
+export function adapterNotFound(name: string): EngineError {
+  return new EngineError('adapter_not_found', `Adapter ${name} is not registered.`);
+}
+
+export function adapterCannotServe(name: string, reason: string): EngineError {
+  return new EngineError('adapter_errored', `Adapter ${name} cannot be served: ${reason}.`);
+}
+
 export class AdapterManager {
   private readonly records = new Map<string, AdapterRecord>();
   private readonly host: LRUCache<string, LoadedAdapter>;
@@ -173,7 +182,7 @@ export class AdapterManager {
   private record(name: string): AdapterRecord {
     checkAdapterName(name);
     const record = this.records.get(name);
-    if (!record) throw new EngineError('adapter_not_found', `Adapter ${name} is not registered.`);
+    if (!record) throw adapterNotFound(name);
     return record;
   }
 
@@ -196,7 +205,7 @@ export class AdapterManager {
   /** Throws the client-facing error for an adapter that cannot serve (unknown or errored). */
   check(name: string): void {
     const record = this.record(name);
-    if (record.error) throw new EngineError('adapter_errored', `Adapter ${name} cannot be served: ${record.error}.`);
+    if (record.error) throw adapterCannotServe(name, record.error);
   }
 
   /**
@@ -207,7 +216,7 @@ export class AdapterManager {
   tryAcquire(name: string | null): number | null {
     if (name === null) return 0;
     const record = this.record(name);
-    if (record.error) throw new EngineError('adapter_errored', `Adapter ${name} cannot be served: ${record.error}.`);
+    if (record.error) throw adapterCannotServe(name, record.error);
     if (record.slot > 0) {
       this.counters.deviceHits++;
       return this.take(record);

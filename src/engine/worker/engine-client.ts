@@ -15,7 +15,7 @@ import { EngineError } from '../errors.js';
 import { EventQueue } from '../event-queue.js';
 import { checkRequest } from '../request-check.js';
 import { TextTokenizer } from '../model/tokenizer.js';
-import { checkAdapterName, type AdapterCounters, type AdapterInfo } from '../lora/adapter-manager.js';
+import { adapterCannotServe, adapterNotFound, checkAdapterName, type AdapterCounters, type AdapterInfo } from '../lora/adapter-manager.js';
 import type { EngineLog, EngineOptions, Generation, ResponseFormatData, StartPhase } from '../engine.js';
 import type { GenerationObserver, PromptScores, SchedulerStats } from '../scheduler.js';
 import type { GenerateRequest, GenerationEvent } from '../types.js';
@@ -76,14 +76,14 @@ export class AdapterMirror {
   get(name: string): AdapterInfo {
     checkAdapterName(name);
     const info = this.byName.get(name);
-    if (!info) throw new EngineError('adapter_not_found', `Adapter ${name} is not registered.`);
+    if (!info) throw adapterNotFound(name);
     return info;
   }
 
   /** Throws the error for an adapter that cannot serve (unknown or errored), as the engine would. */
   check(name: string): void {
     const info = this.get(name);
-    if (info.status === 'errored') throw new EngineError('adapter_errored', `Adapter ${name} cannot be served: ${info.error}.`);
+    if (info.status === 'errored') throw adapterCannotServe(name, info.error ?? 'unknown reason');
   }
 
   register(name: string, path: string): Promise<AdapterInfo> {
