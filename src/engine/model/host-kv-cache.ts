@@ -57,27 +57,27 @@ export class HostKvCache {
     return this.spec.numKvHeads * this.spec.headDim * this.capacityValue;
   }
 
-  /**
-   * Makes room for `rows` rows of at least `length` positions before a step. `hint`: a length worth reserving
-   * at once when growing (e.g. a prompt being prefilled in chunks), to avoid one re-layout per chunk.
-   */
-  reserve(rows: number, length: number, hint = length): void {
+  /** Makes room for `rows` rows of at least `length` positions before a step. */
+  reserve(rows: number, length: number): void {
     const live = Math.max(rows, this.liveRows());
     const longest = Math.max(length, ...this.lengths.slice(0, live));
     let capacity = this.capacityValue;
-    if (longest > capacity) capacity = Math.max(longest, Math.min(hint, this.limits.maxSequenceLength), Math.ceil(capacity * 1.25));
+    if (longest > capacity) capacity = Math.max(longest, Math.ceil(capacity * 1.25));
     else if (longest <= capacity / 2 && capacity > CAPACITY_QUANTUM) capacity = Math.ceil(longest * 1.25);
     capacity = Math.min(roundUp(Math.max(capacity, 1), CAPACITY_QUANTUM), roundUp(this.limits.maxSequenceLength, CAPACITY_QUANTUM));
     let rowsAllocated = this.rowsAllocated;
     if (live > rowsAllocated) rowsAllocated = Math.min(this.limits.maxRows, Math.max(live, rowsAllocated * 2));
     else if (live <= rowsAllocated / 4) rowsAllocated = Math.max(live * 2, 1);
-    if (this.limits.budgetBytes > 0) {
-      const perRow = capacity * HostKvCache.bytesPerToken(this.spec);
+    const budget = this.limits.budgetBytes;
+    if (budget > 0) {
+      const perToken = HostKvCache.bytesPerToken(this.spec);
       // Keep within the budget: fewer spare rows first, then a tighter capacity.
-      rowsAllocated = Math.max(live, Math.min(rowsAllocated, Math.floor(this.limits.budgetBytes / perRow)));
-      if (rowsAllocated * perRow > this.limits.budgetBytes) capacity = Math.max(roundUp(longest, CAPACITY_QUANTUM), Math.floor(this.limits.budgetBytes / (rowsAllocated * HostKvCache.bytesPerToken(this.spec)) / CAPACITY_QUANTUM) * CAPACITY_QUANTUM);
-      if (rowsAllocated * capacity * HostKvCache.bytesPerToken(this.spec) > this.limits.budgetBytes) {
-        throw new Error(`KV cache of ${live} rows x ${longest} positions exceeds its budget of ${this.limits.budgetBytes} bytes`);
+      rowsAllocated = Math.max(live, Math.min(rowsAllocated, Math.floor(budget / (capacity * perToken))));
+      if (rowsAllocated * capacity * perToken > budget) {
+        capacity = Math.max(roundUp(longest, CAPACITY_QUANTUM), Math.floor(budget / (rowsAllocated * perToken) / CAPACITY_QUANTUM) * CAPACITY_QUANTUM);
+      }
+      if (rowsAllocated * capacity * perToken > budget) {
+        throw new Error(`KV cache of ${live} rows x ${longest} positions exceeds its budget of ${budget} bytes`);
       }
     }
     if (capacity !== this.capacityValue || rowsAllocated !== this.rowsAllocated) this.relayout(rowsAllocated, capacity, live);
