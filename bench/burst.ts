@@ -14,9 +14,9 @@
  *   npm run bench:burst -- --url http://127.0.0.1:8080 --vocab 32000
  */
 import { parseArgs } from 'node:util';
-import { join } from 'node:path';
 import {
-  RESULTS, SHAPES, fmt, loadavg, log, machine, makeModel, measured, median, percentile, promptMaker, splitArgs, stamp, startOurs, streamGenerate,
+  commonOptions,
+  SHAPES, fmt, loadavg, log, machine, makeModel, measured, median, percentile, promptMaker, splitArgs, stamp, startOurs, streamGenerate,
   writeReport, type Conditions, type ServerProcess,
 } from './peer/lib.js';
 
@@ -30,12 +30,7 @@ const { values: a } = parseArgs({
     size: { type: 'string', default: '16' },
     prompt: { type: 'string', default: '128' },
     'max-tokens': { type: 'string', default: '16' },
-    'server-args': { type: 'string', default: '' },
-    'quiet-pct': { type: 'string', default: '15' },
-    'quiet-wait-s': { type: 'string' },
-    out: { type: 'string', default: join(RESULTS, 'burst') },
-    quick: { type: 'boolean', default: false },
-    help: { type: 'boolean', default: false },
+    ...commonOptions('burst'),
   },
 });
 if (a.help) {

@@ -14,9 +14,9 @@
  *   npm run bench:context -- --lengths 512,16384 --server-args "--max-batch 8"
  */
 import { parseArgs } from 'node:util';
-import { join } from 'node:path';
 import {
-  RESULTS, SHAPES, concurrentFigures, fmt, histogramMeans, loadavg, log, machine, makeModel, measured, median, procStatus, promptMaker, scrapeMetrics,
+  commonOptions,
+  SHAPES, concurrentFigures, fmt, histogramMeans, loadavg, log, machine, makeModel, measured, median, procStatus, promptMaker, scrapeMetrics,
   splitArgs, stamp, startOurs, streamGenerate, writeReport, type Conditions, type ServerProcess,
 } from './lib.js';
 
@@ -27,12 +27,7 @@ const { values: a } = parseArgs({
     conc: { type: 'string', default: '8' },
     prompt: { type: 'string', default: '128' },
     tokens: { type: 'string' },
-    'server-args': { type: 'string', default: '' },
-    'quiet-pct': { type: 'string', default: '15' },
-    'quiet-wait-s': { type: 'string' },
-    out: { type: 'string', default: join(RESULTS, 'context') },
-    quick: { type: 'boolean', default: false },
-    help: { type: 'boolean', default: false },
+    ...commonOptions('context'),
   },
 });
 if (a.help) {

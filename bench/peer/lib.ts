@@ -20,6 +20,18 @@ export const PEER_DIR = dirname(fileURLToPath(import.meta.url));
 export const PROJECT_ROOT = resolve(PEER_DIR, '..', '..');
 export const CACHE = join(PROJECT_ROOT, '.cache', 'peer');
 export const RESULTS = join(PROJECT_ROOT, 'bench-results');
+
+/** The flags every benchmark here takes: extra server flags, the quiet gate, where reports go, smoke run, help. */
+export function commonOptions(results: string) {
+  return {
+    'server-args': { type: 'string', default: '' },
+    'quiet-pct': { type: 'string', default: '15' },
+    'quiet-wait-s': { type: 'string' },
+    out: { type: 'string', default: join(RESULTS, results) },
+    quick: { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
+  } as const;
+}
 export const LLAMACPP_VERSION = '3.21.1';
 export const LLAMACPP_DIR = process.env.LLAMACPP_DIR ?? join(CACHE, 'llamacpp');
 

@@ -23,9 +23,9 @@
  *   npm run bench:peer -- --shapes m100 --rounds 7 --server-args "--max-sequence-length 512" --lora
  */
 import { parseArgs } from 'node:util';
-import { join } from 'node:path';
 import {
-  ADAPTER_NAME, CACHE, LLAMACPP_VERSION, load1, quietGate, RESULTS, SHAPES, batch1Figures, concurrentFigures, ensureLlamaCpp, fmt, ggufLoraOf, ggufOf, loadavg, log,
+  commonOptions,
+  ADAPTER_NAME, CACHE, LLAMACPP_VERSION, load1, quietGate, SHAPES, batch1Figures, concurrentFigures, ensureLlamaCpp, fmt, ggufLoraOf, ggufOf, loadavg, log,
   machine, makeModel, measured, median, procStatus, promptMaker, readBandwidth, splitArgs, stamp, startLlama, startOurs, streamGenerate,
   weightBytesPerToken, writeReport, type Conditions, type ServerProcess, type Shape, type StreamResult, type WeightKind,
 } from './lib.js';
@@ -39,17 +39,12 @@ const { values: a } = parseArgs({
     conc: { type: 'string', default: '8' },
     prompt: { type: 'string', default: '128' },
     tokens: { type: 'string' },
-    'server-args': { type: 'string', default: '' },
     lora: { type: 'boolean', default: false },
     'llama-ctx': { type: 'string', default: '2048' },
     threads: { type: 'string', default: '2' },
     'bandwidth-gbs': { type: 'string' },
     'bandwidth-mib': { type: 'string' },
-    'quiet-pct': { type: 'string', default: '15' },
-    'quiet-wait-s': { type: 'string' },
-    out: { type: 'string', default: join(RESULTS, 'peer') },
-    quick: { type: 'boolean', default: false },
-    help: { type: 'boolean', default: false },
+    ...commonOptions('peer'),
   },
 });
 if (a.help) {
