@@ -4,7 +4,8 @@
 #
 # CPU (default):
 #   docker build -t lora-inference-server .
-#   docker run --rm -p 8080:8080 lora-inference-server
+#   docker run --rm -p 8080:8080 -v $PWD/keys.json:/etc/lora-keys/keys.json:ro \
+#     -e API_KEYS_FILE=/etc/lora-keys/keys.json lora-inference-server
 #
 # CUDA 12 variant: ORT_INSTALL=cuda12 lets onnxruntime-node's install script download its CUDA 12
 # execution provider libraries, and the final image is then built on CUDA_IMAGE (CUDA 12 + cuDNN 9
@@ -47,13 +48,14 @@ COPY --from=deps /usr/local/bin/node /usr/local/bin/node
 
 # ---- runtime -------------------------------------------------------------------------------------
 FROM base-${ORT_INSTALL} AS runtime
-# HOST=0.0.0.0 needs API keys (API_KEYS_FILE, e.g. a mounted secret; docs/security.md). This demo image
-# also sets ALLOW_UNAUTHENTICATED=true so that `docker run -p 8080:8080 IMAGE` answers; production
-# deployments set ALLOW_UNAUTHENTICATED=false and mount keys (deploy/ does).
+# HOST=0.0.0.0 needs API keys (API_KEYS_FILE, e.g. a mounted secret; docs/security.md): without keys the
+# server refuses to start (exit 2). Serving without keys is a run-time choice of whoever runs the image,
+# e.g. behind a gateway that authenticates, or to try the demo:
+#   docker run --rm -p 8080:8080 -e ALLOW_UNAUTHENTICATED=true lora-inference-server
 ENV NODE_ENV=production \
     HOST=0.0.0.0 \
     PORT=8080 \
-    ALLOW_UNAUTHENTICATED=true
+    ALLOW_UNAUTHENTICATED=false
 WORKDIR /app
 # Everything is owned by root and read-only for the server, except the adapters directory (the
 # admin API registers adapters there) and the cache of built ONNX graphs (.cache/onnx).
