@@ -4,7 +4,7 @@
  * onnx/onnx.proto. Writing it by hand keeps a large generated dependency out of the project.
  */
 
-export const DataType = { FLOAT: 1, INT32: 6, INT64: 7, BOOL: 9, FLOAT16: 10, BFLOAT16: 16 } as const;
+export const DataType = { FLOAT: 1, UINT8: 2, INT32: 6, INT64: 7, BOOL: 9, FLOAT16: 10, BFLOAT16: 16 } as const;
 export type DataTypeCode = (typeof DataType)[keyof typeof DataType];
 
 class Writer {
