@@ -189,11 +189,19 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
     return g.one('Add', [base, g.one('MatMul', [down, loraInput(layer, p, 'b')])]);
   };
 
+  // Qwen3's q_norm / k_norm: an RMSNorm over each head ([tokens, heads*D] viewed as [tokens, heads, D]), before rotary.
+  const headNorm = (x: string, layer: number, which: 'q_norm' | 'k_norm', heads: number): string => {
+    if (!spec.qkNorm) return x;
+    const perHead = g.one('Reshape', [x, g.int64('shape.heads', [0, -1, D])]);
+    const normedHeads = g.one('SimplifiedLayerNormalization', [perHead, weight(`model.layers.${layer}.self_attn.${which}.weight`, [D])], { axis: -1, epsilon: eps, stash_type: 1 });
+    return flat(normedHeads, heads * D);
+  };
+
   let normed = g.one('SimplifiedLayerNormalization', [hidden, weight('model.layers.0.input_layernorm.weight', [H])], { axis: -1, epsilon: eps, stash_type: 1 });
   for (let layer = 0; layer < L; layer++) {
     const attnIn = normed;
-    const q = linear(attnIn, layer, 'q_proj');
-    const k = linear(attnIn, layer, 'k_proj');
+    const q = headNorm(linear(attnIn, layer, 'q_proj'), layer, 'q_norm', spec.numHeads);
+    const k = headNorm(linear(attnIn, layer, 'k_proj'), layer, 'k_norm', spec.numKvHeads);
     const v = linear(attnIn, layer, 'v_proj');
     const attn2 = layout ? packedAttention(g, layout, layer, q, k, v) : fusedAttention(g, spec, layer, q, k, v, shapeBT, flat);
     const o = linear(attn2, layer, 'o_proj');

@@ -1,11 +1,12 @@
 /**
  * Reads a Hugging Face config.json into the shape the graph builder needs. Supports the Llama family
- * (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM); anything else is refused with a reason.
+ * (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM); anything else is refused
+ * with a reason that names the architecture and what is supported.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-export const SUPPORTED_ARCHITECTURES = ['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM'] as const;
+export const SUPPORTED_ARCHITECTURES = ['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM', 'Qwen3ForCausalLM'] as const;
 export type Architecture = (typeof SUPPORTED_ARCHITECTURES)[number];
 
 export interface RopeScaling {
@@ -32,6 +33,8 @@ export interface ModelSpec {
   tieWordEmbeddings: boolean;
   /** Qwen2 has biases on q/k/v projections. */
   qkvBias: boolean;
+  /** Qwen3: an RMSNorm over each head of q and of k (`q_norm`, `k_norm`, weight [head_dim]) before rotary. */
+  qkNorm: boolean;
   bosTokenId: number | null;
   eosTokenIds: number[];
 }
@@ -58,7 +61,7 @@ export function parseModelSpec(raw: Record<string, unknown>, file = 'config.json
   const architectures = raw.architectures as string[] | undefined;
   const architecture = architectures?.find((a): a is Architecture => (SUPPORTED_ARCHITECTURES as readonly string[]).includes(a));
   if (!architecture) {
-    throw new ModelConfigError(file, `architectures ${JSON.stringify(architectures)} is not supported; supported: ${SUPPORTED_ARCHITECTURES.join(', ')}`);
+    throw new ModelConfigError(file, `architecture ${architectures?.length ? architectures.join(', ') : '(none: config.json has no "architectures")'} is not supported; supported: ${SUPPORTED_ARCHITECTURES.join(', ')}`);
   }
   const int = (key: string, fallback?: number): number => {
     const v = raw[key] ?? fallback;
@@ -76,10 +79,13 @@ export function parseModelSpec(raw: Record<string, unknown>, file = 'config.json
   const act = raw.hidden_act ?? 'silu';
   if (act !== 'silu') throw new ModelConfigError(file, `hidden_act ${JSON.stringify(act)} is not supported (only silu)`);
   if (raw.mlp_bias === true) throw new ModelConfigError(file, 'mlp_bias true is not supported');
-  if (architecture !== 'Qwen2ForCausalLM' && raw.attention_bias === true) throw new ModelConfigError(file, 'attention_bias true is not supported for this architecture');
+  if (architecture !== 'Qwen2ForCausalLM' && raw.attention_bias === true) throw new ModelConfigError(file, `attention_bias true is not supported for ${architecture}`);
   if (raw.sliding_window != null && raw.use_sliding_window === true) {
     throw new ModelConfigError(file, 'sliding-window attention is not supported');
   }
+  const layerTypes = Array.isArray(raw.layer_types) ? (raw.layer_types as unknown[]) : [];
+  const otherLayer = layerTypes.find((type) => type !== 'full_attention');
+  if (otherLayer !== undefined) throw new ModelConfigError(file, `layer_types ${JSON.stringify(otherLayer)} is not supported (only full_attention)`);
   const ropeParameters = (raw.rope_parameters ?? {}) as Record<string, unknown>;
   const ropeTheta = Number(raw.rope_theta ?? ropeParameters.rope_theta ?? 10000);
   if (!(ropeTheta > 0)) throw new ModelConfigError(file, `rope_theta must be positive, got ${ropeTheta}`);
@@ -102,6 +108,7 @@ export function parseModelSpec(raw: Record<string, unknown>, file = 'config.json
     ropeScaling: parseRopeScaling(file, (raw.rope_scaling ?? raw.rope_parameters) as Record<string, unknown> | undefined),
     tieWordEmbeddings: raw.tie_word_embeddings === true,
     qkvBias: architecture === 'Qwen2ForCausalLM' ? raw.attention_bias !== false : false,
+    qkNorm: architecture === 'Qwen3ForCausalLM',
     bosTokenId: typeof raw.bos_token_id === 'number' ? raw.bos_token_id : null,
     eosTokenIds,
   };
