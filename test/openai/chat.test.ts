@@ -119,6 +119,20 @@ t.test("an adapter's own chat_template.jinja is used for that adapter only", asy
   t.equal(support.usage!.prompt_tokens, expectedPromptIds(null).length, 'support has no template of its own: the model one');
 });
 
+t.test('the chat template comes from the adapter\'s own files, whatever name it is registered under', async (t) => {
+  const register = (name: string, path: string) =>
+    fetch(`http://127.0.0.1:${server.port}/v1/adapters`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name, path }) });
+  t.equal((await register('vendor-sales', 'sales')).status, 201, 'sales registered as vendor-sales');
+  t.equal((await register('vendor-support', 'support')).status, 201, 'support registered as vendor-support');
+  t.teardown(async () => {
+    for (const name of ['vendor-sales', 'vendor-support']) await fetch(`http://127.0.0.1:${server.port}/v1/adapters/${name}`, { method: 'DELETE' });
+  });
+  const renamed = await client.chat.completions.create({ model: 'vendor-sales', messages, max_tokens: 1 });
+  t.equal(renamed.usage!.prompt_tokens, expectedPromptIds('sales').length, "vendor-sales renders with sales/chat_template.jinja (there is no vendor-sales/ directory)");
+  const plain = await client.chat.completions.create({ model: 'vendor-support', messages, max_tokens: 1 });
+  t.equal(plain.usage!.prompt_tokens, expectedPromptIds(null).length, 'vendor-support ships no template: the model one');
+});
+
 t.test('streaming chat, base and every adapter: role chunk, content, finish, usage, [DONE]', async (t) => {
   for (const adapter of [null, 'support', 'sales', 'code']) {
     const model = adapter ?? BASE;

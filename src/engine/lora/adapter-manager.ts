@@ -17,6 +17,8 @@ export type AdapterStatus = 'available' | 'loading' | 'host' | 'device' | 'error
 
 export interface AdapterInfo {
   name: string;
+  /** The directory its files are read from (under the adapters root, whatever name it is registered under). */
+  dir: string;
   status: AdapterStatus;
   rank: number | null;
   targets: Projection[];
@@ -190,6 +192,7 @@ export class AdapterManager {
     const status: AdapterStatus = r.error ? 'errored' : r.slot > 0 ? 'device' : r.loading ? 'loading' : this.host.has(r.name) ? 'host' : 'available';
     return {
       name: r.name,
+      dir: r.dir,
       status,
       rank: r.rank,
       targets: r.targets,

@@ -4,7 +4,7 @@
  * B transposed to [r, out] with the PEFT scale folded in. Adapter files are untrusted: every problem is
  * refused with a reason that names the file.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ModelSpec } from '../model/hf-config.js';
 import { PROJECTIONS, projectionShape, type Projection } from '../model/graph-builder.js';
@@ -29,8 +29,6 @@ export interface LoadedAdapter {
   modules: Map<string, LoraLayerWeights>;
   /** Bytes of float32 weights held in host memory. */
   bytes: number;
-  /** Present when the adapter ships its own chat template. */
-  chatTemplate?: string;
 }
 
 export class AdapterError extends Error {
@@ -186,7 +184,6 @@ function* parseAdapterSteps(name: string, dir: string, spec: ModelSpec, maxRank:
     maxFoundRank = Math.max(maxFoundRank, rank);
     yield;
   }
-  const templateFile = join(dir, 'chat_template.jinja');
   return {
     name,
     dir,
@@ -194,7 +191,6 @@ function* parseAdapterSteps(name: string, dir: string, spec: ModelSpec, maxRank:
     targets: PROJECTIONS.filter((p) => targets.has(p)),
     modules,
     bytes,
-    chatTemplate: existsSync(templateFile) && statSync(templateFile).size < 1 << 20 ? readFileSync(templateFile, 'utf8') : undefined,
   };
 }
 

@@ -47,11 +47,13 @@ export function encodeWithoutSpecialTokens(tokenizer: TextTokenizer, text: strin
 const adapterTemplates = new Map<string, { mtimeMs: number; size: number; template: Template }>();
 
 /**
- * An adapter's own chat template (chat_template.jinja in its directory under the adapters root), or
- * null when it ships none. Re-read when the file changes.
+ * An adapter's own chat template (chat_template.jinja among its files, in the directory it was registered
+ * from, whatever name it is registered under), or null when it ships none. Re-read when the file changes.
  */
 export function adapterChatTemplate(engine: Engine, adapter: string): Template | null {
-  const file = join(engine.adapters.root, adapter, 'chat_template.jinja');
+  // A name served only by a Bedrock target has no local files: the model's template.
+  if (!engine.adapters.has(adapter)) return null;
+  const file = join(engine.adapters.get(adapter).dir, 'chat_template.jinja');
   if (!existsSync(file)) {
     adapterTemplates.delete(file);
     return null;
