@@ -136,6 +136,18 @@ export class Scheduler {
     return this.rows.length;
   }
 
+  /**
+   * Load as the model server protocol reports it (/metrics): the adapters that queued sequences name, and the
+   * share of the KV budget that admission has handed to the running sequences (rows over max batch without one).
+   */
+  get load(): { waitingAdapters: string[]; kvUsage: number } {
+    const waitingAdapters = [...new Set(this.waiting.flatMap((s) => (s.request.adapter === null ? [] : [s.request.adapter])))];
+    const longest = this.rows.reduce((n, s) => Math.max(n, s.promptIds.length + s.request.maxTokens), 0);
+    const budget = this.options.kvBudgetBytes;
+    const kvUsage = budget > 0 ? Math.min(1, this.kvBytes(this.rows.length, longest) / budget) : this.rows.length / this.options.maxBatch;
+    return { waitingAdapters, kvUsage };
+  }
+
   /** Queues a sequence; throws queue_full when the queue is at its bound. */
   submit(input: SequenceInput): AsyncIterable<GenerationEvent> & { scores: () => PromptScores | undefined } {
     if (this.waiting.length >= this.options.maxQueue) {
