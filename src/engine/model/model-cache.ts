@@ -10,9 +10,10 @@ import { buildDecoderGraph, type GraphOptions } from './graph-builder.js';
 import type { ModelSpec } from './hf-config.js';
 import { DataType, encodeModel, type DataTypeCode } from './onnx-proto.js';
 import type { CheckpointWeights } from './weights.js';
+import { checkEveryTensorUsed } from './checkpoint-tensors.js';
 
 /** Bump when the graph layout changes so old cache entries are not reused. */
-export const GRAPH_BUILDER_VERSION = 11;
+export const GRAPH_BUILDER_VERSION = 12;
 const MODEL_FILE = 'model.onnx';
 const DATA_FILE = 'model.onnx.data';
 
@@ -20,6 +21,8 @@ export interface CachedModel {
   path: string;
   /** True when this call built it, false when it came from the cache. */
   built: boolean;
+  /** Built now: the checkpoint's tensors skipped on purpose (checkpoint-tensors.ts), for the start-up log. */
+  skippedTensors?: Array<{ tensor: string; reason: string }>;
 }
 
 export function cacheKey(modelDir: string, weights: CheckpointWeights, options: GraphOptions): string {
@@ -36,6 +39,7 @@ export function ensureOnnxModel(modelDir: string, spec: ModelSpec, weights: Chec
   if (existsSync(path) && existsSync(join(dir, DATA_FILE))) return { path, built: false };
 
   const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
+  let skippedTensors: CachedModel['skippedTensors'];
   mkdirSync(tmp, { recursive: true });
   try {
     const fd = openSync(join(tmp, DATA_FILE), 'w');
@@ -48,6 +52,7 @@ export function ensureOnnxModel(modelDir: string, spec: ModelSpec, weights: Chec
       offset += Math.ceil(bytes.length / 64) * 64;
     });
     closeSync(fd);
+    skippedTensors = checkEveryTensorUsed(spec, weights);
     model.externalInitializers = external.map((e) => ({ ...e, location: DATA_FILE }));
     writeFileSync(join(tmp, MODEL_FILE), encodeModel(model));
     rmSync(dir, { recursive: true, force: true });
@@ -56,5 +61,5 @@ export function ensureOnnxModel(modelDir: string, spec: ModelSpec, weights: Chec
     rmSync(tmp, { recursive: true, force: true });
     throw e;
   }
-  return { path, built: true };
+  return { path, built: true, skippedTensors };
 }

@@ -7,6 +7,8 @@ import { ModelConfigError } from './hf-config.js';
 export class CheckpointWeights {
   private readonly headers = new Map<string, SafetensorsHeader>();
   private readonly fileOf = new Map<string, string>();
+  /** Tensors read so far (by the graph build): see unusedTensors(). */
+  private readonly used = new Set<string>();
 
   constructor(readonly modelDir: string) {
     const single = join(modelDir, 'model.safetensors');
@@ -49,7 +51,13 @@ export class CheckpointWeights {
     if (info.shape.join(',') !== expectedShape.join(',')) {
       throw new ModelConfigError(this.modelDir, `tensor ${name} has shape [${info.shape}], config.json implies [${expectedShape}]`);
     }
+    this.used.add(name);
     return readTensorAsFloat32(this.header(this.fileOf.get(name)!), name);
+  }
+
+  /** The checkpoint's tensors that nothing has read, in the checkpoint's order. */
+  unusedTensors(): string[] {
+    return [...this.fileOf.keys()].filter((name) => !this.used.has(name));
   }
 
   /** A cheap fingerprint of the weight files (names, sizes, modification times, headers) for the graph cache key. */
