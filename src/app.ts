@@ -16,6 +16,7 @@ import { BedrockFallback } from './fallback/bedrock-client.js';
 import { generateRoutes } from './routes/generate.js';
 import { adapterRoutes } from './routes/adapters.js';
 import { healthRoutes } from './routes/health.js';
+import { playgroundRoutes } from './routes/playground.js';
 
 export interface EngineState {
   /** The engine's client, set once the engine is ready. */
@@ -87,6 +88,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(generateRoutes);
   await app.register(adapterRoutes);
   await app.register((await import('./routes/openai/index.js')).openaiRoutes);
+  await app.register(playgroundRoutes);
   return app;
 }
 

@@ -6,7 +6,8 @@
  *   3. while the load shedder says so, 503 overloaded with Retry-After (every request past step 1, shed
  *      or not, counts as traffic for its event-loop delay signal: an idle server never sheds on delay);
  *   4. when keys are configured: 401 unauthorized without a valid bearer key, 403 forbidden for a
- *      non-admin key on the adapter admin API (POST/DELETE under /v1/adapters);
+ *      non-admin key on the adapter admin API (POST/DELETE under /v1/adapters); routes marked
+ *      `config: { noApiKey: true }` (the playground's static files, src/routes/playground.ts) skip 4 and 5;
  *   5. the key's rate limit (429 rate_limited with Retry-After) and concurrency (429 rate_limited).
  * Routes call assertAdapterAllowed(request, adapter) once they know the adapter ("base" = null).
  */
@@ -25,6 +26,10 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** The API key that authenticated this request; null when no keys are configured. */
     principal: Principal | null;
+  }
+  interface FastifyContextConfig {
+    /** The route needs no API key (static files that hold no data); draining and load shedding still apply. */
+    noApiKey?: boolean;
   }
 }
 
@@ -96,7 +101,7 @@ export function registerSecurity(app: FastifyInstance): void {
       throw refuse('shutting_down', new AppError('shutting_down', 'The server is shutting down.', { retryAfter: 1 }));
     }
     if (shedder.reason) throw refuse('overloaded', new AppError('overloaded', `The server is overloaded: ${shedder.reason}.`, { retryAfter: SHED_RETRY_AFTER_S }));
-    if (!keys.enabled) return;
+    if (!keys.enabled || request.routeOptions.config.noApiKey) return;
 
     const token = bearerToken(request.headers.authorization);
     if (token === null) {
