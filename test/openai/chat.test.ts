@@ -6,7 +6,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Template } from '@huggingface/jinja';
 import { FIXTURE_ADAPTERS, reference } from '../helpers/engine.js';
-import { encodeWithoutSpecialTokens } from '../../src/routes/openai/prompt.js';
 import Fastify from 'fastify';
 import { listModels, openaiRoutes } from '../../src/routes/openai/index.js';
 import { registerRequestLog } from '../../src/request-log.js';
@@ -36,7 +35,7 @@ const messages: OpenAI.ChatCompletionMessageParam[] = [
 function expectedPromptIds(adapter: string | null, msgs = messages): number[] {
   const plain = msgs.map((m) => ({ role: m.role === 'developer' ? 'system' : m.role, content: String(m.content) }));
   const text = adapter === 'sales' ? engine.tokenizer.renderChat(plain, true, new Template(SALES_TEMPLATE)) : engine.tokenizer.renderChat(plain, true);
-  return encodeWithoutSpecialTokens(engine.tokenizer, text);
+  return engine.tokenizer.encode(text, { addSpecialTokens: false });
 }
 
 async function nativeGenerate(adapter: string | null, body: Record<string, unknown>) {

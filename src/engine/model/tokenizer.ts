@@ -29,8 +29,12 @@ export class TextTokenizer {
     return this.template !== null;
   }
 
-  encode(text: string): number[] {
-    return this.tokenizer.encode(text).ids;
+  /**
+   * Token ids of the text. With `addSpecialTokens: false` the tokenizer's post-processor adds nothing (no
+   * BOS/EOS): HF's add_special_tokens=False, for text whose special tokens a chat template already wrote.
+   */
+  encode(text: string, { addSpecialTokens = true }: { addSpecialTokens?: boolean } = {}): number[] {
+    return this.tokenizer.encode(text, { add_special_tokens: addSpecialTokens }).ids;
   }
 
   decode(ids: number[], skipSpecialTokens = true): string {

@@ -9,40 +9,12 @@ import type { FastifyRequest } from 'fastify';
 import { Template } from '@huggingface/jinja';
 import { AppError } from '../../errors.js';
 import type { EngineClient as Engine } from '../../engine/worker/engine-client.js';
-import type { ChatMessage, TextTokenizer } from '../../engine/model/tokenizer.js';
+import type { ChatMessage } from '../../engine/model/tokenizer.js';
 import { assertPromptTokens } from '../../security/plugin.js';
 import { invalidParam } from './errors.js';
 import type { ChatMessageBody } from './schemas.js';
 
 const MAX_TEMPLATE_BYTES = 1 << 20;
-
-/** Token ids the tokenizer adds around any text (e.g. BOS), found once per tokenizer. */
-const specialWraps = new WeakMap<TextTokenizer, { prefix: number[]; suffix: number[] }>();
-
-function specialWrap(tokenizer: TextTokenizer): { prefix: number[]; suffix: number[] } {
-  let wrap = specialWraps.get(tokenizer);
-  if (!wrap) {
-    const samples = ['a', 'Z', '7'].map((s) => tokenizer.encode(s));
-    const shortest = Math.min(...samples.map((s) => s.length));
-    let p = 0;
-    while (p < shortest && samples.every((s) => s[p] === samples[0][p])) p++;
-    let q = 0;
-    while (p + q < shortest && samples.every((s) => s[s.length - 1 - q] === samples[0][samples[0].length - 1 - q])) q++;
-    wrap = { prefix: samples[0].slice(0, p), suffix: samples[0].slice(samples[0].length - q) };
-    specialWraps.set(tokenizer, wrap);
-  }
-  return wrap;
-}
-
-/** Encodes text without the special tokens the tokenizer's post-processor adds (add_special_tokens=False). */
-export function encodeWithoutSpecialTokens(tokenizer: TextTokenizer, text: string): number[] {
-  const ids = tokenizer.encode(text);
-  const { prefix, suffix } = specialWrap(tokenizer);
-  if (ids.length < prefix.length + suffix.length) return ids;
-  const startsWith = prefix.every((id, i) => ids[i] === id);
-  const endsWith = suffix.every((id, i) => ids[ids.length - suffix.length + i] === id);
-  return startsWith && endsWith ? ids.slice(prefix.length, ids.length - suffix.length) : ids;
-}
 
 const adapterTemplates = new Map<string, { mtimeMs: number; size: number; template: Template }>();
 
@@ -114,7 +86,8 @@ export function chatPrompt(request: FastifyRequest, engine: Engine, adapter: str
     throw invalidParam('messages', `The chat template refused these messages: ${(e as Error).message}.`);
   }
   if (text.length > maxPromptChars) throw invalidParam('messages', `The rendered chat has ${text.length} characters; the limit is ${maxPromptChars}.`);
-  const ids = encodeWithoutSpecialTokens(engine.tokenizer, text);
+  // No special tokens added: the template wrote them (as HF's apply_chat_template tokenizes).
+  const ids = engine.tokenizer.encode(text, { addSpecialTokens: false });
   assertPromptTokens(request, ids.length);
   return { ids, text };
 }
