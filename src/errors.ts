@@ -12,6 +12,8 @@ export const ERRORS = {
   adapter_errored: { status: 422, hint: 'The adapter failed validation; GET /v1/adapters shows why.' },
   adapter_in_use: { status: 409, hint: 'Retry when its running requests have finished.' },
   adapter_exists: { status: 409, hint: 'Choose another name or DELETE the existing adapter first.' },
+  adapter_store_unavailable: { status: 503, hint: 'The adapter store (S3) could not be read; retry after the Retry-After header.' },
+  adapter_store_denied: { status: 502, hint: 'The server may not read the adapter store (S3); an operator must fix its IAM role or the bucket policy.' },
   not_found: { status: 404, hint: 'Check the URL.' },
   method_not_allowed: { status: 405, hint: 'Check the HTTP method.' },
   payload_too_large: { status: 413, hint: 'Send a smaller body.' },

@@ -10,6 +10,7 @@ import { CheckpointWeights } from './model/weights.js';
 import { startRunner } from './model/start-runner.js';
 import type { BatchRunner, ModelDtype, StateResidency } from './model/batch-runner.js';
 import { TextTokenizer } from './model/tokenizer.js';
+import type { QuantizeMode } from './model/quantize.js';
 import { SlotStacks } from './lora/slot-stacks.js';
 import { AdapterManager } from './lora/adapter-manager.js';
 import { Scheduler, type LogitsConstraint, type PromptScores } from './scheduler.js';
@@ -49,6 +50,8 @@ export interface EngineOptions {
   stateResidency?: StateResidency;
   /** Element type of weights, activations and caches; default auto (float16 on the device path). */
   dtype?: ModelDtype;
+  /** Weight-only quantization of the base (MatMulNBits, quantized-weights.ts); default none. */
+  quantize?: QuantizeMode;
   maxBatch: number;
   maxBatchTokens: number;
   maxQueue: number;
@@ -95,6 +98,8 @@ export class Engine {
     readonly dtype: 'float32' | 'float16',
     /** The checkpoint's directory (absolute). */
     readonly modelDir: string,
+    /** The base's weight format and its bytes in the graph (start-runner.ts). */
+    readonly baseWeights: { format: string; bytes: number } = { format: dtype, bytes: 0 },
   ) {}
 
   private vocabulary: TokenVocabulary | null = null;
@@ -109,12 +114,12 @@ export class Engine {
     const maxSequenceLength = Math.min(options.maxSequenceLength, spec.maxPositions);
     const stacks = new SlotStacks(spec, options.adapterSlots + 1);
     phase('building_graph', 'building the ONNX graph, or reusing the cached one');
-    const { runner, provider, residency, dtype } = await startRunner({
+    const { runner, provider, residency, dtype, weightFormat, weightBytes } = await startRunner({
       modelDir,
       spec,
       weights,
       cacheDir: resolve(options.cacheDir),
-      graph: { maxSequenceLength, lora: true },
+      graph: { maxSequenceLength, lora: true, quantize: options.quantize ?? 'none' },
       executionProviders: options.executionProviders,
       residency: options.stateResidency ?? 'auto',
       dtype: options.dtype ?? 'auto',
@@ -143,7 +148,7 @@ export class Engine {
       requestTimeoutMs: options.requestTimeoutMs,
       eosTokenIds: spec.eosTokenIds,
     });
-    return new Engine(spec, basename(modelDir), tokenizer, adapters, runner, scheduler, maxSequenceLength, provider, residency, dtype, modelDir);
+    return new Engine(spec, basename(modelDir), tokenizer, adapters, runner, scheduler, maxSequenceLength, provider, residency, dtype, modelDir, { format: weightFormat, bytes: weightBytes });
   }
 
   /** Validates and queues a request. Throws EngineError (unknown adapter, context too long, queue full, bad response format) before anything streams. */

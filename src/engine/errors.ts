@@ -16,6 +16,10 @@ export const ENGINE_ERROR_CODES = [
   'adapter_errored',
   'adapter_in_use',
   'adapter_exists',
+  /** The remote adapter store (S3) failed: unreachable, throttled, a missing bucket (retry later). */
+  'adapter_store_unavailable',
+  /** The remote adapter store refused the server's credentials (an operator must fix its IAM role). */
+  'adapter_store_denied',
   /** The wait queue is at its bound. */
   'queue_full',
   /** The caller cancelled (client went away). */

@@ -16,6 +16,8 @@ const CATALOGUE_CODE: Record<EngineErrorCode, ErrorCode> = {
   adapter_errored: 'adapter_errored',
   adapter_in_use: 'adapter_in_use',
   adapter_exists: 'adapter_exists',
+  adapter_store_unavailable: 'adapter_store_unavailable',
+  adapter_store_denied: 'adapter_store_denied',
   queue_full: 'queue_full',
   // The client went away: nobody reads the answer, but the log line and metrics say 408.
   cancelled: 'request_timeout',
@@ -26,7 +28,7 @@ const CATALOGUE_CODE: Record<EngineErrorCode, ErrorCode> = {
 };
 
 /** Retry-After (seconds) where the engine did not say: the catalogue codes that invite a retry. */
-const DEFAULT_RETRY_AFTER: Partial<Record<EngineErrorCode, number>> = { queue_full: 1, not_ready: 5, shutting_down: 1 };
+const DEFAULT_RETRY_AFTER: Partial<Record<EngineErrorCode, number>> = { queue_full: 1, not_ready: 5, shutting_down: 1, adapter_store_unavailable: 5 };
 
 /** An EngineError as the catalogue's AppError (code, HTTP status, Retry-After). Internal messages are not passed on. */
 export function engineErrorToAppError(e: EngineError): AppError {
