@@ -9,12 +9,14 @@ import closeWithGrace from 'close-with-grace';
 import pino from 'pino';
 import { attachEngine, buildApp } from './app.js';
 import { ConfigError, helpText, loadConfig, resolvePaths, type Config } from './config.js';
-import { EngineClient } from './engine/worker/engine-client.js';
+import { EngineClient, StartupError } from './engine/worker/engine-client.js';
 import { TextTokenizer } from './engine/model/tokenizer.js';
 import { exposureProblem } from './security/keys.js';
 
 const PROJECT_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const DRAIN_DEADLINE_MS = Number(process.env.DRAIN_DEADLINE_MS ?? 30_000);
+/** Tries to load the model when the cause of a failure may pass (EMFILE, EAGAIN, EIO...), before exiting. */
+const START_ATTEMPTS = 3;
 
 export function engineOptionsFrom(config: Config) {
   const e = config.engine;
@@ -69,29 +71,27 @@ async function main(): Promise<void> {
   }
   await app.listen({ host: config.server.host, port: config.server.port });
 
-  const engine = EngineClient.spawn(engineOptionsFrom(config), {
-    log: logger,
-    tokenizer,
-    onPhase: (phase, detail) => {
-      if (phase === 'ready') return;
-      app.engineState.phase = phase;
-      app.engineState.phaseDetail = detail;
-      if (phase === 'failed') {
-        // Failed at start, or the worker died later: not ready any more.
-        app.engineState.engine = null;
-        app.engineState.error = detail ?? 'the engine failed';
-      } else logger.info({ phase, ...(detail ? { detail } : {}) }, 'engine start-up');
-    },
-  });
-  engine.ready
-    .then(() => {
-      attachEngine(app, engine);
-      logger.info({ model: engine.modelName, provider: engine.provider, adapters: engine.adapters.names() }, 'ready');
-    })
-    .catch((e: Error) => {
-      app.engineState.error = e.message;
-      logger.error({ err: e }, 'the model failed to load');
+  const spawnEngine = () =>
+    EngineClient.spawn(engineOptionsFrom(config), {
+      log: logger,
+      tokenizer,
+      onPhase: (phase, detail) => {
+        if (phase === 'ready') return;
+        if (phase === 'failed') {
+          // The worker died after it was ready (a failed start is handled below): not ready any more.
+          if (app.engineState.engine) {
+            app.engineState.engine = null;
+            app.engineState.phase = phase;
+            app.engineState.error = detail ?? 'the engine failed';
+          }
+          return;
+        }
+        app.engineState.phase = phase;
+        app.engineState.phaseDetail = detail;
+        logger.info({ phase, ...(detail ? { detail } : {}) }, 'engine start-up');
+      },
     });
+  let engine = spawnEngine();
 
   // The drain deadline is kept here rather than by close-with-grace (whose own delay is only a backstop), so
   // that past it the engine's worker is terminated before the process exits, never torn down mid-step.
@@ -114,6 +114,36 @@ async function main(): Promise<void> {
     clearTimeout(timer);
     logger.info('drained');
   });
+
+  // A model that cannot load ends the process (exit code 1, the reason on stderr and in the log) so that an
+  // orchestrator restarts it or a person sees why; a transient cause (see engine-worker.ts) is retried first.
+  const startEngine = async () => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await engine.ready;
+        attachEngine(app, engine);
+        logger.info({ model: engine.modelName, provider: engine.provider, adapters: engine.adapters.names() }, 'ready');
+        break;
+      } catch (e) {
+        await engine.close();
+        const transient = e instanceof StartupError && e.transient;
+        if (transient && attempt < START_ATTEMPTS && !app.engineState.draining) {
+          const delayMs = 1000 * 2 ** (attempt - 1);
+          logger.warn({ err: e, attempt, retryInMs: delayMs }, 'the model failed to load for a cause that may pass; retrying');
+          await new Promise((resolve) => setTimeout(resolve, delayMs));
+          engine = spawnEngine();
+          continue;
+        }
+        app.engineState.phase = 'failed';
+        app.engineState.error = (e as Error).message;
+        logger.error({ err: e, attempts: attempt }, 'the model failed to load; exiting');
+        process.stderr.write(`error: the model could not be loaded${attempt > 1 ? ` (${attempt} attempts)` : ''}: ${(e as Error).message}\n`);
+        await app.close().catch(() => undefined);
+        process.exit(1);
+      }
+    }
+  };
+  await startEngine();
 }
 
 await main();

@@ -26,8 +26,10 @@ export const ENGINE_ERROR_CODES = [
   'cancelled',
   /** The request ran past its deadline. */
   'timeout',
-  /** The engine is still starting, or has failed to start. */
+  /** The engine is still starting. */
   'not_ready',
+  /** The engine failed to start, or its worker stopped: no model to serve. */
+  'unavailable',
   /** The engine is stopping: no new work. */
   'shutting_down',
   /** The model failed while running this request. */
@@ -93,6 +95,17 @@ export function toEngineErrorData(e: unknown, cancelled = false): EngineErrorDat
   if (code === 'request_timeout') return { code: cancelled ? 'cancelled' : 'timeout', message };
   if (code === 'internal_error') return { code: 'internal', message };
   if (code === 'model_not_ready') return { code: 'not_ready', message, ...withRetry };
+  if (code === 'model_unavailable') return { code: 'unavailable', message };
   if (code !== null && ENGINE_CODES.has(code)) return { code: code as EngineErrorCode, message, ...withRetry };
   return { code: 'internal', message: 'The engine failed while running this request.' };
+}
+
+/**
+ * Start-up failures worth another try (the server retries a bounded number of times before it exits): the
+ * operating system ran short of something for a moment. A checkpoint or configuration that is wrong fails the
+ * same way every time.
+ */
+export function isTransientStartFailure(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && ['EMFILE', 'ENFILE', 'EAGAIN', 'EBUSY', 'EIO', 'ETIMEDOUT', 'ESTALE', 'ENOMEM'].includes(code);
 }

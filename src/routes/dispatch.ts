@@ -117,11 +117,11 @@ async function* finishOnly(result: Promise<GenerateResult>): AsyncGenerator<Gene
 function localOutcomeOf(e: unknown): LocalOutcome | undefined {
   if (e instanceof EngineError) {
     if (e.code === 'queue_full') return 'queue_full';
-    if (e.code === 'internal' || e.code === 'not_ready') return 'engine_error';
+    if (e.code === 'internal' || e.code === 'not_ready' || e.code === 'unavailable') return 'engine_error';
     return undefined;
   }
   if (!(e instanceof AppError)) return 'engine_error';
   if (e.code === 'queue_full') return 'queue_full';
-  if (e.code === 'internal_error' || e.code === 'model_not_ready') return 'engine_error';
+  if (e.code === 'internal_error' || e.code === 'model_not_ready' || e.code === 'model_unavailable') return 'engine_error';
   return undefined;
 }

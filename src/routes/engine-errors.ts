@@ -23,6 +23,7 @@ const CATALOGUE_CODE: Record<EngineErrorCode, ErrorCode> = {
   cancelled: 'request_timeout',
   timeout: 'request_timeout',
   not_ready: 'model_not_ready',
+  unavailable: 'model_unavailable',
   shutting_down: 'shutting_down',
   internal: 'internal_error',
 };

@@ -12,6 +12,10 @@ export interface RunningServer {
   url: string;
   child: ChildProcess;
   logs: string[];
+  /** stderr alone (also in logs). */
+  stderr: string[];
+  /** Settles with the exit code when the process ends. */
+  exited: Promise<number | null>;
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
@@ -22,6 +26,8 @@ export async function startServer(args: string[], env: NodeJS.ProcessEnv = {}, o
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: string[] = [];
+  const stderr: string[] = [];
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start:\n${logs.join('')}`)), 60_000);
     const onData = (chunk: Buffer) => {
@@ -33,7 +39,10 @@ export async function startServer(args: string[], env: NodeJS.ProcessEnv = {}, o
       }
     };
     child.stdout!.on('data', onData);
-    child.stderr!.on('data', (c: Buffer) => logs.push(c.toString()));
+    child.stderr!.on('data', (c: Buffer) => {
+      logs.push(c.toString());
+      stderr.push(c.toString());
+    });
     child.on('exit', (code) => reject(new Error(`server exited with ${code}:\n${logs.join('')}`)));
   });
   for (let i = 0; options.waitReady !== false && i < 600; i++) {
@@ -41,11 +50,12 @@ export async function startServer(args: string[], env: NodeJS.ProcessEnv = {}, o
     if (res?.status === 200) break;
     await new Promise((r) => setTimeout(r, 100));
   }
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   return {
     url,
     child,
     logs,
+    stderr,
+    exited,
     stop: async (signal: NodeJS.Signals = 'SIGTERM') => {
       if (child.exitCode === null) child.kill(signal);
       return exited;

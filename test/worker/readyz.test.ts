@@ -41,28 +41,44 @@ t.test('503 with the phase while loading, 200 once the engine is attached', asyn
   t.notOk('phase_detail' in res.json());
 });
 
-t.test('a model that cannot load: /readyz 503 phase failed with the reason; requests get model_not_ready', async (t) => {
+t.test('a model that cannot load: the process exits 1 within seconds, the reason on stderr and in the log', async (t) => {
   const badModel = mkdtempSync(join(tmpdir(), 'bad-model-'));
-  writeFileSync(join(badModel, 'config.json'), '{"architectures": ["NotALlama"]}');
+  writeFileSync(join(badModel, 'config.json'), '{"architectures": ["GemmaForCausalLM"]}');
   writeFileSync(join(badModel, 'tokenizer.json'), '{}');
   const server = await startServer(['--model', badModel, '--adapters', FIXTURE_ADAPTERS, '--cache-dir', mkdtempSync(join(tmpdir(), 'bad-cache-'))], {}, { waitReady: false });
   t.teardown(() => server.stop('SIGKILL'));
-  let body: { status?: string; phase?: string; error?: string } = {};
-  let status = 0;
-  for (let i = 0; i < 300 && body.phase !== 'failed'; i++) {
-    const res = await fetch(`${server.url}/readyz`);
-    status = res.status;
-    body = await res.json();
-    if (body.phase !== 'failed') await new Promise((r) => setTimeout(r, 50));
-  }
-  t.equal(status, 503);
-  t.equal(body.status, 'failed');
-  t.equal(body.phase, 'failed');
-  t.match(body.error, /NotALlama|architecture/i, `the reason: ${body.error}`);
-  const res = await fetch(`${server.url}/v1/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'Hi' }) });
-  t.equal(res.status, 503);
-  const error = ((await res.json()) as { error: { code: string; message: string } }).error;
-  t.equal(error.code, 'model_not_ready');
-  t.match(error.message, /failed to load/);
-  t.equal((await fetch(`${server.url}/healthz`)).status, 200, 'the process still answers /healthz');
+  const code = await Promise.race([server.exited, new Promise<'still running'>((resolve) => setTimeout(() => resolve('still running'), 30_000))]);
+  t.equal(code, 1, 'exit code 1');
+  const stderr = server.stderr.join('');
+  t.match(stderr, /the model could not be loaded: .*architecture GemmaForCausalLM is not supported; supported: LlamaForCausalLM/, `stderr: ${stderr.trim()}`);
+  const logLine = server.logs.map((chunk) => chunk.split('\n')).flat().find((line) => line.includes('the model failed to load; exiting'));
+  t.match(logLine, /GemmaForCausalLM/, 'the JSON log says why too');
+  t.notMatch(server.logs.join(''), /retrying/, 'an unsupported architecture is not retried');
+});
+
+t.test('while the model starts, refusals say it is starting (never "failed" and "loading" together); after a failure, the reason', async (t) => {
+  const app = await buildApp({ config: testConfig() });
+  t.teardown(() => app.close());
+  app.engineState.phase = 'creating_session';
+  let res = await app.inject({ method: 'POST', url: '/v1/generate', payload: { prompt: 'Hi' } });
+  t.equal(res.statusCode, 503);
+  t.equal(res.json().error.code, 'model_not_ready');
+  t.match(res.json().error.message, /^The model is starting \(creating session\)\. Poll GET \/readyz/);
+  t.notMatch(res.json().error.message, /fail/i);
+
+  app.engineState.phase = 'failed';
+  app.engineState.error = 'the engine worker exited with code 1';
+  res = await app.inject({ method: 'POST', url: '/v1/generate', payload: { prompt: 'Hi' } });
+  t.equal(res.statusCode, 503);
+  t.equal(res.json().error.code, 'model_unavailable');
+  t.match(res.json().error.message, /not available: the engine worker exited with code 1/);
+  t.notMatch(res.json().error.message, /starting|loading/i);
+});
+
+t.test('start-up failures that may pass are the only ones retried', async (t) => {
+  const { isTransientStartFailure } = await import('../../src/engine/errors.js');
+  for (const code of ['EMFILE', 'EAGAIN', 'EIO', 'ENOMEM']) t.ok(isTransientStartFailure(Object.assign(new Error('x'), { code })), code);
+  for (const code of ['ENOENT', 'EACCES', undefined]) t.notOk(isTransientStartFailure(Object.assign(new Error('x'), { code })), String(code));
+  const { ModelConfigError } = await import('../../src/engine/model/hf-config.js');
+  t.notOk(isTransientStartFailure(new ModelConfigError('config.json', 'architecture X is not supported')));
 });

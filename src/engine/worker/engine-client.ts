@@ -104,6 +104,23 @@ export class AdapterMirror {
   }
 }
 
+/** Why the engine did not start; `transient` when another try may succeed (see engine-worker.ts). */
+export class StartupError extends Error {
+  constructor(message: string, readonly transient: boolean) {
+    super(message);
+    this.name = 'StartupError';
+  }
+}
+
+/**
+ * The refusal while there is no model to serve: `not_ready` while it starts (naming the phase), `unavailable`
+ * once it has failed to start or its worker has stopped (with the reason). Never both at once.
+ */
+export function notReadyError(phase: StartPhase | undefined, failure: string | null): EngineError {
+  if (failure) return new EngineError('unavailable', `The model is not available: ${failure}.`);
+  return new EngineError('not_ready', `The model is starting${phase && phase !== 'starting' ? ` (${phase.replace(/_/g, ' ')})` : ''}.`, { retryAfterSeconds: 5 });
+}
+
 export class EngineClient {
   phase: StartPhase = 'starting';
   phaseDetail: string | undefined;
@@ -189,7 +206,7 @@ export class EngineClient {
   }
 
   private requireInfo(): EngineInfo {
-    if (!this.info) throw new EngineError('not_ready', this.failure ? `The model failed to load: ${this.failure}.` : 'The model is still loading.', { retryAfterSeconds: 5 });
+    if (!this.info) throw notReadyError(this.phase, this.failure);
     return this.info;
   }
 
@@ -264,7 +281,7 @@ export class EngineClient {
         } else if (m.phase === 'failed') {
           this.failure = m.error ?? 'unknown error';
           this.setPhase('failed', this.failure);
-          this.settleReady.reject(new Error(this.failure));
+          this.settleReady.reject(new StartupError(this.failure, m.transient === true));
         } else this.setPhase(m.phase, m.detail);
         return;
       case 'log': {

@@ -8,6 +8,7 @@ import { readlinkSync } from 'node:fs';
 import { getPriority, setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Engine, type EngineLog, type EngineOptions } from '../engine.js';
+import { isTransientStartFailure } from '../errors.js';
 import { EngineHost, engineInfo } from './engine-host.js';
 import type { FromWorker, ToWorker } from './protocol.js';
 
@@ -86,6 +87,7 @@ try {
   if (shutdownRequested) await host.shutdown();
   else setImmediate(() => postTokenBytes(engine));
 } catch (e) {
-  post({ type: 'phase', phase: 'failed', error: (e as Error).message ?? String(e) });
   post({ type: 'log', level: 'error', obj: plain({ err: e }), msg: 'the model failed to load' });
+  post({ type: 'phase', phase: 'failed', error: (e as Error).message ?? String(e), transient: isTransientStartFailure(e) });
 }
+

@@ -9,7 +9,8 @@
  *   call {callId, method, args}                        adapter admin: register, validate, remove, pin, unpin
  *   shutdown                                           refuse new work, finish what runs, release the model
  * worker -> HTTP thread:
- *   phase {phase, detail?, error?, info?, snapshot?}   start-up progress; `ready` carries the engine's facts
+ *   phase {phase, detail?, error?, transient?, info?, snapshot?}   start-up progress; `ready` carries the engine's facts,
+ *                                                   `failed` the reason and whether another try may succeed
  *   batch {items, observed, load, snapshot?}          per flush (at most one per event-loop turn): token /
  *                                                      finish / error items of any requests, metrics
  *                                                      observations, queue depth and batch size; a snapshot
@@ -98,7 +99,7 @@ export type StreamItem =
 export type Observation = { kind: 'first' | 'next' | 'finished'; adapter: string | null; value: number };
 
 export type FromWorker =
-  | { type: 'phase'; phase: StartPhase; detail?: string; error?: string; info?: EngineInfo; snapshot?: Snapshot }
+  | { type: 'phase'; phase: StartPhase; detail?: string; error?: string; transient?: boolean; info?: EngineInfo; snapshot?: Snapshot }
   | { type: 'batch'; items: StreamItem[]; observed: Observation[]; load: LoadSnapshot; snapshot?: Snapshot }
   | { type: 'snapshot'; snapshot: Snapshot }
   | { type: 'reply'; callId: number; ok: true; result: AdapterInfo | null; snapshot: Snapshot }
