@@ -36,9 +36,11 @@ export function renderAdapters(tbody, adapters, onPin) {
   const rows = adapters.map((a) => {
     const row = document.createElement('tr');
     row.dataset.adapter = a.name;
-    const cell = (/** @type {string} */ text, /** @type {string} */ field) => {
+    const cell = (/** @type {string} */ text, /** @type {string} */ field, /** @type {string} */ label) => {
       const td = document.createElement('td');
       td.dataset.field = field;
+      // Shown before the value where a narrow screen stacks the table's cells (playground.css).
+      td.dataset.label = label;
       td.textContent = text;
       row.append(td);
       return td;
@@ -48,7 +50,7 @@ export function renderAdapters(tbody, adapters, onPin) {
     name.dataset.field = 'name';
     name.textContent = a.name;
     row.append(name);
-    const status = cell(a.status, 'status');
+    const status = cell(a.status, 'status', 'Status');
     status.className = `status status-${a.status}`;
     if (a.error) {
       const reason = document.createElement('span');
@@ -56,13 +58,13 @@ export function renderAdapters(tbody, adapters, onPin) {
       reason.textContent = a.error;
       status.append(document.createElement('br'), reason);
     }
-    cell(a.rank === null || a.rank === undefined ? '–' : String(a.rank), 'rank');
-    cell(Array.isArray(a.targets) && a.targets.length ? a.targets.join(', ') : '–', 'targets');
-    cell(formatBytes(a.bytes), 'size');
-    cell(a.pinned ? 'yes' : 'no', 'pinned');
-    cell(String(a.hits ?? 0), 'hits');
-    cell(String(a.in_use ?? 0), 'in_use');
-    const action = cell('', 'action');
+    cell(a.rank === null || a.rank === undefined ? '–' : String(a.rank), 'rank', 'Rank');
+    cell(Array.isArray(a.targets) && a.targets.length ? a.targets.join(', ') : '–', 'targets', 'Targets');
+    cell(formatBytes(a.bytes), 'size', 'Size');
+    cell(a.pinned ? 'yes' : 'no', 'pinned', 'Pinned');
+    cell(String(a.hits ?? 0), 'hits', 'Hits');
+    cell(String(a.in_use ?? 0), 'in_use', 'In use');
+    const action = cell('', 'action', '');
     if (a.status !== 'errored') {
       const button = document.createElement('button');
       button.type = 'button';
