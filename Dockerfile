@@ -63,6 +63,7 @@ COPY --from=deps /app/node_modules ./node_modules
 COPY package.json package-lock.json tsconfig.json ./
 COPY config ./config
 COPY models ./models
+COPY public ./public
 COPY --chown=1000:1000 adapters ./adapters
 COPY src ./src
 RUN mkdir -p .cache/onnx && chown -R 1000:1000 .cache
