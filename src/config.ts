@@ -8,6 +8,7 @@ import { resolve } from 'node:path';
 import { applyKeysFile, checkKeyConfig } from './security/keys.js';
 import { MODEL_DTYPES, STATE_RESIDENCIES, type ModelDtype, type StateResidency } from './engine/model/batch-runner.js';
 import { BEDROCK_DEFAULTS, parseBedrockConfig, type BedrockConfig } from './fallback/bedrock-config.js';
+import { GENERATION_CONFIG_MODES, type GenerationConfigMode } from './engine/model/generation-config.js';
 
 export interface Config {
   server: { host: string; port: number; bodyLimitBytes: number; logLevel: string; apiKeys: ApiKeyConfig[]; adminKeys: string[]; apiKeysFile: string; allowUnauthenticated: boolean };
@@ -23,6 +24,8 @@ export interface Config {
     prefillChunk: number;
     kvCacheMb: number;
     requestTimeoutMs: number;
+    /** generation_config.json: `auto` = its sampling values are request defaults; `none` = ignored (its stop tokens still count). */
+    generationConfig: GenerationConfigMode;
   };
   limits: {
     maxTokens: number;
@@ -51,7 +54,7 @@ export interface ApiKeyConfig {
 export const DEFAULTS: Config = {
   server: { host: '127.0.0.1', port: 8080, bodyLimitBytes: 1 << 20, logLevel: 'info', apiKeys: [], adminKeys: [], apiKeysFile: '', allowUnauthenticated: false },
   model: { dir: 'models/demo', adaptersDir: 'adapters', cacheDir: '.cache/onnx', executionProviders: ['cpu'], stateResidency: 'auto', dtype: 'auto', intraOpThreads: 0 },
-  engine: { maxBatch: 8, maxBatchTokens: 16384, maxQueue: 64, adapterSlots: 8, maxLoraRank: 64, hostCacheMb: 512, maxSequenceLength: 2048, prefillChunk: 512, kvCacheMb: 2048, requestTimeoutMs: 120_000 },
+  engine: { maxBatch: 8, maxBatchTokens: 16384, maxQueue: 64, adapterSlots: 8, maxLoraRank: 64, hostCacheMb: 512, maxSequenceLength: 2048, prefillChunk: 512, kvCacheMb: 2048, requestTimeoutMs: 120_000, generationConfig: 'auto' },
   limits: { maxTokens: 2048, maxStopSequences: 8, maxStopLength: 64, maxPromptChars: 200_000, maxPromptTokens: 0, shedEventLoopDelayMs: 1000, shedHeapUsedPercent: 90, shedRssMb: 0 },
   bedrock: { targets: {}, circuitBreaker: { ...BEDROCK_DEFAULTS.circuitBreaker } },
 };
@@ -91,6 +94,7 @@ export const SETTINGS: Setting[] = [
   { path: 'engine.prefillChunk', env: 'PREFILL_CHUNK', flag: '--prefill-chunk', kind: 'int', min: 1, max: 1 << 16, help: 'prompt tokens run per step, over all prompts in prefill (decoding rows add one each)' },
   { path: 'engine.kvCacheMb', env: 'KV_CACHE_MB', flag: '--kv-cache-mb', kind: 'int', min: 1, max: 1 << 24, help: 'KV-cache memory budget in MiB: requests wait beyond it, one that could never fit is refused' },
   { path: 'engine.requestTimeoutMs', env: 'REQUEST_TIMEOUT_MS', flag: '--request-timeout-ms', kind: 'int', min: 100, max: 3_600_000, help: 'per-request deadline' },
+  { path: 'engine.generationConfig', env: 'GENERATION_CONFIG', flag: '--generation-config', kind: 'choice', choices: GENERATION_CONFIG_MODES, help: "the checkpoint's generation_config.json: auto = its temperature, top_p, top_k, max_new_tokens are request defaults; none = ignored (its eos_token_id still stops)" },
   { path: 'limits.maxTokens', env: 'LIMIT_MAX_TOKENS', flag: '--limit-max-tokens', kind: 'int', min: 1, max: 1 << 20, help: 'largest max_tokens a request may ask' },
   { path: 'limits.maxPromptTokens', env: 'LIMIT_MAX_PROMPT_TOKENS', flag: '--limit-max-prompt-tokens', kind: 'int', min: 0, max: 1 << 24, help: 'longest prompt in tokens (0 = the model context)' },
   { path: 'limits.shedEventLoopDelayMs', env: 'SHED_EVENT_LOOP_DELAY_MS', flag: '--shed-event-loop-delay-ms', kind: 'int', min: 0, max: 600_000, help: '503 overloaded above this event-loop delay (0 = off)' },

@@ -38,6 +38,7 @@ export function engineOptionsFrom(config: Config) {
     prefillChunk: e.prefillChunk,
     kvCacheBudgetBytes: e.kvCacheMb * 1024 * 1024,
     requestTimeoutMs: e.requestTimeoutMs,
+    generationConfig: e.generationConfig,
   };
 }
 

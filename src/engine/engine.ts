@@ -6,6 +6,7 @@ import { basename, resolve } from 'node:path';
 import { EngineError } from './errors.js';
 import { checkRequest } from './request-check.js';
 import { readModelSpec, type ModelSpec } from './model/hf-config.js';
+import { NO_GENERATION_DEFAULTS, readGenerationConfig, type GenerationConfigMode, type GenerationDefaults } from './model/generation-config.js';
 import { CheckpointWeights } from './model/weights.js';
 import { startRunner } from './model/start-runner.js';
 import type { BatchRunner, ModelDtype, StateResidency } from './model/batch-runner.js';
@@ -50,6 +51,8 @@ export interface EngineOptions {
   stateResidency?: StateResidency;
   /** Element type of weights, activations and caches; default auto (float16 on the device path). */
   dtype?: ModelDtype;
+  /** generation_config.json as request defaults (`auto`, the default) or not (`none`); its stop tokens count either way. */
+  generationConfig?: GenerationConfigMode;
   /** Weight-only quantization of the base (MatMulNBits, quantized-weights.ts); default none. */
   quantize?: QuantizeMode;
   maxBatch: number;
@@ -83,6 +86,11 @@ export interface Generation {
   scores(): PromptScores | undefined;
 }
 
+function withStopTokens(spec: ModelSpec, extra: number[]): ModelSpec {
+  const eosTokenIds = [...new Set([...spec.eosTokenIds, ...extra])];
+  return eosTokenIds.length === spec.eosTokenIds.length ? spec : { ...spec, eosTokenIds };
+}
+
 export class Engine {
   private constructor(
     readonly spec: ModelSpec,
@@ -103,13 +111,18 @@ export class Engine {
   ) {}
 
   private vocabulary: TokenVocabulary | null = null;
+  /** Request defaults and stop tokens from generation_config.json (generation-config.ts). */
+  generation: GenerationDefaults = NO_GENERATION_DEFAULTS;
   private readonly constraints = new Map<string, JsonConstraint>();
 
   static async load(options: EngineOptions, log?: EngineLog, hooks: LoadHooks = {}): Promise<Engine> {
     const phase = (p: StartPhase, detail?: string) => hooks.onPhase?.(p, detail);
     phase('reading_config');
     const modelDir = resolve(options.modelDir);
-    const spec = readModelSpec(modelDir);
+    const generation = readGenerationConfig(modelDir, options.generationConfig ?? 'auto');
+    // generation_config.json's eos_token_id joins config.json's (as transformers' generate() stops on either).
+    const spec = withStopTokens(readModelSpec(modelDir), generation.eosTokenIds);
+    if (generation.ignored.length) log?.warn({ ignored: generation.ignored }, 'generation_config.json settings this server does not apply');
     const weights = new CheckpointWeights(modelDir);
     const maxSequenceLength = Math.min(options.maxSequenceLength, spec.maxPositions);
     const stacks = new SlotStacks(spec, options.adapterSlots + 1);
@@ -148,7 +161,9 @@ export class Engine {
       requestTimeoutMs: options.requestTimeoutMs,
       eosTokenIds: spec.eosTokenIds,
     });
-    return new Engine(spec, basename(modelDir), tokenizer, adapters, runner, scheduler, maxSequenceLength, provider, residency, dtype, modelDir, { format: weightFormat, bytes: weightBytes });
+    const engine = new Engine(spec, basename(modelDir), tokenizer, adapters, runner, scheduler, maxSequenceLength, provider, residency, dtype, modelDir, { format: weightFormat, bytes: weightBytes });
+    engine.generation = generation;
+    return engine;
   }
 
   /** Validates and queues a request. Throws EngineError (unknown adapter, context too long, queue full, bad response format) before anything streams. */

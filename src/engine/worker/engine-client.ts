@@ -17,6 +17,7 @@ import { checkRequest } from '../request-check.js';
 import { TextTokenizer } from '../model/tokenizer.js';
 import { adapterCannotServe, adapterNotFound, checkAdapterName, type AdapterCounters, type AdapterInfo } from '../lora/adapter-manager.js';
 import type { EngineLog, EngineOptions, Generation, ResponseFormatData, StartPhase } from '../engine.js';
+import { NO_GENERATION_DEFAULTS, type GenerationDefaults } from '../model/generation-config.js';
 import type { GenerationObserver, PromptScores, SchedulerStats } from '../scheduler.js';
 import type { GenerateRequest, GenerationEvent } from '../types.js';
 import type { AdminCall, EngineInfo, FromWorker, Port, Snapshot, StreamItem, ToWorker, WireRequest } from './protocol.js';
@@ -194,6 +195,11 @@ export class EngineClient {
 
   get dtype(): 'float32' | 'float16' {
     return this.requireInfo().dtype;
+  }
+
+  /** Request defaults from generation_config.json (none until ready). */
+  get generation(): GenerationDefaults {
+    return this.info?.generation ?? NO_GENERATION_DEFAULTS;
   }
 
   get maxSequenceLength(): number {

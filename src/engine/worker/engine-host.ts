@@ -27,6 +27,7 @@ export function engineInfo(engine: Engine): EngineInfo {
     maxSequenceLength: engine.maxSequenceLength,
     vocabSize: engine.spec.vocabSize,
     eosTokenIds: engine.spec.eosTokenIds,
+    generation: engine.generation,
   };
 }
 

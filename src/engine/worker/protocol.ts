@@ -28,6 +28,7 @@ import type { GenerateRequest, GenerationEvent } from '../types.js';
 import type { AdapterCounters, AdapterInfo } from '../lora/adapter-manager.js';
 import type { SchedulerStats } from '../scheduler.js';
 import type { ResponseFormatData, StartPhase } from '../engine.js';
+import type { GenerationDefaults } from '../model/generation-config.js';
 
 export type { ResponseFormatData, StartPhase };
 
@@ -76,6 +77,8 @@ export interface EngineInfo {
   maxSequenceLength: number;
   vocabSize: number;
   eosTokenIds: number[];
+  /** Request defaults from generation_config.json. */
+  generation: GenerationDefaults;
 }
 
 export interface LoadSnapshot {
