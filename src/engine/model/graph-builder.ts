@@ -18,6 +18,8 @@ import { Float16RangeError, firstOverflow, toFloat16 } from './float16.js';
 import { addSamplingNodes, samplingInputs } from './sampling-graph.js';
 import { Graph } from './graph.js';
 import { PackedLayout, addGreedySelection, newKvName, packedInputs, packedOutputs } from './packed-attention.js';
+import { QuantizedWeights } from './quantized-weights.js';
+import type { QuantizeMode } from './quantize.js';
 
 export const PROJECTIONS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
 export type Projection = (typeof PROJECTIONS)[number];
@@ -55,6 +57,11 @@ export interface GraphOptions {
    * halves the bytes a step reads; layer norms keep float32 statistics and `logits` stays float32.
    */
   dtype?: 'float32' | 'float16';
+  /**
+   * Weight-only quantization of the base's float weights as MatMulNBits / GatherBlockQuantized
+   * (quantized-weights.ts; default none). A GPTQ/AWQ checkpoint's packed projections are read as they are.
+   */
+  quantize?: QuantizeMode;
 }
 
 /** Input and output sizes of each projection, as [in, out]. */
@@ -85,7 +92,7 @@ export const pastName = (layer: number, kv: 'key' | 'value') => `past.${layer}.$
 export const presentName = (layer: number, kv: 'key' | 'value') => `present.${layer}.${kv}`;
 
 /** Receives weight tensors in graph order (float16 as its bit patterns); the caller writes them to external data. */
-export type WeightSink = (name: string, data: Float32Array | Uint16Array, dims: number[]) => void;
+export type WeightSink = (name: string, data: Float32Array | Uint16Array | Uint8Array, dims: number[]) => void;
 
 /** The packed layout's attention; the step's rotated keys and values are outputs for the caller's cache. */
 function packedAttention(g: Graph, layout: PackedLayout, layer: number, q: string, k: string, v: string): string {
@@ -153,7 +160,8 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
     return g.one('Reshape', [x, flatShapes.get(width)!]);
   };
 
-  const embeddings = g.one('Gather', [weight('model.embed_tokens.weight', [V, H]), 'input_ids'], { axis: 0 });
+  const quantized = QuantizedWeights.create(g, weights, options.quantize ?? 'none', half, sink);
+  const embeddings = quantized?.embedding('input_ids', 'model.embed_tokens.weight', V, H) ?? g.one('Gather', [weight('model.embed_tokens.weight', [V, H]), 'input_ids'], { axis: 0 });
   let hidden = flat(embeddings, H);
 
   const packed = options.attention === 'packed';
@@ -179,9 +187,8 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
 
   const linear = (x: string, layer: number, p: Projection): string => {
     const [inSize, outSize] = projectionShape(spec, p);
-    const inputs = [x, weight(hfWeightName(layer, p), [outSize, inSize])];
-    if (spec.qkvBias && (p === 'q_proj' || p === 'k_proj' || p === 'v_proj')) inputs.push(weight(hfWeightName(layer, p, 'bias'), [outSize]));
-    const base = g.one('Gemm', inputs, { transB: 1 });
+    const bias = spec.qkvBias && (p === 'q_proj' || p === 'k_proj' || p === 'v_proj') ? [weight(hfWeightName(layer, p, 'bias'), [outSize])] : [];
+    const base = quantized?.linear(x, [hfWeightName(layer, p)], [outSize], inSize, bias[0]) ?? g.one('Gemm', [x, weight(hfWeightName(layer, p), [outSize, inSize]), ...bias], { transB: 1 });
     if (!options.lora) return base;
     if (layout) return g.one('Add', [base, layout.loraDelta(x, layer, p)]);
     if (!loraMask) return g.one('Add', [base, perRowDelta(x, layer, p)]);
@@ -214,8 +221,8 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
     [normed, , , hidden] = g.node('SkipSimplifiedLayerNormalization', [down, residual, weight(nextNorm, [H])], { epsilon: eps }, 4, 'com.microsoft');
   }
   const rows = g.one('Gather', [normed, 'logit_rows'], { axis: 0 });
-  const lmHead = spec.tieWordEmbeddings ? 'model.embed_tokens.weight' : weight('lm_head.weight', [V, H]);
-  g.node('Gemm', [rows, lmHead], { transB: 1 });
+  const lmHeadName = spec.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
+  if (!quantized?.lmHead(rows, lmHeadName, V, H)) g.node('Gemm', [rows, spec.tieWordEmbeddings ? lmHeadName : weight(lmHeadName, [V, H])], { transB: 1 });
   if (half) g.node('Cast', [g.nodes[g.nodes.length - 1].outputs[0]], { to: DataType.FLOAT });
   g.nodes[g.nodes.length - 1].outputs[0] = 'logits';
 

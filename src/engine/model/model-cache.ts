@@ -13,9 +13,11 @@ import type { CheckpointWeights } from './weights.js';
 import { checkEveryTensorUsed } from './checkpoint-tensors.js';
 
 /** Bump when the graph layout changes so old cache entries are not reused. */
-export const GRAPH_BUILDER_VERSION = 12;
+export const GRAPH_BUILDER_VERSION = 13;
 const MODEL_FILE = 'model.onnx';
 const DATA_FILE = 'model.onnx.data';
+/** Facts about the build that a reused graph still needs (the base's weight bytes). */
+const BUILD_FILE = 'build.json';
 
 export interface CachedModel {
   path: string;
@@ -23,6 +25,8 @@ export interface CachedModel {
   built: boolean;
   /** Built now: the checkpoint's tensors skipped on purpose (checkpoint-tensors.ts), for the start-up log. */
   skippedTensors?: Array<{ tensor: string; reason: string }>;
+  /** Bytes of the base's weights in the graph (embeddings, norms, projections, LM head; not the rotary tables). */
+  weightBytes: number;
 }
 
 export function cacheKey(modelDir: string, weights: CheckpointWeights, options: GraphOptions): string {
@@ -36,10 +40,13 @@ export function cacheKey(modelDir: string, weights: CheckpointWeights, options: 
 export function ensureOnnxModel(modelDir: string, spec: ModelSpec, weights: CheckpointWeights, options: GraphOptions, cacheDir: string): CachedModel {
   const dir = join(cacheDir, cacheKey(modelDir, weights, options));
   const path = join(dir, MODEL_FILE);
-  if (existsSync(path) && existsSync(join(dir, DATA_FILE))) return { path, built: false };
+  if (existsSync(path) && existsSync(join(dir, DATA_FILE)) && existsSync(join(dir, BUILD_FILE))) {
+    return { path, built: false, weightBytes: (JSON.parse(readFileSync(join(dir, BUILD_FILE), 'utf8')) as { weightBytes: number }).weightBytes };
+  }
 
   const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
   let skippedTensors: CachedModel['skippedTensors'];
+  let weightBytes = 0;
   mkdirSync(tmp, { recursive: true });
   try {
     const fd = openSync(join(tmp, DATA_FILE), 'w');
@@ -48,18 +55,21 @@ export function ensureOnnxModel(modelDir: string, spec: ModelSpec, weights: Chec
     const model = buildDecoderGraph(spec, weights, options, (name, data, dims) => {
       const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
       writeSync(fd, bytes, 0, bytes.length, offset);
-      external.push({ name, dims, offset, length: bytes.length, dataType: data instanceof Uint16Array ? DataType.FLOAT16 : DataType.FLOAT });
+      const dataType = data instanceof Uint8Array ? DataType.UINT8 : data instanceof Uint16Array ? DataType.FLOAT16 : DataType.FLOAT;
+      external.push({ name, dims, offset, length: bytes.length, dataType });
+      if (!name.startsWith('rotary.')) weightBytes += bytes.length;
       offset += Math.ceil(bytes.length / 64) * 64;
     });
     closeSync(fd);
     skippedTensors = checkEveryTensorUsed(spec, weights);
     model.externalInitializers = external.map((e) => ({ ...e, location: DATA_FILE }));
     writeFileSync(join(tmp, MODEL_FILE), encodeModel(model));
+    writeFileSync(join(tmp, BUILD_FILE), JSON.stringify({ weightBytes }));
     rmSync(dir, { recursive: true, force: true });
     renameSync(tmp, dir);
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
     throw e;
   }
-  return { path, built: true, skippedTensors };
+  return { path, built: true, skippedTensors, weightBytes };
 }

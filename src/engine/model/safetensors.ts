@@ -123,6 +123,11 @@ function checkTensorEntry(file: string, name: string, raw: unknown, dataSize: nu
 
 /** Reads one tensor and converts F32, F16 or BF16 to float32. */
 export function readTensorAsFloat32(header: SafetensorsHeader, name: string): Float32Array {
+  return toFloat32(header.file, header.tensors.get(name)!, readTensorBytes(header, name));
+}
+
+/** One tensor's raw little-endian bytes, as stored (e.g. the I32 words of a GPTQ/AWQ qweight). */
+export function readTensorBytes(header: SafetensorsHeader, name: string): Buffer {
   const info = header.tensors.get(name);
   if (!info) throw new SafetensorsError(header.file, `tensor ${name} is missing`);
   const bytes = Buffer.alloc(info.end - info.begin);
@@ -133,7 +138,7 @@ export function readTensorAsFloat32(header: SafetensorsHeader, name: string): Fl
   } finally {
     closeSync(fd);
   }
-  return toFloat32(header.file, info, bytes);
+  return bytes;
 }
 
 function toFloat32(file: string, info: TensorInfo, bytes: Buffer): Float32Array {
@@ -201,12 +206,12 @@ export function floatToBfloat16(value: number): number {
 }
 
 /** Writes a safetensors file (used by tests, benchmarks and tools). */
-export function encodeSafetensors(tensors: Array<{ name: string; dtype: SafetensorsDtype; shape: number[]; data: Float32Array }>, metadata: Record<string, string> = { format: 'pt' }): Buffer {
+export function encodeSafetensors(tensors: Array<{ name: string; dtype: SafetensorsDtype; shape: number[]; data: Float32Array } | { name: string; dtype: 'I32'; shape: number[]; data: Int32Array }>, metadata: Record<string, string> = { format: 'pt' }): Buffer {
   const header: Record<string, unknown> = { __metadata__: metadata };
   const parts: Buffer[] = [];
   let offset = 0;
   for (const t of tensors) {
-    const bytes = encodeData(t.dtype, t.data);
+    const bytes = t.dtype === 'I32' ? Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength) : encodeData(t.dtype, t.data);
     header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes.length] };
     parts.push(bytes);
     offset += bytes.length;

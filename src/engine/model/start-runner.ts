@@ -15,6 +15,7 @@ import { DeviceRunner } from './device-runner.js';
 import type { BatchRunner, ModelDtype, StateResidency } from './batch-runner.js';
 import type { SlotStacks } from '../lora/slot-stacks.js';
 import { Float16RangeError } from './float16.js';
+import { checkpointQuantization, weightFormatLabel } from './quantized-weights.js';
 
 export interface StartRunnerOptions {
   modelDir: string;
@@ -45,6 +46,10 @@ export interface StartedRunner {
   provider: string;
   residency: 'host' | 'device';
   dtype: 'float32' | 'float16';
+  /** The base's weight format (`float32`, `float16`, `int8`, `int4`, `gptq-int4 (group 128); ...`; quantized-weights.ts). */
+  weightFormat: string;
+  /** Bytes of the base's weights in the graph (quantized ones packed, with their scales and zero points). */
+  weightBytes: number;
 }
 
 export function residencyFor(provider: string, requested: StateResidency, dtype: ModelDtype = 'auto'): 'host' | 'device' {
@@ -86,8 +91,9 @@ async function startAs(provider: string, residency: 'host' | 'device', dtype: 'f
     residency === 'device'
       ? await DeviceRunner.create(onnx.path, spec, { maxBatch, maxSequenceLength, provider, intraOpThreads, dtype }, stacks)
       : await ModelRunner.create(onnx.path, spec, { maxBatch, maxSequenceLength, executionProviders: [provider], intraOpThreads, kvBudgetBytes: options.kvBudgetBytes }, stacks);
-  log?.info({ provider, residency, dtype }, `serving on ${provider}, ${dtype}, decoding state in ${residency} memory`);
-  return { runner, provider, residency, dtype };
+  const weightFormat = weightFormatLabel(checkpointQuantization(options.modelDir), graph.quantize ?? 'none', dtype);
+  log?.info({ provider, residency, dtype, weightFormat, weightBytes: onnx.weightBytes }, `serving on ${provider}, ${dtype}, decoding state in ${residency} memory; base weights ${weightFormat}, ${(onnx.weightBytes / 2 ** 20).toFixed(1)} MiB`);
+  return { runner, provider, residency, dtype, weightFormat, weightBytes: onnx.weightBytes };
 }
 
 export async function startRunner(options: StartRunnerOptions, log?: StartLog): Promise<StartedRunner> {

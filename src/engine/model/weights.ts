@@ -1,7 +1,7 @@
 /** Finds a Hugging Face checkpoint's tensors across model.safetensors or a sharded model.safetensors.index.json. */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { readSafetensorsHeader, readTensorAsFloat32, type SafetensorsHeader, type TensorInfo } from './safetensors.js';
+import { readSafetensorsHeader, readTensorAsFloat32, readTensorBytes, type SafetensorsHeader, type TensorInfo } from './safetensors.js';
 import { ModelConfigError } from './hf-config.js';
 
 export class CheckpointWeights {
@@ -53,6 +53,16 @@ export class CheckpointWeights {
     }
     this.used.add(name);
     return readTensorAsFloat32(this.header(this.fileOf.get(name)!), name);
+  }
+
+  /** Reads a tensor's stored bytes after checking its dtype and shape (pre-quantized checkpoints' packed integers). */
+  readRaw(name: string, dtype: string, expectedShape: number[]): Buffer {
+    const info = this.info(name);
+    if (info.dtype !== dtype || info.shape.join(',') !== expectedShape.join(',')) {
+      throw new ModelConfigError(this.modelDir, `tensor ${name} is ${info.dtype} [${info.shape}], the quantization config implies ${dtype} [${expectedShape}]`);
+    }
+    this.used.add(name);
+    return readTensorBytes(this.header(this.fileOf.get(name)!), name);
   }
 
   /** The checkpoint's tensors that nothing has read, in the checkpoint's order. */
