@@ -15,7 +15,7 @@
 #   docker run --rm --gpus all -p 8080:8080 -e EXECUTION_PROVIDERS=cuda,cpu lora-inference-server:cuda12
 #
 # Build arguments:
-#   NODE_IMAGE   Node.js 20 image used to install dependencies and as the CPU base
+#   NODE_IMAGE   Node.js LTS image (24) that builds dist/, installs dependencies and is the CPU base
 #   ORT_INSTALL  onnxruntime-node install flag: "skip" (CPU only, no download) or "cuda12"
 #   CUDA_IMAGE   base of the cuda12 variant; must provide the CUDA 12 and cuDNN 9 runtime libraries
 #
@@ -24,9 +24,22 @@
 # CACHE_DIR, MAX_BATCH, MAX_QUEUE, LOG_LEVEL, or CONFIG_FILE for a whole file (npm start -- --help).
 # Scale-out and Kubernetes: docs/scale-out.md, deploy/.
 
-ARG NODE_IMAGE=node:20-bookworm-slim
+ARG NODE_IMAGE=node:24-bookworm-slim
 ARG CUDA_IMAGE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
 ARG ORT_INSTALL=skip
+
+# ---- build: src/ (TypeScript) -> dist/ (JavaScript), with the dev dependencies (TypeScript) -------
+FROM ${NODE_IMAGE} AS build
+ENV ONNXRUNTIME_NODE_INSTALL=skip \
+    NPM_CONFIG_UPDATE_NOTIFIER=false \
+    NPM_CONFIG_FUND=false \
+    NPM_CONFIG_AUDIT=false
+WORKDIR /app
+COPY package.json package-lock.json .npmrc ./
+RUN npm ci
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npm run build
 
 # ---- production dependencies -------------------------------------------------------------------
 FROM ${NODE_IMAGE} AS deps
@@ -60,17 +73,17 @@ WORKDIR /app
 # Everything is owned by root and read-only for the server, except the adapters directory (the
 # admin API registers adapters there) and the cache of built ONNX graphs (.cache/onnx).
 COPY --from=deps /app/node_modules ./node_modules
-COPY package.json package-lock.json tsconfig.json ./
+COPY --from=build /app/dist ./dist
+COPY package.json package-lock.json ./
 COPY config ./config
 COPY models ./models
 COPY public ./public
 COPY --chown=1000:1000 adapters ./adapters
-COPY src ./src
 RUN mkdir -p .cache/onnx && chown -R 1000:1000 .cache
 USER 1000:1000
 EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 8080) + '/healthz', { signal: AbortSignal.timeout(4000) }).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-# Same as `npm start` (tsx src/server.ts) without npm in between, so SIGTERM reaches the server,
-# which drains (close-with-grace). Run with --init or let Kubernetes handle PID 1 reaping.
-CMD ["node", "--import", "tsx", "src/server.ts"]
+# The build, run by Node alone (no tsx, no npm in between, so SIGTERM reaches the server, which drains
+# with close-with-grace). Run with --init or let Kubernetes handle PID 1 reaping.
+CMD ["node", "dist/server.js"]

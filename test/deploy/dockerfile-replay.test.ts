@@ -3,7 +3,7 @@
  * same COPY steps, the same `npm ci --omit=dev` with the same ARG/ENV, so the Dockerfile cannot
  * drift from an install that works. Then checks the result the runtime stage relies on.
  *
- * Differences from a real build, on purpose: the host's node/npm run it (the image has Node 20 and
+ * Differences from a real build, on purpose: the host's node/npm run it (the image has Node 24 and
  * its bundled npm), and npm_config_prefer_offline=true makes npm use its cache first (same lockfile,
  * same packages). The lead can start the server from the replayed tree later: replay the runtime
  * stage with `stageRoots: { deps: <this root> }`.
@@ -24,8 +24,8 @@ if (!existsSync(join(ROOT, 'package-lock.json'))) {
 } else {
   t.test('the deps stage installs production dependencies without downloading CUDA', { timeout: 180_000 }, async (t) => {
     const df = parseDockerfile(readFileSync(join(ROOT, 'Dockerfile'), 'utf8'));
-    const stage = df.stages.find((s) => s.instructions.some((i) => i.keyword === 'RUN' && /\bnpm ci\b/.test(i.args)));
-    if (!stage) throw new Error('no stage runs npm ci');
+    const stage = df.stages.find((s) => s.instructions.some((i) => i.keyword === 'RUN' && /\bnpm ci\b.*--omit=dev/.test(i.args)));
+    if (!stage) throw new Error('no stage runs npm ci --omit=dev');
     const steps = stageSteps(df, stage.index);
     const run = steps.find((s): s is Extract<ReplayStep, { kind: 'run' }> => s.kind === 'run' && /\bnpm ci\b/.test(s.argv.join(' ')))!;
     t.equal(run.env.ONNXRUNTIME_NODE_INSTALL, 'skip', 'the default build skips the CUDA download');
@@ -57,19 +57,17 @@ if (!existsSync(join(ROOT, 'package-lock.json'))) {
     t.ok(existsSync(join(ortBin, 'onnxruntime_binding.node')), 'the CPU binding is there');
     t.notOk(existsSync(join(ortBin, 'libonnxruntime_providers_cuda.so')), 'no CUDA provider downloaded');
 
-    // What the runtime stage's CMD (node --import tsx src/server.ts) needs from this tree: tsx
-    // resolves from the app directory, and onnxruntime-node's native binding loads.
-    await writeFile(
-      join(app, 'replay-probe.ts'),
-      "import * as ort from 'onnxruntime-node';\nconst kind: string = typeof ort.InferenceSession.create;\nconsole.log('probe', kind);\n",
-    );
-    const probe = spawnSync(process.execPath, ['--import', 'tsx', 'replay-probe.ts'], {
+    // What the runtime stage's CMD (node dist/server.js) needs from this tree, with Node alone:
+    // onnxruntime-node's native binding loads (test/deploy/dist-server.test.ts runs the build itself).
+    t.notOk(existsSync(join(nm, 'tsx')), 'no tsx in the image');
+    await writeFile(join(app, 'replay-probe.mjs'), "import * as ort from 'onnxruntime-node';\nconsole.log('probe', typeof ort.InferenceSession.create);\n");
+    const probe = spawnSync(process.execPath, ['replay-probe.mjs'], {
       cwd: app,
       env: { ...cleanBaseEnv(), ...run.env },
       encoding: 'utf8',
       timeout: 60_000,
     });
-    t.equal(probe.status, 0, `tsx and onnxruntime-node load from the replayed tree: ${probe.stderr.slice(-1000)}`);
+    t.equal(probe.status, 0, `onnxruntime-node loads from the replayed tree: ${probe.stderr.slice(-1000)}`);
     t.match(probe.stdout, /probe function/);
   });
 }

@@ -45,32 +45,55 @@ t.test('dockerfile-utils reports no errors or warnings', async (t) => {
   t.ok(validate('FROM\nexpose abc\nHEALTHCHECK --interval=1x CMD true\n').length >= 2, 'flags a broken Dockerfile');
 });
 
-t.test('multi-stage on node:20-bookworm-slim, the final stage copies from the deps stage', async (t) => {
-  t.ok(df.stages.length >= 2, `${df.stages.length} stages`);
-  const deps = df.stages.find((s) => s.instructions.some((i) => i.keyword === 'RUN' && /\bnpm ci\b/.test(i.args)));
-  t.ok(deps, 'a stage runs npm ci');
-  t.equal(resolveFrom(df, deps!).image, 'node:20-bookworm-slim', 'dependencies install on node:20-bookworm-slim');
-  t.not(deps, final, 'npm ci does not run in the final stage');
+const NODE_IMAGE = 'node:24-bookworm-slim';
+
+t.test(`multi-stage on ${NODE_IMAGE} (a maintained LTS), the final stage copies from the build and deps stages`, async (t) => {
+  t.ok(df.stages.length >= 3, `${df.stages.length} stages`);
+  const deps = findStage(df, 'deps');
+  const build = findStage(df, 'build');
+  t.equal(resolveFrom(df, deps).image, NODE_IMAGE, `dependencies install on ${NODE_IMAGE}`);
+  t.equal(resolveFrom(df, build).image, NODE_IMAGE, `dist/ is built on ${NODE_IMAGE}`);
+  t.ok(final.instructions.every((i) => !(i.keyword === 'RUN' && /\bnpm\b/.test(i.args))), 'npm does not run in the final stage');
   // Default build: the final stage's base resolves to the slim Node image.
   let base = resolveFrom(df, final);
   while (base.stage) base = resolveFrom(df, base.stage);
-  t.equal(base.image, 'node:20-bookworm-slim', 'the default (CPU) image is based on node:20-bookworm-slim');
+  t.equal(base.image, NODE_IMAGE, `the default (CPU) image is based on ${NODE_IMAGE}`);
   const copies = finalSteps.filter((s): s is Extract<ReplayStep, { kind: 'copy' }> => s.kind === 'copy');
-  t.ok(copies.some((c) => c.from === deps!.name && c.sources.includes('/app/node_modules')), 'node_modules come from the deps stage');
+  t.ok(copies.some((c) => c.from === deps.name && c.sources.includes('/app/node_modules')), 'node_modules come from the deps stage');
+  t.ok(copies.some((c) => c.from === build.name && c.sources.includes('/app/dist')), 'dist/ comes from the build stage');
+  // package.json's engines covers the image's Node.
+  const major = Number(/^node:(\d+)/.exec(NODE_IMAGE)![1]);
+  const engines = (pkg as { engines?: { node?: string } }).engines?.node ?? '';
+  t.ok(engines.split('||').some((range) => range.trim().startsWith(`^${major}.`)), `engines "${engines}" lists Node ${major}`);
+});
+
+t.test('the build stage compiles src/ with the build tsconfig and nothing else', async (t) => {
+  const steps = stageSteps(df, 'build');
+  const runs = steps.filter((s): s is Extract<ReplayStep, { kind: 'run' }> => s.kind === 'run').map((s) => s.argv.join(' '));
+  t.ok(runs.some((r) => /\bnpm ci\b/.test(r) && !/--omit=dev/.test(r)), 'npm ci with the dev dependencies (TypeScript)');
+  t.ok(runs.some((r) => /\bnpm run build\b/.test(r)), 'npm run build');
+  t.match(pkg.scripts.build, /tsc -p tsconfig\.build\.json/, 'npm run build is tsc -p tsconfig.build.json');
+  const build = JSON.parse(readFileSync(join(ROOT, 'tsconfig.build.json'), 'utf8')) as { compilerOptions: { outDir: string; rootDir: string } };
+  t.same([build.compilerOptions.rootDir, build.compilerOptions.outDir], ['src', 'dist'], 'src/ -> dist/');
+  const copied = steps.flatMap((s) => (s.kind === 'copy' ? s.sources : []));
+  for (const f of ['tsconfig.json', 'tsconfig.build.json', 'src']) t.ok(copied.includes(f), `COPY ${f}`);
 });
 
 t.test('npm ci installs production dependencies only, with the same .npmrc', async (t) => {
   const deps = findStage(df, 'deps');
   const steps = stageSteps(df, 'deps');
   const run = steps.find((s): s is Extract<ReplayStep, { kind: 'run' }> => s.kind === 'run' && /\bnpm ci\b/.test(s.argv.join(' ')));
+  t.not(deps, final, 'npm ci does not run in the final stage');
   t.ok(run);
   t.match(run!.argv.join(' '), /npm ci .*--omit=dev/);
   const copied = steps.flatMap((s) => (s.kind === 'copy' ? s.sources : []));
   t.same(copied.sort(), ['.npmrc', 'package-lock.json', 'package.json'], 'only the manifest, the lockfile and .npmrc before npm ci');
   t.ok(deps.instructions.every((i) => i.keyword !== 'ADD'), 'no ADD');
-  // The server runs TypeScript through tsx at run time: tsx must be a production dependency.
-  t.ok(pkg.dependencies.tsx, 'tsx is in dependencies');
-  t.notOk(pkg.devDependencies?.tsx, 'tsx is not only a devDependency');
+  // The image runs the build (dist/): no TypeScript and no tsx at run time.
+  for (const dev of ['tsx', 'typescript']) {
+    t.notOk(pkg.dependencies[dev], `${dev} is not a production dependency`);
+    t.ok(pkg.devDependencies[dev], `${dev} is a devDependency (npm start, tests, the build stage)`);
+  }
 });
 
 t.test('onnxruntime-node: CUDA download skipped by default, ORT_INSTALL=cuda12 builds the CUDA variant', async (t) => {
@@ -131,23 +154,23 @@ t.test('HEALTHCHECK on /healthz with node (no curl in slim), EXPOSE and HOST/POR
   t.equal(expose[0].args.trim(), env.PORT, 'EXPOSE matches PORT');
 });
 
-t.test('CMD starts the same entry point as `npm start`', async (t) => {
+t.test('CMD runs the build of the entry point `npm start` runs, with node alone', async (t) => {
   const cmd = other(finalSteps, 'CMD');
   t.equal(cmd.length, 1);
   const argv = execForm(cmd[0].args);
   t.ok(argv, 'exec form, so the server gets SIGTERM');
-  const start = /^tsx\s+(\S+)$/.exec(pkg.scripts.start.trim());
-  t.ok(start, `npm start is "tsx <entry>" (got "${pkg.scripts.start}")`);
-  t.same(argv, ['node', '--import', 'tsx', start![1]], 'node --import tsx <the same entry>');
-  t.ok(existsSync(join(ROOT, start![1])), `${start![1]} exists`);
-  const copiedDirs = finalSteps.flatMap((s) => (s.kind === 'copy' && s.from === null ? s.sources : []));
-  t.ok(copiedDirs.includes(start![1].split('/')[0]), 'the entry point is copied');
+  const start = /^tsx\s+src\/(\S+)\.ts$/.exec(pkg.scripts.start.trim());
+  t.ok(start, `npm start is "tsx src/<entry>.ts" (got "${pkg.scripts.start}")`);
+  t.ok(existsSync(join(ROOT, 'src', `${start![1]}.ts`)), `src/${start![1]}.ts exists`);
+  t.same(argv, ['node', `dist/${start![1]}.js`], 'node dist/<the same entry>.js');
+  t.notMatch(text, /--import\s+tsx|"tsx"/, 'tsx is not used in the image');
+  t.notOk(finalSteps.some((s) => s.kind === 'copy' && s.sources.includes('src')), 'src/ is not in the image');
 });
 
-t.test('the image holds config/, models/, adapters/ and src/, and .dockerignore lets exactly those in', async (t) => {
+t.test('the image is built from config/, models/, adapters/ and src/, and .dockerignore lets exactly those in', async (t) => {
   const ignore = parseDockerignore(readFileSync(join(ROOT, '.dockerignore'), 'utf8'));
-  const fromContext = [...stageSteps(df, 'deps'), ...finalSteps].flatMap((s) => (s.kind === 'copy' && s.from === null ? s.sources : []));
-  for (const dir of ['config', 'models', 'adapters', 'src']) t.ok(fromContext.includes(dir), `COPY ${dir}`);
+  const fromContext = [...stageSteps(df, 'build'), ...stageSteps(df, 'deps'), ...finalSteps].flatMap((s) => (s.kind === 'copy' && s.from === null ? s.sources : []));
+  for (const dir of ['config', 'models', 'adapters', 'src', 'tsconfig.build.json']) t.ok(fromContext.includes(dir), `COPY ${dir}`);
   for (const src of fromContext) {
     t.ok(existsSync(join(ROOT, src)), `${src} exists in the repository`);
     t.notOk(isIgnored(src, ignore), `${src} is in the build context`);

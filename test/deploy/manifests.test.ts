@@ -159,7 +159,7 @@ t.test('Deployment: probes, resources, non-root, env config, adapters volume', a
     const cache = volumeAt(env.CACHE_DIR);
     t.ok(cache?.volume?.emptyDir || cache?.volume?.persistentVolumeClaim, 'CACHE_DIR is on a writable volume (root filesystem is read-only)');
   }
-  t.ok(volumeAt('/tmp')?.volume?.emptyDir, '/tmp is writable (tsx cache)');
+  t.ok(volumeAt('/tmp')?.volume?.emptyDir, '/tmp is writable');
   if (env.CONFIG_FILE) {
     const cfg = volumeAt(env.CONFIG_FILE);
     t.equal(cfg?.volume?.configMap?.name, cm.metadata.name, 'CONFIG_FILE comes from the ConfigMap');
