@@ -102,8 +102,20 @@ export function attachEngine(app: FastifyInstance, engine: EngineClient): void {
     queueDepth: () => engine.queueDepth,
     batchSize: () => engine.batchSize,
     adapterCounters: () => ({ ...engine.adapters.counters }),
+    protocol: () => ({
+      waiting: engine.queueDepth,
+      running: engine.batchSize,
+      kvUsage: engine.kvUsage,
+      maxLoras: engine.adapters.maxLoras,
+      runningAdapters: engine.adapters.lora.running,
+      waitingAdapters: engine.adapters.lora.waiting,
+    }),
+    adapterTiers: () => {
+      const { hostBytes, diskCacheBytes, ...counts } = engine.adapters.tiers;
+      return { counts, bytes: { host: hostBytes, disk_cache: diskCacheBytes } };
+    },
     adaptersByStatus: () => {
-      const counts: Record<string, number> = { available: 0, loading: 0, host: 0, device: 0, errored: 0 };
+      const counts: Record<string, number> = { remote: 0, available: 0, loading: 0, host: 0, device: 0, errored: 0 };
       for (const a of engine.adapters.list()) counts[a.status]++;
       return counts;
     },

@@ -8,11 +8,28 @@ import { resolve } from 'node:path';
 import { applyKeysFile, checkKeyConfig } from './security/keys.js';
 import { MODEL_DTYPES, STATE_RESIDENCIES, type ModelDtype, type StateResidency } from './engine/model/batch-runner.js';
 import { BEDROCK_DEFAULTS, parseBedrockConfig, type BedrockConfig } from './fallback/bedrock-config.js';
+import { parseS3Url } from './engine/lora/adapter-store.js';
 import { GENERATION_CONFIG_MODES, type GenerationConfigMode } from './engine/model/generation-config.js';
 
 export interface Config {
   server: { host: string; port: number; bodyLimitBytes: number; logLevel: string; apiKeys: ApiKeyConfig[]; adminKeys: string[]; apiKeysFile: string; allowUnauthenticated: boolean };
-  model: { dir: string; adaptersDir: string; cacheDir: string; executionProviders: string[]; stateResidency: StateResidency; dtype: ModelDtype; intraOpThreads: number };
+  model: {
+    dir: string;
+    /** A directory of adapter directories, or s3://BUCKET/PREFIX/. */
+    adaptersDir: string;
+    cacheDir: string;
+    executionProviders: string[];
+    stateResidency: StateResidency;
+    dtype: ModelDtype;
+    intraOpThreads: number;
+    /** Adapters from S3 are downloaded here (bounded by adapterCacheMb, least recently used evicted). */
+    adapterCacheDir: string;
+    adapterCacheMb: number;
+    /** Largest adapter_model.safetensors taken from S3. */
+    adapterMaxMb: number;
+    /** Seconds between checks for new and changed adapters (0 = never; POST /v1/adapters/NAME/reload always works). */
+    adapterCheckIntervalS: number;
+  };
   engine: {
     maxBatch: number;
     maxBatchTokens: number;
@@ -53,7 +70,7 @@ export interface ApiKeyConfig {
 
 export const DEFAULTS: Config = {
   server: { host: '127.0.0.1', port: 8080, bodyLimitBytes: 1 << 20, logLevel: 'info', apiKeys: [], adminKeys: [], apiKeysFile: '', allowUnauthenticated: false },
-  model: { dir: 'models/demo', adaptersDir: 'adapters', cacheDir: '.cache/onnx', executionProviders: ['cpu'], stateResidency: 'auto', dtype: 'auto', intraOpThreads: 0 },
+  model: { dir: 'models/demo', adaptersDir: 'adapters', cacheDir: '.cache/onnx', executionProviders: ['cpu'], stateResidency: 'auto', dtype: 'auto', intraOpThreads: 0, adapterCacheDir: '.cache/adapters', adapterCacheMb: 4096, adapterMaxMb: 2048, adapterCheckIntervalS: 0 },
   engine: { maxBatch: 8, maxBatchTokens: 16384, maxQueue: 64, adapterSlots: 8, maxLoraRank: 64, hostCacheMb: 512, maxSequenceLength: 2048, prefillChunk: 512, kvCacheMb: 2048, requestTimeoutMs: 120_000, generationConfig: 'auto' },
   limits: { maxTokens: 2048, maxStopSequences: 8, maxStopLength: 64, maxPromptChars: 200_000, maxPromptTokens: 0, shedEventLoopDelayMs: 1000, shedHeapUsedPercent: 90, shedRssMb: 0 },
   bedrock: { targets: {}, circuitBreaker: { ...BEDROCK_DEFAULTS.circuitBreaker } },
@@ -78,7 +95,11 @@ export const SETTINGS: Setting[] = [
   { path: 'server.bodyLimitBytes', env: 'BODY_LIMIT_BYTES', flag: '--body-limit-bytes', kind: 'int', min: 1024, max: 64 << 20, help: 'largest request body' },
   { path: 'server.logLevel', env: 'LOG_LEVEL', flag: '--log-level', kind: 'level', help: 'pino log level' },
   { path: 'model.dir', env: 'MODEL_DIR', flag: '--model', kind: 'string', help: 'Hugging Face checkpoint directory' },
-  { path: 'model.adaptersDir', env: 'ADAPTERS_DIR', flag: '--adapters', kind: 'string', help: 'directory of PEFT adapter directories' },
+  { path: 'model.adaptersDir', env: 'ADAPTERS_DIR', flag: '--adapters', kind: 'string', help: 'directory of PEFT adapter directories, or s3://BUCKET/PREFIX/ (looked up and downloaded on first use)' },
+  { path: 'model.adapterCacheDir', env: 'ADAPTER_CACHE_DIR', flag: '--adapter-cache-dir', kind: 'string', help: 'where adapters from S3 are kept on local disk' },
+  { path: 'model.adapterCacheMb', env: 'ADAPTER_CACHE_MB', flag: '--adapter-cache-mb', kind: 'int', min: 1, max: 1 << 24, help: 'bound of the adapter download cache in MiB (least recently used evicted)' },
+  { path: 'model.adapterMaxMb', env: 'ADAPTER_MAX_MB', flag: '--adapter-max-mb', kind: 'int', min: 1, max: 1 << 20, help: 'largest adapter_model.safetensors taken from S3, in MiB' },
+  { path: 'model.adapterCheckIntervalS', env: 'ADAPTER_CHECK_INTERVAL_S', flag: '--adapter-check-interval-s', kind: 'int', min: 0, max: 86_400, help: 'seconds between checks for new and changed adapters, reloaded atomically (0 = never)' },
   { path: 'model.cacheDir', env: 'CACHE_DIR', flag: '--cache-dir', kind: 'string', help: 'where built ONNX graphs are kept' },
   { path: 'model.executionProviders', env: 'EXECUTION_PROVIDERS', flag: '--execution-providers', kind: 'list', help: 'onnxruntime providers to try in order, e.g. webgpu,cpu' },
   { path: 'model.stateResidency', env: 'STATE_RESIDENCY', flag: '--state-residency', kind: 'choice', choices: STATE_RESIDENCIES, help: 'KV cache, LoRA slots and sampling in host or device memory (auto = device on a GPU)' },
@@ -144,6 +165,13 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   }
   for (const s of SETTINGS) {
     if (flags.has(s.flag)) apply(config, s, flags.get(s.flag)!, `flag ${s.flag}`, problems);
+  }
+  if (config.model.adaptersDir.startsWith('s3://')) {
+    try {
+      parseS3Url(config.model.adaptersDir);
+    } catch (e) {
+      problems.push(`model.adaptersDir ${(e as Error).message}`);
+    }
   }
   if (config.model.dtype === 'float16' && config.model.stateResidency === 'host') {
     problems.push('model.dtype float16 is served by the device-resident path: set model.stateResidency to device or auto, or model.dtype to float32');
@@ -242,5 +270,6 @@ export function helpText(): string {
 }
 
 export function resolvePaths(config: Config, base = process.cwd()): Config {
-  return { ...config, model: { ...config.model, dir: resolve(base, config.model.dir), adaptersDir: resolve(base, config.model.adaptersDir), cacheDir: resolve(base, config.model.cacheDir) } };
+  const adaptersDir = config.model.adaptersDir.startsWith('s3://') ? config.model.adaptersDir : resolve(base, config.model.adaptersDir);
+  return { ...config, model: { ...config.model, dir: resolve(base, config.model.dir), adaptersDir, cacheDir: resolve(base, config.model.cacheDir), adapterCacheDir: resolve(base, config.model.adapterCacheDir) } };
 }

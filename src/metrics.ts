@@ -2,6 +2,10 @@
  * GET /metrics in Prometheus text format (prom-client). Label cardinality is bounded: the adapter label is
  * the adapter's name only for registered adapters ("base" for the base model, "other" for anything else),
  * and the route label is the route pattern, never the raw URL.
+ *
+ * Besides our own `lora_*` series, the model server protocol of the Gateway API Inference Extension, under the
+ * names its endpoint picker reads by default (vLLM's): `vllm:num_requests_waiting`, `vllm:num_requests_running`,
+ * `vllm:kv_cache_usage_perc` and `vllm:lora_requests_info` (docs/scale-out.md).
  */
 import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
@@ -15,8 +19,22 @@ declare module 'fastify' {
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 const TOKEN_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 
+/** What the model server protocol reports: load, KV-cache use and the LoRA lists (src/engine/worker/protocol.ts Snapshot). */
+export interface ProtocolState {
+  waiting: number;
+  running: number;
+  /** 0..1 */
+  kvUsage: number;
+  maxLoras: number;
+  runningAdapters: string[];
+  waitingAdapters: string[];
+}
+
 /** Sources the metrics read at scrape time; set when the engine (and the Bedrock route) exist. */
 export interface MetricsSources {
+  protocol?: () => ProtocolState;
+  /** Adapters held per tier (device, host, disk, remote) and bytes (host, disk_cache). */
+  adapterTiers?: () => { counts: Record<string, number>; bytes: Record<string, number> };
   queueDepth?: () => number;
   batchSize?: () => number;
   adapterCounters?: () => Record<string, number>;
@@ -33,6 +51,9 @@ export class Metrics {
   private readonly ttft: Histogram<'adapter'>;
   private readonly itl: Histogram<'adapter'>;
   private readonly tokens: Counter<'adapter'>;
+  private readonly adapterLoad: Histogram<'source'>;
+  /** The LoRA lists' labels as last exported, and when they last changed (vllm:lora_requests_info's value). */
+  private loraInfo = { key: '', changedAt: 0 };
 
   constructor() {
     const registers = [this.registry];
@@ -42,7 +63,49 @@ export class Metrics {
     this.ttft = new Histogram({ name: 'lora_time_to_first_token_seconds', help: 'Time from submission to the first generated token', labelNames: ['adapter'], buckets: LATENCY_BUCKETS, registers });
     this.itl = new Histogram({ name: 'lora_inter_token_latency_seconds', help: 'Time between consecutive generated tokens of one sequence', labelNames: ['adapter'], buckets: TOKEN_BUCKETS, registers });
     this.tokens = new Counter({ name: 'lora_generated_tokens_total', help: 'Generated tokens', labelNames: ['adapter'], registers });
+    this.adapterLoad = new Histogram({ name: 'lora_adapter_load_seconds', help: 'Time to load an adapter into host memory (download from the store included, source s3), reloads included', labelNames: ['source'], buckets: LATENCY_BUCKETS, registers });
     const sources = this.sources;
+    const loraInfo = this.loraInfo;
+    new Gauge({ name: 'vllm:num_requests_waiting', help: 'Model server protocol: requests waiting in the queue', registers, collect() { this.set(sources.protocol?.().waiting ?? 0); } });
+    new Gauge({ name: 'vllm:num_requests_running', help: 'Model server protocol: requests in the running batch', registers, collect() { this.set(sources.protocol?.().running ?? 0); } });
+    new Gauge({ name: 'vllm:kv_cache_usage_perc', help: 'Model server protocol: share of the KV-cache budget (--kv-cache-mb) held by running requests, 0..1', registers, collect() { this.set(sources.protocol?.().kvUsage ?? 0); } });
+    new Gauge({
+      name: 'vllm:lora_requests_info',
+      help: 'Model server protocol: max_lora = device slots; running_lora_adapters = adapters in device slots, idle or not; waiting_lora_adapters = adapters queued requests wait for that are not in a slot. Value: unix time of the last change',
+      labelNames: ['max_lora', 'running_lora_adapters', 'waiting_lora_adapters'],
+      registers,
+      collect() {
+        const state = sources.protocol?.();
+        if (!state) return;
+        const labels = { max_lora: String(state.maxLoras), running_lora_adapters: state.runningAdapters.join(','), waiting_lora_adapters: state.waitingAdapters.join(',') };
+        const key = JSON.stringify(labels);
+        if (key !== loraInfo.key) {
+          loraInfo.key = key;
+          loraInfo.changedAt = Date.now() / 1000;
+        }
+        // One series: the current lists (vLLM keeps every past combination; the endpoint picker takes the newest).
+        this.reset();
+        this.set(labels, loraInfo.changedAt);
+      },
+    });
+    new Gauge({
+      name: 'lora_adapter_residency',
+      help: 'Adapters held per tier: device (slots), host (parsed in memory), disk (adapters directory or download cache), remote (in the store only); an adapter can be in several',
+      labelNames: ['tier'],
+      registers,
+      collect() {
+        for (const [tier, n] of Object.entries(sources.adapterTiers?.().counts ?? {})) this.set({ tier }, n);
+      },
+    });
+    new Gauge({
+      name: 'lora_adapter_tier_bytes',
+      help: 'Bytes of the host tier (parsed weights) and of the download cache on disk',
+      labelNames: ['tier'],
+      registers,
+      collect() {
+        for (const [tier, n] of Object.entries(sources.adapterTiers?.().bytes ?? {})) this.set({ tier }, n);
+      },
+    });
     new Gauge({ name: 'lora_queue_depth', help: 'Requests waiting for a batch row', registers, collect() { this.set(sources.queueDepth?.() ?? 0); } });
     new Gauge({ name: 'lora_batch_size', help: 'Sequences in the running batch', registers, collect() { this.set(sources.batchSize?.() ?? 0); } });
     new Gauge({
@@ -114,6 +177,10 @@ export class Metrics {
 
   finished(adapter: string | null, completionTokens: number): void {
     this.tokens.inc({ adapter: this.adapterLabel(adapter) }, completionTokens);
+  }
+
+  adapterLoaded(_adapter: string, seconds: number, source: 'disk' | 's3'): void {
+    this.adapterLoad.observe({ source }, seconds);
   }
 }
 

@@ -23,6 +23,10 @@ export function engineOptionsFrom(config: Config) {
   return {
     modelDir: config.model.dir,
     adaptersDir: config.model.adaptersDir,
+    adapterCacheDir: config.model.adapterCacheDir,
+    adapterCacheBytes: config.model.adapterCacheMb * 1024 * 1024,
+    adapterMaxBytes: config.model.adapterMaxMb * 1024 * 1024,
+    adapterCheckIntervalMs: config.model.adapterCheckIntervalS * 1000,
     cacheDir: config.model.cacheDir,
     executionProviders: config.model.executionProviders,
     stateResidency: config.model.stateResidency,

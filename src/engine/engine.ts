@@ -14,6 +14,8 @@ import { TextTokenizer } from './model/tokenizer.js';
 import type { QuantizeMode } from './model/quantize.js';
 import { SlotStacks } from './lora/slot-stacks.js';
 import { AdapterManager } from './lora/adapter-manager.js';
+import { parseS3Url, type RemoteAdapterStore } from './lora/adapter-store.js';
+import { AdapterDiskCache } from './lora/adapter-disk-cache.js';
 import { Scheduler, type LogitsConstraint, type PromptScores } from './scheduler.js';
 import type { GenerateRequest, GenerateResult, GenerationEvent, FinishEvent, TopLogprob } from './types.js';
 import { buildTokenVocabulary, compileJsonConstraint, UnsupportedSchemaError, type JsonConstraint, type JsonSchema, type TokenVocabulary } from './constrain/index.js';
@@ -44,7 +46,15 @@ const MAX_CACHED_CONSTRAINTS = 64;
 
 export interface EngineOptions {
   modelDir: string;
+  /** A directory of adapter directories, or `s3://BUCKET/PREFIX/` (adapters downloaded on first use). */
   adaptersDir: string;
+  /** Where adapters from S3 are kept on local disk, bounded by adapterCacheBytes (LRU). */
+  adapterCacheDir?: string;
+  adapterCacheBytes?: number;
+  /** Largest adapter_model.safetensors taken from S3. */
+  adapterMaxBytes?: number;
+  /** How often changed adapters are picked up (new ones registered, changed ones reloaded); 0 = never. */
+  adapterCheckIntervalMs?: number;
   cacheDir: string;
   executionProviders: string[];
   /** Where the KV cache, LoRA stacks and token selection live between steps; default auto. */
@@ -144,8 +154,24 @@ export class Engine {
     }, log);
     const tokenizer = new TextTokenizer(modelDir);
     phase('loading_adapters');
-    const adapters = new AdapterManager(spec, stacks, { root: options.adaptersDir, maxRank: options.maxLoraRank, hostCacheBytes: options.hostCacheBytes });
+    const s3 = parseS3Url(options.adaptersDir);
+    let store: RemoteAdapterStore | undefined;
+    if (s3) {
+      // Loaded only when adapters come from S3: the SDK is not part of a local set-up's start.
+      const { S3AdapterStore } = await import('./lora/s3-adapter-store.js');
+      store = new S3AdapterStore(s3);
+    }
+    const adapters = new AdapterManager(spec, stacks, {
+      root: options.adaptersDir,
+      maxRank: options.maxLoraRank,
+      hostCacheBytes: options.hostCacheBytes,
+      ...(store ? { store, cache: new AdapterDiskCache(resolve(options.adapterCacheDir ?? '.cache/adapters'), options.adapterCacheBytes ?? 4 << 30), maxAdapterBytes: options.adapterMaxBytes ?? 2 << 30 } : {}),
+    });
     adapters.scan();
+    if (store) {
+      // An unreachable store at start is not fatal: adapters are looked up again when requested.
+      await adapters.refreshRemote().catch((e: Error) => log?.warn({ store: store.url, err: e.message }, 'the adapter store could not be listed'));
+    }
     await adapters.validateAll();
     for (const a of adapters.list()) {
       if (a.status === 'errored') log?.warn({ adapter: a.name, reason: a.error }, 'adapter refused');
@@ -163,7 +189,28 @@ export class Engine {
     });
     const engine = new Engine(spec, basename(modelDir), tokenizer, adapters, runner, scheduler, maxSequenceLength, provider, residency, dtype, modelDir, { format: weightFormat, bytes: weightBytes });
     engine.generation = generation;
+    if (options.adapterCheckIntervalMs) engine.checkAdaptersEvery(options.adapterCheckIntervalMs, log);
     return engine;
+  }
+
+  private checkTimer: NodeJS.Timeout | null = null;
+
+  /** Picks up changed adapters every `ms` (AdapterManager.checkForUpdates), one check at a time. */
+  checkAdaptersEvery(ms: number, log?: EngineLog): void {
+    let running = false;
+    this.checkTimer = setInterval(() => {
+      if (running) return;
+      running = true;
+      this.adapters
+        .checkForUpdates()
+        .then(({ reloaded, failed }) => {
+          for (const adapter of reloaded) log?.info({ adapter, version: this.adapters.get(adapter).version }, 'adapter reloaded (changed)');
+          for (const f of failed) log?.warn(f, 'changed adapter not reloaded');
+        })
+        .catch((e: Error) => log?.warn({ err: e.message }, 'adapter check failed'))
+        .finally(() => (running = false));
+    }, ms);
+    this.checkTimer.unref();
   }
 
   /** Validates and queues a request. Throws EngineError (unknown adapter, context too long, queue full, bad response format) before anything streams. */
@@ -232,6 +279,7 @@ export class Engine {
   }
 
   async close(): Promise<void> {
+    if (this.checkTimer) clearInterval(this.checkTimer);
     await this.runner.release();
   }
 }

@@ -1,4 +1,4 @@
-/** Adapter listing and admin: list, register from a path under the adapters root, remove, pin, unpin. */
+/** Adapter listing and admin: list, register from a path under the adapters root, remove, pin, unpin, reload. */
 import type { FastifyInstance } from 'fastify';
 import { requireEngine } from './engine-state.js';
 import type { AdapterInfo } from '../engine/lora/adapter-manager.js';
@@ -13,6 +13,8 @@ const view = (a: AdapterInfo) => ({
   last_used: a.lastUsed,
   pinned: a.pinned,
   in_use: a.inUse,
+  origin: a.origin,
+  version: a.version,
   ...(a.error ? { error: a.error } : {}),
 });
 
@@ -35,6 +37,13 @@ export async function adapterRoutes(app: FastifyInstance): Promise<void> {
   app.delete<{ Params: { name: string } }>('/v1/adapters/:name', async (request, reply) => {
     await requireEngine(app).adapters.remove(request.params.name);
     return reply.status(204).send();
+  });
+
+  // Re-reads the adapter's files (its newest version in the store) and swaps the new weights in atomically:
+  // requests in flight finish on the old weights, later ones get the new ones, the old ones are freed.
+  app.post<{ Params: { name: string } }>('/v1/adapters/:name/reload', async (request) => {
+    const { info, previousVersion } = await requireEngine(app).adapters.reload(request.params.name);
+    return { ...view(info), previous_version: previousVersion };
   });
 
   for (const action of ['pin', 'unpin'] as const) {

@@ -10,6 +10,8 @@ import { dispatchGeneration } from './dispatch.js';
 import { logRequest } from '../request-log.js';
 import { assertAdapterAllowed, checkPromptTokens } from '../security/plugin.js';
 import { catalogueError } from './engine-errors.js';
+import { prepareAdapter } from './prepare-adapter.js';
+import { requireEngine } from './engine-state.js';
 
 export async function generateRoutes(app: FastifyInstance): Promise<void> {
   app.post<{ Body: GenerateBody; Querystring: { adapter?: string; route?: string } }>(
@@ -19,6 +21,7 @@ export async function generateRoutes(app: FastifyInstance): Promise<void> {
       const adapter = request.query.adapter || null;
       if (adapter !== null) checkAdapterName(adapter);
       assertAdapterAllowed(request, adapter);
+      if (adapter !== null && app.engineState.engine) await prepareAdapter(app, request, requireEngine(app), adapter);
       checkPromptTokens(request, request.body);
       request.requestLog.adapter = adapter;
       const abort = abortOnDisconnect(reply);

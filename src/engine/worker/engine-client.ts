@@ -15,7 +15,7 @@ import { EngineError } from '../errors.js';
 import { EventQueue } from '../event-queue.js';
 import { checkRequest } from '../request-check.js';
 import { TextTokenizer } from '../model/tokenizer.js';
-import { adapterCannotServe, adapterNotFound, checkAdapterName, type AdapterCounters, type AdapterInfo } from '../lora/adapter-manager.js';
+import { adapterCannotServe, adapterNotFound, checkAdapterName, EMPTY_ADAPTER_COUNTERS, type AdapterCounters, type AdapterInfo, type AdapterTiers, type ReloadResult } from '../lora/adapter-manager.js';
 import type { EngineLog, EngineOptions, Generation, ResponseFormatData, StartPhase } from '../engine.js';
 import { NO_GENERATION_DEFAULTS, type GenerationDefaults } from '../model/generation-config.js';
 import type { GenerationObserver, PromptScores, SchedulerStats } from '../scheduler.js';
@@ -43,17 +43,25 @@ interface ClientStream {
   done: boolean;
 }
 
-const EMPTY_COUNTERS: AdapterCounters = { deviceHits: 0, deviceMisses: 0, hostHits: 0, hostMisses: 0, loads: 0, loadErrors: 0, loadMsTotal: 0, hostEvictions: 0, deviceEvictions: 0 };
 /** Until the first snapshot (the worker's scheduler defines the fields). */
 const EMPTY_STATS = { steps: 0, completed: 0, cancelled: 0, failed: 0 } as SchedulerStats;
 const SHUTDOWN_GRACE_MS = 10_000;
 const KILL_GRACE_MS = 3_000;
 
+/** Metrics hooks on the HTTP thread: the scheduler's, and adapter loads (the load-time histogram). */
+export type ClientObserver = GenerationObserver & { adapterLoaded?(adapter: string, seconds: number, source: 'disk' | 's3'): void };
+
 /** The adapters as last reported by the worker; reads are synchronous, changes are RPCs. */
 export class AdapterMirror {
   private byName = new Map<string, AdapterInfo>();
-  counters: AdapterCounters = { ...EMPTY_COUNTERS };
+  counters: AdapterCounters = { ...EMPTY_ADAPTER_COUNTERS };
   root = '';
+  /** The remote store's URL when adapters come from one (names not listed yet are looked up there). */
+  store: string | null = null;
+  maxLoras = 0;
+  /** The model server protocol's lists (/metrics): in device slots, and queued for but not in one. */
+  lora: { running: string[]; waiting: string[] } = { running: [], waiting: [] };
+  tiers: AdapterTiers = { device: 0, host: 0, disk: 0, remote: 0, hostBytes: 0, diskCacheBytes: 0 };
 
   constructor(private readonly client: EngineClient) {}
 
@@ -103,6 +111,24 @@ export class AdapterMirror {
   pin(name: string, pinned: boolean): Promise<AdapterInfo> {
     return this.client.call({ method: pinned ? 'pin' : 'unpin', name }) as Promise<AdapterInfo>;
   }
+
+  /**
+   * Just in time, with a remote store: a name not known yet is looked up there, and an adapter only in the store
+   * is downloaded to local disk, before the request is checked (one download however many ask). Nothing to do
+   * otherwise. Afterwards the mirror knows the adapter (or still does not: the usual 404 follows).
+   */
+  async prepare(name: string): Promise<void> {
+    if (!this.store) return;
+    checkAdapterName(name);
+    const known = this.byName.get(name);
+    if (known && known.status !== 'remote') return;
+    await this.client.call({ method: 'prepare', name });
+  }
+
+  /** Re-reads an adapter's files and swaps the new weights in (requests in flight finish on the old ones). */
+  reload(name: string): Promise<ReloadResult> {
+    return this.client.call({ method: 'reload', name }) as Promise<ReloadResult>;
+  }
 }
 
 /** Why the engine did not start; `transient` when another try may succeed (see engine-worker.ts). */
@@ -131,12 +157,14 @@ export class EngineClient {
   private loadedTokenizer: TextTokenizer | null = null;
   private packedTokenBytes: { bytes: Uint8Array; offsets: Uint32Array } | null = null;
   private tokenBytesTable: Uint8Array[] | null = null;
-  /** Receives the scheduler's metrics hooks (set to app.metrics). */
-  observer: GenerationObserver | null = null;
+  /** Receives the scheduler's metrics hooks and adapter loads (set to app.metrics). */
+  observer: ClientObserver | null = null;
   readonly adapters = new AdapterMirror(this);
   queueDepth = 0;
   batchSize = 0;
   stats: SchedulerStats = { ...EMPTY_STATS };
+  /** Share of the KV-cache budget in use by running requests (0..1), as of the last snapshot. */
+  kvUsage = 0;
   /** Generations the worker held at the last snapshot. */
   workerInFlight = 0;
   /** Resolves when the engine is ready; rejects with the reason when it failed to start. */
@@ -251,6 +279,7 @@ export class EngineClient {
         for (const o of m.observed) {
           if (o.kind === 'first') this.observer?.firstToken(o.adapter, o.value);
           else if (o.kind === 'next') this.observer?.nextToken(o.adapter, o.value);
+          else if (o.kind === 'adapter_load') this.observer?.adapterLoaded?.(o.adapter, o.value, o.source);
           else this.observer?.finished(o.adapter, o.value);
         }
         this.queueDepth = m.load.queueDepth;
@@ -272,6 +301,8 @@ export class EngineClient {
         if (m.phase === 'ready') {
           this.info = m.info!;
           this.adapters.root = m.info!.adaptersRoot;
+          this.adapters.store = m.info!.adapterStore ?? null;
+          this.adapters.maxLoras = m.info!.maxLoras ?? 0;
           if (m.snapshot) this.applySnapshot(m.snapshot);
           try {
             this.loadedTokenizer = this.options.tokenizer ?? new TextTokenizer(m.info!.modelDir);
@@ -309,6 +340,9 @@ export class EngineClient {
 
   private applySnapshot(s: Snapshot): void {
     this.adapters.update(s.adapters, s.counters);
+    if (s.lora) this.adapters.lora = s.lora;
+    if (s.tiers) this.adapters.tiers = s.tiers;
+    this.kvUsage = s.kvUsage ?? 0;
     this.queueDepth = s.queueDepth;
     this.batchSize = s.batchSize;
     this.stats = s.stats;
@@ -388,7 +422,7 @@ export class EngineClient {
   }
 
   /** One adapter admin RPC; resolves with its result once the mirror holds the state after it. */
-  call(call: AdminCall): Promise<AdapterInfo | null> {
+  call(call: AdminCall): Promise<AdapterInfo | ReloadResult | null> {
     if (this.closing) return Promise.reject(new EngineError('shutting_down', 'The engine is shutting down.', { retryAfterSeconds: 1 }));
     if (this.phase !== 'ready') {
       try {

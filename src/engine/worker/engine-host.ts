@@ -28,6 +28,8 @@ export function engineInfo(engine: Engine): EngineInfo {
     vocabSize: engine.spec.vocabSize,
     eosTokenIds: engine.spec.eosTokenIds,
     generation: engine.generation,
+    maxLoras: engine.adapters.maxLoras,
+    adapterStore: engine.adapters.isRemote ? engine.adapters.root : null,
   };
 }
 
@@ -53,6 +55,7 @@ export class EngineHost {
       nextToken: (adapter, ms) => this.observe({ kind: 'next', adapter, value: ms }),
       finished: (adapter, tokens) => this.observe({ kind: 'finished', adapter, value: tokens }),
     };
+    engine.adapters.onLoad = (e) => this.observe({ kind: 'adapter_load', adapter: e.adapter, value: e.seconds, source: e.source });
     port.on('message', (m: ToWorker) => this.onMessage(m));
     this.timer = setInterval(() => this.pushSnapshotIfChanged(), SNAPSHOT_INTERVAL_MS);
     this.timer.unref();
@@ -148,6 +151,8 @@ export class EngineHost {
 
   snapshot(): Snapshot {
     const { engine } = this;
+    const load = engine.scheduler.load;
+    const running = engine.adapters.residentNames();
     return {
       queueDepth: engine.scheduler.queueDepth,
       batchSize: engine.scheduler.batchSize,
@@ -155,6 +160,9 @@ export class EngineHost {
       counters: { ...engine.adapters.counters },
       stats: { ...engine.scheduler.stats },
       inFlight: this.live.size,
+      lora: { running, waiting: load.waitingAdapters.filter((a) => !running.includes(a)).sort() },
+      kvUsage: load.kvUsage,
+      tiers: engine.adapters.tiers(),
     };
   }
 
@@ -185,6 +193,12 @@ export class EngineHost {
         case 'pin':
         case 'unpin':
           result = adapters.pin(m.name, m.method === 'pin');
+          break;
+        case 'prepare':
+          result = await adapters.prepare(m.name);
+          break;
+        case 'reload':
+          result = await adapters.reload(m.name);
           break;
       }
       this.post({ type: 'reply', callId: m.callId, ok: true, result, snapshot: this.snapshot() });

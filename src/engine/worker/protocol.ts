@@ -6,7 +6,8 @@
  * HTTP thread -> worker:
  *   submit {id, request, promptIds, responseFormat?}   queue a generation (prompt already tokenized)
  *   cancel {id}                                        the client went away: drop it at the next step
- *   call {callId, method, args}                        adapter admin: register, validate, remove, pin, unpin
+ *   call {callId, method, args}                        adapter admin: register, validate, remove, pin, unpin,
+ *                                                      prepare (look up / download a remote adapter), reload
  *   shutdown                                           refuse new work, finish what runs, release the model
  * worker -> HTTP thread:
  *   phase {phase, detail?, error?, transient?, info?, snapshot?}   start-up progress; `ready` carries the engine's facts,
@@ -25,7 +26,7 @@
  */
 import type { EngineErrorData } from '../errors.js';
 import type { GenerateRequest, GenerationEvent } from '../types.js';
-import type { AdapterCounters, AdapterInfo } from '../lora/adapter-manager.js';
+import type { AdapterCounters, AdapterInfo, AdapterTiers, ReloadResult } from '../lora/adapter-manager.js';
 import type { SchedulerStats } from '../scheduler.js';
 import type { ResponseFormatData, StartPhase } from '../engine.js';
 import type { GenerationDefaults } from '../model/generation-config.js';
@@ -54,7 +55,10 @@ export type AdminCall =
   | { method: 'validate'; name: string }
   | { method: 'remove'; name: string }
   | { method: 'pin'; name: string }
-  | { method: 'unpin'; name: string };
+  | { method: 'unpin'; name: string }
+  /** Just-in-time: look a name up in the remote store and download it (result null: no such adapter). */
+  | { method: 'prepare'; name: string }
+  | { method: 'reload'; name: string };
 
 export type CallMessage = { type: 'call'; callId: number } & AdminCall;
 
@@ -79,6 +83,10 @@ export interface EngineInfo {
   eosTokenIds: number[];
   /** Request defaults from generation_config.json. */
   generation: GenerationDefaults;
+  /** Device slots for adapters (the model server protocol's max_lora). */
+  maxLoras: number;
+  /** The remote adapter store's URL (s3://...) when adapters come from one: unknown names are looked up there. */
+  adapterStore: string | null;
 }
 
 export interface LoadSnapshot {
@@ -92,6 +100,11 @@ export interface Snapshot extends LoadSnapshot {
   stats: SchedulerStats;
   /** Generations the worker holds (queued or running). */
   inFlight: number;
+  /** The model server protocol's LoRA lists: adapters in device slots (idle or not), adapters queued requests wait for that are not. */
+  lora: { running: string[]; waiting: string[] };
+  /** Share of the KV-cache budget admission has handed to running requests, 0..1. */
+  kvUsage: number;
+  tiers: AdapterTiers;
 }
 
 export type StreamItem =
@@ -99,13 +112,16 @@ export type StreamItem =
   | { id: number; kind: 'error'; error: EngineErrorData };
 
 /** Metrics hooks (GenerationObserver) as data: first token, next token, finished. */
-export type Observation = { kind: 'first' | 'next' | 'finished'; adapter: string | null; value: number };
+export type Observation =
+  | { kind: 'first' | 'next' | 'finished'; adapter: string | null; value: number }
+  /** An adapter loaded into the host tier: seconds, and whether its files came from local disk or the store. */
+  | { kind: 'adapter_load'; adapter: string; value: number; source: 'disk' | 's3' };
 
 export type FromWorker =
   | { type: 'phase'; phase: StartPhase; detail?: string; error?: string; transient?: boolean; info?: EngineInfo; snapshot?: Snapshot }
   | { type: 'batch'; items: StreamItem[]; observed: Observation[]; load: LoadSnapshot; snapshot?: Snapshot }
   | { type: 'snapshot'; snapshot: Snapshot }
-  | { type: 'reply'; callId: number; ok: true; result: AdapterInfo | null; snapshot: Snapshot }
+  | { type: 'reply'; callId: number; ok: true; result: AdapterInfo | ReloadResult | null; snapshot: Snapshot }
   | { type: 'reply'; callId: number; ok: false; error: EngineErrorData; snapshot: Snapshot }
   | { type: 'log'; level: 'info' | 'warn' | 'error'; obj: object; msg?: string }
   /** Every token's bytes (TextTokenizer.tokenBytes), packed: token i is bytes[offsets[i] .. offsets[i + 1]). */

@@ -11,6 +11,7 @@ import { invalidParam } from './errors.js';
 import { jsonModeFor } from './json-mode.js';
 import { chatLogprob, tokenStringsFor } from './logprobs.js';
 import { resolveModel } from './models.js';
+import { prepareModel } from '../prepare-adapter.js';
 import { chatPrompt } from './prompt.js';
 import { chatBodySchema, type ChatBody } from './schemas.js';
 import { routeQuerySchema, type RouteQuery } from './schemas.js';
@@ -32,6 +33,7 @@ export async function chatRoutes(app: FastifyInstance): Promise<void> {
     const engine = requireEngine(app);
     const body = request.body;
     const limits = app.config.limits;
+    await prepareModel(app, request, engine, body.model);
     const adapter = resolveModel(request, engine, body.model, app.bedrock);
     parseRequestedRoute(request.query.route);
     request.requestLog.adapter = adapter;

@@ -10,6 +10,7 @@ import { invalidParam } from './errors.js';
 import { jsonModeFor } from './json-mode.js';
 import { addCompletionLogprob, emptyCompletionLogprobs, tokenStringsFor, type CompletionLogprobs } from './logprobs.js';
 import { resolveModel } from './models.js';
+import { prepareModel } from '../prepare-adapter.js';
 import { completionPrompts } from './prompt.js';
 import { completionBodySchema, type CompletionBody } from './schemas.js';
 import { routeQuerySchema, type RouteQuery } from './schemas.js';
@@ -23,6 +24,7 @@ export async function completionRoutes(app: FastifyInstance): Promise<void> {
     const engine = requireEngine(app);
     const body = request.body;
     const limits = app.config.limits;
+    await prepareModel(app, request, engine, body.model);
     const adapter = resolveModel(request, engine, body.model, app.bedrock);
     parseRequestedRoute(request.query.route);
     request.requestLog.adapter = adapter;
