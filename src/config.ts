@@ -10,6 +10,7 @@ import { MODEL_DTYPES, STATE_RESIDENCIES, type ModelDtype, type StateResidency }
 import { BEDROCK_DEFAULTS, parseBedrockConfig, type BedrockConfig } from './fallback/bedrock-config.js';
 import { parseS3Url } from './engine/lora/adapter-store.js';
 import { GENERATION_CONFIG_MODES, type GenerationConfigMode } from './engine/model/generation-config.js';
+import { QUANTIZE_MODES, type QuantizeMode } from './engine/model/quantize.js';
 
 export interface Config {
   server: { host: string; port: number; bodyLimitBytes: number; logLevel: string; apiKeys: ApiKeyConfig[]; adminKeys: string[]; apiKeysFile: string; allowUnauthenticated: boolean };
@@ -21,6 +22,8 @@ export interface Config {
     executionProviders: string[];
     stateResidency: StateResidency;
     dtype: ModelDtype;
+    /** Weight-only quantization of the base's linear projections, embeddings and LM head (MatMulNBits). */
+    quantize: QuantizeMode;
     intraOpThreads: number;
     /** Adapters from S3 are downloaded here (bounded by adapterCacheMb, least recently used evicted). */
     adapterCacheDir: string;
@@ -70,7 +73,7 @@ export interface ApiKeyConfig {
 
 export const DEFAULTS: Config = {
   server: { host: '127.0.0.1', port: 8080, bodyLimitBytes: 1 << 20, logLevel: 'info', apiKeys: [], adminKeys: [], apiKeysFile: '', allowUnauthenticated: false },
-  model: { dir: 'models/demo', adaptersDir: 'adapters', cacheDir: '.cache/onnx', executionProviders: ['cpu'], stateResidency: 'auto', dtype: 'auto', intraOpThreads: 0, adapterCacheDir: '.cache/adapters', adapterCacheMb: 4096, adapterMaxMb: 2048, adapterCheckIntervalS: 0 },
+  model: { dir: 'models/demo', adaptersDir: 'adapters', cacheDir: '.cache/onnx', executionProviders: ['cpu'], stateResidency: 'auto', dtype: 'auto', quantize: 'none', intraOpThreads: 0, adapterCacheDir: '.cache/adapters', adapterCacheMb: 4096, adapterMaxMb: 2048, adapterCheckIntervalS: 0 },
   engine: { maxBatch: 8, maxBatchTokens: 16384, maxQueue: 64, adapterSlots: 8, maxLoraRank: 64, hostCacheMb: 512, maxSequenceLength: 2048, prefillChunk: 512, kvCacheMb: 2048, requestTimeoutMs: 120_000, generationConfig: 'auto' },
   limits: { maxTokens: 2048, maxStopSequences: 8, maxStopLength: 64, maxPromptChars: 200_000, maxPromptTokens: 0, shedEventLoopDelayMs: 1000, shedHeapUsedPercent: 90, shedRssMb: 0 },
   bedrock: { targets: {}, circuitBreaker: { ...BEDROCK_DEFAULTS.circuitBreaker } },
@@ -104,6 +107,7 @@ export const SETTINGS: Setting[] = [
   { path: 'model.executionProviders', env: 'EXECUTION_PROVIDERS', flag: '--execution-providers', kind: 'list', help: 'onnxruntime providers to try in order, e.g. webgpu,cpu' },
   { path: 'model.stateResidency', env: 'STATE_RESIDENCY', flag: '--state-residency', kind: 'choice', choices: STATE_RESIDENCIES, help: 'KV cache, LoRA slots and sampling in host or device memory (auto = device on a GPU)' },
   { path: 'model.dtype', env: 'MODEL_DTYPE', flag: '--dtype', kind: 'choice', choices: MODEL_DTYPES, help: 'weights, activations and caches: float32, float16 (device path only), auto = float16 on the device path' },
+  { path: 'model.quantize', env: 'QUANTIZE', flag: '--quantize', kind: 'choice', choices: QUANTIZE_MODES, help: 'base weights quantized at graph build: none, int8 or int4 (block 32; LoRA stays float); a GPTQ/AWQ checkpoint is read as it is' },
   { path: 'model.intraOpThreads', env: 'INTRA_OP_THREADS', flag: '--threads', kind: 'int', min: 0, max: 1024, help: 'onnxruntime threads (0 = one per core)' },
   { path: 'engine.maxBatch', env: 'MAX_BATCH', flag: '--max-batch', kind: 'int', min: 1, max: 256, help: 'sequences decoded together' },
   { path: 'engine.maxBatchTokens', env: 'MAX_BATCH_TOKENS', flag: '--max-batch-tokens', kind: 'int', min: 16, max: 1 << 24, help: 'sum of prompt + max_tokens over running sequences' },

@@ -31,6 +31,7 @@ export function engineOptionsFrom(config: Config) {
     executionProviders: config.model.executionProviders,
     stateResidency: config.model.stateResidency,
     dtype: config.model.dtype,
+    quantize: config.model.quantize,
     intraOpThreads: config.model.intraOpThreads || undefined,
     maxBatch: e.maxBatch,
     maxBatchTokens: e.maxBatchTokens,

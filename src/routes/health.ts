@@ -24,6 +24,8 @@ export async function healthRoutes(app: FastifyInstance): Promise<void> {
             provider: engine.provider,
             state_residency: engine.residency,
             dtype: engine.dtype,
+            weight_format: engine.baseWeights.format,
+            base_weight_bytes: engine.baseWeights.bytes,
             queue_depth: engine.queueDepth,
             batch_size: engine.batchSize,
             adapters: engine.adapters.list().length,

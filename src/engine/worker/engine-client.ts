@@ -225,6 +225,12 @@ export class EngineClient {
     return this.requireInfo().dtype;
   }
 
+  /** The base's weight format and its bytes in the graph, as the engine reported them when ready. */
+  get baseWeights(): { format: string; bytes: number } {
+    const info = this.requireInfo();
+    return { format: info.weightFormat, bytes: info.baseWeightBytes };
+  }
+
   /** Request defaults from generation_config.json (none until ready). */
   get generation(): GenerationDefaults {
     return this.info?.generation ?? NO_GENERATION_DEFAULTS;

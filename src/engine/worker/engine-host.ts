@@ -24,6 +24,8 @@ export function engineInfo(engine: Engine): EngineInfo {
     provider: engine.provider,
     residency: engine.residency,
     dtype: engine.dtype,
+    weightFormat: engine.baseWeights.format,
+    baseWeightBytes: engine.baseWeights.bytes,
     maxSequenceLength: engine.maxSequenceLength,
     vocabSize: engine.spec.vocabSize,
     eosTokenIds: engine.spec.eosTokenIds,

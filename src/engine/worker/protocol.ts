@@ -78,6 +78,9 @@ export interface EngineInfo {
   provider: string;
   residency: 'host' | 'device';
   dtype: 'float32' | 'float16';
+  /** The base's weight format (`float32`, `int8`, `int4`, `gptq-int4 (group 128); ...`) and its bytes in the graph. */
+  weightFormat: string;
+  baseWeightBytes: number;
   maxSequenceLength: number;
   vocabSize: number;
   eosTokenIds: number[];
