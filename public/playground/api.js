@@ -20,9 +20,9 @@ export class ApiError extends Error {
     this.code = code;
   }
 
-  /** One line for the page, e.g. "401 unauthorized: This server needs an API key." */
+  /** One line for the page, e.g. "401 unauthorized: This server needs an API key." (no status: inside a stream, or local). */
   describe() {
-    return this.status ? `${this.status} ${this.code}: ${this.message}` : this.message;
+    return `${this.status ? `${this.status} ` : ''}${this.code}: ${this.message}`;
   }
 }
 
@@ -145,7 +145,8 @@ export class Api {
     async function* events() {
       for await (const data of serverSentData(stream)) {
         const event = JSON.parse(data);
-        if (event && event.error) throw new ApiError(response.status, String(event.error.code ?? 'error'), String(event.error.message ?? 'The stream failed.'));
+        // The status (200) went out before the failure: the event's code says what happened.
+        if (event && event.error) throw new ApiError(0, String(event.error.code ?? 'error'), String(event.error.message ?? 'The stream failed.'));
         yield event;
       }
     }

@@ -61,8 +61,19 @@ function show(node, text, kind = 'info') {
 /** @param {unknown} e */
 function explain(e) {
   if (!(e instanceof ApiError)) return String(e);
-  const hint = e.status === 401 ? ' Enter an API key above.' : e.status === 403 ? ' This key may not do that.' : '';
+  const hint = e.status === 401 ? ' Enter an API key above.' : e.status === 403 ? ' This key may not do that.' : e.status === 503 ? ' Trying again in a moment.' : '';
   return `The server answered ${e.describe()}${hint}`;
+}
+
+/** @type {number | undefined} */
+let retryTimer;
+/** Loads the models and adapters again in a while: a 503 (the model still loading, overload) passes. */
+function retryLater() {
+  if (retryTimer !== undefined) return;
+  retryTimer = window.setTimeout(() => {
+    retryTimer = undefined;
+    void Promise.all([loadModels(), loadAdapters()]);
+  }, 2000);
 }
 
 /** @typedef {{id: string, owned_by: string, parent: string | null}} ModelCard */
@@ -86,6 +97,7 @@ async function loadModels() {
     modelKinds.clear();
     show(ui.modelsEmpty, 'No models to show.');
     show(ui.status, explain(e), 'error');
+    if (e instanceof ApiError && e.status === 503) retryLater();
     return;
   }
   show(ui.status, '');
@@ -110,6 +122,7 @@ async function loadModels() {
     return label;
   });
   ui.modelList.replaceChildren(...items);
+  ui.modelList.dataset.loads = String(Number(ui.modelList.dataset.loads ?? 0) + 1);
   show(ui.modelsEmpty, items.length ? '' : 'This key may use no models.');
 }
 
@@ -125,12 +138,14 @@ async function loadAdapters() {
   try {
     const list = (await api.json('/v1/adapters')).data;
     renderAdapters(ui.adapters, list, (name, pin) => void setPinned(name, pin));
+    ui.adapters.dataset.loads = String(Number(ui.adapters.dataset.loads ?? 0) + 1);
     if (adaptersLoadFailed) show(ui.adaptersStatus, '');
     adaptersLoadFailed = false;
   } catch (e) {
     ui.adapters.replaceChildren();
     show(ui.adaptersStatus, explain(e), 'error');
     adaptersLoadFailed = true;
+    if (e instanceof ApiError && e.status === 503) retryLater();
   }
 }
 

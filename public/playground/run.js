@@ -108,7 +108,7 @@ export async function runModel(api, model, settings, listener, signal, now = () 
     const tokens = completionTokens ?? textEvents;
     listener.onDone({ tokens, finishReason, ...timing({ startedAt, firstAt, lastAt, tokens }) });
   } catch (e) {
-    if (signal.aborted) listener.onError(new ApiError(0, 'stopped', 'Stopped.'));
+    if (signal.aborted) listener.onError(new ApiError(0, 'stopped', 'Stopped before the end.'));
     else if (e instanceof ApiError) listener.onError(e);
     else listener.onError(new ApiError(0, 'client_error', `The answer could not be read: ${e instanceof Error ? e.message : String(e)}`));
   }

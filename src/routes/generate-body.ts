@@ -2,6 +2,7 @@
 import { AppError } from '../errors.js';
 import type { Config } from '../config.js';
 import type { GenerateRequest } from '../engine/types.js';
+import { samplingDefaults, type GenerationDefaults } from '../engine/model/generation-config.js';
 
 export interface GenerateBody {
   prompt?: string;
@@ -37,7 +38,8 @@ export const generateBodySchema = {
 
 export const DEFAULT_MAX_TOKENS = 64;
 
-export function toGenerateRequest(body: GenerateBody, adapter: string | null, limits: Config['limits'], signal?: AbortSignal): GenerateRequest {
+/** `defaults`: the served model's generation_config.json values for what the body leaves out. */
+export function toGenerateRequest(body: GenerateBody, adapter: string | null, limits: Config['limits'], signal?: AbortSignal, defaults?: GenerationDefaults): GenerateRequest {
   if ((body.prompt === undefined) === (body.prompt_token_ids === undefined)) {
     throw new AppError('invalid_request', 'Send exactly one of prompt (a string) or prompt_token_ids (an array of integers).');
   }
@@ -54,9 +56,9 @@ export function toGenerateRequest(body: GenerateBody, adapter: string | null, li
     prompt: body.prompt,
     promptTokenIds: body.prompt_token_ids,
     maxTokens,
-    temperature: body.temperature ?? 1,
-    topP: body.top_p ?? 1,
-    topK: body.top_k ?? 0,
+    temperature: body.temperature ?? samplingDefaults(defaults).temperature,
+    topP: body.top_p ?? samplingDefaults(defaults).topP,
+    topK: body.top_k ?? samplingDefaults(defaults).topK,
     seed: body.seed,
     stop,
     ignoreEos: body.ignore_eos ?? false,

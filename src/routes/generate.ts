@@ -25,7 +25,7 @@ export async function generateRoutes(app: FastifyInstance): Promise<void> {
       checkPromptTokens(request, request.body);
       request.requestLog.adapter = adapter;
       const abort = abortOnDisconnect(reply);
-      const dispatched = dispatchGeneration(app, toGenerateRequest(request.body, adapter, app.config.limits, abort.signal), request.query.route, { stream: request.body.stream === true });
+      const dispatched = dispatchGeneration(app, toGenerateRequest(request.body, adapter, app.config.limits, abort.signal, app.engineState.engine?.generation), request.query.route, { stream: request.body.stream === true });
       const first = await dispatched.events.next();
       const { route } = dispatched;
       Object.assign(request.requestLog, { route, promptTokens: dispatched.promptTokens ?? undefined });

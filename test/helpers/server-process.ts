@@ -1,6 +1,6 @@
 /**
- * Starts the real server (`tsx src/server.ts`) as a child process on a free port and waits until it is ready
- * (or only until it listens, with `waitReady: false`).
+ * Starts the real server (`tsx src/server.ts`, or another entry such as a build's `dist/server.js`) as a
+ * child process on a free port and waits until it is ready (or only until it listens, with `waitReady: false`).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
@@ -19,9 +19,17 @@ export interface RunningServer {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-export async function startServer(args: string[], env: NodeJS.ProcessEnv = {}, options: { waitReady?: boolean } = {}): Promise<RunningServer> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'src', 'server.ts'), '--port', '0', '--host', '127.0.0.1', ...args], {
-    cwd: PROJECT_ROOT,
+export interface StartOptions {
+  waitReady?: boolean;
+  /** Node's arguments before the server's own (default: --import tsx src/server.ts). */
+  entry?: string[];
+  cwd?: string;
+}
+
+export async function startServer(args: string[], env: NodeJS.ProcessEnv = {}, options: StartOptions = {}): Promise<RunningServer> {
+  const entry = options.entry ?? ['--import', 'tsx', join(PROJECT_ROOT, 'src', 'server.ts')];
+  const child = spawn(process.execPath, [...entry, '--port', '0', '--host', '127.0.0.1', ...args], {
+    cwd: options.cwd ?? PROJECT_ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -142,7 +142,7 @@ t.test('a run that fails: before the stream, inside it, or stopped', async (t) =
 
   const midway = await run(new Api(() => '', fakeFetch(() => sse([chunk('a'), { error: { code: 'request_timeout', message: 'The request timed out.' } }])).f));
   t.same(midway.text, ['a']);
-  t.equal(midway.error.describe(), '200 request_timeout: The request timed out.');
+  t.equal(midway.error.describe(), 'request_timeout: The request timed out.', 'no status: the 200 went out before the failure');
 
   const stop = new AbortController();
   const stopped = await run(

@@ -42,9 +42,9 @@ export async function chatRoutes(app: FastifyInstance): Promise<void> {
     const prompt = chatPrompt(request, engine, adapter, body.messages, limits.maxPromptChars);
     const promptIds = prompt.ids;
     const param = body.max_completion_tokens !== undefined && body.max_completion_tokens !== null ? 'max_completion_tokens' : 'max_tokens';
-    // Without a limit a chat reply may run to the end of the context, as with OpenAI.
-    const maxTokens = maxTokensFrom(body.max_completion_tokens ?? body.max_tokens, param, limits, engine.maxSequenceLength - promptIds.length);
-    const sampling = samplingFrom(body, limits);
+    // Without a limit a chat reply may run to the end of the context, as with OpenAI, or to generation_config.json's max_new_tokens.
+    const maxTokens = maxTokensFrom(body.max_completion_tokens ?? body.max_tokens, param, limits, Math.min(engine.generation.maxTokens ?? Infinity, engine.maxSequenceLength - promptIds.length));
+    const sampling = samplingFrom(body, limits, engine.generation);
     const jsonMode = jsonModeFor(body.response_format);
     const logprobs = body.logprobs === true;
     const k = logprobs ? (body.top_logprobs ?? 0) : 0;

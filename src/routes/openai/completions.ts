@@ -35,7 +35,7 @@ export async function completionRoutes(app: FastifyInstance): Promise<void> {
     if (body.best_of !== undefined && body.best_of !== null && body.best_of !== n) throw invalidParam('best_of', 'best_of is not supported by this server; leave it out or make it equal to n.');
     const prompts = completionPrompts(request, engine, body.prompt, limits.maxPromptChars);
     const maxTokens = maxTokensFrom(body.max_tokens, 'max_tokens', limits, COMPLETIONS_DEFAULT_MAX_TOKENS);
-    const sampling = samplingFrom(body, limits);
+    const sampling = samplingFrom(body, limits, engine.generation);
     const jsonMode = jsonModeFor(body.response_format);
     const k = body.logprobs ?? null;
     const strings = k !== null ? tokenStringsFor(engine, body.return_tokens_as_token_ids === true) : null;

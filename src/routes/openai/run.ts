@@ -16,6 +16,7 @@ import type { FinishEvent, GenerateRequest, GenerationEvent, TokenEvent } from '
 import { invalidParam, toOpenAIBody, toOpenAIError } from './errors.js';
 import type { ResponseFormatData } from '../../engine/engine.js';
 import type { CommonBody } from './schemas.js';
+import { samplingDefaults, type GenerationDefaults } from '../../engine/model/generation-config.js';
 
 /** Choices one request may start in all (prompts x n). */
 export const MAX_TOTAL_CHOICES = 64;
@@ -36,14 +37,15 @@ export function rejectUnsupported(body: CommonBody): void {
   if (body.logit_bias && Object.keys(body.logit_bias).length) throw invalidParam('logit_bias', 'logit_bias is not supported by this server; leave it out or send {}.');
 }
 
-export function samplingFrom(body: CommonBody, limits: Config['limits']): Sampling {
+/** `defaults`: the served model's generation_config.json values for what the body leaves out. */
+export function samplingFrom(body: CommonBody, limits: Config['limits'], defaults?: GenerationDefaults): Sampling {
   const stop = body.stop === undefined || body.stop === null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop;
   if (stop.length > limits.maxStopSequences) throw invalidParam('stop', `stop has ${stop.length} sequences; the limit is ${limits.maxStopSequences}.`);
   if (stop.some((s) => s.length > limits.maxStopLength)) throw invalidParam('stop', `A stop sequence is longer than ${limits.maxStopLength} characters.`);
   return {
-    temperature: body.temperature ?? 1,
-    topP: body.top_p ?? 1,
-    topK: body.top_k ?? 0,
+    temperature: body.temperature ?? samplingDefaults(defaults).temperature,
+    topP: body.top_p ?? samplingDefaults(defaults).topP,
+    topK: body.top_k ?? samplingDefaults(defaults).topK,
     seed: body.seed ?? undefined,
     stop,
     ignoreEos: body.ignore_eos ?? false,
