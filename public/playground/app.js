@@ -122,6 +122,7 @@ async function loadModels() {
     return label;
   });
   ui.modelList.replaceChildren(...items);
+  // How many times the list was drawn: the browser test waits on it before clicking.
   ui.modelList.dataset.loads = String(Number(ui.modelList.dataset.loads ?? 0) + 1);
   show(ui.modelsEmpty, items.length ? '' : 'This key may use no models.');
 }
@@ -138,6 +139,7 @@ async function loadAdapters() {
   try {
     const list = (await api.json('/v1/adapters')).data;
     renderAdapters(ui.adapters, list, (name, pin) => void setPinned(name, pin));
+    // How many times the table was drawn: the browser test waits on it before clicking.
     ui.adapters.dataset.loads = String(Number(ui.adapters.dataset.loads ?? 0) + 1);
     if (adaptersLoadFailed) show(ui.adaptersStatus, '');
     adaptersLoadFailed = false;
@@ -234,7 +236,6 @@ ui.refreshAdapters.addEventListener('click', () => {
 });
 
 ui.key.value = sessionStorage.getItem(KEY_STORAGE) ?? '';
-document.body.dataset.ready = 'true';
 void Promise.all([loadModels(), loadAdapters()]).then(() => {
   document.body.dataset.loaded = 'true';
 });
