@@ -18,6 +18,8 @@ declare module 'fastify' {
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 const TOKEN_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+/** Tokens one forward run holds: a lone decoding row up to full prompt chunks (--prefill-chunk) plus the batch. */
+const STEP_TOKEN_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048];
 
 /** What the model server protocol reports: load, KV-cache use and the LoRA lists (src/engine/worker/protocol.ts Snapshot). */
 export interface ProtocolState {
@@ -52,6 +54,8 @@ export class Metrics {
   private readonly itl: Histogram<'adapter'>;
   private readonly tokens: Counter<'adapter'>;
   private readonly adapterLoad: Histogram<'source'>;
+  private readonly stepSeconds: Histogram<'kind'>;
+  private readonly stepTokens: Histogram<'kind'>;
   /** The LoRA lists' labels as last exported, and when they last changed (vllm:lora_requests_info's value). */
   private loraInfo = { key: '', changedAt: 0 };
 
@@ -63,6 +67,8 @@ export class Metrics {
     this.ttft = new Histogram({ name: 'lora_time_to_first_token_seconds', help: 'Time from submission to the first generated token', labelNames: ['adapter'], buckets: LATENCY_BUCKETS, registers });
     this.itl = new Histogram({ name: 'lora_inter_token_latency_seconds', help: 'Time between consecutive generated tokens of one sequence', labelNames: ['adapter'], buckets: TOKEN_BUCKETS, registers });
     this.tokens = new Counter({ name: 'lora_generated_tokens_total', help: 'Generated tokens', labelNames: ['adapter'], registers });
+    this.stepSeconds = new Histogram({ name: 'lora_engine_step_seconds', help: 'Wall time of one engine step (one forward run); kind: decode (only decoding rows), prefill (only prompt chunks) or mixed', labelNames: ['kind'], buckets: TOKEN_BUCKETS, registers });
+    this.stepTokens = new Histogram({ name: 'lora_engine_step_tokens', help: 'Tokens one engine step ran: one per decoding row plus the prompt tokens of its chunks', labelNames: ['kind'], buckets: STEP_TOKEN_BUCKETS, registers });
     this.adapterLoad = new Histogram({ name: 'lora_adapter_load_seconds', help: 'Time to load an adapter into host memory (download from the store included, source s3), reloads included', labelNames: ['source'], buckets: LATENCY_BUCKETS, registers });
     const sources = this.sources;
     const loraInfo = this.loraInfo;
@@ -177,6 +183,12 @@ export class Metrics {
 
   finished(adapter: string | null, completionTokens: number): void {
     this.tokens.inc({ adapter: this.adapterLabel(adapter) }, completionTokens);
+  }
+
+  step(ms: number, shape: { decodeRows: number; promptTokens: number }): void {
+    const kind = shape.promptTokens === 0 ? 'decode' : shape.decodeRows === 0 ? 'prefill' : 'mixed';
+    this.stepSeconds.observe({ kind }, ms / 1000);
+    this.stepTokens.observe({ kind }, shape.decodeRows + shape.promptTokens);
   }
 
   adapterLoaded(_adapter: string, seconds: number, source: 'disk' | 's3'): void {

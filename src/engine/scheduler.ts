@@ -46,6 +46,13 @@ export interface GenerationObserver {
   firstToken(adapter: string | null, msSinceSubmit: number): void;
   nextToken(adapter: string | null, msSincePrevious: number): void;
   finished(adapter: string | null, completionTokens: number): void;
+  /** One forward run: its wall time and what it held (decoding rows' tokens, prompt tokens). */
+  step?(ms: number, shape: StepShape): void;
+}
+
+export interface StepShape {
+  decodeRows: number;
+  promptTokens: number;
 }
 
 export interface SequenceInput {
@@ -293,6 +300,7 @@ export class Scheduler {
     };
     const all = [...decoders, ...prefills.map((p) => p.seq)];
     let outputs: RowOutput[];
+    const startedAt = performance.now();
     try {
       outputs = await this.runner.step(plan);
     } catch (e) {
@@ -305,6 +313,7 @@ export class Scheduler {
       return;
     }
     this.countStep(decoders.length, prefills);
+    this.observer?.step?.(performance.now() - startedAt, { decodeRows: decoders.length, promptTokens: prefills.reduce((n, p) => n + p.chunk.length, 0) });
     // Count the new positions first, then handle results; rows are freed after, so no row moves meanwhile.
     for (const s of decoders) s.cached++;
     for (const p of prefills) {

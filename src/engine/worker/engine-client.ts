@@ -286,6 +286,7 @@ export class EngineClient {
           if (o.kind === 'first') this.observer?.firstToken(o.adapter, o.value);
           else if (o.kind === 'next') this.observer?.nextToken(o.adapter, o.value);
           else if (o.kind === 'adapter_load') this.observer?.adapterLoaded?.(o.adapter, o.value, o.source);
+          else if (o.kind === 'step') this.observer?.step?.(o.value, { decodeRows: o.decodeRows, promptTokens: o.promptTokens });
           else this.observer?.finished(o.adapter, o.value);
         }
         this.queueDepth = m.load.queueDepth;

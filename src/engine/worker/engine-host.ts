@@ -56,6 +56,7 @@ export class EngineHost {
       firstToken: (adapter, ms) => this.observe({ kind: 'first', adapter, value: ms }),
       nextToken: (adapter, ms) => this.observe({ kind: 'next', adapter, value: ms }),
       finished: (adapter, tokens) => this.observe({ kind: 'finished', adapter, value: tokens }),
+      step: (ms, shape) => this.observe({ kind: 'step', value: ms, ...shape }),
     };
     engine.adapters.onLoad = (e) => this.observe({ kind: 'adapter_load', adapter: e.adapter, value: e.seconds, source: e.source });
     port.on('message', (m: ToWorker) => this.onMessage(m));

@@ -27,7 +27,7 @@
 import type { EngineErrorData } from '../errors.js';
 import type { GenerateRequest, GenerationEvent } from '../types.js';
 import type { AdapterCounters, AdapterInfo, AdapterTiers, ReloadResult } from '../lora/adapter-manager.js';
-import type { SchedulerStats } from '../scheduler.js';
+import type { SchedulerStats, StepShape } from '../scheduler.js';
 import type { ResponseFormatData, StartPhase } from '../engine.js';
 import type { GenerationDefaults } from '../model/generation-config.js';
 
@@ -114,11 +114,13 @@ export type StreamItem =
   | { id: number; kind: 'event'; event: GenerationEvent; scores?: { promptLogprobs: number[]; lastLogprobs: Float32Array } }
   | { id: number; kind: 'error'; error: EngineErrorData };
 
-/** Metrics hooks (GenerationObserver) as data: first token, next token, finished. */
+/** Metrics hooks (GenerationObserver) as data: first token, next token, finished, a step; adapter loads. */
 export type Observation =
   | { kind: 'first' | 'next' | 'finished'; adapter: string | null; value: number }
   /** An adapter loaded into the host tier: seconds, and whether its files came from local disk or the store. */
-  | { kind: 'adapter_load'; adapter: string; value: number; source: 'disk' | 's3' };
+  | { kind: 'adapter_load'; adapter: string; value: number; source: 'disk' | 's3' }
+  /** One forward run: milliseconds, and the rows' decode tokens and prompt tokens it held. */
+  | ({ kind: 'step'; value: number } & StepShape);
 
 export type FromWorker =
   | { type: 'phase'; phase: StartPhase; detail?: string; error?: string; transient?: boolean; info?: EngineInfo; snapshot?: Snapshot }
