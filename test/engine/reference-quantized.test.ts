@@ -1,0 +1,83 @@
+/**
+ * A quantized base (--quantize int8 / int4: MatMulNBits projections and LM head, GatherBlockQuantized
+ * embeddings) against float32.
+ *
+ * - The HF reference cases (llama-tiny + support/sales/code, both paths): agreement with HF's greedy tokens is
+ *   reported for int8 and int4; mixed adapters in one batch must give each request exactly its solo tokens.
+ *   int8 does NOT give every greedy token of the cases with greedy_min_margin >= 0.05 on this fixture (the
+ *   check is a tap todo): its random, untrained weights have unit-variance embeddings and LM head, so logits
+ *   are large and int8 rounding alone moves them by ~0.1 (the float32 graph on the int8-dequantized weights
+ *   gives the same mean teacher-forced logprob error, 0.11, as the int8 graph at accuracy level 0).
+ * - The trained demo model (models/demo + its adapters) on its held-out eval prompts, base and adapter:
+ *   int8 must give every greedy token of float32 (which equals HF within 1e-4, reference.test.ts) on the cases
+ *   whose float32 greedy path keeps a top-1/top-2 margin of at least 0.05, over 24 tokens (the HF cases'
+ *   length); int4 agreement is reported.
+ */
+import t from 'tap';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Engine } from '../../src/engine/engine.js';
+import { engineOptions, freshCacheDir, greedyRequest, loadFixtureEngine, maxAbsDiff, reference } from '../helpers/engine.js';
+import { PROJECT_ROOT } from '../helpers/server-process.js';
+
+const CLEAR_MARGIN = 0.05;
+
+for (const residency of ['host', 'device'] as const) {
+  for (const quantize of ['int8', 'int4'] as const) {
+    t.test(`${quantize} on the ${residency} path`, async (t) => {
+      const engine: Engine = await loadFixtureEngine({ quantize, stateResidency: residency, dtype: 'float32', cacheDir: freshCacheDir() });
+      t.teardown(() => engine.close());
+      t.equal(engine.baseWeights.format, quantize);
+      t.ok(engine.baseWeights.bytes > 0);
+
+      const solo: number[][] = [];
+      let agree = 0;
+      let total = 0;
+      let worstLast = 0;
+      for (const c of reference.cases) {
+        const r = await engine.generate(greedyRequest(c), { promptLogprobs: true });
+        solo.push(r.tokenIds);
+        worstLast = Math.max(worstLast, maxAbsDiff(r.scores!.lastLogprobs, c.last_logprobs));
+        let same = 0;
+        while (same < c.greedy_token_ids.length && r.tokenIds[same] === c.greedy_token_ids[same]) same++;
+        agree += same;
+        total += c.greedy_token_ids.length;
+        if (quantize === 'int8' && c.greedy_min_margin >= CLEAR_MARGIN) {
+          t.same(r.tokenIds, c.greedy_token_ids, `${c.adapter ?? 'base'} (margin ${c.greedy_min_margin.toFixed(3)}): greedy tokens equal HF`, { todo: 'not met on llama-tiny: int8 rounding moves its large logits by ~0.1 (see the header)' });
+        }
+      }
+      t.comment(`${quantize} ${residency}: ${agree}/${total} greedy tokens agree with HF float32 before the first difference; last-position logprobs max diff ${worstLast.toExponential(2)}`);
+
+      const mixed = await Promise.all(reference.cases.map((c) => engine.generate(greedyRequest(c))));
+      mixed.forEach((r, i) => t.same(r.tokenIds, solo[i], `mixed batch, ${reference.cases[i].adapter ?? 'base'} case ${i}: same tokens as alone`));
+      t.ok(new Set(reference.cases.map((c) => c.adapter)).size > 2, 'the batch mixes several adapters and the base');
+    });
+  }
+}
+
+t.test('demo model: int8 gives the float32 greedy tokens wherever the choice is clear; int4 agreement reported', async (t) => {
+  const evalSet: { prompts: Record<string, string[]> } = JSON.parse(readFileSync(join(PROJECT_ROOT, 'tools', 'train', 'data', 'eval.json'), 'utf8'));
+  const cases = Object.entries(evalSet.prompts).flatMap(([adapter, prompts]) => prompts.flatMap((prompt) => [{ adapter, prompt }, { adapter: null, prompt }]));
+  const run = async (quantize: 'none' | 'int8' | 'int4') => {
+    const engine = await Engine.load(engineOptions({ modelDir: join(PROJECT_ROOT, 'models', 'demo'), adaptersDir: join(PROJECT_ROOT, 'adapters'), maxSequenceLength: 512, quantize, cacheDir: freshCacheDir() }));
+    try {
+      return await Promise.all(cases.map((c) => engine.generate({ adapter: c.adapter, prompt: c.prompt, maxTokens: 24, temperature: 0, topP: 1, topK: 0, stop: [], ignoreEos: true, logprobs: true, topLogprobs: 2 })));
+    } finally {
+      await engine.close();
+    }
+  };
+  const float = await run('none');
+  const margins = float.map((r) => Math.min(...r.topLogprobs!.map((top) => top[0].logprob - top[1].logprob)));
+  t.ok(margins.filter((m) => m >= CLEAR_MARGIN).length >= cases.length / 2, 'most cases have a clear greedy path');
+  for (const quantize of ['int8', 'int4'] as const) {
+    const got = await run(quantize);
+    let agree = 0;
+    got.forEach((r, i) => {
+      let same = 0;
+      while (same < r.tokenIds.length && r.tokenIds[same] === float[i].tokenIds[same]) same++;
+      agree += same;
+      if (quantize === 'int8' && margins[i] >= CLEAR_MARGIN) t.same(r.tokenIds, float[i].tokenIds, `int8 ${cases[i].adapter ?? 'base'} (margin ${margins[i].toFixed(3)}): float32's greedy tokens`);
+    });
+    t.comment(`demo ${quantize}: ${agree}/${cases.length * 24} greedy tokens agree with float32 before the first difference`);
+  }
+});
