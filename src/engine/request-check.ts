@@ -8,7 +8,8 @@ import type { GenerateRequest } from './types.js';
 
 /** What the engine checks before queueing (also run by the HTTP thread's client, on its mirror, to fail fast). */
 export interface RequestLimits {
-  spec: { vocabSize: number };
+  /** maxPositions: the model's own context (config.json's max_position_embeddings), to say which limit applies. */
+  spec: { vocabSize: number; maxPositions?: number };
   maxSequenceLength: number;
   adapters: { check(name: string): void };
 }
@@ -20,6 +21,10 @@ export function checkRequest(request: GenerateRequest, promptIds: number[], limi
   const bad = promptIds.find((id) => !Number.isInteger(id) || id < 0 || id >= vocab);
   if (bad !== undefined) throw new EngineError('invalid_request', `prompt_token_ids holds ${bad}, outside this model's vocabulary of ${vocab}.`);
   if (promptIds.length + request.maxTokens > limits.maxSequenceLength) {
-    throw new EngineError('context_length_exceeded', `The prompt has ${promptIds.length} tokens and max_tokens is ${request.maxTokens}; together they must not exceed this model's context of ${limits.maxSequenceLength} tokens.`);
+    const model = limits.spec.maxPositions;
+    const which = model !== undefined && limits.maxSequenceLength < model
+      ? `the context this server is configured for (--max-sequence-length / MAX_SEQUENCE_LENGTH; the model itself allows ${model})`
+      : `the model's context (max_position_embeddings in its config.json${model !== undefined ? '' : ', or --max-sequence-length'})`;
+    throw new EngineError('context_length_exceeded', `The prompt has ${promptIds.length} tokens and max_tokens is ${request.maxTokens}; together they must not exceed ${limits.maxSequenceLength} tokens, ${which}.`);
   }
 }

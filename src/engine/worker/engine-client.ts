@@ -240,9 +240,9 @@ export class EngineClient {
     return this.requireInfo().maxSequenceLength;
   }
 
-  get spec(): { vocabSize: number; eosTokenIds: number[] } {
+  get spec(): { vocabSize: number; eosTokenIds: number[]; maxPositions: number } {
     const info = this.requireInfo();
-    return { vocabSize: info.vocabSize, eosTokenIds: info.eosTokenIds };
+    return { vocabSize: info.vocabSize, eosTokenIds: info.eosTokenIds, maxPositions: info.maxPositions };
   }
 
   private requireInfo(): EngineInfo {

@@ -28,6 +28,7 @@ export function engineInfo(engine: Engine): EngineInfo {
     baseWeightBytes: engine.baseWeights.bytes,
     maxSequenceLength: engine.maxSequenceLength,
     vocabSize: engine.spec.vocabSize,
+    maxPositions: engine.spec.maxPositions,
     eosTokenIds: engine.spec.eosTokenIds,
     generation: engine.generation,
     maxLoras: engine.adapters.maxLoras,

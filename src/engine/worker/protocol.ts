@@ -83,6 +83,8 @@ export interface EngineInfo {
   baseWeightBytes: number;
   maxSequenceLength: number;
   vocabSize: number;
+  /** The model's own context (max_position_embeddings); maxSequenceLength may be lower (--max-sequence-length). */
+  maxPositions: number;
   eosTokenIds: number[];
   /** Request defaults from generation_config.json. */
   generation: GenerationDefaults;
