@@ -90,8 +90,14 @@ t.test('dtype setting: auto by default, float16 with host residency refused at s
   t.equal(loadConfig({ argv: ['--dtype', 'float16'], env: {} }).model.dtype, 'float16');
   t.throws(() => loadConfig({ argv: [], env: { MODEL_DTYPE: 'fp8' } }), /model\.dtype must be one of auto, float32, float16 \(got "fp8" from environment MODEL_DTYPE\)/);
   t.throws(() => loadConfig({ argv: ['--dtype', 'float16', '--state-residency', 'host'], env: {} }), /float16 is served by the device-resident path/);
-  const engine = await loadFixtureEngine({ dtype: 'float16' });
-  t.same([engine.residency, engine.dtype], ['device', 'float16'], 'float16 on the cpu provider takes the device path');
+  const warnings: string[] = [];
+  const { Engine } = await import('../../src/engine/engine.js');
+  const engine = await Engine.load(engineOptions({ dtype: 'float16' }), { info: () => {}, warn: (_obj, msg) => warnings.push(msg ?? '') });
+  t.same([engine.residency, engine.dtype], ['host', 'float32'], 'float16 on the cpu provider falls back to float32 on the host path');
+  t.ok(warnings.includes(CPU_FLOAT16_WARNING), 'with a warning that says why');
   await engine.close();
+  const explicit = await loadFixtureEngine({ dtype: 'float16', stateResidency: 'device' });
+  t.same([explicit.residency, explicit.dtype], ['device', 'float16'], 'with --state-residency device it runs float16 on the CPU as asked');
+  await explicit.close();
   await t.rejects(loadFixtureEngine({ dtype: 'float16', stateResidency: 'host' }), /device-resident path/);
 });

@@ -5,7 +5,8 @@
  *
  * Without a key the page shows the server's 401; with one, the README's support ticket goes to the base model
  * and `support` together, both panels fill by streaming, and only support's holds a `Resolution:` line; the
- * adapters view lists the three demo adapters and pin needs an admin key; Bedrock's markup shows as text. The
+ * adapters view lists the three demo adapters and pin needs an admin key; Bedrock's markup shows as text;
+ * completion mode sends the README's raw prompt; every control is reached by Tab; 360 px needs no sideways scroll. The
  * screenshot in docs/playground.png is taken here. Skips, saying so, only where no Chromium can be found.
  */
 import t from 'tap';
@@ -253,6 +254,20 @@ async function main(executablePath: string): Promise<void> {
     t.ok(fake.requests.some((r) => r.operation === 'converse-stream' && r.modelId === 'markup-model'), 'Bedrock was asked, streaming');
   });
 
+  await t.test('completion mode sends the prompt as written', async (t) => {
+    await checkOnly(['support']);
+    await page.click('input[name="mode"][value="completion"]');
+    await page.$eval('#prompt', (e) => ((e as HTMLTextAreaElement).value = ''));
+    await page.type('#prompt', readmePrompt);
+    const before = requests.length;
+    await page.click('#run');
+    await runDone();
+    const p = await panel('support');
+    t.equal(p.state, 'done', p.error ?? '');
+    t.match(p.output, /^Resolution: /m, `support: ${JSON.stringify(p.output)}`);
+    t.same(requests.slice(before).filter((r) => r.method === 'POST').map((r) => new URL(r.url).pathname), ['/v1/completions']);
+  });
+
   await t.test('keyboard and a narrow screen', async (t) => {
     // Every control is reached with Tab.
     await page.focus('#api-key');
@@ -264,7 +279,7 @@ async function main(executablePath: string): Promise<void> {
       }));
       await page.keyboard.press('Tab');
     }
-    for (const id of ['api-key', 'prompt', 'temperature', 'max-tokens', 'seed', 'run', 'refresh-adapters', 'Pin support', 'Answer of markup']) t.ok(reached.has(id), `Tab reaches ${id}`);
+    for (const id of ['api-key', 'prompt', 'temperature', 'max-tokens', 'seed', 'run', 'refresh-adapters', 'Pin support', 'Answer of support']) t.ok(reached.has(id), `Tab reaches ${id}`);
     t.ok([...reached].some((id) => /^model-\d+$/.test(id)), 'Tab reaches the model checkboxes');
 
     await page.setViewport({ width: 360, height: 800 });
