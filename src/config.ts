@@ -106,7 +106,7 @@ export const SETTINGS: Setting[] = [
   { path: 'model.cacheDir', env: 'CACHE_DIR', flag: '--cache-dir', kind: 'string', help: 'where built ONNX graphs are kept' },
   { path: 'model.executionProviders', env: 'EXECUTION_PROVIDERS', flag: '--execution-providers', kind: 'list', help: 'onnxruntime providers to try in order, e.g. webgpu,cpu' },
   { path: 'model.stateResidency', env: 'STATE_RESIDENCY', flag: '--state-residency', kind: 'choice', choices: STATE_RESIDENCIES, help: 'KV cache, LoRA slots and sampling in host or device memory (auto = device on a GPU)' },
-  { path: 'model.dtype', env: 'MODEL_DTYPE', flag: '--dtype', kind: 'choice', choices: MODEL_DTYPES, help: 'weights, activations and caches: float32, float16 (device path only), auto = float16 on the device path' },
+  { path: 'model.dtype', env: 'MODEL_DTYPE', flag: '--dtype', kind: 'choice', choices: MODEL_DTYPES, help: 'weights, activations and caches: float32, float16 (device path only; on the CPU provider it falls back to float32 with a warning unless --state-residency device), auto = float16 on the device path' },
   { path: 'model.quantize', env: 'QUANTIZE', flag: '--quantize', kind: 'choice', choices: QUANTIZE_MODES, help: 'base weights quantized at graph build: none, int8 or int4 (block 32; LoRA stays float); a GPTQ/AWQ checkpoint is read as it is' },
   { path: 'model.intraOpThreads', env: 'INTRA_OP_THREADS', flag: '--threads', kind: 'int', min: 0, max: 1024, help: 'onnxruntime threads (0 = one per core)' },
   { path: 'engine.maxBatch', env: 'MAX_BATCH', flag: '--max-batch', kind: 'int', min: 1, max: 256, help: 'sequences decoded together' },

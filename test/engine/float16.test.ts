@@ -24,6 +24,7 @@ import { encodeSafetensors, readSafetensorsHeader, readTensorAsFloat32 } from '.
 import { cacheKey } from '../../src/engine/model/model-cache.js';
 import { CheckpointWeights } from '../../src/engine/model/weights.js';
 import { loadConfig } from '../../src/config.js';
+import { CPU_FLOAT16_WARNING } from '../../src/engine/model/start-runner.js';
 
 const MARGIN = 0.05;
 
@@ -91,7 +92,6 @@ t.test('dtype setting: auto by default, float16 with host residency refused at s
   t.throws(() => loadConfig({ argv: [], env: { MODEL_DTYPE: 'fp8' } }), /model\.dtype must be one of auto, float32, float16 \(got "fp8" from environment MODEL_DTYPE\)/);
   t.throws(() => loadConfig({ argv: ['--dtype', 'float16', '--state-residency', 'host'], env: {} }), /float16 is served by the device-resident path/);
   const warnings: string[] = [];
-  const { Engine } = await import('../../src/engine/engine.js');
   const engine = await Engine.load(engineOptions({ dtype: 'float16' }), { info: () => {}, warn: (_obj, msg) => warnings.push(msg ?? '') });
   t.same([engine.residency, engine.dtype], ['host', 'float32'], 'float16 on the cpu provider falls back to float32 on the host path');
   t.ok(warnings.includes(CPU_FLOAT16_WARNING), 'with a warning that says why');
