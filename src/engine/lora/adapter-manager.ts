@@ -67,6 +67,8 @@ interface AdapterRecord {
   /** A store failure (unreachable, denied): requests fail with it until `until`, then loading is tried again. */
   failure: { error: EngineError; until: number } | null;
   reloading: Promise<ReloadResult> | null;
+  /** A download of this version not yet counted in a load event: its tag and how long it took. */
+  download: { tag: string; ms: number } | null;
 }
 
 interface SlotState {
@@ -257,7 +259,7 @@ export class AdapterManager {
   }
 
   private newRecord(name: string, dir: string, origin: AdapterOrigin): AdapterRecord {
-    return { name, dir, error: null, rank: null, targets: [], bytes: null, hits: 0, lastUsed: null, pinned: false, slot: -1, loading: null, staged: null, origin, remotePath: name, remote: null, version: null, errorVersion: null, failure: null, reloading: null };
+    return { name, dir, error: null, rank: null, targets: [], bytes: null, hits: 0, lastUsed: null, pinned: false, slot: -1, loading: null, staged: null, origin, remotePath: name, remote: null, version: null, errorVersion: null, failure: null, reloading: null, download: null };
   }
 
   private addRemoteRecord(name: string, remotePath: string, version: RemoteVersion | null): AdapterRecord {
@@ -357,11 +359,13 @@ export class AdapterManager {
     let downloaded = false;
     const dir = await this.cache!.fill(record.name, version.tag, async (tmp) => {
       downloaded = true;
+      const started = performance.now();
       for (const file of version.files) {
         const limit = file.name === 'adapter_model.safetensors' ? (this.options.maxAdapterBytes ?? Infinity) : SMALL_FILE_LIMIT_BYTES;
         await store.download(file, join(tmp, file.name), limit);
       }
       this.counters.downloads++;
+      record.download = { tag: version.tag, ms: performance.now() - started };
     });
     if (this.records.get(record.name) === record && (record.version === null || record.version === version.tag)) record.dir = dir;
     return { dir, tag: version.tag, downloaded };
@@ -556,16 +560,19 @@ export class AdapterManager {
   }
 
   /** Reads an adapter's current version from disk (downloading it first when remote) and validates it. */
-  private async readVersion(record: AdapterRecord): Promise<{ adapter: LoadedAdapter; dir: string; tag: string; source: 'disk' | 's3' }> {
+  private async readVersion(record: AdapterRecord): Promise<{ adapter: LoadedAdapter; dir: string; tag: string; source: 'disk' | 's3'; downloadMs: number }> {
     if (record.origin === 'local') {
       const tag = localVersion(record.dir);
-      return { adapter: await loadPeftAdapterAsync(record.name, record.dir, this.spec, this.options.maxRank), dir: record.dir, tag, source: 'disk' };
+      return { adapter: await loadPeftAdapterAsync(record.name, record.dir, this.spec, this.options.maxRank), dir: record.dir, tag, source: 'disk', downloadMs: 0 };
     }
     const local = await this.ensureLocal(record);
     const unpin = this.cache!.pin(record.name, local.tag);
     try {
       const adapter = await loadPeftAdapterAsync(record.name, local.dir, this.spec, this.options.maxRank);
-      return { adapter, dir: local.dir, tag: local.tag, source: local.downloaded ? 's3' : 'disk' };
+      // The download may have happened just before (prepare): its time counts in this load.
+      const download = record.download?.tag === local.tag ? record.download : null;
+      record.download = null;
+      return { adapter, dir: local.dir, tag: local.tag, source: download ? 's3' : 'disk', downloadMs: download?.ms ?? 0 };
     } finally {
       unpin();
     }
@@ -577,7 +584,7 @@ export class AdapterManager {
     if (cached) return Promise.resolve(cached);
     const started = performance.now();
     record.loading = this.readVersion(record)
-      .then(({ adapter, dir, tag, source }) => {
+      .then(({ adapter, dir, tag, source, downloadMs }) => {
         record.rank = adapter.rank;
         record.targets = adapter.targets;
         record.bytes = adapter.bytes;
@@ -587,7 +594,7 @@ export class AdapterManager {
           this.host.set(record.name, adapter);
           if (!this.host.has(record.name)) record.staged = adapter;
         }
-        const ms = performance.now() - started;
+        const ms = performance.now() - started + downloadMs;
         this.counters.loads++;
         this.counters.loadMsTotal += ms;
         this.onLoad?.({ adapter: record.name, seconds: ms / 1000, source });
@@ -649,7 +656,7 @@ export class AdapterManager {
       }
       if (record.origin === 'remote') this.cache!.dropOthers(name, next.tag);
       this.counters.reloads++;
-      this.onLoad?.({ adapter: name, seconds: (performance.now() - started) / 1000, source: next.source });
+      this.onLoad?.({ adapter: name, seconds: (performance.now() - started + next.downloadMs) / 1000, source: next.source });
       this.notify();
       return { info: this.info(record), previousVersion };
     })().finally(() => (record.reloading = null));
@@ -731,6 +738,11 @@ export class AdapterManager {
   /** The rank dimension of the device slot stacks (follows the largest resident adapter). */
   get stackRank(): number {
     return this.stacks.rank;
+  }
+
+  /** Device slots holding some version of an adapter: 2 while a reloaded adapter's old slot still runs requests. */
+  slotsHolding(name: string): number {
+    return this.slots.filter((s) => s.owner === name).length;
   }
 
   get slotsInUse(): number {
