@@ -1,6 +1,6 @@
 /**
  * Production runs the build: `npm run build`'s configuration (tsconfig.build.json) compiles src/ into a
- * scratch app directory laid out as the image's /app (dist/, config/, models/, adapters/, node_modules/),
+ * scratch app directory laid out as the image's /app (dist/, config/, models/, adapters/, public/, node_modules/),
  * and `node dist/server.js` (the image's CMD) serves from it with Node alone: the app's node_modules holds
  * every package except tsx (and the .bin links), so an import of tsx anywhere at run time, the engine
  * worker's bootstrap.mjs included, would fail. Then a real generation through the engine's worker thread.
@@ -32,7 +32,7 @@ t.test('tsc -p tsconfig.build.json builds dist/ with the worker bootstrap', { ti
 
 t.test('node dist/server.js serves without tsx: ready, and a generation through the worker', { timeout: 180_000 }, async (t) => {
   if (!existsSync(join(app, 'dist', 'server.js'))) return t.fail('no build');
-  for (const dir of ['config', 'models', 'adapters', 'package.json']) symlinkSync(join(PROJECT_ROOT, dir), join(app, dir));
+  for (const dir of ['config', 'models', 'adapters', 'public', 'package.json']) symlinkSync(join(PROJECT_ROOT, dir), join(app, dir));
   const modules = join(app, 'node_modules');
   mkdirSync(modules);
   for (const name of readdirSync(join(PROJECT_ROOT, 'node_modules'))) {
@@ -58,5 +58,9 @@ t.test('node dist/server.js serves without tsx: ready, and a generation through 
   const body = (await res.json()) as { token_ids: number[]; adapter: string };
   t.equal(body.token_ids.length, 4, 'four tokens from the demo model');
   t.equal(body.adapter, 'support');
+  // The playground's files, found beside dist/ as in the image (public/).
+  const page = await fetch(`${server.url}/playground`);
+  t.equal(page.status, 200, 'the playground page is served from the build');
+  t.match(await page.text(), /<script type="module" src="\/playground\/app.js">/);
   t.equal(await server.stop(), 0, 'drains and exits 0 on SIGTERM');
 });
