@@ -44,7 +44,6 @@ RUN npm run build
 # ---- production dependencies -------------------------------------------------------------------
 FROM ${NODE_IMAGE} AS deps
 ARG ORT_INSTALL
-# ONNXRUNTIME_NODE_INSTALL takes precedence over .npmrc's onnxruntime-node-install=skip.
 ENV ONNXRUNTIME_NODE_INSTALL=${ORT_INSTALL} \
     NPM_CONFIG_UPDATE_NOTIFIER=false \
     NPM_CONFIG_FUND=false \
@@ -52,6 +51,9 @@ ENV ONNXRUNTIME_NODE_INSTALL=${ORT_INSTALL} \
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
 RUN npm ci --omit=dev
+# npm runs no dependency install scripts (.npmrc); onnxruntime-node's own, run here, does nothing with
+# ORT_INSTALL=skip and downloads the CUDA 12 provider libraries with ORT_INSTALL=cuda12.
+RUN node node_modules/onnxruntime-node/script/install
 
 # ---- runtime bases: the stage "base-${ORT_INSTALL}" is the one used ------------------------------
 FROM ${NODE_IMAGE} AS base-skip
