@@ -6,7 +6,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import type { Config } from './config.js';
 import type { EngineClient } from './engine/worker/engine-client.js';
 import type { StartPhase } from './engine/engine.js';
-import { catalogueError } from './routes/engine-errors.js';
+import { toAppError } from './routes/to-app-error.js';
 import { AppError } from './errors.js';
 import { registerRequestLog } from './request-log.js';
 import { registerMetrics } from './metrics.js';
@@ -17,6 +17,7 @@ import { generateRoutes } from './routes/generate.js';
 import { adapterRoutes } from './routes/adapters.js';
 import { healthRoutes } from './routes/health.js';
 import { playgroundRoutes } from './routes/playground.js';
+import { openaiRoutes } from './routes/openai/index.js';
 
 export interface EngineState {
   /** The engine's client, set once the engine is ready. */
@@ -87,7 +88,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(healthRoutes);
   await app.register(generateRoutes);
   await app.register(adapterRoutes);
-  await app.register((await import('./routes/openai/index.js')).openaiRoutes);
+  await app.register(openaiRoutes);
   await app.register(playgroundRoutes);
   return app;
 }
@@ -121,27 +122,4 @@ export function attachEngine(app: FastifyInstance, engine: EngineClient): void {
     },
     isKnownAdapter: (name: string) => engine.adapters.has(name),
   });
-}
-
-/** Maps engine errors (src/routes/engine-errors.ts) and fastify's own errors (validation, body parsing, size) into the catalogue. */
-export function toAppError(error: unknown): AppError {
-  const known = catalogueError(error);
-  if (known) return known;
-  const e = error as { code?: string; statusCode?: number; validation?: unknown; message?: string; validationContext?: string };
-  if (e.validation) return new AppError('invalid_request', `Invalid ${e.validationContext ?? 'request'}: ${e.message?.replace(/^(body|querystring)\/?/, '')}.`);
-  switch (e.code) {
-    case 'FST_ERR_CTP_INVALID_JSON_BODY':
-    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-      return new AppError('invalid_json', 'The body is not valid JSON.');
-    case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new AppError('payload_too_large', 'The body is larger than this server accepts.');
-    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return new AppError('unsupported_media_type', 'The content type is not supported.');
-    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
-      return new AppError('invalid_request', 'The Content-Length header does not match the body.');
-  }
-  if (e instanceof SyntaxError || e.statusCode === 400) return new AppError('invalid_json', 'The body could not be parsed.');
-  if (e.statusCode === 413) return new AppError('payload_too_large', 'The body is larger than this server accepts.');
-  if (e.statusCode === 415) return new AppError('unsupported_media_type', 'The content type is not supported.');
-  return new AppError('internal_error', 'Something went wrong on the server.', { cause: error });
 }

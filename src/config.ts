@@ -5,12 +5,25 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { applyKeysFile, checkKeyConfig } from './security/keys.js';
-import { MODEL_DTYPES, STATE_RESIDENCIES, type ModelDtype, type StateResidency } from './engine/model/batch-runner.js';
+import { applyKeysFile, checkKeyConfig, type ApiKeyConfig } from './security/keys.js';
 import { BEDROCK_DEFAULTS, parseBedrockConfig, type BedrockConfig } from './fallback/bedrock-config.js';
+// The one thing config takes from the engine: the parser of an s3:// adapters location, to validate it at start.
 import { parseS3Url } from './engine/lora/adapter-store.js';
-import { GENERATION_CONFIG_MODES, type GenerationConfigMode } from './engine/model/generation-config.js';
-import { QUANTIZE_MODES, type QuantizeMode } from './engine/model/quantize.js';
+
+export type { ApiKeyConfig };
+
+/**
+ * The accepted values of the choice settings. Config owns these lists; the engine declares the same unions as
+ * its option types (server.ts passes one to the other, and test/unit/import-graph.test.ts checks they are equal).
+ */
+export const STATE_RESIDENCIES = ['auto', 'host', 'device'] as const;
+export type StateResidency = (typeof STATE_RESIDENCIES)[number];
+export const MODEL_DTYPES = ['auto', 'float32', 'float16'] as const;
+export type ModelDtype = (typeof MODEL_DTYPES)[number];
+export const QUANTIZE_MODES = ['none', 'int8', 'int4'] as const;
+export type QuantizeMode = (typeof QUANTIZE_MODES)[number];
+export const GENERATION_CONFIG_MODES = ['auto', 'none'] as const;
+export type GenerationConfigMode = (typeof GENERATION_CONFIG_MODES)[number];
 
 export interface Config {
   server: { host: string; port: number; bodyLimitBytes: number; logLevel: string; apiKeys: ApiKeyConfig[]; adminKeys: string[]; apiKeysFile: string; allowUnauthenticated: boolean };
@@ -60,15 +73,6 @@ export interface Config {
     shedRssMb: number;
   };
   bedrock: BedrockConfig;
-}
-
-export interface ApiKeyConfig {
-  /** sha256 hex of the key; keys are never stored in clear. */
-  sha256: string;
-  name: string;
-  adapters: string[] | '*';
-  rateLimitPerMinute?: number;
-  maxConcurrent?: number;
 }
 
 export const DEFAULTS: Config = {

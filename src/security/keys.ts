@@ -9,7 +9,21 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import type { ApiKeyConfig, Config } from '../config.js';
+
+/** One API key as configured (config file or API_KEYS_FILE). */
+export interface ApiKeyConfig {
+  /** sha256 hex of the key; keys are never stored in clear. */
+  sha256: string;
+  name: string;
+  adapters: string[] | '*';
+  rateLimitPerMinute?: number;
+  maxConcurrent?: number;
+}
+
+/** The part of the configuration (its `server` section) that keys come from and are checked against. */
+interface KeySettings {
+  server: { host: string; apiKeys: ApiKeyConfig[]; adminKeys: string[]; apiKeysFile: string; allowUnauthenticated: boolean };
+}
 
 /** The allow-list entry that stands for the bare base model. */
 export const BASE_MODEL = 'base';
@@ -80,7 +94,7 @@ export class KeyStore {
 }
 
 /** Reads `server.apiKeysFile` (when set) into the config; problems are added to `problems`. */
-export function applyKeysFile(config: Config, problems: string[]): void {
+export function applyKeysFile(config: KeySettings, problems: string[]): void {
   const file = config.server.apiKeysFile;
   if (!file) return;
   if (!existsSync(file)) {
@@ -112,7 +126,7 @@ export function applyKeysFile(config: Config, problems: string[]): void {
 const isPositiveInt = (v: unknown, max: number) => Number.isSafeInteger(v) && (v as number) >= 1 && (v as number) <= max;
 
 /** Validates server.apiKeys and server.adminKeys in place (hashes lower-cased); returns the problems. */
-export function checkKeyConfig(config: Config): string[] {
+export function checkKeyConfig(config: KeySettings): string[] {
   const problems: string[] = [];
   const { apiKeys, adminKeys } = config.server as { apiKeys: unknown; adminKeys: unknown };
   if (!Array.isArray(apiKeys)) problems.push('server.apiKeys must be a list of {name, sha256, adapters, rateLimitPerMinute?, maxConcurrent?}');
@@ -163,7 +177,7 @@ export function isLoopbackHost(host: string): boolean {
  * Refuses to expose an unauthenticated server beyond loopback. Returns the problem, or null when the
  * configuration is safe (keys configured, a loopback host, or allowUnauthenticated set explicitly).
  */
-export function exposureProblem(config: Config): string | null {
+export function exposureProblem(config: KeySettings): string | null {
   const { host, apiKeys, adminKeys, allowUnauthenticated } = config.server;
   if (isLoopbackHost(host) || apiKeys.length + adminKeys.length > 0 || allowUnauthenticated) return null;
   return (

@@ -8,7 +8,7 @@ import { closeSync, cpSync, mkdtempSync, openSync, readFileSync, writeFileSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AdapterError, loadPeftAdapter, readAdapterConfig } from '../../src/engine/lora/peft-adapter.js';
-import { jsonNestingExceeds, patternKeyProblem } from '../../src/security/untrusted.js';
+import { jsonNestingExceeds, patternKeyProblem } from '../../src/engine/lora/untrusted-input.js';
 import { readModelSpec } from '../../src/engine/model/hf-config.js';
 import { FIXTURE_ADAPTERS, FIXTURE_MODEL, loadFixtureEngine } from '../helpers/engine.js';
 import { buildTestApp } from '../helpers/app.js';

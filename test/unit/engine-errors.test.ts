@@ -2,7 +2,7 @@
 import t from 'tap';
 import { ENGINE_ERROR_CODES, EngineError, toEngineErrorData } from '../../src/engine/errors.js';
 import { engineErrorToAppError } from '../../src/routes/engine-errors.js';
-import { toAppError } from '../../src/app.js';
+import { toAppError } from '../../src/routes/to-app-error.js';
 import { toOpenAIBody, toOpenAIError } from '../../src/routes/openai/errors.js';
 import { ERRORS } from '../../src/errors.js';
 

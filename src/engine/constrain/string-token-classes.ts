@@ -5,7 +5,13 @@
  */
 import { STRING_CLOSE, STRING_REJECT, STRING_STATE_COUNT, STRING_TABLES } from './string-scanner.js';
 import { buildTokenTrie, type TokenTrie, type TrieEntry } from './token-trie.js';
-import type { TokenVocabulary } from './token-vocabulary.js';
+
+/** What this needs of a TokenVocabulary (token-vocabulary.ts, which calls this module: no import back). */
+export interface VocabularyBytes {
+  readonly byteData: Uint8Array;
+  readonly byteStart: Int32Array;
+  readonly trie: Pick<TokenTrie, 'tokenIds'>;
+}
 
 export interface StringTokenClasses {
   /** Tokens that cannot appear from this state, whatever follows the string. */
@@ -17,9 +23,9 @@ export interface StringTokenClasses {
   readonly closing: TokenTrie;
 }
 
-const classesByVocabulary = new WeakMap<TokenVocabulary, Map<number, StringTokenClasses>>();
+const classesByVocabulary = new WeakMap<VocabularyBytes, Map<number, StringTokenClasses>>();
 
-export function stringTokenClasses(vocabulary: TokenVocabulary, syntax: number, state: number): StringTokenClasses {
+export function stringTokenClasses(vocabulary: VocabularyBytes, syntax: number, state: number): StringTokenClasses {
   let byState = classesByVocabulary.get(vocabulary);
   if (!byState) {
     byState = new Map();
@@ -34,7 +40,7 @@ export function stringTokenClasses(vocabulary: TokenVocabulary, syntax: number, 
   return classes;
 }
 
-function classify(vocabulary: TokenVocabulary, table: Int8Array, start: number): StringTokenClasses {
+function classify(vocabulary: VocabularyBytes, table: Int8Array, start: number): StringTokenClasses {
   const rejected: number[] = [];
   const closing: TrieEntry[] = [];
   const { tokenIds } = vocabulary.trie;

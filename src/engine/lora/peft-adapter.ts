@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { ModelSpec } from '../model/hf-config.js';
 import { PROJECTIONS, projectionShape, type Projection } from '../model/graph-builder.js';
 import { readSafetensorsHeader, readTensorAsFloat32 } from '../model/safetensors.js';
-import { MAX_LORA_ALPHA, patternMapProblem, readUntrustedJson, UntrustedInputError } from '../../security/untrusted.js';
+import { MAX_LORA_ALPHA, patternMapProblem, readUntrustedJson, UntrustedInputError } from './untrusted-input.js';
 
 export interface LoraLayerWeights {
   rank: number;

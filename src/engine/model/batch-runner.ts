@@ -13,11 +13,9 @@ import type { ModelSpec } from './hf-config.js';
 
 /** Where the decoding state lives between steps; `auto` = device on a GPU provider, host on the CPU. */
 export type StateResidency = 'auto' | 'host' | 'device';
-export const STATE_RESIDENCIES: readonly StateResidency[] = ['auto', 'host', 'device'];
 
 /** Element type of the weights, activations, KV cache and LoRA inputs; `auto` = float16 on the device path. */
 export type ModelDtype = 'auto' | 'float32' | 'float16';
-export const MODEL_DTYPES: readonly ModelDtype[] = ['auto', 'float32', 'float16'];
 
 export interface DecodeRow {
   token: number;

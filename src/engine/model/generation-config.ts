@@ -12,8 +12,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ModelConfigError } from './hf-config.js';
 
-export const GENERATION_CONFIG_MODES = ['auto', 'none'] as const;
-export type GenerationConfigMode = (typeof GENERATION_CONFIG_MODES)[number];
+/** `--generation-config`: auto = the checkpoint's sampling values are request defaults; none = ignored. */
+export type GenerationConfigMode = 'auto' | 'none';
 
 /** Request defaults from generation_config.json (plain data: it crosses the worker boundary). */
 export interface GenerationDefaults {

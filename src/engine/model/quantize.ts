@@ -11,7 +11,6 @@ export type Bits = 4 | 8;
 
 /** `--quantize`: how float weights of the base are stored in the graph. */
 export type QuantizeMode = 'none' | 'int8' | 'int4';
-export const QUANTIZE_MODES: readonly QuantizeMode[] = ['none', 'int8', 'int4'];
 
 export interface BlockQuantized {
   bits: Bits;

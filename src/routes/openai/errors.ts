@@ -5,7 +5,7 @@
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, ERRORS, type ErrorCode } from '../../errors.js';
-import { toAppError } from '../../app.js';
+import { toAppError } from '../to-app-error.js';
 import { EngineError } from '../../engine/errors.js';
 import { engineErrorToAppError } from '../engine-errors.js';
 
