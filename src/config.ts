@@ -272,8 +272,16 @@ function mergeFile(config: Config, file: unknown, path: string, problems: string
   }
 }
 
+/** A setting's default as --help shows it. */
+function defaultText(s: Setting): string {
+  const [section, key] = s.path.split('.') as [keyof Config, string];
+  const value = (DEFAULTS[section] as Record<string, unknown>)[key];
+  if (Array.isArray(value)) return value.join(',');
+  return value === '' ? '(none)' : String(value);
+}
+
 export function helpText(): string {
-  const rows = SETTINGS.map((s) => `  ${(s.flag + ' <value>').padEnd(34)} ${s.env.padEnd(22)} ${s.help}`);
+  const rows = SETTINGS.map((s) => `  ${(s.flag + ' <value>').padEnd(34)} ${s.env.padEnd(22)} ${s.help} [default: ${defaultText(s)}]`);
   return ['Usage: npm start -- [flags]', '', '  --config <file>                    CONFIG_FILE            JSON config file (default config/default.json)', ...rows, ''].join('\n');
 }
 
