@@ -1,6 +1,7 @@
 /** Adapter listing and admin: list, register from a path under the adapters root, remove, pin, unpin, reload. */
 import type { FastifyInstance } from 'fastify';
 import { requireEngine } from './engine-state.js';
+import { AppError } from '../errors.js';
 import type { AdapterInfo } from '../engine/lora/adapter-manager.js';
 
 const view = (a: AdapterInfo) => ({
@@ -15,7 +16,8 @@ const view = (a: AdapterInfo) => ({
   in_use: a.inUse,
   origin: a.origin,
   version: a.version,
-  ...(a.error ? { error: a.error } : {}),
+  // `reason` is what the README documents; `error` (the same text) stays for clients written against earlier versions.
+  ...(a.error ? { reason: a.error, error: a.error } : {}),
 });
 
 export async function adapterRoutes(app: FastifyInstance): Promise<void> {
@@ -30,7 +32,13 @@ export async function adapterRoutes(app: FastifyInstance): Promise<void> {
     async (request, reply) => {
       const engine = requireEngine(app);
       const info = await engine.adapters.register(request.body.name, request.body.path);
-      return reply.status(201).send(view(await engine.adapters.validate(info.name)));
+      const validated = await engine.adapters.validate(info.name);
+      if (validated.status === 'errored') {
+        // Refused: not registered (the same name can be registered again once the files are fixed).
+        await engine.adapters.remove(info.name);
+        throw new AppError('adapter_errored', `Adapter ${info.name} was not registered: ${validated.error ?? 'it failed validation'}.`);
+      }
+      return reply.status(201).send(view(validated));
     },
   );
 

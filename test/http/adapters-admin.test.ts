@@ -42,7 +42,8 @@ t.test('paths outside the root, traversal and symbolic-link escapes are refused'
   const list = (await app.inject({ url: '/v1/adapters' })).json().data;
   const escape = list.find((a: { name: string }) => a.name === 'escape');
   t.equal(escape.status, 'errored', 'a symlink found at start-up that leads outside is errored, not served');
-  t.match(escape.error, /symbolic link/);
+  t.match(escape.reason, /symbolic link/, 'the reason, as the README calls it');
+  t.equal(escape.error, escape.reason, 'and under its former name, error');
 });
 
 t.test('pin, unpin, delete', async (t) => {

@@ -146,9 +146,10 @@ t.test('at start-up and through the admin API, a hostile config errors that adap
   t.match(list.find((a) => a.name === 'deep')?.error, /nested more than/);
   hostile('late', JSON.stringify({ ...base, alpha_pattern: { '(a+)+$': 1 } }));
   const res = await app.inject({ method: 'POST', url: '/v1/adapters', payload: { name: 'late', path: 'late' } });
-  t.equal(res.statusCode, 201, 'registered, as errored');
-  t.equal(res.json().status, 'errored');
+  t.equal(res.statusCode, 422, 'refused, not 201');
+  t.equal(res.json().error.code, 'adapter_errored');
+  t.match(res.json().error.message, /Adapter late was not registered: .*alpha_pattern key .* is not allowed/);
   const gen = await app.inject({ method: 'POST', url: '/v1/generate?adapter=late', payload: { prompt: 'Hi', max_tokens: 2 } });
-  t.equal(gen.json().error.code, 'adapter_errored');
+  t.equal(gen.json().error.code, 'adapter_not_found', 'a refused registration leaves nothing behind');
   t.equal((await app.inject({ method: 'POST', url: '/v1/generate?adapter=support', payload: { prompt: 'Hi', max_tokens: 2 } })).statusCode, 200, 'the others serve');
 });
