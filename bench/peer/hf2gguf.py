@@ -2,7 +2,7 @@
 """Minimal HF-Llama (F32 safetensors) -> GGUF v3 converter, and PEFT LoRA -> GGUF LoRA adapter, for the peer
 benchmark (bench/peer/run.ts converts the project's random checkpoints with it; python3 + numpy).
 
-  python3 bench/peer/hf2gguf.py model HF_DIR OUT.gguf {f32,f16,q8_0}
+  python3 bench/peer/hf2gguf.py model HF_DIR OUT.gguf {f32,f16,q8_0,q4_0}
   python3 bench/peer/hf2gguf.py lora  HF_DIR ADAPTER_DIR OUT.gguf
 
 q_proj / k_proj rows (and the LoRA B of q/k) are permuted exactly like llama.cpp's convert_hf_to_gguf.py
@@ -20,8 +20,8 @@ import sys
 import numpy as np
 
 T_U32, T_I32, T_F32, T_BOOL, T_STR, T_ARR = 4, 5, 6, 7, 8, 9
-GGML_F32, GGML_F16, GGML_Q8_0 = 0, 1, 8
-FILE_TYPE = {'f32': 0, 'f16': 1, 'q8_0': 7}
+GGML_F32, GGML_F16, GGML_Q4_0, GGML_Q8_0 = 0, 1, 2, 8
+FILE_TYPE = {'f32': 0, 'f16': 1, 'q8_0': 7, 'q4_0': 2}
 ALIGN = 32
 
 
@@ -97,6 +97,26 @@ def q8_0_bytes(x):
     return b''.join(out)
 
 
+def q4_0_bytes(x):
+    # ggml quantize_row_q4_0_ref: blocks of 32, d = (the value of largest magnitude) / -8 as f16,
+    # q = min(15, trunc(x / d + 8.5)); element j in the low nibble of byte j, element j + 16 in its high nibble.
+    x = np.ascontiguousarray(x, dtype=np.float32).reshape(-1, 32)
+    out = []
+    step = 1 << 20
+    for i in range(0, x.shape[0], step):
+        b = x[i:i + step]
+        idx = np.abs(b).argmax(axis=1)
+        mx = b[np.arange(b.shape[0]), idx]
+        d = mx / -8.0
+        inv = np.where(d != 0, 1.0 / np.where(d != 0, d, 1), 0.0).astype(np.float32)
+        q = np.minimum(15, np.trunc(b * inv[:, None] + 8.5)).astype(np.uint8)
+        blk = np.empty(b.shape[0], dtype=[('d', '<f2'), ('qs', 'u1', (16,))])
+        blk['d'] = d.astype(np.float16)
+        blk['qs'] = q[:, :16] | (q[:, 16:] << 4)
+        out.append(blk.tobytes())
+    return b''.join(out)
+
+
 def encode(arr, kind):
     """arr: numpy array in HF (row-major) layout. Returns (ggml_type, bytes)."""
     if arr.ndim == 1 or kind == 'f32':
@@ -106,12 +126,15 @@ def encode(arr, kind):
     if kind == 'q8_0':
         assert arr.shape[-1] % 32 == 0
         return GGML_Q8_0, q8_0_bytes(arr)
+    if kind == 'q4_0':
+        assert arr.shape[-1] % 32 == 0
+        return GGML_Q4_0, q4_0_bytes(arr)
     raise ValueError(kind)
 
 
 def nbytes(shape, gtype):
     n = int(np.prod(shape))
-    return {GGML_F32: 4 * n, GGML_F16: 2 * n, GGML_Q8_0: n // 32 * 34}[gtype]
+    return {GGML_F32: 4 * n, GGML_F16: 2 * n, GGML_Q8_0: n // 32 * 34, GGML_Q4_0: n // 32 * 18}[gtype]
 
 
 def write_gguf(path, kvs, tensors):
@@ -140,7 +163,7 @@ def write_gguf(path, kvs, tensors):
 
 
 def gtype_of(shape, kind):
-    return GGML_F32 if len(shape) == 1 or kind == 'f32' else GGML_F16 if kind == 'f16' else GGML_Q8_0
+    return GGML_F32 if len(shape) == 1 or kind == 'f32' else GGML_F16 if kind == 'f16' else GGML_Q4_0 if kind == 'q4_0' else GGML_Q8_0
 
 
 def dummy_vocab(n):

@@ -46,7 +46,10 @@ export const SHAPES: Record<string, Shape> = {
   q05: { name: 'q05', hidden: 896, intermediate: 4864, layers: 24, heads: 14, kvHeads: 2, vocab: 151936, maxPositions: 2048, tied: true },
 };
 
-export type WeightKind = 'f32' | 'f16' | 'q8_0';
+/** llama.cpp's GGUF kinds, and ours: f32, or `int8`/`int4` (--quantize: MatMulNBits blocks of 32, float32 scales, int4 with a zero point per block). */
+export type WeightKind = 'f32' | 'f16' | 'q8_0' | 'q4_0' | 'int8' | 'int4';
+/** Bytes per weight of each kind, scales and zero points included. */
+export const BYTES_PER_WEIGHT: Record<WeightKind, number> = { f32: 4, f16: 2, q8_0: 34 / 32, q4_0: 18 / 32, int8: 1 + 4 / 32, int4: 0.5 + 4 / 32 + 0.5 / 32 };
 export const ADAPTER_NAME = 'r16qkvo';
 
 // ---------------------------------------------------------------------------------------------------- logging
@@ -126,8 +129,7 @@ export function weightBytesPerToken(shape: Shape, kind: WeightKind): number {
   const mlp = 3 * shape.hidden * shape.intermediate;
   const matrices = shape.layers * (q + kv + o + mlp) + shape.vocab * shape.hidden;
   const norms = (2 * shape.layers + 1) * shape.hidden;
-  const perWeight = kind === 'f32' ? 4 : kind === 'f16' ? 2 : 34 / 32;
-  return matrices * perWeight + norms * 4;
+  return matrices * BYTES_PER_WEIGHT[kind] + norms * 4;
 }
 
 // ---------------------------------------------------------------------------------------------------- llama.cpp

@@ -25,7 +25,7 @@
 import { parseArgs } from 'node:util';
 import {
   commonOptions,
-  ADAPTER_NAME, CACHE, LLAMACPP_VERSION, load1, quietGate, SHAPES, batch1Figures, concurrentFigures, ensureLlamaCpp, fmt, ggufLoraOf, ggufOf, loadavg, log,
+  ADAPTER_NAME, BYTES_PER_WEIGHT, CACHE, LLAMACPP_VERSION, load1, quietGate, SHAPES, batch1Figures, concurrentFigures, ensureLlamaCpp, fmt, ggufLoraOf, ggufOf, loadavg, log,
   machine, makeModel, measured, median, procStatus, promptMaker, readBandwidth, splitArgs, stamp, startLlama, startOurs, streamGenerate,
   weightBytesPerToken, writeReport, type Conditions, type ServerProcess, type Shape, type StreamResult, type WeightKind,
 } from './lib.js';
@@ -33,7 +33,8 @@ import {
 const { values: a } = parseArgs({
   options: {
     shapes: { type: 'string', default: 'm100,q05' },
-    kinds: { type: 'string', default: 'f32,f16,q8_0' },
+    kinds: { type: 'string', default: 'f32,f16,q8_0,q4_0' },
+    quantize: { type: 'string', default: 'int8,int4' },
     rounds: { type: 'string' },
     'conc-rounds': { type: 'string' },
     conc: { type: 'string', default: '8' },
@@ -50,7 +51,8 @@ const { values: a } = parseArgs({
 if (a.help) {
   process.stdout.write(`npm run bench:peer -- [flags]
   --shapes m100,q05        shapes to run (m100: hidden 768, 12 layers; q05: hidden 896, 24 layers, vocab 151936)
-  --kinds f32,f16,q8_0     llama.cpp weight kinds beside ours (f32)
+  --kinds f32,f16,q8_0,q4_0  llama.cpp weight kinds beside ours (f32)
+  --quantize int8,int4     also our server with --quantize X for each (empty: none), compared with q8_0 / q4_0
   --rounds N               batch-1 rounds after the warm-up (default 5; --quick 2)
   --conc-rounds N          concurrent rounds after the warm-up (default 3; --quick 1)
   --conc N                 concurrent requests (default 8)
@@ -72,7 +74,9 @@ const QUICK = a.quick;
 const shapeNames = (QUICK && !process.argv.some((x) => x === '--shapes' || x.startsWith('--shapes=')) ? 'm100' : a.shapes!).split(',').map((s) => s.trim()).filter(Boolean);
 for (const s of shapeNames) if (!SHAPES[s]) throw new Error(`unknown shape ${s} (known: ${Object.keys(SHAPES).join(', ')})`);
 const kinds = a.kinds!.split(',').map((s) => s.trim()) as WeightKind[];
-for (const k of kinds) if (!['f32', 'f16', 'q8_0'].includes(k)) throw new Error(`unknown kind ${k}`);
+for (const k of kinds) if (!['f32', 'f16', 'q8_0', 'q4_0'].includes(k)) throw new Error(`unknown kind ${k}`);
+const quantizeModes = a.quantize!.split(',').map((s) => s.trim()).filter(Boolean) as Array<'int8' | 'int4'>;
+for (const q of quantizeModes) if (q !== 'int8' && q !== 'int4') throw new Error(`unknown --quantize ${q}`);
 const ROUNDS = Number(a.rounds ?? (QUICK ? 2 : 5));
 const CROUNDS = Number(a['conc-rounds'] ?? (QUICK ? 1 : 3));
 const CONC = Number(a.conc);
@@ -116,7 +120,7 @@ interface ConcSample { round: number; conditions: Conditions; ok: number; wallMs
 
 const report: any = {
   benchmark: 'bench:peer', startedAt, machine: mach, quick: QUICK, llamaCpp: `node-llama-cpp@${LLAMACPP_VERSION}`,
-  settings: { shapes: shapeNames, kinds, rounds: ROUNDS, concRounds: CROUNDS, conc: CONC, prompt: PROMPT, tokens: TOKENS, threads: THREADS, serverArgs, lora: a.lora, llamaCtx: Number(a['llama-ctx']), gate },
+  settings: { shapes: shapeNames, kinds, quantize: quantizeModes, rounds: ROUNDS, concRounds: CROUNDS, conc: CONC, prompt: PROMPT, tokens: TOKENS, threads: THREADS, serverArgs, lora: a.lora, llamaCtx: Number(a['llama-ctx']), gate },
   bandwidth, boundGBs, shapes: {},
 };
 const md: string[] = [];
@@ -133,7 +137,7 @@ for (const shapeName of shapeNames) {
   const model = makeModel(shape);
   const ggufs = Object.fromEntries(kinds.map((k) => [k, ggufOf(model, shapeName, k)])) as Record<WeightKind, string>;
   const loraGguf = a.lora ? ggufLoraOf(model, shapeName) : undefined;
-  const bytes = Object.fromEntries((['f32', 'f16', 'q8_0'] as WeightKind[]).map((k) => [k, weightBytesPerToken(shape, k)])) as Record<WeightKind, number>;
+  const bytes = Object.fromEntries((Object.keys(BYTES_PER_WEIGHT) as WeightKind[]).map((k) => [k, weightBytesPerToken(shape, k)])) as Record<WeightKind, number>;
 
   const servers: ServerProcess[] = [];
   const targets: Target[] = [];
@@ -142,6 +146,11 @@ for (const shapeName of shapeNames) {
     servers.push(ours);
     targets.push({ name: 'ours-f32', server: ours, kind: 'f32', conc: true });
     if (a.lora) targets.push({ name: 'ours-f32+lora16', server: ours, kind: 'f32', adapter: ADAPTER_NAME, conc: false });
+    for (const q of quantizeModes) {
+      const s = await startOurs(`ours-${shapeName}-${q}`, model, [...serverArgs, '--quantize', q]);
+      servers.push(s);
+      targets.push({ name: `ours-${q}`, server: s, kind: q, conc: true });
+    }
     for (const k of kinds) {
       const lora = a.lora && k === 'f32' ? loraGguf : undefined;
       const s = await startLlama(`llama-${shapeName}-${k}`, ggufs[k], { lora, ctx: Number(a['llama-ctx']), sequences: CONC, threads: THREADS });
@@ -151,6 +160,11 @@ for (const shapeName of shapeNames) {
     }
     const llamaInfo = Object.fromEntries(await Promise.all(servers.filter((s) => s.name.startsWith('llama')).map(async (s) => [s.name, await (await fetch(s.url + '/info')).json()])));
     const rssAfterLoad = Object.fromEntries(servers.map((s) => [s.name, procStatus(s.pid)]));
+    // Our servers' base weights as /readyz reports them (format and bytes in the graph).
+    const oursWeights = Object.fromEntries(await Promise.all(targets.filter((t) => t.name.startsWith('ours-') && !t.adapter).map(async (t) => {
+      const r = (await (await fetch(t.server.url + '/readyz')).json()) as { weight_format: string; base_weight_bytes: number };
+      return [t.name, { format: r.weight_format, bytes: r.base_weight_bytes }];
+    }))) as Record<string, { format: string; bytes: number }>;
     log(`servers ready; load ${loadavg()}`);
 
     const prompt = promptMaker(1, shape.vocab, PROMPT);
@@ -210,7 +224,7 @@ for (const shapeName of shapeNames) {
       })),
     };
     report.shapes[shapeName] = {
-      shape, params: model.params, bytesPerToken: bytes, llamaInfo, rssAfterLoad, rssAfter, firstTokens, errors, summary, batch1: b1, concurrent: conc,
+      shape, params: model.params, bytesPerToken: bytes, llamaInfo, oursWeights, rssAfterLoad, rssAfter, firstTokens, errors, summary, batch1: b1, concurrent: conc,
       logs: Object.fromEntries(servers.map((s) => [s.name, s.logFile])),
     };
 
@@ -218,7 +232,8 @@ for (const shapeName of shapeNames) {
     const foreign = (xs: number[]) => (xs.length ? `${fmt(median(xs), 0)} (${fmt(Math.max(...xs), 0)})` : '-');
     md.push(`## ${shapeName}: hidden ${shape.hidden}, intermediate ${shape.intermediate}, ${shape.layers} layers, ${shape.heads} heads / ${shape.kvHeads} KV heads, vocab ${shape.vocab}, tied embeddings; ${(model.params / 1e6).toFixed(1)}M parameters`);
     md.push('');
-    md.push(`Weights read per token: f32 ${(bytes.f32 / 1e6).toFixed(1)} MB, f16 ${(bytes.f16 / 1e6).toFixed(1)} MB, q8_0 ${(bytes.q8_0 / 1e6).toFixed(1)} MB; weights bound at ${fmt(boundGBs, 2)} GB/s: f32 ${fmt(bound1('f32'))}, f16 ${fmt(bound1('f16'))}, q8_0 ${fmt(bound1('q8_0'))} tok/s (x${CONC} for ${CONC} concurrent).`);
+    const usedKinds = [...new Set(targets.map((t) => t.kind))];
+    md.push(`Weights read per token: ${usedKinds.map((k) => `${k} ${(bytes[k] / 1e6).toFixed(1)} MB`).join(', ')}; weights bound at ${fmt(boundGBs, 2)} GB/s: ${usedKinds.map((k) => `${k} ${fmt(bound1(k))}`).join(', ')} tok/s (x${CONC} for ${CONC} concurrent). Ours int8/int4: MatMulNBits blocks of 32 with float32 scales (int4 with zero points), accuracy level 4; llama.cpp q8_0/q4_0: blocks of 32 with f16 scales (bench/peer/hf2gguf.py, every matrix including the tied embedding).`);
     md.push('');
     md.push(`Batch 1 (prefill = ${PROMPT} / time to first token; decode = ${TOKENS - 1} / (last token - first token); client side, medians of ${ROUNDS}):`);
     md.push('');
@@ -240,6 +255,21 @@ for (const shapeName of shapeNames) {
       md.push(`| ${t.name} | ${fmt(s.aggregateTokPerS, 2)} | ${fmt(s.decodePhaseTokPerS, 2)} | ${fmt(s.boundTokPerS)} | ${fmt(s.aggregateFraction, 3)} | ${fmt(s.decodePhaseFraction, 3)} | ${fmt(s.meanTtftMs, 0)} | ${loadRange(s.load1)} | ${foreign(s.foreignPct)} |`);
     }
     md.push('');
+    const pairs = ([['int8', 'q8_0'], ['int4', 'q4_0']] as const).filter(([o, l]) => summary.batch1[`ours-${o}`] && summary.batch1[`llama-${l}`]);
+    if (pairs.length) {
+      md.push('Quantized base, ours against llama.cpp at equal bits (ratios of the medians above; resident = RSS after load; base weights = bytes in our graph from /readyz):');
+      md.push('');
+      md.push('| ours | llama.cpp | batch-1 decode ours / llama | 8 concurrent aggregate ours / llama | ours resident MiB | llama resident MiB | ours resident / ours-f32 | ours base weight bytes / ours-f32 |');
+      md.push('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |');
+      for (const [o, l] of pairs) {
+        const on = `ours-${o}`;
+        const ln = `llama-${l}`;
+        const ls = servers.find((s) => s.name === `llama-${shapeName}-${l}`)!;
+        const os = targets.find((t) => t.name === on)!.server;
+        md.push(`| ${on} (${oursWeights[on].format}) | ${ln} | ${fmt(summary.batch1[on].decodeTokPerS / summary.batch1[ln].decodeTokPerS, 2)} | ${fmt(summary.concurrent[on].aggregateTokPerS / summary.concurrent[ln].aggregateTokPerS, 2)} | ${fmt(rssAfterLoad[os.name].rssMiB, 0)} | ${fmt(rssAfterLoad[ls.name].rssMiB, 0)} | ${fmt(rssAfterLoad[os.name].rssMiB / rssAfterLoad[ours.name].rssMiB, 3)} | ${fmt(oursWeights[on].bytes / oursWeights['ours-f32'].bytes, 3)} |`);
+      }
+      md.push('');
+    }
     md.push('Resident memory (MiB): ' + servers.map((s) => `${s.name} ${fmt(rssAfterLoad[s.name].rssMiB, 0)} after load, ${fmt(rssAfter[s.name].rssMiB, 0)} after the runs (peak ${fmt(rssAfter[s.name].hwmMiB, 0)})`).join('; ') + '.');
     if (errors.length) {
       md.push('');
