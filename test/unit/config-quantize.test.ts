@@ -1,0 +1,19 @@
+/** --quantize / QUANTIZE / model.quantize: default none, the usual precedence, a bad value named at start. */
+import t from 'tap';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig } from '../../src/config.js';
+
+t.test('default none; config file < environment < flag', async (t) => {
+  t.equal(loadConfig({ argv: [], env: {} }).model.quantize, 'none');
+  const file = join(mkdtempSync(join(tmpdir(), 'quantize-config-')), 'config.json');
+  writeFileSync(file, JSON.stringify({ model: { quantize: 'int8' } }));
+  t.equal(loadConfig({ argv: [], env: { CONFIG_FILE: file } }).model.quantize, 'int8');
+  t.equal(loadConfig({ argv: [], env: { CONFIG_FILE: file, QUANTIZE: 'int4' } }).model.quantize, 'int4');
+  t.equal(loadConfig({ argv: ['--quantize', 'none'], env: { CONFIG_FILE: file, QUANTIZE: 'int4' } }).model.quantize, 'none');
+});
+
+t.test('an unknown format is refused naming the setting and the choices', async (t) => {
+  t.throws(() => loadConfig({ argv: ['--quantize', 'q4_k'], env: {} }), /--quantize[\s\S]*q4_k[\s\S]*none, int8, int4|q4_k[\s\S]*none/);
+});
