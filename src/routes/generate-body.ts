@@ -1,40 +1,29 @@
 /** The /v1/generate body: its JSON schema and its translation into an engine request. */
+import { Type, type Static } from 'typebox';
 import { AppError } from '../errors.js';
 import type { Config } from '../config.js';
 import type { GenerateRequest } from '../engine/types.js';
 import { samplingDefaults, type GenerationDefaults } from '../engine/model/generation-config.js';
 
-export interface GenerateBody {
-  prompt?: string;
-  prompt_token_ids?: number[];
-  max_tokens?: number;
-  temperature?: number;
-  top_p?: number;
-  top_k?: number;
-  seed?: number;
-  stop?: string | string[];
-  ignore_eos?: boolean;
-  logprobs?: boolean;
-  stream?: boolean;
-}
-
-export const generateBodySchema = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    prompt: { type: 'string' },
-    prompt_token_ids: { type: 'array', items: { type: 'integer', minimum: 0 }, minItems: 1 },
-    max_tokens: { type: 'integer', minimum: 1 },
-    temperature: { type: 'number', minimum: 0, maximum: 2 },
-    top_p: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
-    top_k: { type: 'integer', minimum: 0 },
-    seed: { type: 'integer', minimum: 0, maximum: 4294967295 },
-    stop: { anyOf: [{ type: 'string', minLength: 1 }, { type: 'array', items: { type: 'string', minLength: 1 } }] },
-    ignore_eos: { type: 'boolean' },
-    logprobs: { type: 'boolean' },
-    stream: { type: 'boolean' },
+/** The body's JSON schema (checked by fastify), from which its TypeScript type is derived. */
+export const generateBodySchema = Type.Object(
+  {
+    prompt: Type.Optional(Type.String()),
+    prompt_token_ids: Type.Optional(Type.Array(Type.Integer({ minimum: 0 }), { minItems: 1 })),
+    max_tokens: Type.Optional(Type.Integer({ minimum: 1 })),
+    temperature: Type.Optional(Type.Number({ minimum: 0, maximum: 2 })),
+    top_p: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1 })),
+    top_k: Type.Optional(Type.Integer({ minimum: 0 })),
+    seed: Type.Optional(Type.Integer({ minimum: 0, maximum: 4294967295 })),
+    stop: Type.Optional(Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }))])),
+    ignore_eos: Type.Optional(Type.Boolean()),
+    logprobs: Type.Optional(Type.Boolean()),
+    stream: Type.Optional(Type.Boolean()),
   },
-} as const;
+  { additionalProperties: false },
+);
+
+export type GenerateBody = Static<typeof generateBodySchema>;
 
 export const DEFAULT_MAX_TOKENS = 64;
 

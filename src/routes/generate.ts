@@ -1,10 +1,12 @@
 /** POST /v1/generate?adapter=NAME[&route=auto|local|bedrock] — native generation API, JSON or server-sent events. */
 import type { FastifyInstance } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
 import { AppError } from '../errors.js';
 import { checkAdapterName } from '../engine/lora/adapter-manager.js';
 import type { FinishEvent } from '../engine/types.js';
 import { ROUTE_HEADER } from '../fallback/route-policy.js';
-import { generateBodySchema, toGenerateRequest, type GenerateBody } from './generate-body.js';
+import { generateBodySchema, toGenerateRequest } from './generate-body.js';
 import { abortOnDisconnect, endSse, sendSse, startSse } from './sse.js';
 import { dispatchGeneration } from './dispatch.js';
 import { logRequest } from '../request-log.js';
@@ -13,10 +15,13 @@ import { catalogueError } from './engine-errors.js';
 import { prepareAdapter } from './prepare-adapter.js';
 import { requireEngine } from './engine-state.js';
 
+const generateQuerySchema = Type.Object({ adapter: Type.Optional(Type.String()), route: Type.Optional(Type.String()) });
+
 export async function generateRoutes(app: FastifyInstance): Promise<void> {
-  app.post<{ Body: GenerateBody; Querystring: { adapter?: string; route?: string } }>(
+  // The body's and query's types come from their schemas (TypeBox through fastify's type provider).
+  app.withTypeProvider<TypeBoxTypeProvider>().post(
     '/v1/generate',
-    { schema: { body: generateBodySchema, querystring: { type: 'object', properties: { adapter: { type: 'string' }, route: { type: 'string' } } } } },
+    { schema: { body: generateBodySchema, querystring: generateQuerySchema } },
     async (request, reply) => {
       const adapter = request.query.adapter || null;
       if (adapter !== null) checkAdapterName(adapter);

@@ -1,189 +1,129 @@
 /**
- * Bodies of POST /v1/completions and POST /v1/chat/completions: JSON schemas (checked by fastify) and
- * their TypeScript shapes. Optional parameters also accept null, as OpenAI's API does. Parameters this
+ * Bodies of POST /v1/completions and POST /v1/chat/completions: TypeBox schemas (checked by fastify), from
+ * which their TypeScript types are derived. Optional parameters also accept null, as OpenAI's API does. Parameters this
  * server does not implement are listed so that a request using them at a non-default value gets a 400
  * naming them (see checkUnsupported), and unknown parameters are refused as OpenAI refuses them.
  */
 
+import { Type, type Static, type TSchema } from 'typebox';
+
 export const MAX_CHOICES = 16;
 export const MAX_TOP_LOGPROBS = 20;
 
-/** The same schema, null also allowed. */
-const nullable = <T extends { type: string }>(schema: T) => ({ ...schema, type: [schema.type, 'null'] });
+/**
+ * The same schema, null also allowed, written as JSON Schema's `type: [T, 'null']` (what OpenAI's own schemas
+ * say, and the shape the validation messages of src/routes/openai/errors.ts are made from; a Union would be anyOf).
+ */
+const nullable = <T extends TSchema>(schema: T) => Type.Unsafe<Static<T> | null>({ ...schema, type: [(schema as { type?: string }).type, 'null'] });
+/** Free-form values the server accepts without looking inside (only their JSON type is checked). */
+const anyObject = () => Type.Unsafe<Record<string, unknown>>({ type: 'object' });
+const anyArray = () => Type.Unsafe<unknown[]>({ type: 'array' });
 
-export const responseFormatSchema = nullable({
-  type: 'object',
-  required: ['type'],
-  additionalProperties: false,
-  properties: {
-    type: { enum: ['text', 'json_object', 'json_schema'] },
-    json_schema: {
-      type: 'object',
-      required: ['name'],
-      additionalProperties: false,
-      properties: {
-        name: { type: 'string', pattern: '^[a-zA-Z0-9_-]{1,64}$' },
-        description: { type: 'string' },
-        schema: {},
-        strict: { type: ['boolean', 'null'] },
-      },
+export const responseFormatSchema = nullable(
+  Type.Object(
+    {
+      type: Type.Enum(['text', 'json_object', 'json_schema']),
+      json_schema: Type.Optional(
+        Type.Object(
+          {
+            name: Type.String({ pattern: '^[a-zA-Z0-9_-]{1,64}$' }),
+            description: Type.Optional(Type.String()),
+            schema: Type.Optional(Type.Unknown()),
+            strict: Type.Optional(nullable(Type.Boolean())),
+          },
+          { additionalProperties: false },
+        ),
+      ),
     },
-  },
-});
+    { additionalProperties: false },
+  ),
+);
+export type ResponseFormat = NonNullable<Static<typeof responseFormatSchema>>;
 
-const stopSchema = { anyOf: [{ type: 'string', minLength: 1 }, { type: 'array', items: { type: 'string', minLength: 1 } }, { type: 'null' }] };
+const stopSchema = Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 })), Type.Null()]);
 
 /** Parameters common to both endpoints. */
 const commonProperties = {
-  model: { type: 'string', minLength: 1 },
-  max_tokens: nullable({ type: 'integer', minimum: 1 }),
-  temperature: nullable({ type: 'number', minimum: 0, maximum: 2 }),
-  top_p: nullable({ type: 'number', minimum: 0, maximum: 1 }),
-  n: nullable({ type: 'integer', minimum: 1, maximum: MAX_CHOICES }),
-  seed: nullable({ type: 'integer' }),
-  stop: stopSchema,
-  stream: nullable({ type: 'boolean' }),
-  stream_options: nullable({
-    type: 'object',
-    additionalProperties: false,
-    properties: { include_usage: { type: ['boolean', 'null'] }, include_obfuscation: { type: ['boolean', 'null'] } },
-  }),
-  response_format: responseFormatSchema,
-  frequency_penalty: nullable({ type: 'number', minimum: -2, maximum: 2 }),
-  presence_penalty: nullable({ type: 'number', minimum: -2, maximum: 2 }),
-  logit_bias: nullable({ type: 'object' }),
-  user: nullable({ type: 'string' }),
+  model: Type.String({ minLength: 1 }),
+  max_tokens: Type.Optional(nullable(Type.Integer({ minimum: 1 }))),
+  temperature: Type.Optional(nullable(Type.Number({ minimum: 0, maximum: 2 }))),
+  top_p: Type.Optional(nullable(Type.Number({ minimum: 0, maximum: 1 }))),
+  n: Type.Optional(nullable(Type.Integer({ minimum: 1, maximum: MAX_CHOICES }))),
+  seed: Type.Optional(nullable(Type.Integer())),
+  stop: Type.Optional(stopSchema),
+  stream: Type.Optional(nullable(Type.Boolean())),
+  stream_options: Type.Optional(
+    nullable(
+      Type.Object(
+        { include_usage: Type.Optional(nullable(Type.Boolean())), include_obfuscation: Type.Optional(nullable(Type.Boolean())) },
+        { additionalProperties: false },
+      ),
+    ),
+  ),
+  response_format: Type.Optional(responseFormatSchema),
+  frequency_penalty: Type.Optional(nullable(Type.Number({ minimum: -2, maximum: 2 }))),
+  presence_penalty: Type.Optional(nullable(Type.Number({ minimum: -2, maximum: 2 }))),
+  logit_bias: Type.Optional(nullable(anyObject())),
+  user: Type.Optional(nullable(Type.String())),
   // extensions (vLLM spells them the same way)
-  ignore_eos: nullable({ type: 'boolean' }),
-  top_k: nullable({ type: 'integer', minimum: 0 }),
-  return_tokens_as_token_ids: nullable({ type: 'boolean' }),
-} as const;
+  ignore_eos: Type.Optional(nullable(Type.Boolean())),
+  top_k: Type.Optional(nullable(Type.Integer({ minimum: 0 }))),
+  return_tokens_as_token_ids: Type.Optional(nullable(Type.Boolean())),
+};
+const commonBodySchema = Type.Object(commonProperties);
+export type CommonBody = Static<typeof commonBodySchema>;
 
-const promptSchema = {
-  anyOf: [
-    { type: 'string' },
-    { type: 'array', minItems: 1, items: { type: 'string' } },
-    { type: 'array', minItems: 1, items: { type: 'integer' } },
-    { type: 'array', minItems: 1, items: { type: 'array', minItems: 1, items: { type: 'integer' } } },
-  ],
-} as const;
+const promptSchema = Type.Union([
+  Type.String(),
+  Type.Array(Type.String(), { minItems: 1 }),
+  Type.Array(Type.Integer(), { minItems: 1 }),
+  Type.Array(Type.Array(Type.Integer(), { minItems: 1 }), { minItems: 1 }),
+]);
 
-export const completionBodySchema = {
-  type: 'object',
-  required: ['model', 'prompt'],
-  additionalProperties: false,
-  properties: {
+export const completionBodySchema = Type.Object(
+  {
     ...commonProperties,
     prompt: promptSchema,
-    logprobs: nullable({ type: 'integer', minimum: 0, maximum: MAX_TOP_LOGPROBS }),
-    echo: nullable({ type: 'boolean' }),
-    suffix: nullable({ type: 'string' }),
-    best_of: nullable({ type: 'integer', minimum: 1 }),
+    logprobs: Type.Optional(nullable(Type.Integer({ minimum: 0, maximum: MAX_TOP_LOGPROBS }))),
+    echo: Type.Optional(nullable(Type.Boolean())),
+    suffix: Type.Optional(nullable(Type.String())),
+    best_of: Type.Optional(nullable(Type.Integer({ minimum: 1 }))),
   },
-} as const;
+  { additionalProperties: false },
+);
+export type CompletionBody = Static<typeof completionBodySchema>;
 
-const contentPartSchema = {
-  type: 'object',
-  required: ['type'],
-  properties: { type: { type: 'string' }, text: { type: 'string' } },
-} as const;
+const contentPartSchema = Type.Object({ type: Type.String(), text: Type.Optional(Type.String()) });
+export type ContentPart = Static<typeof contentPartSchema>;
 
-export const chatBodySchema = {
-  type: 'object',
-  required: ['model', 'messages'],
-  additionalProperties: false,
-  properties: {
+const chatMessageSchema = Type.Object({
+  role: Type.Enum(['system', 'developer', 'user', 'assistant', 'tool']),
+  content: Type.Optional(Type.Union([Type.String(), Type.Null(), Type.Array(contentPartSchema)])),
+  name: Type.Optional(Type.String()),
+});
+export type ChatMessageBody = Static<typeof chatMessageSchema>;
+
+export const chatBodySchema = Type.Object(
+  {
     ...commonProperties,
-    messages: {
-      type: 'array',
-      minItems: 1,
-      items: {
-        type: 'object',
-        required: ['role'],
-        properties: {
-          role: { enum: ['system', 'developer', 'user', 'assistant', 'tool'] },
-          content: { anyOf: [{ type: 'string' }, { type: 'null' }, { type: 'array', items: contentPartSchema }] },
-          name: { type: 'string' },
-        },
-      },
-    },
-    max_completion_tokens: nullable({ type: 'integer', minimum: 1 }),
-    logprobs: nullable({ type: 'boolean' }),
-    top_logprobs: nullable({ type: 'integer', minimum: 0, maximum: MAX_TOP_LOGPROBS }),
-    tools: nullable({ type: 'array' }),
-    tool_choice: {},
-    parallel_tool_calls: nullable({ type: 'boolean' }),
-    functions: nullable({ type: 'array' }),
-    function_call: {},
-    modalities: nullable({ type: 'array', items: { type: 'string' } }),
-    store: nullable({ type: 'boolean' }),
-    metadata: nullable({ type: 'object' }),
-    service_tier: nullable({ type: 'string' }),
+    messages: Type.Array(chatMessageSchema, { minItems: 1 }),
+    max_completion_tokens: Type.Optional(nullable(Type.Integer({ minimum: 1 }))),
+    logprobs: Type.Optional(nullable(Type.Boolean())),
+    top_logprobs: Type.Optional(nullable(Type.Integer({ minimum: 0, maximum: MAX_TOP_LOGPROBS }))),
+    tools: Type.Optional(nullable(anyArray())),
+    tool_choice: Type.Optional(Type.Unknown()),
+    parallel_tool_calls: Type.Optional(nullable(Type.Boolean())),
+    functions: Type.Optional(nullable(anyArray())),
+    function_call: Type.Optional(Type.Unknown()),
+    modalities: Type.Optional(nullable(Type.Array(Type.String()))),
+    store: Type.Optional(nullable(Type.Boolean())),
+    metadata: Type.Optional(nullable(anyObject())),
+    service_tier: Type.Optional(nullable(Type.String())),
   },
-} as const;
-
-export type ResponseFormat =
-  | { type: 'text' }
-  | { type: 'json_object' }
-  | { type: 'json_schema'; json_schema?: { name: string; description?: string; schema?: unknown; strict?: boolean | null } };
-
-export interface CommonBody {
-  model: string;
-  max_tokens?: number | null;
-  temperature?: number | null;
-  top_p?: number | null;
-  n?: number | null;
-  seed?: number | null;
-  stop?: string | string[] | null;
-  stream?: boolean | null;
-  stream_options?: { include_usage?: boolean | null; include_obfuscation?: boolean | null } | null;
-  response_format?: ResponseFormat | null;
-  frequency_penalty?: number | null;
-  presence_penalty?: number | null;
-  logit_bias?: Record<string, number> | null;
-  user?: string | null;
-  ignore_eos?: boolean | null;
-  top_k?: number | null;
-  return_tokens_as_token_ids?: boolean | null;
-}
-
-export interface CompletionBody extends CommonBody {
-  prompt: string | string[] | number[] | number[][];
-  logprobs?: number | null;
-  echo?: boolean | null;
-  suffix?: string | null;
-  best_of?: number | null;
-}
-
-export interface ContentPart {
-  type: string;
-  text?: string;
-}
-
-export interface ChatMessageBody {
-  role: 'system' | 'developer' | 'user' | 'assistant' | 'tool';
-  content?: string | null | ContentPart[];
-  name?: string;
-}
-
-export interface ChatBody extends CommonBody {
-  messages: ChatMessageBody[];
-  max_completion_tokens?: number | null;
-  logprobs?: boolean | null;
-  top_logprobs?: number | null;
-  tools?: unknown[] | null;
-  tool_choice?: unknown;
-  parallel_tool_calls?: boolean | null;
-  functions?: unknown[] | null;
-  function_call?: unknown;
-  modalities?: string[] | null;
-  store?: boolean | null;
-  metadata?: Record<string, unknown> | null;
-  service_tier?: string | null;
-}
+  { additionalProperties: false },
+);
+export type ChatBody = Static<typeof chatBodySchema>;
 
 /** The query string of both generation endpoints: `route` as on /v1/generate (auto, local, bedrock). */
-export const routeQuerySchema = { type: 'object', properties: { route: { type: 'string' } } } as const;
-export interface RouteQuery {
-  route?: string;
-}
+export const routeQuerySchema = Type.Object({ route: Type.Optional(Type.String()) });
+export type RouteQuery = Static<typeof routeQuerySchema>;
