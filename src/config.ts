@@ -32,6 +32,8 @@ export interface Config {
     /** A directory of adapter directories, or s3://BUCKET/PREFIX/. */
     adaptersDir: string;
     cacheDir: string;
+    /** Bound of the graph cache in MiB: least recently used entries are evicted at start (never the one served). */
+    cacheMaxMb: number;
     executionProviders: string[];
     stateResidency: StateResidency;
     dtype: ModelDtype;
@@ -77,7 +79,7 @@ export interface Config {
 
 export const DEFAULTS: Config = {
   server: { host: '127.0.0.1', port: 8080, bodyLimitBytes: 1 << 20, logLevel: 'info', apiKeys: [], adminKeys: [], apiKeysFile: '', allowUnauthenticated: false },
-  model: { dir: 'models/demo', adaptersDir: 'adapters', cacheDir: '.cache/onnx', executionProviders: ['cpu'], stateResidency: 'auto', dtype: 'auto', quantize: 'none', intraOpThreads: 0, adapterCacheDir: '.cache/adapters', adapterCacheMb: 4096, adapterMaxMb: 2048, adapterCheckIntervalS: 0 },
+  model: { dir: 'models/demo', adaptersDir: 'adapters', cacheDir: '.cache/onnx', cacheMaxMb: 20480, executionProviders: ['cpu'], stateResidency: 'auto', dtype: 'auto', quantize: 'none', intraOpThreads: 0, adapterCacheDir: '.cache/adapters', adapterCacheMb: 4096, adapterMaxMb: 2048, adapterCheckIntervalS: 0 },
   engine: { maxBatch: 8, maxBatchTokens: 16384, maxQueue: 64, adapterSlots: 8, maxLoraRank: 64, hostCacheMb: 512, maxSequenceLength: 2048, prefillChunk: 512, kvCacheMb: 2048, requestTimeoutMs: 120_000, generationConfig: 'auto' },
   limits: { maxTokens: 2048, maxStopSequences: 8, maxStopLength: 64, maxPromptChars: 200_000, maxPromptTokens: 0, shedEventLoopDelayMs: 1000, shedHeapUsedPercent: 90, shedRssMb: 0 },
   bedrock: { targets: {}, circuitBreaker: { ...BEDROCK_DEFAULTS.circuitBreaker } },
@@ -108,6 +110,7 @@ export const SETTINGS: Setting[] = [
   { path: 'model.adapterMaxMb', env: 'ADAPTER_MAX_MB', flag: '--adapter-max-mb', kind: 'int', min: 1, max: 1 << 20, help: 'largest adapter_model.safetensors taken from S3, in MiB' },
   { path: 'model.adapterCheckIntervalS', env: 'ADAPTER_CHECK_INTERVAL_S', flag: '--adapter-check-interval-s', kind: 'int', min: 0, max: 86_400, help: 'seconds between checks for new and changed adapters, reloaded atomically (0 = never)' },
   { path: 'model.cacheDir', env: 'CACHE_DIR', flag: '--cache-dir', kind: 'string', help: 'where built ONNX graphs are kept' },
+  { path: 'model.cacheMaxMb', env: 'CACHE_MAX_MB', flag: '--cache-max-mb', kind: 'int', min: 0, max: 1 << 30, help: 'bound of the graph cache in MiB: least recently used entries evicted at start, never the one served (npm run cache:prune cleans it by hand)' },
   { path: 'model.executionProviders', env: 'EXECUTION_PROVIDERS', flag: '--execution-providers', kind: 'list', help: 'onnxruntime providers to try in order, e.g. webgpu,cpu' },
   { path: 'model.stateResidency', env: 'STATE_RESIDENCY', flag: '--state-residency', kind: 'choice', choices: STATE_RESIDENCIES, help: 'KV cache, LoRA slots and sampling in host or device memory (auto = device on a GPU)' },
   { path: 'model.dtype', env: 'MODEL_DTYPE', flag: '--dtype', kind: 'choice', choices: MODEL_DTYPES, help: 'weights, activations and caches: float32, float16 (device path only; on the CPU provider it falls back to float32 with a warning unless --state-residency device), auto = float16 on the device path' },

@@ -28,6 +28,7 @@ export function engineOptionsFrom(config: Config) {
     adapterMaxBytes: config.model.adapterMaxMb * 1024 * 1024,
     adapterCheckIntervalMs: config.model.adapterCheckIntervalS * 1000,
     cacheDir: config.model.cacheDir,
+    graphCacheMaxBytes: config.model.cacheMaxMb * 1024 * 1024,
     executionProviders: config.model.executionProviders,
     stateResidency: config.model.stateResidency,
     dtype: config.model.dtype,

@@ -56,6 +56,8 @@ export interface EngineOptions {
   /** How often changed adapters are picked up (new ones registered, changed ones reloaded); 0 = never. */
   adapterCheckIntervalMs?: number;
   cacheDir: string;
+  /** Bound of the graph cache in bytes, least recently used entries evicted (graph-cache.ts); undefined = unbounded. */
+  graphCacheMaxBytes?: number;
   executionProviders: string[];
   /** Where the KV cache, LoRA stacks and token selection live between steps; default auto. */
   stateResidency?: StateResidency;
@@ -142,6 +144,7 @@ export class Engine {
       spec,
       weights,
       cacheDir: resolve(options.cacheDir),
+      cacheMaxBytes: options.graphCacheMaxBytes,
       graph: { maxSequenceLength, lora: true, quantize: options.quantize ?? 'none' },
       executionProviders: options.executionProviders,
       residency: options.stateResidency ?? 'auto',

@@ -10,6 +10,8 @@ import type { ModelSpec } from './hf-config.js';
 import type { CheckpointWeights } from './weights.js';
 import type { GraphOptions } from './graph-builder.js';
 import { ensureOnnxModel } from './model-cache.js';
+import { pruneCache, touchEntry } from './graph-cache.js';
+import { basename, dirname } from 'node:path';
 import { ModelRunner } from './model-runner.js';
 import { DeviceRunner } from './device-runner.js';
 import type { BatchRunner, ModelDtype, StateResidency } from './batch-runner.js';
@@ -34,6 +36,8 @@ export interface StartRunnerOptions {
   stacks: SlotStacks;
   /** Called once the ONNX graph is on disk (built or reused), before the session is created. */
   onGraphReady?: (built: boolean) => void;
+  /** The graph cache's bound in bytes (graph-cache.ts); undefined = unbounded. */
+  cacheMaxBytes?: number;
 }
 
 export interface StartLog {
@@ -50,6 +54,16 @@ export interface StartedRunner {
   weightFormat: string;
   /** Bytes of the base's weights in the graph (quantized ones packed, with their scales and zero points). */
   weightBytes: number;
+}
+
+/** Marks the entry served as used and evicts least recently used others beyond the bound. */
+function boundGraphCache(options: StartRunnerOptions, entry: string, log?: StartLog): void {
+  touchEntry(entry);
+  if (options.cacheMaxBytes === undefined) return;
+  const { removed, keptBytes } = pruneCache(options.cacheDir, options.cacheMaxBytes, [entry]);
+  if (removed.length) {
+    log?.info({ removed: removed.map((e) => ({ entry: basename(e.dir), bytes: e.bytes })), keptBytes, boundBytes: options.cacheMaxBytes }, 'graph cache over its bound (--cache-max-mb): least recently used entries removed');
+  }
 }
 
 export function residencyFor(provider: string, requested: StateResidency, dtype: ModelDtype = 'auto'): 'host' | 'device' {
@@ -92,6 +106,7 @@ async function startAs(provider: string, residency: 'host' | 'device', dtype: 'f
   const onnx = ensureOnnxModel(options.modelDir, options.spec, options.weights, graph, options.cacheDir);
   log?.info({ path: onnx.path, built: onnx.built, ms: Math.round(performance.now() - started) }, onnx.built ? 'built ONNX graph' : 'reused cached ONNX graph');
   if (onnx.skippedTensors?.length) log?.info({ tensors: onnx.skippedTensors }, 'checkpoint tensors not used by the graph, as transformers does not use them either');
+  boundGraphCache(options, dirname(onnx.path), log);
   options.onGraphReady?.(onnx.built);
   const { spec, stacks, maxBatch, intraOpThreads } = options;
   const maxSequenceLength = graph.maxSequenceLength;
