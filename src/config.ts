@@ -86,7 +86,7 @@ export const DEFAULTS: Config = {
 };
 
 type Kind = 'string' | 'int' | 'list' | 'level' | 'bool' | 'choice';
-interface Setting {
+export interface Setting {
   path: string;
   env: string;
   flag: string;
@@ -136,7 +136,7 @@ export const SETTINGS: Setting[] = [
   { path: 'server.allowUnauthenticated', env: 'ALLOW_UNAUTHENTICATED', flag: '--allow-unauthenticated', kind: 'bool', help: 'allow a non-loopback host without keys' },
 ];
 
-const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -227,7 +227,7 @@ function coerce(s: Setting, raw: unknown): unknown {
     case 'string':
       return typeof raw === 'string' && raw.length > 0 ? raw : '!must be a non-empty string';
     case 'level':
-      return typeof raw === 'string' && LEVELS.includes(raw) ? raw : `!must be one of ${LEVELS.join(', ')}`;
+      return typeof raw === 'string' && LOG_LEVELS.includes(raw) ? raw : `!must be one of ${LOG_LEVELS.join(', ')}`;
     case 'choice':
       return typeof raw === 'string' && s.choices!.includes(raw) ? raw : `!must be one of ${s.choices!.join(', ')}`;
     case 'bool':
@@ -276,7 +276,8 @@ function mergeFile(config: Config, file: unknown, path: string, problems: string
 }
 
 /** A setting's default as --help shows it. */
-function defaultText(s: Setting): string {
+/** A setting's default as --help and docs/configuration.md show it. */
+export function defaultText(s: Setting): string {
   const [section, key] = s.path.split('.') as [keyof Config, string];
   const value = (DEFAULTS[section] as Record<string, unknown>)[key];
   if (Array.isArray(value)) return value.join(',');
