@@ -275,7 +275,6 @@ function mergeFile(config: Config, file: unknown, path: string, problems: string
   }
 }
 
-/** A setting's default as --help shows it. */
 /** A setting's default as --help and docs/configuration.md show it. */
 export function defaultText(s: Setting): string {
   const [section, key] = s.path.split('.') as [keyof Config, string];
