@@ -11,60 +11,7 @@ import t from 'tap';
 import { buildTestApp, clientFor } from '../helpers/app.js';
 import { loadFixtureEngine, reference } from '../helpers/engine.js';
 import type { GenerationEvent } from '../../src/engine/types.js';
-
-interface Sample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
-
-/** The Prometheus text format's sample lines (what the extractor's parser turns into metric families). */
-function parseExposition(text: string): Sample[] {
-  const samples: Sample[] = [];
-  for (const line of text.split('\n')) {
-    if (!line || line.startsWith('#')) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+-?\d+)?$/.exec(line);
-    if (!m) throw new Error(`not a sample line: ${line}`);
-    const labels: Record<string, string> = {};
-    for (const l of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]] = l[2].replace(/\\(["\\n])/g, (_s, c: string) => (c === 'n' ? '\n' : c));
-    samples.push({ name: m[1], labels, value: Number(m[3]) });
-  }
-  return samples;
-}
-
-interface Extracted {
-  waitingQueueSize: number;
-  runningRequestsSize: number;
-  kvCacheUsagePercent: number;
-  maxActiveModels: number;
-  activeModels: string[];
-  waitingModels: string[];
-  loraValue: number;
-}
-
-const names = (csv: string) => csv.split(',').map((s) => s.trim()).filter((s) => s !== '');
-
-/** The extractor's rules (extractor.go, loraspec.go in llm-d-router), on our /metrics. */
-function extract(text: string): Extracted {
-  const samples = parseExposition(text);
-  const gauge = (name: string) => {
-    const found = samples.filter((s) => s.name === name);
-    if (found.length === 0) throw new Error(`metric family ${name} not found`);
-    return found[found.length - 1].value;
-  };
-  const lora = samples.filter((s) => s.name === 'vllm:lora_requests_info').reduce<Sample | null>((best, s) => (best === null || s.value > best.value ? s : best), null);
-  if (!lora) throw new Error('vllm:lora_requests_info not found');
-  if (!/^-?\d+$/.test(lora.labels.max_lora)) throw new Error(`max_lora is not an integer: ${lora.labels.max_lora}`);
-  return {
-    waitingQueueSize: Math.trunc(gauge('vllm:num_requests_waiting')),
-    runningRequestsSize: Math.trunc(gauge('vllm:num_requests_running')),
-    kvCacheUsagePercent: gauge('vllm:kv_cache_usage_perc'),
-    maxActiveModels: Number.parseInt(lora.labels.max_lora, 10),
-    activeModels: names(lora.labels.running_lora_adapters),
-    waitingModels: names(lora.labels.waiting_lora_adapters),
-    loraValue: lora.value,
-  };
-}
+import { extract, type EndpointMetrics as Extracted } from '../../tools/model-server-protocol/extractor.js';
 
 const engine = await loadFixtureEngine({ adapterSlots: 2, kvCacheBudgetBytes: 4 << 20 });
 const app = await buildTestApp(engine);
@@ -161,4 +108,17 @@ t.test('never the same adapter in both lists, in any scrape', async (t) => {
   t.match(body, /lora_adapter_residency\{tier="device"\} 2/);
   // Local adapters were parsed at start, before the metrics existed; loads after start are counted (S3 test).
   t.match(body, /# TYPE lora_adapter_load_seconds histogram/);
+});
+
+t.test("the routing harness's rules (bench/fleet.ts) are llm-d's scorers", async (t) => {
+  const { loraAffinityScore, queueScores, pick } = await import('../../tools/model-server-protocol/extractor.js');
+  const pod = (active: string[], waiting: string[], queue = 0, kv = 0): Extracted => ({ waitingQueueSize: queue, runningRequestsSize: 0, kvCacheUsagePercent: kv, maxActiveModels: 2, activeModels: active, waitingModels: waiting, loraValue: 0 });
+  t.equal(loraAffinityScore(pod(['a', 'b'], []), 'a'), 1, 'active');
+  t.equal(loraAffinityScore(pod(['b'], []), 'a'), 0.8, 'room for one more');
+  t.equal(loraAffinityScore(pod(['b'], ['a']), 'a'), 0.6, 'queued');
+  t.equal(loraAffinityScore(pod(['b', 'c'], []), 'a'), 0, 'full');
+  t.same(queueScores([pod([], [], 0), pod([], [], 4), pod([], [], 2)]), [1, 0, 0.5]);
+  const weights = { lora: 3, queue: 2, kv: 1 };
+  t.equal(pick([pod(['b', 'c'], []), pod(['a', 'b'], []), pod(['c'], [])], 'a', weights), 1, 'the pod holding the adapter');
+  t.equal(pick([pod(['b', 'c'], []), pod(['a', 'b'], [], 6), pod(['c'], [], 0)], 'a', weights), 2, 'unless its queue is long and another pod has room');
 });
