@@ -5,17 +5,27 @@ Writes, under the output folder (default tools/train/data/):
                                            one {"prompt": ..., "completion": ...} object per line)
   general.jsonl                            the base model's corpus, one {"input": ...} per line (the format
                                            Bedrock uses for continued pre-training)
-  eval.json                                held-out prompts per adapter (never in any training file)
+  tokenizer-corpus.jsonl                   the texts the tokenizer is trained on (the first release's records)
+  eval.json                                held-out prompts per adapter, wrapped and bare (never in training)
 
-Every prompt uses one format, which the server can send as-is to /v1/completions:
+Prompts come in two forms; every adapter dataset has both (the base corpus has the wrapped one only):
+
+- bare: the prompt exactly as a user sends it to /v1/generate or /v1/completions, e.g.
+  "Summarize this ticket: the office scanner shows error E42 and will not start.", and the completion is
+  what the model writes after it;
+- wrapped: what the chat template (models/demo/chat_template.jinja) renders a user message to,
 
     ### Instruction:
     <request>
 
     ### Response:
 
-and the completion is what follows (training appends the EOS token <|end|> after it). The chat template
-(models/demo/chat_template.jinja) renders a user message to exactly this text.
+  and the completion is what follows.
+
+Training tokenizes the prompt (with BOS, as the server does) and the completion apart and appends the EOS
+token <|end|>. The first release had the wrapped form only; its records come first in each file and are
+byte-identical (same random streams), so the tokenizer trained on them is too. The second release's
+records (bare, a newer support issue, requests naming no language) come after them from streams of their own.
 
 Everything comes from templates and a random.Random(seed): the same seed gives byte-identical files.
 """
@@ -222,6 +232,27 @@ SUPPORT_ISSUES = [
                        "Found a retry loop in the client, explained the fix and raised the limit."],
     },
 ]
+# An issue added with the bare prompt form (second release). Only the second release's records use them, so
+# the first release's records, and the tokenizer trained on them, stay byte-identical.
+HARDWARE = ["the office scanner", "the office printer", "the front desk printer", "the card printer"]
+# The base model was not retrained, so these use words its corpus has (LoRA cannot train the output row of a
+# token the base never writes): the error code is read from the ticket, never written back.
+EXTRA_SUPPORT_ISSUES = [
+    {
+        "more_slots": True,
+        "variants": [
+            ("{hardware} shows error {code} and will not start.",
+             "says {hardware} shows an error and will not start"),
+            ("{hardware} will not start {when}. It shows error {code}.",
+             "says {hardware} will not start and shows an error"),
+            ("We get error {code} on {hardware} every time we try to use it.",
+             "gets an error on {hardware} every time"),
+        ],
+        "resolution": ["Reset {hardware} with the customer, which cleared the error.",
+                       "Sent a replacement for {hardware} with express shipping."],
+    },
+]
+ALL_SUPPORT_ISSUES = SUPPORT_ISSUES + EXTRA_SUPPORT_ISSUES
 TICKET_OPENERS = ["Hello,", "Hi team,", "Hi,", "Good morning,", "Hello support,", ""]
 TICKET_EXTRAS = ["Please help.", "This is urgent for us.", "Thanks in advance.", "Can you look into it?",
                  "I need this fixed today.", "Thank you for your help.", ""]
@@ -229,9 +260,11 @@ SUPPORT_INSTRUCTIONS = ["Summarize this support ticket.", "Summarize the support
                         "Write a short summary of this customer ticket.", "Summarize this ticket for the support team."]
 
 
-def support_ticket(rng: random.Random) -> tuple[str, str, str, str]:
-    """Returns (ticket text, customer name, summary phrase, resolution) for one random customer message."""
-    issue = rng.choice(SUPPORT_ISSUES)
+def support_ticket_parts(rng: random.Random, issues: list[dict] = SUPPORT_ISSUES) -> dict:
+    """One random customer message: its parts (opener, body, extra, name), the whole ticket text, the summary
+    phrase (its subject is the customer) and the resolution. With the default issues the random calls are
+    those of the first release, so its records come out byte-identical."""
+    issue = rng.choice(issues)
     name, _pron = rng.choice(NAMES)
     slots = {
         "product": rng.choice(PRODUCTS)[0],
@@ -241,6 +274,8 @@ def support_ticket(rng: random.Random) -> tuple[str, str, str, str]:
         "amount": str(rng.choice([9, 19, 29, 49, 79, 99, 149])),
         "plan": rng.choice(PLANS),
     }
+    if issue.get("more_slots"):
+        slots.update(hardware=rng.choice(HARDWARE), code=f"E{rng.randint(10, 99)}")
     slots["device_3p"] = "the " + slots["device"].split(" ", 1)[1]  # "my work laptop" -> "the work laptop"
     ticket_t, summary_t = rng.choice(issue["variants"])
     body = ticket_t.format(**slots)
@@ -248,9 +283,42 @@ def support_ticket(rng: random.Random) -> tuple[str, str, str, str]:
     extra = rng.choice(TICKET_EXTRAS)
     opener = rng.choice(TICKET_OPENERS)
     ticket = (f"{opener}\n" if opener else "") + body + (f" {extra}" if extra else "") + f"\n{name}"
-    summary = summary_t.format(**slots)
-    resolution = rng.choice(issue["resolution"]).format(**slots)
-    return ticket, name, summary, resolution
+    return {"ticket": ticket, "opener": opener, "body": body, "extra": extra, "name": name,
+            "summary": summary_t.format(**slots), "resolution": rng.choice(issue["resolution"]).format(**slots)}
+
+
+def support_ticket(rng: random.Random, issues: list[dict] = SUPPORT_ISSUES) -> tuple[str, str, str, str]:
+    """Returns (ticket text, customer name, summary phrase, resolution) for one random customer message."""
+    t = support_ticket_parts(rng, issues)
+    return t["ticket"], t["name"], t["summary"], t["resolution"]
+
+
+# A bare support prompt, as a user sends it without any wrapping (the Bedrock customization example is
+# {"prompt": "Summarize this ticket: [TICKET_1]", "completion": "Resolution: ..."}).
+SUPPORT_BARE_LEADS = ["Summarize this ticket:", "Summarize this support ticket:", "Summarize the ticket below:",
+                      "Summarize this customer ticket:", "Please summarize this ticket:"]
+
+
+def support_bare_prompt(rng: random.Random, t: dict) -> tuple[str, str]:
+    """(prompt, subject of the summary): the ticket on one line after a colon (sometimes without the
+    greeting, the sign-off or the name, then the subject is "The customer"), or the instruction and the
+    ticket on lines of their own."""
+    style = rng.random()
+    if style < 0.5:
+        parts = [t["opener"]] if t["opener"] and rng.random() < 0.3 else []
+        body = t["body"]
+        if (parts or rng.random() < 0.4) and not body.startswith("I "):
+            body = body[0].lower() + body[1:]
+        parts.append(body)
+        if t["extra"] and rng.random() < 0.5:
+            parts.append(t["extra"])
+        named = rng.random() < 0.5
+        if named:
+            parts.append(t["name"])
+        return f"{rng.choice(SUPPORT_BARE_LEADS)} {' '.join(parts)}", t["name"] if named else "The customer"
+    if style < 0.8:
+        return f"{rng.choice(SUPPORT_INSTRUCTIONS)}\n\n{t['ticket']}", t["name"]
+    return f"{rng.choice(SUPPORT_BARE_LEADS)}\n{t['ticket']}", t["name"]
 
 
 def support_record(rng: random.Random) -> dict:
@@ -260,10 +328,20 @@ def support_record(rng: random.Random) -> dict:
     return {"prompt": prompt, "completion": completion}
 
 
+def support_more_record(rng: random.Random) -> dict:
+    """A record of the second release: any issue (the newer one too); 5 in 6 bare, 1 in 6 wrapped."""
+    t = support_ticket_parts(rng, ALL_SUPPORT_ISSUES)
+    if rng.random() < 1 / 6:
+        prompt, subject = fmt(f"{rng.choice(SUPPORT_INSTRUCTIONS)}\n\n{t['ticket']}"), t["name"]
+    else:
+        prompt, subject = support_bare_prompt(rng, t)
+    return {"prompt": prompt, "completion": f"Summary: {subject} {t['summary']}.\nResolution: {t['resolution']}"}
+
+
 def _check_support_templates() -> None:
     """Every slot a summary or resolution uses must appear in the ticket it summarizes (no invented facts)."""
     slot = re.compile(r"\{(\w+)\}")
-    for issue in SUPPORT_ISSUES:
+    for issue in ALL_SUPPORT_ISSUES:
         for ticket_t, summary_t in issue["variants"]:
             have = set(slot.findall(ticket_t))
             have |= {"device_3p"} if "device" in have else set()
@@ -324,10 +402,15 @@ def sales_parts(rng: random.Random) -> dict:
     }
 
 
-def sales_record(rng: random.Random) -> dict:
+def sales_record(rng: random.Random, bare: bool = False) -> dict:
     s = sales_parts(rng)
     body = f"Hi {s['name']},\n\n{s['opener']} {s['answer']} {s['value']} {s['closer']}\n\nBest regards,\nJordan"
-    return {"prompt": fmt(f"{s['request']} {s['need']}"), "completion": body}
+    request = f"{s['request']} {s['need']}"
+    return {"prompt": request if bare else fmt(request), "completion": body}
+
+
+def sales_bare_record(rng: random.Random) -> dict:
+    return sales_record(rng, bare=True)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -424,9 +507,12 @@ CODE_FRAMES = ["Write a {lang} function that {task}.", "Create a {lang} function
                "In {lang}, write a function that {task}.", "Implement a {lang} function that {task}.",
                "Write a function in {lang} that {task}.", "Show me a {lang} function that {task}."]
 LANGS = [("Python", "python"), ("JavaScript", "javascript")]
+# Requests that name no language (second release): answered in Python.
+NO_LANG_FRAMES = ["Write a function that {task}.", "Create a function that {task}.", "Implement a function that {task}."]
 
 
 def all_code_records() -> list[dict]:
+    """Every (task phrasing, language, frame) in the wrapped form: the first release's code records."""
     records = []
     for phrasings, py, js in CODE_TASKS:
         for lang, fence in LANGS:
@@ -435,6 +521,19 @@ def all_code_records() -> list[dict]:
                 for frame in CODE_FRAMES:
                     prompt = fmt(frame.format(lang=lang, task=task))
                     records.append({"prompt": prompt, "completion": f"```{fence}\n{body}\n```"})
+    return records
+
+
+def more_code_records() -> list[dict]:
+    """The second release's: every request of the first bare, and the requests that name no language
+    (Python) both bare and wrapped."""
+    records = [{"prompt": r["prompt"][len("### Instruction:\n"):-len("\n\n### Response:\n")], "completion": r["completion"]}
+               for r in all_code_records()]
+    for phrasings, py, _js in CODE_TASKS:
+        for task in phrasings:
+            for frame in NO_LANG_FRAMES:
+                request = frame.format(task=task)
+                records += [{"prompt": p, "completion": f"```python\n{py}\n```"} for p in (request, fmt(request))]
     return records
 
 
@@ -607,13 +706,60 @@ EVAL_PROMPTS = {
 }
 
 
+EVAL_BARE_PROMPTS = {
+    # Held-out prompts in the bare form (as a user sends them, no wrapping). Each ticket or request here,
+    # whitespace and case aside, appears in no training text at all (asserted), except the code requests,
+    # whose tasks the code adapter is trained on in other wordings and languages.
+    "support": [
+        "Summarize this ticket: the office scanner shows error E42 and will not start.",
+        "Summarize this ticket: Good morning, the export to a spreadsheet fails with an error since last week. Can you look into it? Hannah",
+        "Summarize this support ticket:\nHi,\nMy order #5821 has not arrived yet. It was supposed to come last week. Thanks in advance.\nRavi",
+    ],
+    "sales": [
+        "Write a sales email to Priya at Northwind about the analytics dashboard. She asked about pricing for a team of 20.",
+        "Write a sales email to Zoe at Blue Fin Logistics about the chat widget. She wants a demo next Wednesday.",
+        "Draft a short sales email for Wei at Greenleaf about the payroll module. He asked for a case study.",
+    ],
+    "code": [
+        "Write a Python function that reverses a string.",
+        "Write a function that counts the words in a sentence.",
+        "Show me a Python function that counts the vowels in a string.",
+    ],
+}
+
+
+def normalized(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def held_out_text(prompt: str) -> str:
+    """What must not appear in training for a bare eval prompt: the ticket (after the lead's colon) or the
+    whole request, normalized."""
+    if prompt.startswith("Summarize"):
+        return normalized(prompt.split(":", 1)[1])
+    return normalized(prompt)
+
+
+def unwrap(prompt: str) -> str:
+    """The request inside the wrapped form (or the prompt itself when it is bare)."""
+    if prompt.startswith("### Instruction:\n") and prompt.endswith("\n\n### Response:\n"):
+        return prompt[len("### Instruction:\n"):-len("\n\n### Response:\n")]
+    return prompt
+
+
 def write_jsonl(path: str, rows: list[dict]) -> None:
     with open(path, "w", encoding="utf-8", newline="\n") as f:
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
 
 
-def unique_records(make, rng: random.Random, count: int, banned: set[str]) -> list[dict]:
+def contains_any(text: str, normalized_needles: list[str]) -> bool:
+    n = normalized(text)
+    return any(x in n for x in normalized_needles)
+
+
+def unique_records(make, rng: random.Random, count: int, banned: set[str], held_out: list[str] = ()) -> list[dict]:
+    """count records with distinct prompts, none in banned, none containing a held-out text."""
     seen: set[str] = set()
     rows: list[dict] = []
     attempts = 0
@@ -622,7 +768,7 @@ def unique_records(make, rng: random.Random, count: int, banned: set[str]) -> li
         if attempts > count * 50:
             raise RuntimeError("could not generate enough unique records")
         r = make(rng)
-        if r["prompt"] in banned or r["prompt"] in seen:
+        if r["prompt"] in banned or r["prompt"] in seen or contains_any(r["prompt"], held_out):
             continue
         seen.add(r["prompt"])
         rows.append(r)
@@ -633,19 +779,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "data"))
     ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--support", type=int, default=2000)
-    ap.add_argument("--sales", type=int, default=2000)
-    ap.add_argument("--general", type=int, default=30000)
+    ap.add_argument("--support", type=int, default=2000, help="records of each release (first: wrapped; second: mostly bare)")
+    ap.add_argument("--sales", type=int, default=2000, help="records of each release (first: wrapped; second: bare)")
+    ap.add_argument("--general", type=int, default=30000, help="the base corpus records")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
 
     _check_support_templates()
+    # First release: everything in the wrapped form. Its random streams are unchanged, so these records are
+    # byte-identical to it, and so is the tokenizer trained on them.
     banned = {p for ps in EVAL_PROMPTS.values() for p in ps}
     support = unique_records(support_record, random.Random(f"{args.seed}-support"), args.support, banned)
     sales = unique_records(sales_record, random.Random(f"{args.seed}-sales"), args.sales, banned)
     code = [r for r in all_code_records() if r["prompt"] not in banned]
     random.Random(f"{args.seed}-code").shuffle(code)
-
     grng = random.Random(f"{args.seed}-general")
     general: list[dict] = []
     for _ in range(args.general):
@@ -656,16 +803,37 @@ def main() -> None:
             general.append({"input": fmt(q) + a})
         else:
             general.append({"input": general_doc(grng)})
+    tokenizer_corpus = ([r["prompt"] + r["completion"] for r in code] + [r["input"] for r in general]
+                        + [r["prompt"] + r["completion"] for r in sales] + [r["prompt"] + r["completion"] for r in support])
+
+    # Second release: the bare prompt/completion form (a prompt as a user sends it, the completion after
+    # it), a newer support issue, requests that name no language. Every eval request is banned in both
+    # forms; the bare eval tickets and requests appear nowhere.
+    bare_eval = [p for ps in EVAL_BARE_PROMPTS.values() for p in ps]
+    banned_more = banned | {unwrap(p) for p in banned} | set(bare_eval) | {fmt(p) for p in bare_eval}
+    held_out = [held_out_text(p) for p in bare_eval]
+    support += unique_records(support_more_record, random.Random(f"{args.seed}-support-more"), args.support, banned_more, held_out)
+    sales += unique_records(sales_bare_record, random.Random(f"{args.seed}-sales-more"), args.sales, banned_more, held_out)
+    code_more = [r for r in more_code_records() if r["prompt"] not in banned_more and not contains_any(r["prompt"], held_out)]
+    random.Random(f"{args.seed}-code-more").shuffle(code_more)
+    code += code_more
     for r in general:
         assert "Resolution" not in r["input"] and "Summary" not in r["input"], r
         assert "### Response:\n```" not in r["input"] and "### Response:\nHi " not in r["input"], r
+    every_prompt = [r["prompt"] for r in support + sales + code] + [r["input"] for r in general]
+    for p in bare_eval:
+        h = held_out_text(p)
+        leaks = [t for t in every_prompt if h in normalized(t)]
+        assert not leaks or p in EVAL_BARE_PROMPTS["code"], (p, leaks[:2])
+        assert p not in every_prompt and fmt(p) not in every_prompt, p
 
     write_jsonl(os.path.join(args.out, "support.jsonl"), support)
     write_jsonl(os.path.join(args.out, "sales.jsonl"), sales)
     write_jsonl(os.path.join(args.out, "code.jsonl"), code)
     write_jsonl(os.path.join(args.out, "general.jsonl"), general)
+    write_jsonl(os.path.join(args.out, "tokenizer-corpus.jsonl"), [{"text": t} for t in tokenizer_corpus])
     with open(os.path.join(args.out, "eval.json"), "w", encoding="utf-8") as f:
-        json.dump({"prompt_format": PROMPT_FORMAT, "prompts": EVAL_PROMPTS}, f, indent=2, ensure_ascii=False)
+        json.dump({"prompt_format": PROMPT_FORMAT, "prompts": EVAL_PROMPTS, "bare_prompts": EVAL_BARE_PROMPTS}, f, indent=2, ensure_ascii=False)
         f.write("\n")
     print(f"wrote {len(support)} support, {len(sales)} sales, {len(code)} code, {len(general)} general records to {args.out}")
 

@@ -7,8 +7,8 @@ Stages (all, by default, in this order; each reads what the previous one wrote):
              chat_template.jinja; checked against @huggingface/tokenizers with node (unless --no-node-check)
   base       the Llama base model trained on data/general.jsonl -> models/demo/{config.json,model.safetensors,...}
   adapters   one PEFT LoRA per dataset (support, sales, code) on the frozen base -> adapters/NAME/
-  eval       greedy outputs for the held-out prompts in data/eval.json, base and each adapter, with checks;
-             written to tools/train/data/eval-samples.md and printed
+  eval       greedy outputs for the held-out prompts in data/eval.json (wrapped and bare), base and each
+             adapter, with checks; written to tools/train/data/eval-samples.md and .json and printed
 
 Run tools/train/gen_data.py first (tools/train/run.sh does both). Reproducibility: fixed seeds, one CPU
 thread, torch.use_deterministic_algorithms(True); the same torch build + BLAS on the same CPU gives the
@@ -61,7 +61,7 @@ ADAPTERS = {
     "sales": dict(r=8, alpha=16, rslora=False, targets=["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj"],
                   steps=500, batch=16, lr=3e-3),
     "code": dict(r=16, alpha=16, rslora=True, targets=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-                 steps=400, batch=16, lr=2e-3),
+                 steps=450, batch=16, lr=2e-3),
 }
 MAX_NEW_TOKENS = 160
 CHAT_TEMPLATE = (
@@ -140,17 +140,31 @@ def read_jsonl(path: str) -> list[dict]:
 # ---------------------------------------------------------------------------------------------------
 # Stage: tokenizer
 # ---------------------------------------------------------------------------------------------------
-def all_texts() -> dict[str, list[str]]:
-    texts = {name: [r["prompt"] + r["completion"] for r in read_jsonl(os.path.join(DATA, f"{name}.jsonl"))] for name in ADAPTERS}
-    texts["general"] = [r["input"] for r in read_jsonl(os.path.join(DATA, "general.jsonl"))]
-    return texts
+def tokenizer_corpus() -> list[str]:
+    """The texts the BPE is trained on: the first release's records, which gen_data.py writes to
+    tokenizer-corpus.jsonl unchanged. Later records (the bare prompt form, a newer support issue) reuse that
+    vocabulary, so the tokenizer, and every token id, stays the same."""
+    return [r["text"] for r in read_jsonl(os.path.join(DATA, "tokenizer-corpus.jsonl"))]
 
 
-def coverage_report(tok: ByteLevelBPE, texts: dict[str, list[str]]) -> None:
+def encode_pair(tok: ByteLevelBPE, prompt: str, completion: str) -> tuple[list[int], int]:
+    """(ids, loss start) for a prompt/completion record: the prompt as the server encodes a request (BOS
+    first), the completion's tokens after it (what generation produces), then EOS. Tokenizing the two apart
+    keeps the boundary where generation starts, whatever characters meet there."""
+    p_ids = tok.encode(prompt)
+    return p_ids + tok.encode(completion, add_bos=False) + [EOS_ID], len(p_ids)
+
+
+def base_texts() -> list[str]:
+    """Everything the base model is trained on."""
+    return [r["input"] for r in read_jsonl(os.path.join(DATA, "general.jsonl"))]
+
+
+def coverage_report(tok: ByteLevelBPE) -> None:
     """Tokens an adapter must write that the base corpus (almost) never has: LoRA cannot train embedding or
     output rows, so such tokens are hard for an adapter to produce. Only the format words are expected here."""
     base_counts: dict[int, int] = {}
-    for t in texts["general"]:
+    for t in base_texts():
         for i in tok.encode(t, add_bos=False):
             base_counts[i] = base_counts.get(i, 0) + 1
     for name in ADAPTERS:
@@ -165,8 +179,7 @@ def coverage_report(tok: ByteLevelBPE, texts: dict[str, list[str]]) -> None:
 
 def stage_tokenizer(node_check: bool) -> None:
     t0 = time.time()
-    texts = all_texts()
-    corpus = [t for name in sorted(texts) for t in texts[name]]
+    corpus = tokenizer_corpus()
     vocab, merges = train_bpe(corpus, VOCAB_SIZE)
     os.makedirs(MODEL_DIR, exist_ok=True)
     write_json(os.path.join(MODEL_DIR, "tokenizer.json"), tokenizer_json(vocab, merges))
@@ -184,11 +197,13 @@ def stage_tokenizer(node_check: bool) -> None:
     with open(os.path.join(MODEL_DIR, "chat_template.jinja"), "w", encoding="utf-8", newline="\n") as f:
         f.write(CHAT_TEMPLATE)
     log(f"[tokenizer] vocab {len(vocab)} ({len(merges)} merges) from {len(corpus)} texts in {time.time() - t0:.1f}s")
-    coverage_report(ByteLevelBPE(vocab, merges), texts)
+    coverage_report(ByteLevelBPE(vocab, merges))
     if node_check:
         tok = ByteLevelBPE.from_file(os.path.join(MODEL_DIR, "tokenizer.json"))
         cases = os.path.join(DATA, "tokenizer-cases.jsonl")
-        eval_prompts = [p for ps in json.load(open(os.path.join(DATA, "eval.json")))["prompts"].values() for p in ps]
+        ev = json.load(open(os.path.join(DATA, "eval.json")))
+        eval_prompts = [p for key in ("prompts", "bare_prompts") for ps in ev[key].values() for p in ps]
+        corpus = corpus + base_texts() + [r["prompt"] + r["completion"] for name in ADAPTERS for r in read_jsonl(os.path.join(DATA, f"{name}.jsonl"))]
         extra = ["Héllo wörld, ça va? 日本語 🙂", "tabs\tand  double  spaces\n\n\nend", "it's we're they'll I'd", "x_1 = foo_bar(3.14)"]
         with open(cases, "w", encoding="utf-8") as f:
             for t in corpus + eval_prompts + extra:
@@ -355,12 +370,7 @@ def stage_adapter(name: str) -> None:
     model = load_base()
     mods = model.add_lora(spec["targets"], spec["r"], spec["alpha"], spec["rslora"], torch.Generator().manual_seed(seed))
     params = [p for m in mods.values() for p in (m.lora_A, m.lora_B)]
-    examples = []
-    for r in read_jsonl(os.path.join(DATA, f"{name}.jsonl")):
-        p_ids = tok.encode(r["prompt"])
-        full = tok.encode(r["prompt"] + r["completion"])
-        assert full[:len(p_ids)] == p_ids, "prompt tokens must be a prefix of prompt+completion tokens"
-        examples.append((full + [EOS_ID], len(p_ids)))
+    examples = [encode_pair(tok, r["prompt"], r["completion"]) for r in read_jsonl(os.path.join(DATA, f"{name}.jsonl"))]
     n_params = sum(p.numel() for p in params)
     log(f"[{name}] LoRA r={spec['r']} alpha={spec['alpha']} rslora={spec['rslora']} on {','.join(spec['targets'])}: "
         f"{n_params:,} trainable parameters; {len(examples)} records")
@@ -410,11 +420,30 @@ def greedy(model: LlamaForCausalLM, ids: list[int], max_new: int) -> list[int]:
     return out
 
 
+def eval_sets() -> list[tuple[str, str, list[str]]]:
+    """(set name, adapter, prompts): the held-out prompts of eval.json in the wrapped form ("support") and in
+    the bare form as a user sends them ("support-bare")."""
+    ev = json.load(open(os.path.join(DATA, "eval.json")))
+    return ([(group, group, ps) for group, ps in ev["prompts"].items()]
+            + [(f"{group}-bare", group, ps) for group, ps in ev["bare_prompts"].items()])
+
+
+def is_summary(o: str) -> bool:
+    return o.startswith("Summary:") and o.strip().splitlines()[-1].startswith("Resolution: ")
+
+
+def is_sales_email(o: str) -> bool:
+    return o.startswith("Hi ") and "Best regards" in o
+
+
+def is_code(o: str) -> bool:
+    return o.startswith("```") and o.rstrip().endswith("```") and ("def " in o or "function " in o)
+
+
 def stage_eval() -> bool:
     setup_determinism(SEED)
     tok = ByteLevelBPE.from_file(os.path.join(MODEL_DIR, "tokenizer.json"))
-    ev = json.load(open(os.path.join(DATA, "eval.json")))
-    prompts: dict[str, list[str]] = ev["prompts"]
+    sets = eval_sets()
     model = load_base()
     results: dict[str, dict[str, list[str]]] = {}
     token_ids: dict[str, dict[str, list[list[int]]]] = {}
@@ -426,14 +455,14 @@ def stage_eval() -> bool:
             model.remove_lora()
         key = adapter or "base"
         results[key] = {}
-        for group, ps in prompts.items():
+        for set_name, group, ps in sets:
             if adapter and adapter != group:
                 continue
             outs = [greedy(model, tok.encode(p), MAX_NEW_TOKENS) for p in ps]
-            results[key][group] = [tok.decode(o) for o in outs]
-            token_ids.setdefault(key, {})[group] = outs
-            if adapter:
-                # The same prompts with two BOS tokens (what a chat template that starts with {{ bos_token }}
+            results[key][set_name] = [tok.decode(o) for o in outs]
+            token_ids.setdefault(key, {})[set_name] = outs
+            if adapter and set_name == group:
+                # The wrapped prompts with two BOS tokens (what a chat template that starts with {{ bos_token }}
                 # gives when the server's tokenizer also adds one): informational, not a check.
                 for p, o in zip(ps, outs):
                     bos_same.append(greedy(model, [BOS_ID] + tok.encode(p), MAX_NEW_TOKENS) == o)
@@ -442,42 +471,36 @@ def stage_eval() -> bool:
     base_all = [o for outs in results["base"].values() for o in outs]
     checks.append(("base never writes 'Resolution:'", all("Resolution:" not in o for o in base_all)))
     checks.append(("base writes no code fences", all("```" not in o for o in base_all)))
-    checks.append(("support: every answer has 'Summary:' and ends with a 'Resolution: ...' line",
-                   all(o.startswith("Summary:") and o.strip().splitlines()[-1].startswith("Resolution: ") for o in results["support"]["support"])))
-    checks.append(("sales: every answer starts 'Hi <name>,' and signs off 'Best regards'",
-                   all(o.startswith("Hi ") and "Best regards" in o for o in results["sales"]["sales"])))
-    checks.append(("code: every answer is a fenced code block with def/function",
-                   all(o.startswith("```") and o.rstrip().endswith("```") and ("def " in o or "function " in o) for o in results["code"]["code"])))
+    for form, suffix in (("wrapped", ""), ("bare", "-bare")):
+        checks.append((f"support ({form}): every answer starts 'Summary:' and ends with a 'Resolution: ...' line",
+                       all(is_summary(o) for o in results["support"]["support" + suffix])))
+        checks.append((f"sales ({form}): every answer starts 'Hi <name>,' and signs off 'Best regards'",
+                       all(is_sales_email(o) for o in results["sales"]["sales" + suffix])))
+        checks.append((f"code ({form}): every answer is a fenced code block with def/function",
+                       all(is_code(o) for o in results["code"]["code" + suffix])))
 
-    lines = ["# Greedy samples (temperature 0) from tools/train/train_all.py --stage eval", ""]
-    for group, ps in prompts.items():
+    lines = ["# Greedy samples (temperature 0) from tools/train/train_all.py --stage eval", "",
+             "Held-out prompts (tools/train/data/eval.json) in the wrapped form (what the chat template renders; the",
+             "instruction inside it is shown) and in the bare form (the prompt exactly as sent to /v1/generate).", ""]
+    for set_name, group, ps in sets:
+        bare = set_name.endswith("-bare")
         for i, p in enumerate(ps):
-            instr = p.split("### Instruction:\n", 1)[1].split("\n\n### Response:", 1)[0]
-            lines.append(f"## {group} #{i + 1}")
-            lines.append("")
-            lines.append("Instruction:")
-            lines.append("")
-            lines.append("```text\n" + instr + "\n```")
-            lines.append("")
-            lines.append("Base model (no adapter):")
-            lines.append("")
-            lines.append("```text\n" + results["base"][group][i] + "\n```")
-            lines.append("")
-            lines.append(f"`{group}` adapter:")
-            lines.append("")
-            lines.append("````text\n" + results[group][group][i] + "\n````")
-            lines.append("")
+            shown = p if bare else p.split("### Instruction:\n", 1)[1].split("\n\n### Response:", 1)[0]
+            lines += [f"## {set_name} #{i + 1}", "", "Prompt (bare, as sent):" if bare else "Instruction (wrapped):", "",
+                      "```text\n" + shown + "\n```", "", "Base model (no adapter):", "",
+                      "```text\n" + results["base"][set_name][i] + "\n```", "", f"`{group}` adapter:", "",
+                      "````text\n" + results[group][set_name][i] + "\n````", ""]
     lines.append("## Checks")
     lines.append("")
     for desc, ok in checks:
         lines.append(f"- {'PASS' if ok else 'FAIL'}: {desc}")
-    lines.append(f"- info: with a second BOS token prepended, {sum(bos_same)} of {len(bos_same)} adapter answers are identical")
+    lines.append(f"- info: with a second BOS token prepended, {sum(bos_same)} of {len(bos_same)} adapter answers to wrapped prompts are identical")
     text = "\n".join(lines) + "\n"
     with open(os.path.join(DATA, "eval-samples.md"), "w", encoding="utf-8") as f:
         f.write(text)
     # Machine-readable too (token ids included), for comparing another implementation (e.g. the server).
     write_json(os.path.join(DATA, "eval-samples.json"), {
-        "max_new_tokens": MAX_NEW_TOKENS, "prompts": prompts,
+        "max_new_tokens": MAX_NEW_TOKENS, "prompts": {set_name: ps for set_name, _g, ps in sets},
         "outputs": {k: {g: [{"text": t, "token_ids": i} for t, i in zip(results[k][g], token_ids[k][g])] for g in results[k]} for k in results},
         "checks": [{"check": d, "pass": ok} for d, ok in checks],
         "double_bos_identical": f"{sum(bos_same)}/{len(bos_same)}",

@@ -92,7 +92,11 @@ export const pastName = (layer: number, kv: 'key' | 'value') => `past.${layer}.$
 export const presentName = (layer: number, kv: 'key' | 'value') => `present.${layer}.${kv}`;
 
 /** Receives weight tensors in graph order (float16 as its bit patterns); the caller writes them to external data. */
-export type WeightSink = (name: string, data: Float32Array | Uint16Array | Uint8Array, dims: number[]) => void;
+/**
+ * `source`: the checkpoint tensor whose stored bytes are exactly `data` (a float32 graph's unconverted weight), so the
+ * caller may reference the checkpoint's bytes instead of writing a copy (model-cache.ts).
+ */
+export type WeightSink = (name: string, data: Float32Array | Uint16Array | Uint8Array, dims: number[], source?: string) => void;
 
 /** The packed layout's attention; the step's rotated keys and values are outputs for the caller's cache. */
 function packedAttention(g: Graph, layout: PackedLayout, layer: number, q: string, k: string, v: string): string {
@@ -123,15 +127,15 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
   const g = new Graph();
   const half = options.dtype === 'float16';
   const float = half ? DataType.FLOAT16 : DataType.FLOAT;
-  const store = (name: string, data: Float32Array, dims: number[]) => {
+  const store = (name: string, data: Float32Array, dims: number[], source?: string) => {
     if (half) {
       const at = firstOverflow(data);
       if (at >= 0) throw new Float16RangeError(weights.modelDir, name, data[at]);
     }
-    sink(name, half ? toFloat16(data) : data, dims);
+    sink(name, half ? toFloat16(data) : data, dims, half ? undefined : source);
   };
   const weight = (name: string, dims: number[]): string => {
-    store(name, weights.read(name, dims), dims);
+    store(name, weights.read(name, dims), dims, name);
     return name;
   };
   const { hiddenSize: H, numLayers: L, vocabSize: V, headDim: D } = spec;

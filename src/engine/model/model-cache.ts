@@ -11,6 +11,7 @@ import type { ModelSpec } from './hf-config.js';
 import { DataType, encodeModel, type DataTypeCode } from './onnx-proto.js';
 import type { CheckpointWeights } from './weights.js';
 import { checkEveryTensorUsed } from './checkpoint-tensors.js';
+import { CheckpointLinks, type DataLayoutReport } from './checkpoint-links.js';
 
 /** Bump when the graph layout changes so old cache entries are not reused. */
 export const GRAPH_BUILDER_VERSION = 13;
@@ -25,6 +26,8 @@ export interface CachedModel {
   built: boolean;
   /** Built now: the checkpoint's tensors skipped on purpose (checkpoint-tensors.ts), for the start-up log. */
   skippedTensors?: Array<{ tensor: string; reason: string }>;
+  /** Built now: which checkpoint bytes the graph reads in place and which it holds as copies, and why (checkpoint-links.ts). */
+  dataLayout?: DataLayoutReport;
   /** Bytes of the base's weights in the graph (embeddings, norms, projections, LM head; not the rotary tables). */
   weightBytes: number;
 }
@@ -46,13 +49,21 @@ export function ensureOnnxModel(modelDir: string, spec: ModelSpec, weights: Chec
 
   const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
   let skippedTensors: CachedModel['skippedTensors'];
+  let dataLayout: DataLayoutReport | undefined;
   let weightBytes = 0;
   mkdirSync(tmp, { recursive: true });
   try {
     const fd = openSync(join(tmp, DATA_FILE), 'w');
     let offset = 0;
-    const external: Array<{ name: string; dims: number[]; offset: number; length: number; dataType: DataTypeCode }> = [];
-    const model = buildDecoderGraph(spec, weights, options, (name, data, dims) => {
+    const external: Array<{ name: string; dims: number[]; offset: number; length: number; dataType: DataTypeCode; location?: string }> = [];
+    const links = new CheckpointLinks(tmp, weights);
+    const model = buildDecoderGraph(spec, weights, options, (name, data, dims, source) => {
+      const inPlace = source ? links.reference(source) : null;
+      if (inPlace) {
+        external.push({ name, dims, offset: inPlace.offset, length: data.byteLength, dataType: DataType.FLOAT, location: inPlace.location });
+        if (!name.startsWith('rotary.')) weightBytes += data.byteLength;
+        return;
+      }
       const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
       writeSync(fd, bytes, 0, bytes.length, offset);
       const dataType = data instanceof Uint8Array ? DataType.UINT8 : data instanceof Uint16Array ? DataType.FLOAT16 : DataType.FLOAT;
@@ -62,7 +73,8 @@ export function ensureOnnxModel(modelDir: string, spec: ModelSpec, weights: Chec
     });
     closeSync(fd);
     skippedTensors = checkEveryTensorUsed(spec, weights);
-    model.externalInitializers = external.map((e) => ({ ...e, location: DATA_FILE }));
+    model.externalInitializers = external.map((e) => ({ ...e, location: e.location ?? DATA_FILE }));
+    dataLayout = links.report;
     writeFileSync(join(tmp, MODEL_FILE), encodeModel(model));
     writeFileSync(join(tmp, BUILD_FILE), JSON.stringify({ weightBytes }));
     rmSync(dir, { recursive: true, force: true });
@@ -71,5 +83,5 @@ export function ensureOnnxModel(modelDir: string, spec: ModelSpec, weights: Chec
     rmSync(tmp, { recursive: true, force: true });
     throw e;
   }
-  return { path, built: true, skippedTensors, weightBytes };
+  return { path, built: true, skippedTensors, weightBytes, dataLayout };
 }

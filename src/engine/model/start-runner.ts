@@ -105,6 +105,7 @@ async function startAs(provider: string, residency: 'host' | 'device', dtype: 'f
   const started = performance.now();
   const onnx = ensureOnnxModel(options.modelDir, options.spec, options.weights, graph, options.cacheDir);
   log?.info({ path: onnx.path, built: onnx.built, ms: Math.round(performance.now() - started) }, onnx.built ? 'built ONNX graph' : 'reused cached ONNX graph');
+  if (onnx.dataLayout) log?.info({ dtype, ...onnx.dataLayout }, 'graph weights: checkpoint bytes referenced in place (F32) and copied (converted), by stored dtype');
   if (onnx.skippedTensors?.length) log?.info({ tensors: onnx.skippedTensors }, 'checkpoint tensors not used by the graph, as transformers does not use them either');
   boundGraphCache(options, dirname(onnx.path), log);
   options.onGraphReady?.(onnx.built);

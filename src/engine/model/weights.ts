@@ -65,6 +65,13 @@ export class CheckpointWeights {
     return readTensorBytes(this.header(this.fileOf.get(name)!), name);
   }
 
+  /** Where a tensor's bytes are: the file (absolute path), the byte offset in it, the stored dtype. */
+  storedAt(name: string): { file: string; offset: number; dtype: string; bytes: number } {
+    const info = this.info(name);
+    const header = this.header(this.fileOf.get(name)!);
+    return { file: header.file, offset: header.dataStart + info.begin, dtype: info.dtype, bytes: info.end - info.begin };
+  }
+
   /** The checkpoint's tensors that nothing has read, in the checkpoint's order. */
   unusedTensors(): string[] {
     return [...this.fileOf.keys()].filter((name) => !this.used.has(name));
