@@ -29,11 +29,13 @@ export function touchEntry(dir: string): void {
   else writeFileSync(file, '');
 }
 
+/** Bytes an entry holds of its own: hard links to checkpoint files (checkpoint-links.ts) cost no extra space. */
 function folderBytes(dir: string): number {
   let total = 0;
   for (const name of readdirSync(dir)) {
     const st = statSync(join(dir, name));
-    total += st.isDirectory() ? folderBytes(join(dir, name)) : st.size;
+    if (st.isDirectory()) total += folderBytes(join(dir, name));
+    else if (st.nlink === 1) total += st.size;
   }
   return total;
 }
