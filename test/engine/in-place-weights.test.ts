@@ -4,7 +4,7 @@
  * build says so per dtype. The served numbers are checked against HF by reference.test.ts on the same path.
  */
 import t from 'tap';
-import { cpSync, mkdtempSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FIXTURE_MODEL, engineOptions, freshCacheDir, greedyRequest, reference } from '../helpers/engine.js';
@@ -21,8 +21,17 @@ async function load(modelDir: string, cacheDir: string) {
   return { engine, layout };
 }
 
+/** A cache folder on the fixtures' file system (a hard link cannot cross file systems; /tmp may be another one). */
+function cacheBesideFixtures(): string {
+  const base = join(FIXTURE_MODEL, '..', '..', '..', '.cache');
+  mkdirSync(base, { recursive: true });
+  const dir = mkdtempSync(join(base, 'in-place-test-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
 t.test('F32 checkpoint: referenced in place through a hard link; the entry holds only what it computed', async (t) => {
-  const cacheDir = freshCacheDir();
+  const cacheDir = cacheBesideFixtures();
   const { engine, layout } = await load(FIXTURE_MODEL, cacheDir);
   const checkpointBytes = statSync(join(FIXTURE_MODEL, 'model.safetensors')).size;
   const [entry] = readdirSync(cacheDir).map((name) => join(cacheDir, name));
