@@ -98,24 +98,47 @@ t.test('onnxruntime MatMulNBits (CPU) multiplies by exactly our dequantized weig
   }
 });
 
-t.test('onnxruntime GatherBlockQuantized (CPU) reads the same bytes as embeddings', async (t) => {
+t.test('onnxruntime GatherBlockQuantized (CPU) reads MatMulNBits\' packed values as embeddings (one shared copy)', async (t) => {
   for (const [bits, symmetric] of [[8, true], [4, false]] as Array<[Bits, boolean]>) {
     const [v, h] = [20, 64];
+    const blocks = h / 32;
     const q = quantizeBlockwise(random(v * h, 9), v, h, bits, 32, symmetric);
+    // The layout quantized-weights.ts writes: data [v, blocks, blob] shared by both ops; scales and zero points per op.
     const inline: InlineInitializer[] = [
-      { name: 'data', dataType: DataType.UINT8, dims: [v, (h * bits) / 8], raw: q.packed },
-      { name: 'scales', dataType: DataType.FLOAT, dims: [v, h / 32], raw: bytes(q.scales) },
+      { name: 'data', dataType: DataType.UINT8, dims: [v, blocks, (32 * bits) / 8], raw: q.packed },
+      { name: 'gather_scales', dataType: DataType.FLOAT, dims: [v, blocks, 1], raw: bytes(q.scales) },
+      { name: 'scales', dataType: DataType.FLOAT, dims: [v, blocks], raw: bytes(q.scales) },
     ];
-    if (q.zeroPoints) inline.push({ name: 'zero_points', dataType: DataType.UINT8, dims: [v, q.zeroPoints.length / v], raw: q.zeroPoints });
+    const gatherInputs = ['data', 'ids', 'gather_scales'];
+    const matMulInputs = ['A', 'data', 'scales'];
+    if (q.zeroPoints) {
+      const unpacked = Uint8Array.from({ length: v * blocks }, (_, i) => (q.zeroPoints![Math.floor(i / blocks) * Math.ceil(blocks / 2) + ((i % blocks) >> 1)] >> (((i % blocks) & 1) * 4)) & 15);
+      inline.push({ name: 'gather_zero_points', dataType: DataType.UINT8, dims: [v, blocks, 1], raw: unpacked });
+      inline.push({ name: 'zero_points', dataType: DataType.UINT8, dims: [v, q.zeroPoints.length / v], raw: q.zeroPoints });
+      gatherInputs.push('gather_zero_points');
+      matMulInputs.push('zero_points');
+    }
     const ids = [3, 0, 19];
+    const a = random(h, 4);
     const out = await runOnnx(
-      [{ opType: 'GatherBlockQuantized', domain: 'com.microsoft', inputs: ['data', 'ids', ...inline.slice(1).map((i) => i.name)], outputs: ['E'], name: 'g', attributes: { bits, block_size: 32, gather_axis: 0, quantize_axis: 1 } }],
+      [
+        { opType: 'GatherBlockQuantized', domain: 'com.microsoft', inputs: gatherInputs, outputs: ['E'], name: 'g', attributes: { bits, block_size: 32, gather_axis: 0, quantize_axis: 2 } },
+        { opType: 'MatMulNBits', domain: 'com.microsoft', inputs: matMulInputs, outputs: ['Y'], name: 'mm', attributes: { K: h, N: v, bits, block_size: 32, accuracy_level: 0 } },
+      ],
       inline,
-      { ids: new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [3]) },
-      [{ name: 'ids', dataType: DataType.INT64, shape: ['t'] }],
-      [{ name: 'E', dataType: DataType.FLOAT, shape: ['t', h] }],
+      { ids: new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [3]), A: new ort.Tensor('float32', a, [1, h]) },
+      [{ name: 'ids', dataType: DataType.INT64, shape: ['t'] }, { name: 'A', dataType: DataType.FLOAT, shape: [1, h] }],
+      [{ name: 'E', dataType: DataType.FLOAT, shape: ['t', blocks, 32] }, { name: 'Y', dataType: DataType.FLOAT, shape: [1, v] }],
     );
     const w = dequantize(q);
-    t.same([...(out.E.data as Float32Array)], ids.flatMap((id) => [...w.subarray(id * h, (id + 1) * h)]), `bits ${bits}`);
+    t.same([...(out.E.data as Float32Array)], ids.flatMap((id) => [...w.subarray(id * h, (id + 1) * h)]), `bits ${bits}: gathered rows`);
+    const y = out.Y.data as Float32Array;
+    let worst = 0;
+    for (let c = 0; c < v; c++) {
+      let sum = 0;
+      for (let i = 0; i < h; i++) sum += a[i] * w[c * h + i];
+      worst = Math.max(worst, Math.abs(sum - y[c]));
+    }
+    t.ok(worst < 1e-6, `bits ${bits}: the LM head product from the same bytes (${worst.toExponential(2)})`);
   }
 });

@@ -36,6 +36,8 @@ export function weightFormatLabel(prequantized: PrequantizedFormat | null, quant
 
 export class QuantizedWeights {
   private readonly cache = new Map<string, BlockQuantized>();
+  /** The packed-values initializer of each weight written so far: a tied embedding and LM head share one. */
+  private readonly packedData = new Map<string, string>();
 
   private constructor(
     private readonly g: Graph,
@@ -65,17 +67,25 @@ export class QuantizedWeights {
     return q;
   }
 
-  private write(name: string, q: BlockQuantized, dataDims: number[]): { data: string; scales: string; zeroPoints: string | null } {
-    const blocks = blocksOf(q.k, q.blockSize);
-    this.sink(`${name}.quantized`, q.packed, dataDims);
-    this.sink(`${name}.scales`, this.half ? toFloat16(q.scales) : q.scales, [q.n, blocks]);
-    if (q.zeroPoints) this.sink(`${name}.zero_points`, q.zeroPoints, [q.n, zeroPointBytesPerRow(blocks, q.bits)]);
-    return { data: `${name}.quantized`, scales: `${name}.scales`, zeroPoints: q.zeroPoints ? `${name}.zero_points` : null };
+  /** B [n, blocks, blockSize*bits/8], written once per weight (MatMulNBits' shape; the embeddings' Gather reads it too). */
+  private data(name: string, q: BlockQuantized): string {
+    let tensor = this.packedData.get(name);
+    if (!tensor) {
+      tensor = `${name}.quantized`;
+      this.sink(tensor, q.packed, [q.n, blocksOf(q.k, q.blockSize), (q.blockSize * q.bits) / 8]);
+      this.packedData.set(name, tensor);
+    }
+    return tensor;
   }
 
   private matMul(x: string, name: string, q: BlockQuantized): string {
-    const t = this.write(name, q, [q.n, blocksOf(q.k, q.blockSize), (q.blockSize * q.bits) / 8]);
-    const inputs = [x, t.data, t.scales, ...(t.zeroPoints ? [t.zeroPoints] : [])];
+    const blocks = blocksOf(q.k, q.blockSize);
+    const inputs = [x, this.data(name, q), `${name}.scales`];
+    this.sink(`${name}.scales`, this.half ? toFloat16(q.scales) : q.scales, [q.n, blocks]);
+    if (q.zeroPoints) {
+      this.sink(`${name}.zero_points`, q.zeroPoints, [q.n, zeroPointBytesPerRow(blocks, q.bits)]);
+      inputs.push(`${name}.zero_points`);
+    }
     return this.g.one('MatMulNBits', inputs, { K: q.k, N: q.n, bits: q.bits, block_size: q.blockSize, accuracy_level: ACCURACY_LEVEL }, 'com.microsoft');
   }
 
@@ -98,18 +108,34 @@ export class QuantizedWeights {
     return bias ? this.g.one('Add', [y, bias]) : y;
   }
 
-  /** Embeddings [v, h] gathered by `ids` through GatherBlockQuantized, or null when they stay float. */
+  /**
+   * Embeddings [v, h] gathered by `ids` through GatherBlockQuantized, as [tokens, h], or null when they stay float.
+   * The op reads the packed values in MatMulNBits' shape [v, blocks, blob] (quantized along the last axis, one
+   * block per row of it), so a tied LM head shares them; its scales [v, blocks, 1] and zero points (one per byte)
+   * are its own, MatMulNBits refusing that shape.
+   */
   embedding(ids: string, name: string, v: number, h: number): string | null {
     const q = this.quantizeFloat(name, v, h);
     if (!q || h % q.blockSize !== 0) return null;
-    const t = this.write(`${name}.gather`, q, [v, (h * q.bits) / 8]);
-    const inputs = [t.data, ids, t.scales, ...(t.zeroPoints ? [t.zeroPoints] : [])];
-    return this.g.one('GatherBlockQuantized', inputs, { bits: q.bits, block_size: q.blockSize, gather_axis: 0, quantize_axis: 1 }, 'com.microsoft');
+    const blocks = h / q.blockSize;
+    const inputs = [this.data(name, q), ids, `${name}.gather_scales`];
+    this.sink(`${name}.gather_scales`, this.half ? toFloat16(q.scales) : q.scales, [v, blocks, 1]);
+    if (q.zeroPoints) {
+      const zpRow = zeroPointBytesPerRow(blocks, q.bits);
+      const zeros = new Uint8Array(v * blocks);
+      for (let row = 0; row < v; row++) {
+        for (let b = 0; b < blocks; b++) zeros[row * blocks + b] = q.bits === 8 ? q.zeroPoints[row * zpRow + b] : (q.zeroPoints[row * zpRow + (b >> 1)] >> ((b & 1) * 4)) & 15;
+      }
+      this.sink(`${name}.gather_zero_points`, zeros, [v, blocks, 1]);
+      inputs.push(`${name}.gather_zero_points`);
+    }
+    const rows = this.g.one('GatherBlockQuantized', inputs, { bits: q.bits, block_size: q.blockSize, gather_axis: 0, quantize_axis: 2 }, 'com.microsoft');
+    return this.g.one('Reshape', [rows, this.g.int64(`shape.embeddings.${h}`, [-1, h])]);
   }
 
   /** Logits = x [rows, h] times the LM head [v, h] (the embeddings when tied) as MatMulNBits, or null when float. */
   lmHead(x: string, name: string, v: number, h: number): string | null {
     const q = this.quantizeFloat(name, v, h);
-    return q ? this.matMul(x, `${name}.lm_head`, q) : null;
+    return q ? this.matMul(x, name, q) : null;
   }
 }

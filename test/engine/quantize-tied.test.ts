@@ -1,0 +1,43 @@
+/**
+ * Tied embeddings over a quantized base: GatherBlockQuantized (the embeddings) and MatMulNBits (the LM head) read
+ * one copy of the packed values, so a tied checkpoint's graph holds exactly one V x H packed matrix fewer than the
+ * same weights untied.
+ */
+import t from 'tap';
+import { copyFileSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CheckpointWeights } from '../../src/engine/model/weights.js';
+import { encodeSafetensors } from '../../src/engine/model/safetensors.js';
+import { FIXTURE_MODEL, freshCacheDir, greedyRequest, loadFixtureEngine, reference } from '../helpers/engine.js';
+
+/** llama-tiny with lm_head.weight := embed_tokens (untied copy) or dropped (tie_word_embeddings true). */
+function writeVariant(tied: boolean): string {
+  const dir = mkdtempSync(join(tmpdir(), tied ? 'tied-' : 'untied-'));
+  for (const f of readdirSync(FIXTURE_MODEL)) if (f !== 'model.safetensors' && f !== 'config.json') copyFileSync(join(FIXTURE_MODEL, f), join(dir, f));
+  const config = JSON.parse(readFileSync(join(FIXTURE_MODEL, 'config.json'), 'utf8'));
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, tie_word_embeddings: tied }));
+  const weights = new CheckpointWeights(FIXTURE_MODEL);
+  const header = JSON.parse(readFileSync(join(FIXTURE_MODEL, 'model.safetensors')).subarray(8, 8 + Number(readFileSync(join(FIXTURE_MODEL, 'model.safetensors')).readBigUInt64LE(0))).toString('utf8'));
+  const tensors = Object.keys(header).filter((n) => n !== '__metadata__' && n !== 'lm_head.weight').map((name) => ({ name, dtype: 'F32' as const, shape: weights.info(name).shape, data: weights.read(name, weights.info(name).shape) }));
+  if (!tied) tensors.push({ ...tensors.find((x) => x.name === 'model.embed_tokens.weight')!, name: 'lm_head.weight' });
+  writeFileSync(join(dir, 'model.safetensors'), encodeSafetensors(tensors));
+  return dir;
+}
+
+t.test('int4 and int8: a tied base stores its packed embedding matrix once and answers as the untied one', async (t) => {
+  const [tiedDir, untiedDir] = [writeVariant(true), writeVariant(false)];
+  const { vocab_size: v, hidden_size: h } = JSON.parse(readFileSync(join(FIXTURE_MODEL, 'config.json'), 'utf8'));
+  for (const [quantize, bytesPerWeight] of [['int4', 0.5], ['int8', 1]] as const) {
+    const tied = await loadFixtureEngine({ modelDir: tiedDir, quantize, cacheDir: freshCacheDir() });
+    const untied = await loadFixtureEngine({ modelDir: untiedDir, quantize, cacheDir: freshCacheDir() });
+    t.equal(untied.baseWeights.bytes - tied.baseWeights.bytes, v * h * bytesPerWeight, `${quantize}: one packed ${v} x ${h} matrix fewer`);
+    for (const c of reference.cases.slice(0, 4)) {
+      const [a, b] = await Promise.all([tied.generate(greedyRequest(c)), untied.generate(greedyRequest(c))]);
+      t.same(a.tokenIds, b.tokenIds, `${quantize} ${c.adapter ?? 'base'}: same tokens`);
+      t.same(a.logprobs, b.logprobs, `${quantize} ${c.adapter ?? 'base'}: same logprobs`);
+    }
+    await tied.close();
+    await untied.close();
+  }
+});
