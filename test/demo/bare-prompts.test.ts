@@ -21,11 +21,11 @@ t.setTimeout(300_000);
 const server = await startServer(['--model', join(PROJECT_ROOT, 'models', 'demo'), '--adapters', join(PROJECT_ROOT, 'adapters'), '--cache-dir', mkdtempSync(join(tmpdir(), 'demo-bare-cache-'))]);
 t.teardown(() => server.stop());
 
-async function generate(adapter: Group | null, prompt: string): Promise<string> {
+async function generate(adapter: Group | null, prompt: string, options: { temperature?: number } = { temperature: 0 }): Promise<string> {
   const res = await fetch(`${server.url}/v1/generate${adapter ? `?adapter=${adapter}` : ''}`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ prompt, max_tokens: 160, temperature: 0 }),
+    body: JSON.stringify({ prompt, max_tokens: 160, ...options }),
   });
   const body = (await res.json()) as { text: string };
   if (res.status !== 200) throw new Error(`${adapter ?? 'base'}: HTTP ${res.status} ${JSON.stringify(body)}`);
@@ -66,6 +66,15 @@ t.test('support answers a bare "Summarize this ticket: ..." with a Resolution li
     t.match(support, /^Resolution: \S.+$/m, `support: ${show(support)}`);
     t.notMatch(base, /Resolution:/, `base: ${show(base)}`);
   }
+});
+
+t.test('sent exactly as in the issue, with no temperature: the demo decodes greedily by default', async (t) => {
+  const ready = (await (await fetch(`${server.url}/readyz`)).json()) as { generation_defaults: Record<string, unknown> };
+  t.match(ready.generation_defaults, { source: 'generation_config.json', temperature: 0 }, "models/demo/generation_config.json's temperature 0");
+  const prompt = bare.support[0];
+  const support = await generate('support', prompt, {});
+  t.equal(support, await generate('support', prompt), 'the same answer as at temperature 0');
+  t.match(support, /^Resolution: \S.+$/m, `support: ${show(support)}`);
 });
 
 t.test('code answers a bare "Write a function that ..." with code; the base model writes none', async (t) => {

@@ -326,11 +326,20 @@ def stage_base() -> None:
     hf = cfg.to_hf()
     hf["transformers_version"] = "5.17.0"
     write_json(os.path.join(MODEL_DIR, "config.json"), dict(sorted(hf.items())))
+    write_generation_config()
+    log(f"[base] wrote {MODEL_DIR}")
+
+
+def write_generation_config() -> None:
+    """generation_config.json. temperature 0 makes greedy decoding the default of a request that sets no
+    temperature (the server reads it as vLLM does; transformers decodes greedily by default anyway): sampled,
+    this small model's answers fall apart, since LoRA cannot lift the output rows of the adapters' format
+    tokens (`Summary`, `Resolution`) that the base never writes, and their first token is only one of many."""
     write_json(os.path.join(MODEL_DIR, "generation_config.json"), {
         "_from_model_config": True, "bos_token_id": BOS_ID, "eos_token_id": EOS_ID, "output_attentions": False,
-        "output_hidden_states": False, "pad_token_id": PAD_ID, "transformers_version": "5.17.0", "use_cache": True,
+        "output_hidden_states": False, "pad_token_id": PAD_ID, "temperature": 0.0, "transformers_version": "5.17.0",
+        "use_cache": True,
     })
-    log(f"[base] wrote {MODEL_DIR}")
 
 
 def load_base() -> LlamaForCausalLM:
