@@ -29,9 +29,11 @@ t.test('one greedy case per adapter over HTTP equals the HF reference', async (t
 
 t.test('one JSON log line per request with adapter, token counts and timings', async (t) => {
   await fetch(`${server.url}/v1/generate?adapter=sales`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'Hi', max_tokens: 3 }) });
-  await new Promise((r) => setTimeout(r, 200));
-  const lines = server.logs.join('').split('\n').filter((l) => l.includes('"msg":"request"')).map((l) => JSON.parse(l));
-  const line = lines.find((l) => l.adapter === 'sales' && l.completionTokens === 3);
+  // The line is written as the response ends: poll the child's output for it rather than sleeping.
+  const salesLine = () =>
+    server.logs.join('').split('\n').filter((l) => l.includes('"msg":"request"')).map((l) => JSON.parse(l)).find((l) => l.adapter === 'sales' && l.completionTokens === 3);
+  for (let i = 0; i < 500 && !salesLine(); i++) await new Promise((r) => setTimeout(r, 20));
+  const line = salesLine();
   t.ok(line, 'a request line for the sales call');
   t.equal(line.promptTokens > 0, true);
   t.type(line.timings.totalMs, 'number');

@@ -172,7 +172,8 @@ t.test('per-target timeout: no answer in time -> upstream_timeout, connection dr
   const started = performance.now();
   await t.rejects(fallback.generate(request({ adapter: 'slow' })), { code: 'upstream_timeout', status: 504 });
   const elapsed = performance.now() - started;
-  t.ok(elapsed >= 140 && elapsed < 1_000, `gave up after ~150 ms (${elapsed.toFixed(0)})`);
+  // Not before the timeout, and before the fake would have answered (5 s): a bound a loaded machine cannot break.
+  t.ok(elapsed >= 140 && elapsed < 5_000, `gave up after the 150 ms timeout, before the 5 s answer (${elapsed.toFixed(0)} ms)`);
   t.equal(fake.requests.length, 1, 'a timeout is not retried');
 
   const streamed = await collect(fallback.stream(request({ adapter: 'slow' })));
@@ -185,12 +186,11 @@ t.test('per-target timeout also bounds the gap between stream events', async (t)
   const { fake, fallback } = await startHarness(t, {
     extraTargets: { slow: { modelId: LLAMA_ARN, family: 'llama', region: 'us-east-1', timeoutMs: 150 } },
   });
+  // Stalled for 5 s after two chunks: the timeout (150 ms) ends it with those two, not the stall's end with all five.
   fake.enqueue({ stallAfterChunks: { after: 2, ms: 5_000 } });
-  const started = performance.now();
   const { events, error } = await collect(fallback.stream(request({ adapter: 'slow' })));
   t.same(tokenTexts(events), ['Hello', ' from']);
   t.match(error, { code: 'upstream_timeout' });
-  t.ok(performance.now() - started < 1_000);
   await waitFor(() => fake.requests[0].closedByClient);
   t.ok(fake.requests[0].closedByClient);
   t.equal(fake.requests.length, 1);

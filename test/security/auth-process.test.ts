@@ -45,7 +45,10 @@ t.test('the matrix over HTTP, and keys never reach the log', async (t) => {
   t.equal(stream.done, true, 'a streamed request with a key');
   const cut = new AbortController();
   await streamGenerate(`${server.url}/v1/generate`, { prompt: 'Hi', max_tokens: 100, ignore_eos: true, stream: true }, { headers: { authorization: `Bearer ${USER_KEY}` }, signal: cut.signal, onToken: () => cut.abort() });
-  await new Promise((r) => setTimeout(r, 300));
+  // Nine calls to /v1/generate above; the cut stream's line is written when the server sees it end: poll for it.
+  const generateLines = () => server.logs.join('').split('\n').filter((l) => l.includes('"msg":"request"') && l.includes('"url":"/v1/generate"')).length;
+  for (let i = 0; i < 500 && generateLines() < 9; i++) await new Promise((r) => setTimeout(r, 20));
+  t.equal(generateLines(), 9, 'one request line per /v1/generate call, the cut stream included');
 
   const logs = server.logs.join('');
   t.ok(logs.split('\n').filter((l) => l.includes('"msg":"request"')).length >= 10, 'the requests were logged');

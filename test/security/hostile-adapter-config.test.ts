@@ -108,10 +108,9 @@ t.test('pattern keys: safe ones pass, backtracking ones are refused, and checkin
   t.equal(jsonNestingExceeds('{"a": "[[[[[[[[[["}', 3), false, 'brackets in strings do not count');
   t.equal(jsonNestingExceeds('{"a": "\\"[[[["}', 3), false, 'escaped quotes are handled');
   t.equal(jsonNestingExceeds('[[[[1]]]]', 3), true);
-  const started = performance.now();
-  jsonNestingExceeds('['.repeat(1 << 20), 64);
-  jsonNestingExceeds(`"${'x'.repeat(1 << 20)}"`, 64);
-  t.ok(performance.now() - started < 200, 'linear');
+  // Megabyte inputs: a nesting bomb stops at the limit, a long string is one pass (no time asserted).
+  t.equal(jsonNestingExceeds('['.repeat(1 << 20), 64), true);
+  t.equal(jsonNestingExceeds(`"${'x'.repeat(1 << 20)}"`, 64), false);
 });
 
 t.test('patterns that are safe still work (PEFT semantics kept)', async (t) => {
@@ -131,14 +130,13 @@ t.test('at start-up and through the admin API, a hostile config errors that adap
   };
   hostile('redos', JSON.stringify({ ...base, rank_pattern: { '(.*)*x': 8 } }));
   hostile('deep', `{"r": ${nested(100_000)}}`);
-  const started = performance.now();
+  // Start-up is not held up: it completes (within the test's timeout) with both adapters refused.
   const engine = await loadFixtureEngine({ adaptersDir: dir });
   const app = await buildTestApp(engine);
   t.teardown(async () => {
     await app.close();
     await engine.close();
   });
-  t.ok(performance.now() - started < 20_000, 'start-up is not held up');
   const list = (await app.inject({ url: '/v1/adapters' })).json().data as Array<{ name: string; status: string; error?: string }>;
   t.equal(list.find((a) => a.name === 'redos')?.status, 'errored');
   t.match(list.find((a) => a.name === 'redos')?.error, /rank_pattern key .* is not allowed/);
