@@ -197,6 +197,16 @@ t.test('reload: a changed object is served to new requests while a request in fl
   t.equal(engine.adapters.counters.reloads, 1);
 });
 
+t.test('POST /v1/adapters registers a path under the prefix under another name (validated, downloaded)', async (t) => {
+  const res = await app.inject({ method: 'POST', url: '/v1/adapters', payload: { name: 'alias-sales', path: 'late-sales' } });
+  t.equal(res.statusCode, 201, res.body);
+  t.match(res.json(), { name: 'alias-sales', origin: 'remote', status: 'host' });
+  const gen = await generate(app, 'alias-sales');
+  t.same(gen.json().token_ids, await localTokens('sales'));
+  const outside = await app.inject({ method: 'POST', url: '/v1/adapters', payload: { name: 'escape', path: '../other' } });
+  t.equal(outside.statusCode, 400, 'no path out of the prefix');
+});
+
 t.test('S3 failures map to stable codes: denied (stub client, as no loopback server checks IAM) and unavailable (server gone)', async (t) => {
   const denied = Object.assign(new Error('Access Denied'), { name: 'AccessDenied', $metadata: { httpStatusCode: 403 } });
   const stub = new S3AdapterStore({ bucket: 'b-ucket', prefix: 'p/' }, { client: { send: async () => Promise.reject(denied) } as never });
