@@ -114,8 +114,19 @@ function duBytes(path: string): number {
   return readdirSync(path).reduce((n, f) => n + duBytes(join(path, f)), 0);
 }
 
+/**
+ * VmRSS split: anonymous memory (JS heaps, onnxruntime's allocations: weights it copied or packed, activations) and
+ * file-backed pages (weights onnxruntime maps from the cache entry's data file; the kernel can drop and re-read
+ * those under memory pressure, so they count only while resident).
+ */
+function rssSplit(pid: number): { rssAnonMiB: number; rssFileMiB: number } {
+  const s = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(s)?.[1] ?? NaN);
+  return { rssAnonMiB: kb('RssAnon') / 1024, rssFileMiB: kb('RssFile') / 1024 };
+}
+
 /** rssMiB / hwmMiB: after ready and one 8-token request (VmRSS, and VmHWM = the peak since the start). */
-interface StartFigures { readyS: number; rssAfterReadyMiB: number; rssMiB: number; hwmMiB: number; builtGraph: boolean }
+interface StartFigures { readyS: number; rssAfterReadyMiB: number; rssMiB: number; rssAnonMiB: number; rssFileMiB: number; hwmMiB: number; builtGraph: boolean }
 
 /** Starts the real server, waits for /readyz 200, reads its memory, stops it. */
 async function startOnce(modelDir: string, adaptersDir: string, cacheDir: string): Promise<StartFigures> {
@@ -140,9 +151,10 @@ async function startOnce(modelDir: string, adaptersDir: string, cacheDir: string
   if (!res.ok) throw new Error(`the request failed: ${res.status} ${await res.text()}`);
   await new Promise((r) => setTimeout(r, 2000)); // let the heap settle
   const memory = procStatus(child.pid!);
+  const split = rssSplit(child.pid!);
   child.kill('SIGTERM');
   await exited;
-  return { readyS, rssAfterReadyMiB: afterReady.rssMiB, rssMiB: memory.rssMiB, hwmMiB: memory.hwmMiB, builtGraph: output.includes('built ONNX graph') };
+  return { readyS, rssAfterReadyMiB: afterReady.rssMiB, rssMiB: memory.rssMiB, ...split, hwmMiB: memory.hwmMiB, builtGraph: output.includes('built ONNX graph') };
 }
 
 const dir = join(PROJECT_ROOT, '.cache', 'bench', `llama-${shapeName}-bf16`);
