@@ -18,7 +18,14 @@ const evalSet: { bare_prompts: Record<Group, string[]> } = JSON.parse(readFileSy
 const bare = evalSet.bare_prompts;
 
 t.setTimeout(300_000);
-const server = await startServer(['--model', join(PROJECT_ROOT, 'models', 'demo'), '--adapters', join(PROJECT_ROOT, 'adapters'), '--cache-dir', mkdtempSync(join(tmpdir(), 'demo-bare-cache-'))]);
+const server = await startServer([
+  '--model',
+  join(PROJECT_ROOT, 'models', 'demo'),
+  '--adapters',
+  join(PROJECT_ROOT, 'adapters'),
+  '--cache-dir',
+  mkdtempSync(join(tmpdir(), 'demo-bare-cache-')),
+]);
 t.teardown(() => server.stop());
 
 async function generate(adapter: Group | null, prompt: string, options: { temperature?: number } = { temperature: 0 }): Promise<string> {
@@ -78,7 +85,10 @@ t.test('sent exactly as in the issue, with no temperature: the demo decodes gree
 });
 
 t.test('code answers a bare "Write a function that ..." with code; the base model writes none', async (t) => {
-  t.ok(bare.code.some((p) => p.startsWith('Write a function that ')), 'one request names no language');
+  t.ok(
+    bare.code.some((p) => p.startsWith('Write a function that ')),
+    'one request names no language',
+  );
   for (const prompt of bare.code) {
     const code = await generate('code', prompt);
     t.match(code, /^```(python|javascript)\n[\s\S]*\b(def|function) \w+\([\s\S]*\n```$/, `code: ${show(code)}`);
@@ -104,7 +114,12 @@ t.test('the chat template still works: a held-out ticket through /v1/chat/comple
   const res = await fetch(`${server.url}/v1/chat/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: 'support', messages: [{ role: 'user', content: `Summarize this support ticket.\n\n${ticket}` }], max_tokens: 160, temperature: 0 }),
+    body: JSON.stringify({
+      model: 'support',
+      messages: [{ role: 'user', content: `Summarize this support ticket.\n\n${ticket}` }],
+      max_tokens: 160,
+      temperature: 0,
+    }),
   });
   t.equal(res.status, 200);
   const text = ((await res.json()) as { choices: { message: { content: string } }[] }).choices[0].message.content;

@@ -16,10 +16,24 @@ export function harmlessReason(spec: ModelSpec, name: string): string | null {
 }
 
 /** Tensors that some architecture reads, to tell the user which architecture the checkpoint may really be. */
-const ARCHITECTURE_HINTS: Array<{ pattern: RegExp; hint: string }> = [
-  { pattern: /\.self_attn\.(q_norm|k_norm)\.weight$/, hint: 'q_norm/k_norm belong to Qwen3ForCausalLM' },
-  { pattern: /\.self_attn\.[qkv]_proj\.bias$/, hint: 'q/k/v biases belong to Qwen2ForCausalLM' },
+const ARCHITECTURE_HINTS: Array<{ pattern: RegExp; hint: string; usedBy: (spec: ModelSpec) => boolean }> = [
+  { pattern: /\.self_attn\.(q_norm|k_norm)\.weight$/, hint: 'q_norm/k_norm belong to Qwen3ForCausalLM', usedBy: (spec) => spec.qkNorm },
+  { pattern: /\.self_attn\.[qkv]_proj\.bias$/, hint: 'q/k/v biases belong to Qwen2ForCausalLM', usedBy: (spec) => spec.qkvBias },
 ];
+
+/**
+ * Before the graph build (headers only, so a mislabelled checkpoint is refused in a second, not after a build of
+ * minutes): tensors of the kinds above that this architecture does not use. checkEveryTensorUsed catches the rest.
+ */
+export function checkNoForeignTensors(spec: ModelSpec, weights: CheckpointWeights): void {
+  for (const h of ARCHITECTURE_HINTS) {
+    if (h.usedBy(spec)) continue;
+    const foreign = weights.names().filter((n) => h.pattern.test(n));
+    if (foreign.length) {
+      throw new ModelConfigError(weights.modelDir, `the checkpoint holds ${foreign.length} tensor(s) that ${spec.architecture} does not use: ${foreign.slice(0, 4).join(', ')}${foreign.length > 4 ? ` and ${foreign.length - 4} more` : ''}. Serving without them would not compute what the model's authors trained; check "architectures" in config.json (${h.hint})`);
+    }
+  }
+}
 
 /**
  * After the graph build: throws ModelConfigError naming the tensors nothing read (other than harmless ones);

@@ -11,6 +11,7 @@ import type { CheckpointWeights } from './weights.js';
 import type { GraphOptions } from './graph-builder.js';
 import { ensureOnnxModel } from './model-cache.js';
 import { pruneCache, touchEntry } from './graph-cache.js';
+import { checkNoForeignTensors } from './checkpoint-tensors.js';
 import { basename, dirname } from 'node:path';
 import { ModelRunner } from './model-runner.js';
 import { DeviceRunner } from './device-runner.js';
@@ -102,6 +103,7 @@ async function startAs(provider: string, residency: 'host' | 'device', dtype: 'f
   }
   const graph: GraphOptions = residency === 'device' ? { ...options.graph, sampling: true, loraFormulation: 'masked' } : { ...options.graph, attention: 'packed' };
   if (dtype === 'float16') graph.dtype = 'float16';
+  checkNoForeignTensors(options.spec, options.weights);
   const started = performance.now();
   const onnx = ensureOnnxModel(options.modelDir, options.spec, options.weights, graph, options.cacheDir);
   log?.info({ path: onnx.path, built: onnx.built, ms: Math.round(performance.now() - started) }, onnx.built ? 'built ONNX graph' : 'reused cached ONNX graph');

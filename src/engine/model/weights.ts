@@ -72,6 +72,11 @@ export class CheckpointWeights {
     return { file: header.file, offset: header.dataStart + info.begin, dtype: info.dtype, bytes: info.end - info.begin };
   }
 
+  /** Every tensor name of the checkpoint. */
+  names(): string[] {
+    return [...this.fileOf.keys()];
+  }
+
   /** The checkpoint's tensors that nothing has read, in the checkpoint's order. */
   unusedTensors(): string[] {
     return [...this.fileOf.keys()].filter((name) => !this.used.has(name));
