@@ -359,7 +359,7 @@ function detectFamily(operation: Operation, body: any): WireFamily | null {
 function generate(family: WireFamily, body: any, behavior: FakeBehavior): Generation {
   const all = splitIntoTokens(behavior.text ?? DEFAULT_TEXT);
   let limit: number | undefined;
-  let promptText = '';
+  let promptText: string;
   if (family === 'llama') {
     limit = body.max_gen_len;
     promptText = body.prompt;

@@ -72,7 +72,7 @@ t.test('streaming completions, base and every adapter: chunks add up to the JSON
     const offsets: number[] = [];
     const finishes: Array<string | null> = [];
     let usage: OpenAI.CompletionUsage | null | undefined;
-    let ids = new Set<string>();
+    const ids = new Set<string>();
     for await (const chunk of stream) {
       ids.add(chunk.id);
       t.equal(chunk.object, 'text_completion');
@@ -96,7 +96,6 @@ t.test('streaming completions, base and every adapter: chunks add up to the JSON
     t.same(offsets, whole.choices[0].logprobs!.text_offset, `${name}: same text offsets`);
     t.same(finishes, ['length']);
     t.same(usage, whole.usage, `${name}: usage chunk equals the JSON reply's usage`);
-    ids = new Set();
   }
 });
 

@@ -13,7 +13,6 @@ import t from 'tap';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Page } from 'puppeteer-core';
 import { findBrowser, launchBrowser } from '../helpers/browser.js';
 import { FakeBedrock } from '../helpers/fake-bedrock.js';
 import { PROJECT_ROOT, startServer } from '../helpers/server-process.js';
@@ -85,7 +84,6 @@ async function main(executablePath: string): Promise<void> {
     }).observe(document, { childList: true, subtree: true, characterData: true });
   });
 
-  const text = (selector: string) => page.$eval(selector, (e) => e.textContent ?? '');
   const waitText = (selector: string, pattern: RegExp) =>
     page.waitForFunction(
       (s, source, flags) => {

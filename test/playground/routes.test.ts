@@ -62,7 +62,10 @@ t.test('the page has no inline script, style or handler, and every file it names
     const body = (await get(url)).body;
     for (const m of body.matchAll(/^import\b[^'"]*['"]\.\/([\w.-]+\.js)['"]/gm)) {
       const next = `/playground/${m[1]}`;
-      if (!seen.has(next)) queue.push(next), seen.add(next);
+      if (!seen.has(next)) {
+        queue.push(next);
+        seen.add(next);
+      }
     }
   }
   t.same([...seen].sort(), readdirSync(PLAYGROUND_DIR).filter((f) => f !== 'index.html').map((f) => `/playground/${f}`).sort(), 'every file in the folder is used');

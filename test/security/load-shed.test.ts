@@ -75,7 +75,7 @@ t.test('a stall while serving sheds, however the sampling tick and the delay mon
 });
 
 t.test('samples taken while not active are discarded', async (t) => {
-  let active = false;
+  const active = false;
   const shedder = new LoadShedder({ eventLoopDelayMs: 1000, heapUsedPercent: 90, rssMb: 0 }, () => active);
   shedder.probe = () => stalled;
   shedder.requestStarted();

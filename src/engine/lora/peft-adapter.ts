@@ -4,7 +4,7 @@
  * B transposed to [r, out] with the PEFT scale folded in. Adapter files are untrusted: every problem is
  * refused with a reason that names the file.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ModelSpec } from '../model/hf-config.js';
 import { PROJECTIONS, projectionShape, type Projection } from '../model/graph-builder.js';

@@ -70,7 +70,7 @@ const commonProperties = {
   top_k: Type.Optional(nullable(Type.Integer({ minimum: 0 }))),
   return_tokens_as_token_ids: Type.Optional(nullable(Type.Boolean())),
 };
-const commonBodySchema = Type.Object(commonProperties);
+export const commonBodySchema = Type.Object(commonProperties);
 export type CommonBody = Static<typeof commonBodySchema>;
 
 const promptSchema = Type.Union([
