@@ -6,8 +6,8 @@
  * LoRA stays in full precision on top (the graph builder adds it to what `linear` returns).
  *
  * accuracy_level 4 (activations quantized to int8 per block inside MatMulNBits) is what makes MLAS fast: at
- * levels 0/1 the 8-bit kernel dequantizes the whole weight every call (25-40 ms for a 4864x896 matrix against
- * 0.1-0.3 ms at level 4 on this machine), and 4-bit runs 2-6x slower.
+ * levels 0-3 the 8-bit kernel dequantizes the whole weight every call (25-75 ms for a 4864x896 matrix against
+ * 0.1-0.7 ms at level 4 on this machine), and 4-bit runs 2-6x slower.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -55,14 +55,17 @@ export class QuantizedWeights {
     return new QuantizedWeights(g, weights, mode, half, sink, prequantized);
   }
 
-  /** The float weight `name` [n, k] in the mode's format (null with --quantize none); computed once per name. */
-  private quantizeFloat(name: string, n: number, k: number): BlockQuantized | null {
+  /**
+   * The float weight `name` [n, k] in the mode's format (null with --quantize none). `keep`: hold it for a second
+   * reader (the embedding matrix, which a tied LM head reads again); projections are dropped once written.
+   */
+  private quantizeFloat(name: string, n: number, k: number, keep = false): BlockQuantized | null {
     if (this.mode === 'none') return null;
     let q = this.cache.get(name);
     if (!q) {
       const { bits, blockSize, symmetric } = MODE_FORMAT[this.mode];
       q = quantizeBlockwise(this.weights.read(name, [n, k]), n, k, bits, blockSize, symmetric);
-      this.cache.set(name, q);
+      if (keep) this.cache.set(name, q);
     }
     return q;
   }
@@ -115,7 +118,7 @@ export class QuantizedWeights {
    * are its own, MatMulNBits refusing that shape.
    */
   embedding(ids: string, name: string, v: number, h: number): string | null {
-    const q = this.quantizeFloat(name, v, h);
+    const q = this.quantizeFloat(name, v, h, true);
     if (!q || h % q.blockSize !== 0) return null;
     const blocks = h / q.blockSize;
     const inputs = [this.data(name, q), ids, `${name}.gather_scales`];
