@@ -136,15 +136,7 @@ export class BedrockFallback {
         };
       } catch (error) {
         const fault = this.settleFailure(state, permit, error, call.signal, req.signal);
-        if (fault.retryable && attempt < target.maxRetries) {
-          const delayMs = fullJitterDelayMs(attempt + 1, this.backoff);
-          if (performance.now() - startedAt + delayMs < target.timeoutMs) {
-            this.noteRetry(state, fault, attempt, delayMs);
-            await sleep(delayMs, req.signal);
-            continue;
-          }
-        }
-        throw this.fail(state, fault, attempt);
+        await this.backOffOrThrow(state, fault, attempt, startedAt, req.signal);
       } finally {
         call.dispose();
       }
@@ -229,15 +221,8 @@ export class BedrockFallback {
       } catch (error) {
         settled = true;
         const fault = this.settleFailure(state, permit, error, call.signal, req.signal);
-        if (firstTokenAt === undefined && fault.retryable && attempt < target.maxRetries) {
-          const delayMs = fullJitterDelayMs(attempt + 1, this.backoff);
-          if (performance.now() - startedAt + delayMs < target.timeoutMs) {
-            this.noteRetry(state, fault, attempt, delayMs);
-            await sleep(delayMs, req.signal);
-            continue;
-          }
-        }
-        throw this.fail(state, fault, attempt);
+        // Once a token went out, a retry would repeat text the client already has.
+        await this.backOffOrThrow(state, fault, attempt, startedAt, req.signal, firstTokenAt === undefined);
       } finally {
         // The consumer may stop early (return()); no verdict on the target then.
         if (!settled) state.breaker.release(permit);
@@ -336,6 +321,23 @@ export class BedrockFallback {
       );
     }
     return fault;
+  }
+
+  /**
+   * After a failed attempt, the one retry policy of generate() and stream(): waits the backoff and returns when the
+   * fault is retryable, retries are left and the wait ends before the target's deadline; throws the mapped error
+   * otherwise.
+   */
+  private async backOffOrThrow(state: TargetState, fault: BedrockFault, attempt: number, startedAt: number, signal: AbortSignal | undefined, mayRetry = true): Promise<void> {
+    if (mayRetry && fault.retryable && attempt < state.target.maxRetries) {
+      const delayMs = fullJitterDelayMs(attempt + 1, this.backoff);
+      if (performance.now() - startedAt + delayMs < state.target.timeoutMs) {
+        this.noteRetry(state, fault, attempt, delayMs);
+        await sleep(delayMs, signal);
+        return;
+      }
+    }
+    throw this.fail(state, fault, attempt);
   }
 
   private noteRetry(state: TargetState, fault: BedrockFault, attempt: number, delayMs: number): void {
