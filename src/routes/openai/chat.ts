@@ -15,7 +15,9 @@ import { prepareModel } from '../prepare-adapter.js';
 import { chatPrompt } from './prompt.js';
 import { chatBodySchema, type ChatBody } from './schemas.js';
 import { routeQuerySchema, type RouteQuery } from './schemas.js';
-import { collectAll, completionId, maxTokensFrom, rejectUnsupported, samplingFrom, startChoices, streamChoices, unixSeconds, usageOf } from './run.js';
+import { collectAll, startChoices, streamChoices, usageOf } from './run.js';
+import { maxTokensFrom, rejectUnsupported, samplingFrom } from './parameters.js';
+import { completionId, unixSeconds } from './response-fields.js';
 
 function rejectUnsupportedChat(body: ChatBody): void {
   if (body.tools && body.tools.length) throw invalidParam('tools', 'tools (function calling) are not supported by this server.');

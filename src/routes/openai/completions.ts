@@ -14,7 +14,9 @@ import { prepareModel } from '../prepare-adapter.js';
 import { completionPrompts } from './prompt.js';
 import { completionBodySchema, type CompletionBody } from './schemas.js';
 import { routeQuerySchema, type RouteQuery } from './schemas.js';
-import { codePoints, collectAll, completionId, maxTokensFrom, rejectUnsupported, samplingFrom, startChoices, streamChoices, unixSeconds, usageOf } from './run.js';
+import { collectAll, startChoices, streamChoices, usageOf } from './run.js';
+import { maxTokensFrom, rejectUnsupported, samplingFrom } from './parameters.js';
+import { codePoints, completionId, unixSeconds } from './response-fields.js';
 
 /** OpenAI's default max_tokens for completions. */
 export const COMPLETIONS_DEFAULT_MAX_TOKENS = 16;

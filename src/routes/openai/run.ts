@@ -1,9 +1,8 @@
 /**
- * What both OpenAI endpoints share: sampling parameters -> generation requests, n choices per prompt
- * dispatched as /v1/generate dispatches (the one engine's batching and adapters, or the adapter's Bedrock
- * target), their events merged for streaming or collected for a JSON reply.
+ * The choices of both OpenAI endpoints: n choices per prompt dispatched as /v1/generate dispatches (the one
+ * engine's batching and adapters, or the adapter's Bedrock target), their events merged for streaming or
+ * collected for a JSON reply. Request parameters -> engine terms: parameters.ts; ids and offsets: response-fields.ts.
  */
-import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../../errors.js';
 import { EngineError } from '../../engine/errors.js';
@@ -11,60 +10,13 @@ import { logRequest } from '../../request-log.js';
 import { ROUTE_HEADER, type Route } from '../../fallback/route-policy.js';
 import { dispatchGeneration, type Dispatched } from '../dispatch.js';
 import { endSse, sendSse, startSse } from '../sse.js';
-import type { Config } from '../../config.js';
 import type { FinishEvent, GenerateRequest, GenerationEvent, TokenEvent } from '../../engine/types.js';
 import { invalidParam, toOpenAIBody, toOpenAIError } from './errors.js';
 import type { ResponseFormatData } from '../../engine/engine.js';
-import type { CommonBody } from './schemas.js';
-import { samplingDefaults, type GenerationDefaults } from '../../engine/model/generation-config.js';
+import { choiceSeed, type Sampling } from './parameters.js';
 
 /** Choices one request may start in all (prompts x n). */
 export const MAX_TOTAL_CHOICES = 64;
-
-export interface Sampling {
-  temperature: number;
-  topP: number;
-  topK: number;
-  seed?: number;
-  stop: string[];
-  ignoreEos: boolean;
-}
-
-/** Refuses OpenAI parameters this server does not implement when set to anything but their no-op value. */
-export function rejectUnsupported(body: CommonBody): void {
-  if (body.frequency_penalty) throw invalidParam('frequency_penalty', 'frequency_penalty is not supported by this server; leave it out or send 0.');
-  if (body.presence_penalty) throw invalidParam('presence_penalty', 'presence_penalty is not supported by this server; leave it out or send 0.');
-  if (body.logit_bias && Object.keys(body.logit_bias).length) throw invalidParam('logit_bias', 'logit_bias is not supported by this server; leave it out or send {}.');
-}
-
-/** `defaults`: the served model's generation_config.json values for what the body leaves out. */
-export function samplingFrom(body: CommonBody, limits: Config['limits'], defaults?: GenerationDefaults): Sampling {
-  const stop = body.stop === undefined || body.stop === null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop;
-  if (stop.length > limits.maxStopSequences) throw invalidParam('stop', `stop has ${stop.length} sequences; the limit is ${limits.maxStopSequences}.`);
-  if (stop.some((s) => s.length > limits.maxStopLength)) throw invalidParam('stop', `A stop sequence is longer than ${limits.maxStopLength} characters.`);
-  return {
-    temperature: body.temperature ?? samplingDefaults(defaults).temperature,
-    topP: body.top_p ?? samplingDefaults(defaults).topP,
-    topK: body.top_k ?? samplingDefaults(defaults).topK,
-    seed: body.seed ?? undefined,
-    stop,
-    ignoreEos: body.ignore_eos ?? false,
-  };
-}
-
-/** max_tokens checked against the server limit; `fallback` when the request leaves it out. */
-export function maxTokensFrom(value: number | null | undefined, param: string, limits: Config['limits'], fallback: number): number {
-  if (value === null || value === undefined) return Math.max(1, Math.min(fallback, limits.maxTokens));
-  if (value > limits.maxTokens) throw invalidParam(param, `${param} ${value} is above this server's limit of ${limits.maxTokens}.`);
-  return value;
-}
-
-/** Seeds are 32-bit for the engine's generator; any integer is taken modulo 2^32. */
-export function choiceSeed(seed: number | undefined, i: number): number | undefined {
-  if (seed === undefined) return undefined;
-  const m = 2 ** 32;
-  return (((seed + i) % m) + m) % m;
-}
 
 export interface Choice {
   /** OpenAI's choice index: promptIndex * n + i. */
@@ -228,29 +180,6 @@ export async function collectChoices(choices: Choice[]): Promise<CollectedChoice
       throw new Error('the generation ended without a finish event');
     }),
   );
-}
-
-export function completionId(prefix: string): string {
-  return `${prefix}-${randomBytes(12).toString('hex')}`;
-}
-
-export function unixSeconds(): number {
-  return Math.floor(Date.now() / 1000);
-}
-
-/** Length in code points (OpenAI's text_offset counts characters as Python does). */
-export function codePoints(text: string): number {
-  let n = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c < 0xd800 || c > 0xdbff || i + 1 >= text.length) n++;
-    else {
-      const d = text.charCodeAt(i + 1);
-      n++;
-      if (d >= 0xdc00 && d <= 0xdfff) i++;
-    }
-  }
-  return n;
 }
 
 export interface UsageBody {
