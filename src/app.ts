@@ -104,6 +104,8 @@ export function attachEngine(app: FastifyInstance, engine: EngineClient): void {
     batchSize: () => engine.batchSize,
     adapterCounters: () => ({ ...engine.adapters.counters }),
     protocol: () => ({
+      kvBlockTokens: engine.info?.kvBlockTokens ?? 0,
+      kvBlocks: engine.info?.kvBlocks ?? 0,
       waiting: engine.queueDepth,
       running: engine.batchSize,
       kvUsage: engine.kvUsage,

@@ -23,6 +23,9 @@ const STEP_TOKEN_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048];
 
 /** What the model server protocol reports: load, KV-cache use and the LoRA lists (src/engine/worker/protocol.ts Snapshot). */
 export interface ProtocolState {
+  /** The KV budget as vllm:cache_config_info reports it: tokens per block and blocks. */
+  kvBlockTokens: number;
+  kvBlocks: number;
   waiting: number;
   running: number;
   /** 0..1 */
@@ -92,6 +95,18 @@ export class Metrics {
         // One series: the current lists (vLLM keeps every past combination; the endpoint picker takes the newest).
         this.reset();
         this.set(labels, loraInfo.changedAt);
+      },
+    });
+    new Gauge({
+      name: 'vllm:cache_config_info',
+      help: 'Model server protocol: the KV-cache budget (--kv-cache-mb) in blocks of block_size token positions (the unit the cache grows by); value 1',
+      labelNames: ['block_size', 'num_gpu_blocks'],
+      registers,
+      collect() {
+        const state = sources.protocol?.();
+        if (!state) return;
+        this.reset();
+        this.set({ block_size: String(state.kvBlockTokens), num_gpu_blocks: String(state.kvBlocks) }, 1);
       },
     });
     new Gauge({

@@ -192,10 +192,16 @@ export class Engine {
     });
     const engine = new Engine(spec, basename(modelDir), tokenizer, adapters, runner, scheduler, maxSequenceLength, provider, residency, dtype, modelDir, { format: weightFormat, bytes: weightBytes });
     engine.generation = generation;
+    engine.kvBudgetBytes = options.kvCacheBudgetBytes ?? 0;
+    engine.kvCapacityTokens = engine.kvBudgetBytes > 0 ? Math.floor(engine.kvBudgetBytes / runner.kvBytesPerToken) : maxSequenceLength * options.maxBatch;
     if (options.adapterCheckIntervalMs) engine.checkAdaptersEvery(options.adapterCheckIntervalMs, log);
     return engine;
   }
 
+  /** The KV-cache budget admission keeps to (--kv-cache-mb); 0 = unbounded. */
+  kvBudgetBytes = 0;
+  /** Token positions the budget holds (max batch x max sequence length without one). */
+  kvCapacityTokens = 0;
   private checkTimer: NodeJS.Timeout | null = null;
 
   /** Picks up changed adapters every `ms` (AdapterManager.checkForUpdates), one check at a time. */

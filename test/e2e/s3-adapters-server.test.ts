@@ -67,4 +67,5 @@ t.test('/metrics speaks the model server protocol', async (t) => {
   t.match(text, /^vllm:kv_cache_usage_perc 0$/m);
   t.match(text, /^vllm:lora_requests_info\{max_lora="8",running_lora_adapters="remote-support",waiting_lora_adapters=""\} \d+(\.\d+)?$/m);
   t.match(text, /^lora_adapter_residency\{tier="device"\} 1$/m);
+  t.match(text, /^vllm:cache_config_info\{block_size="32",num_gpu_blocks="\d+"\} 1$/m);
 });

@@ -60,6 +60,8 @@ t.test('idle: the series are there with their default engine names, max_lora is 
   const e = await scrape();
   t.match(e, { waitingQueueSize: 0, runningRequestsSize: 0, kvCacheUsagePercent: 0, maxActiveModels: 2, activeModels: [], waitingModels: [] });
   t.ok(Math.abs(e.loraValue - Date.now() / 1000) < 3600, 'the value is a unix time in seconds');
+  t.equal(e.cacheBlockSize, 32, 'cache_config_info: the KV cache grows by 32 positions');
+  t.equal(e.cacheNumBlocks, Math.floor((4 << 20) / engine.runner.kvBytesPerToken / 32), 'and the budget holds that many blocks');
 });
 
 t.test('a resident adapter stays in running_lora_adapters when idle', async (t) => {
@@ -112,7 +114,7 @@ t.test('never the same adapter in both lists, in any scrape', async (t) => {
 
 t.test("the routing harness's rules (bench/fleet.ts) are llm-d's scorers", async (t) => {
   const { loraAffinityScore, queueScores, pick } = await import('../../tools/model-server-protocol/extractor.js');
-  const pod = (active: string[], waiting: string[], queue = 0, kv = 0): Extracted => ({ waitingQueueSize: queue, runningRequestsSize: 0, kvCacheUsagePercent: kv, maxActiveModels: 2, activeModels: active, waitingModels: waiting, loraValue: 0 });
+  const pod = (active: string[], waiting: string[], queue = 0, kv = 0): Extracted => ({ waitingQueueSize: queue, runningRequestsSize: 0, kvCacheUsagePercent: kv, maxActiveModels: 2, activeModels: active, waitingModels: waiting, loraValue: 0, cacheBlockSize: 32, cacheNumBlocks: 1 });
   t.equal(loraAffinityScore(pod(['a', 'b'], []), 'a'), 1, 'active');
   t.equal(loraAffinityScore(pod(['b'], []), 'a'), 0.8, 'room for one more');
   t.equal(loraAffinityScore(pod(['b'], ['a']), 'a'), 0.6, 'queued');

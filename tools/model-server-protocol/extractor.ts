@@ -35,13 +35,17 @@ export interface EndpointMetrics {
   waitingModels: string[];
   /** vllm:lora_requests_info's value (unix time of the lists' last change). */
   loraValue: number;
+  /** vllm:cache_config_info's block_size and num_gpu_blocks labels. */
+  cacheBlockSize: number;
+  cacheNumBlocks: number;
 }
 
 const names = (csv: string) => csv.split(',').map((s) => s.trim()).filter((s) => s !== '');
 
 /**
  * The default (vLLM) mapping: the three gauges, and of vllm:lora_requests_info the series with the largest value,
- * its lists split on ',' and trimmed, max_lora parsed as an integer (strconv.Atoi: an error otherwise).
+ * its lists split on ',' and trimmed, max_lora parsed as an integer (strconv.Atoi: an error otherwise); the
+ * labels block_size and num_gpu_blocks of vllm:cache_config_info as integers.
  */
 export function extract(text: string): EndpointMetrics {
   const samples = parseExposition(text);
@@ -53,6 +57,9 @@ export function extract(text: string): EndpointMetrics {
   const lora = samples.filter((s) => s.name === 'vllm:lora_requests_info').reduce<Sample | null>((best, s) => (best === null || s.value > best.value ? s : best), null);
   if (!lora) throw new Error('vllm:lora_requests_info not found');
   if (!/^[+-]?\d+$/.test(lora.labels.max_lora ?? '')) throw new Error(`max_lora is not an integer: ${lora.labels.max_lora}`);
+  const cache = samples.filter((s) => s.name === 'vllm:cache_config_info').at(-1);
+  if (!cache) throw new Error('metric family vllm:cache_config_info not found');
+  for (const label of ['block_size', 'num_gpu_blocks']) if (!/^[+-]?\d+$/.test(cache.labels[label] ?? '')) throw new Error(`${label} is not an integer: ${cache.labels[label]}`);
   return {
     waitingQueueSize: Math.trunc(gauge('vllm:num_requests_waiting')),
     runningRequestsSize: Math.trunc(gauge('vllm:num_requests_running')),
@@ -61,6 +68,8 @@ export function extract(text: string): EndpointMetrics {
     activeModels: names(lora.labels.running_lora_adapters ?? ''),
     waitingModels: names(lora.labels.waiting_lora_adapters ?? ''),
     loraValue: lora.value,
+    cacheBlockSize: Number.parseInt(cache.labels.block_size, 10),
+    cacheNumBlocks: Number.parseInt(cache.labels.num_gpu_blocks, 10),
   };
 }
 

@@ -11,6 +11,7 @@
  */
 import type { Engine, EngineLog } from '../engine.js';
 import { toEngineErrorData, EngineError } from '../errors.js';
+import { CAPACITY_QUANTUM } from '../model/host-kv-cache.js';
 import type { CallMessage, EngineInfo, FromWorker, Observation, Port, Snapshot, StreamItem, SubmitMessage, ToWorker } from './protocol.js';
 
 const SNAPSHOT_INTERVAL_MS = 250;
@@ -33,6 +34,9 @@ export function engineInfo(engine: Engine): EngineInfo {
     generation: engine.generation,
     maxLoras: engine.adapters.maxLoras,
     adapterStore: engine.adapters.isRemote ? engine.adapters.root : null,
+    // The KV cache is sized in multiples of CAPACITY_QUANTUM positions: the budget counted in such blocks.
+    kvBlockTokens: CAPACITY_QUANTUM,
+    kvBlocks: Math.floor(engine.kvCapacityTokens / CAPACITY_QUANTUM),
   };
 }
 

@@ -92,6 +92,9 @@ export interface EngineInfo {
   maxLoras: number;
   /** The remote adapter store's URL (s3://...) when adapters come from one: unknown names are looked up there. */
   adapterStore: string | null;
+  /** The KV budget in the units the model server protocol's cache_config_info reports: tokens per block, blocks. */
+  kvBlockTokens: number;
+  kvBlocks: number;
 }
 
 export interface LoadSnapshot {
