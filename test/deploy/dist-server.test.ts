@@ -44,7 +44,11 @@ t.test('node dist/server.js serves without tsx: ready, and a generation through 
   // The tests' shared graph cache (test/helpers/engine.ts): entries are keyed by a hash of model and options.
   const cacheDir = join(tmpdir(), 'lora-server-test-cache');
   // NODE_OPTIONS from the test runner could carry --import tsx: the image has none.
-  const server = await startServer(['--cache-dir', cacheDir], { NODE_OPTIONS: '', ALLOW_UNAUTHENTICATED: '', API_KEYS_FILE: '' }, { entry: [join(app, 'dist', 'server.js')], cwd: app });
+  const server = await startServer(
+    ['--cache-dir', cacheDir],
+    { NODE_OPTIONS: '', ALLOW_UNAUTHENTICATED: '', API_KEYS_FILE: '' },
+    { entry: [join(app, 'dist', 'server.js')], cwd: app },
+  );
   t.teardown(() => server.stop());
   const ready = (await (await fetch(`${server.url}/readyz`)).json()) as { phase: string };
   t.equal(ready.phase, 'ready', `ready (logs: ${server.logs.join('').slice(-1500)})`);

@@ -91,7 +91,7 @@ function materialise(env: Record<string, string>, root: string, secretFiles: Rec
 
 const env = podEnv();
 
-t.test("the pod listens beyond loopback and says explicitly that authentication stays on", async (t) => {
+t.test('the pod listens beyond loopback and says explicitly that authentication stays on', async (t) => {
   t.notOk(isLoopbackHost(env.HOST ?? '127.0.0.1'), `HOST=${env.HOST}: reachable from other pods`);
   t.equal(server.env.find((e: Obj) => e.name === 'ALLOW_UNAUTHENTICATED')?.value, 'false', 'the container env sets ALLOW_UNAUTHENTICATED=false');
   t.equal(env.ALLOW_UNAUTHENTICATED, 'false', 'and that is what the process sees');
@@ -102,7 +102,10 @@ t.test("the pod listens beyond loopback and says explicitly that authentication 
   );
   const image = imageEnv();
   t.not(image.ALLOW_UNAUTHENTICATED, 'true', 'the image does not turn authentication off');
-  t.notOk([...configMaps.values()].some((cm) => cm.data?.ALLOW_UNAUTHENTICATED === 'true'), 'nor a ConfigMap');
+  t.notOk(
+    [...configMaps.values()].some((cm) => cm.data?.ALLOW_UNAUTHENTICATED === 'true'),
+    'nor a ConfigMap',
+  );
 });
 
 t.test('the image alone (docker run IMAGE, no keys) is refused; serving without keys is a run-time choice', async (t) => {

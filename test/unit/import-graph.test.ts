@@ -119,5 +119,6 @@ t.test('config takes from the engine only the s3:// parser, and owns the values 
     Same<(typeof GENERATION_CONFIG_MODES)[number], GenerationConfigMode>,
   ] = [true, true, true, true];
   t.same(same, [true, true, true, true]);
-  for (const list of [STATE_RESIDENCIES, MODEL_DTYPES, QUANTIZE_MODES, GENERATION_CONFIG_MODES]) t.equal(new Set(list).size, list.length, `${list.join(', ')}: no duplicates`);
+  for (const list of [STATE_RESIDENCIES, MODEL_DTYPES, QUANTIZE_MODES, GENERATION_CONFIG_MODES])
+    t.equal(new Set(list).size, list.length, `${list.join(', ')}: no duplicates`);
 });

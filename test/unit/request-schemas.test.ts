@@ -50,10 +50,14 @@ t.test('validation messages through the routes: as before TypeBox (recorded from
   });
   t.same(await post('/v1/chat/completions', { model: 'm', messages: [], temperature: 3 }), {
     status: 400,
-    body: { error: { message: "Invalid value for 'temperature': must be <= 2.", type: 'invalid_request_error', param: 'temperature', code: 'invalid_request' } },
+    body: {
+      error: { message: "Invalid value for 'temperature': must be <= 2.", type: 'invalid_request_error', param: 'temperature', code: 'invalid_request' },
+    },
   });
   t.same(await post('/v1/completions', { model: 'm', prompt: 'x', max_tokens: 'ten' }), {
     status: 400,
-    body: { error: { message: "Invalid value for 'max_tokens': must be integer,null.", type: 'invalid_request_error', param: 'max_tokens', code: 'invalid_request' } },
+    body: {
+      error: { message: "Invalid value for 'max_tokens': must be integer,null.", type: 'invalid_request_error', param: 'max_tokens', code: 'invalid_request' },
+    },
   });
 });

@@ -35,7 +35,10 @@ for (const { name, dir, bos } of real) {
     for (const text of texts) {
       const bare = tokenizer.encode(text, { addSpecialTokens: false });
       t.same(tokenizer.encode(text), [...bos, ...bare], `${JSON.stringify(text)}: the default adds ${JSON.stringify(bos)} and nothing else`);
-      t.notOk(bare.some((id) => tokenizer.specialTokenIds.has(id)), `${JSON.stringify(text)}: no special token without them`);
+      t.notOk(
+        bare.some((id) => tokenizer.specialTokenIds.has(id)),
+        `${JSON.stringify(text)}: no special token without them`,
+      );
       if (bare.length) t.equal(tokenizer.decode(bare), tokenizer.decode(tokenizer.encode(text)), `${JSON.stringify(text)}: the same text`);
     }
     t.same(tokenizer.encode('', { addSpecialTokens: false }), [], 'the empty text is no tokens');
@@ -63,10 +66,24 @@ t.test("a SentencePiece-style tokenizer whose single characters start with '▁'
       truncation: null,
       padding: null,
       added_tokens: [special(0, '<s>'), special(1, '</s>')],
-      normalizer: { type: 'Sequence', normalizers: [{ type: 'Prepend', prepend: '▁' }, { type: 'Replace', pattern: { String: ' ' }, content: '▁' }] },
+      normalizer: {
+        type: 'Sequence',
+        normalizers: [
+          { type: 'Prepend', prepend: '▁' },
+          { type: 'Replace', pattern: { String: ' ' }, content: '▁' },
+        ],
+      },
       pre_tokenizer: null,
-      post_processor: { type: 'TemplateProcessing', single: bosOnly, pair: [...bosOnly, { Sequence: { id: 'B', type_id: 1 } }], special_tokens: { '<s>': { id: '<s>', ids: [0], tokens: ['<s>'] } } },
-      decoder: { type: 'Sequence', decoders: [{ type: 'Replace', pattern: { String: '▁' }, content: ' ' }, { type: 'Fuse' }, { type: 'Strip', content: ' ', start: 1, stop: 0 }] },
+      post_processor: {
+        type: 'TemplateProcessing',
+        single: bosOnly,
+        pair: [...bosOnly, { Sequence: { id: 'B', type_id: 1 } }],
+        special_tokens: { '<s>': { id: '<s>', ids: [0], tokens: ['<s>'] } },
+      },
+      decoder: {
+        type: 'Sequence',
+        decoders: [{ type: 'Replace', pattern: { String: '▁' }, content: ' ' }, { type: 'Fuse' }, { type: 'Strip', content: ' ', start: 1, stop: 0 }],
+      },
       model: {
         type: 'BPE',
         dropout: null,

@@ -20,7 +20,8 @@ export interface Sampling {
 export function rejectUnsupported(body: CommonBody): void {
   if (body.frequency_penalty) throw invalidParam('frequency_penalty', 'frequency_penalty is not supported by this server; leave it out or send 0.');
   if (body.presence_penalty) throw invalidParam('presence_penalty', 'presence_penalty is not supported by this server; leave it out or send 0.');
-  if (body.logit_bias && Object.keys(body.logit_bias).length) throw invalidParam('logit_bias', 'logit_bias is not supported by this server; leave it out or send {}.');
+  if (body.logit_bias && Object.keys(body.logit_bias).length)
+    throw invalidParam('logit_bias', 'logit_bias is not supported by this server; leave it out or send {}.');
 }
 
 /** `defaults`: the served model's generation_config.json values for what the body leaves out. */
