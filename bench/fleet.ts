@@ -31,7 +31,9 @@ const { values: opts } = parseArgs({
   },
 });
 if (opts.help) {
-  process.stdout.write('npm run bench:fleet -- [--requests N] [--concurrency N] [--max-tokens N] [--zipf S] [--seed N] [--refresh-ms MS] [--host-cache-mb MB] [--server-args "..."] [--quick] [--out DIR]\n');
+  process.stdout.write(
+    'npm run bench:fleet -- [--requests N] [--concurrency N] [--max-tokens N] [--zipf S] [--seed N] [--refresh-ms MS] [--host-cache-mb MB] [--server-args "..."] [--quick] [--out DIR]\n',
+  );
   process.exit(0);
 }
 
@@ -76,7 +78,12 @@ function adaptersDir(): string {
   return dir;
 }
 
-const PROMPTS = ['Summarize this support ticket.\n\nMy invoice shows a double charge for November.', 'Write a short sales email about the analytics dashboard.', 'Write a JavaScript function that reverses a string.', 'Explain what a LoRA adapter is in one sentence.'];
+const PROMPTS = [
+  'Summarize this support ticket.\n\nMy invoice shows a double charge for November.',
+  'Write a short sales email about the analytics dashboard.',
+  'Write a JavaScript function that reverses a string.',
+  'Explain what a LoRA adapter is in one sentence.',
+];
 const prompt = (i: number) => `### Instruction:\n${PROMPTS[i % PROMPTS.length]}\n\n### Response:\n`;
 
 async function scrape(server: ServerProcess): Promise<string> {
@@ -126,8 +133,20 @@ const quantile = (xs: number[], q: number) => {
 };
 
 async function runPolicy(policy: 'round-robin' | 'lora-affinity', adapters: string, mix: string[]) {
-  const extra = ['--adapter-slots', String(SLOTS), '--host-cache-mb', String(opts['host-cache-mb']), '--threads', '1', '--max-batch', '8', ...splitArgs(opts['server-args'])];
-  const servers = await Promise.all(Array.from({ length: SERVERS }, (_, i) => startOurs(`fleet-${policy}-${i}`, { hf: join(PROJECT_ROOT, 'models', 'demo'), adapters }, extra)));
+  const extra = [
+    '--adapter-slots',
+    String(SLOTS),
+    '--host-cache-mb',
+    String(opts['host-cache-mb']),
+    '--threads',
+    '1',
+    '--max-batch',
+    '8',
+    ...splitArgs(opts['server-args']),
+  ];
+  const servers = await Promise.all(
+    Array.from({ length: SERVERS }, (_, i) => startOurs(`fleet-${policy}-${i}`, { hf: join(PROJECT_ROOT, 'models', 'demo'), adapters }, extra)),
+  );
   try {
     const before = await Promise.all(servers.map(scrape));
     // The picker's view: every pod's metrics, refreshed in the background as the endpoint picker does.
@@ -135,13 +154,15 @@ async function runPolicy(policy: 'round-robin' | 'lora-affinity', adapters: stri
     let scraping = true;
     const refresher = (async () => {
       while (scraping) {
-        await Promise.all(servers.map(async (s, i) => {
-          try {
-            view[i] = extract(await scrape(s));
-          } catch {
-            /* keep the last view */
-          }
-        }));
+        await Promise.all(
+          servers.map(async (s, i) => {
+            try {
+              view[i] = extract(await scrape(s));
+            } catch {
+              /* keep the last view */
+            }
+          }),
+        );
         await new Promise((r) => setTimeout(r, Number(opts['refresh-ms'])));
       }
     })();
@@ -150,15 +171,17 @@ async function runPolicy(policy: 'round-robin' | 'lora-affinity', adapters: stri
     const perServer = Array.from({ length: SERVERS }, () => 0);
     let next = 0;
     const started = performance.now();
-    await Promise.all(Array.from({ length: concurrency }, async () => {
-      while (next < mix.length) {
-        const i = next++;
-        const adapter = mix[i];
-        const target = policy === 'round-robin' ? i % SERVERS : pick(view, adapter, weights, random);
-        perServer[target]++;
-        outcomes.push(await generate(servers[target], adapter, i));
-      }
-    }));
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (next < mix.length) {
+          const i = next++;
+          const adapter = mix[i];
+          const target = policy === 'round-robin' ? i % SERVERS : pick(view, adapter, weights, random);
+          perServer[target]++;
+          outcomes.push(await generate(servers[target], adapter, i));
+        }
+      }),
+    );
     const seconds = (performance.now() - started) / 1000;
     scraping = false;
     await refresher;
@@ -188,7 +211,9 @@ async function main(): Promise<void> {
   const adapters = adaptersDir();
   const mix = workload();
   const counts = Object.fromEntries(Array.from({ length: ADAPTERS }, (_, i) => [name(i), mix.filter((a) => a === name(i)).length]));
-  log(`fleet: ${SERVERS} servers x ${SLOTS} slots, ${ADAPTERS} adapters, ${requests} requests (Zipf s=${opts.zipf}: ${JSON.stringify(counts)}), concurrency ${concurrency}, max_tokens ${maxTokens}; load average ${loadavg()}`);
+  log(
+    `fleet: ${SERVERS} servers x ${SLOTS} slots, ${ADAPTERS} adapters, ${requests} requests (Zipf s=${opts.zipf}: ${JSON.stringify(counts)}), concurrency ${concurrency}, max_tokens ${maxTokens}; load average ${loadavg()}`,
+  );
   const results = [];
   for (const policy of ['round-robin', 'lora-affinity'] as const) {
     const loadBefore = loadavg();
@@ -199,12 +224,34 @@ async function main(): Promise<void> {
   const table = [
     '| policy | slot loads | host loads | TTFT p50 ms | TTFT p90 ms | req/s | tok/s | requests per server | failed | load avg before/after |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
-    ...results.map((r) => `| ${r.policy} | ${r.slotLoads} | ${r.hostLoads} | ${r.ttftP50Ms.toFixed(0)} | ${r.ttftP90Ms.toFixed(0)} | ${r.requestsPerS.toFixed(2)} | ${r.tokensPerS.toFixed(1)} | ${r.perServer.join(' / ')} | ${r.failed} | ${r.loadBefore} / ${r.loadAfter} |`),
+    ...results.map(
+      (r) =>
+        `| ${r.policy} | ${r.slotLoads} | ${r.hostLoads} | ${r.ttftP50Ms.toFixed(0)} | ${r.ttftP90Ms.toFixed(0)} | ${r.requestsPerS.toFixed(2)} | ${r.tokensPerS.toFixed(1)} | ${r.perServer.join(' / ')} | ${r.failed} | ${r.loadBefore} / ${r.loadAfter} |`,
+    ),
   ].join('\n');
   process.stdout.write(`\n${table}\n`);
   mkdirSync(opts.out!, { recursive: true });
   const file = join(opts.out!, `fleet-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  writeFileSync(file, JSON.stringify({ servers: SERVERS, slots: SLOTS, adapters: ADAPTERS, requests, concurrency, maxTokens, zipf: Number(opts.zipf), seed: Number(opts.seed), weights, mix: counts, results }, null, 2));
+  writeFileSync(
+    file,
+    JSON.stringify(
+      {
+        servers: SERVERS,
+        slots: SLOTS,
+        adapters: ADAPTERS,
+        requests,
+        concurrency,
+        maxTokens,
+        zipf: Number(opts.zipf),
+        seed: Number(opts.seed),
+        weights,
+        mix: counts,
+        results,
+      },
+      null,
+      2,
+    ),
+  );
   log(`written ${file}`);
 }
 

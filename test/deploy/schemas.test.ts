@@ -68,22 +68,59 @@ for (const file of yamlFiles(DEPLOY)) {
   }
 }
 const gvkOf = (b: Obj) => `${b.apiVersion}/${b.kind}`;
-const find = (kind: string, where: (d: { file: string; body: Obj }) => boolean = () => true) => docs.filter((d) => d.body.kind === kind && where(d)).map((d) => d.body);
+const find = (kind: string, where: (d: { file: string; body: Obj }) => boolean = () => true) =>
+  docs.filter((d) => d.body.kind === kind && where(d)).map((d) => d.body);
 const inGateway = (d: { file: string }) => d.file.startsWith('gateway/');
 const selects = (matchLabels: Obj, labels: Obj) => Object.keys(matchLabels).length > 0 && Object.entries(matchLabels).every(([k, v]) => labels?.[k] === v);
 
 t.test('the vendored schemas catch what they should (a wrong field, a wrong type, an unknown field)', async (t) => {
   const deployment = validators.get('apps/v1/Deployment')!;
-  const good = { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'x' }, spec: { selector: { matchLabels: { a: 'b' } }, template: { metadata: { labels: { a: 'b' } }, spec: { containers: [{ name: 'c', image: 'i', ports: [{ containerPort: 80 }] }] } } } };
+  const good = {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: 'x' },
+    spec: {
+      selector: { matchLabels: { a: 'b' } },
+      template: { metadata: { labels: { a: 'b' } }, spec: { containers: [{ name: 'c', image: 'i', ports: [{ containerPort: 80 }] }] } },
+    },
+  };
   t.ok(deployment(good), JSON.stringify(deployment.errors));
   t.notOk(deployment({ ...good, spec: { ...good.spec, replicas: 'two' } }), 'replicas must be an integer');
-  t.notOk(deployment({ ...good, spec: { ...good.spec, template: { ...good.spec.template, spec: { containers: [{ name: 'c', image: 'i', imagePullPolicy: 'IfNotPresent', portz: [] }] } } } }), 'an unknown container field');
+  t.notOk(
+    deployment({
+      ...good,
+      spec: {
+        ...good.spec,
+        template: { ...good.spec.template, spec: { containers: [{ name: 'c', image: 'i', imagePullPolicy: 'IfNotPresent', portz: [] }] } },
+      },
+    }),
+    'an unknown container field',
+  );
   const pool = validators.get('inference.networking.k8s.io/v1/InferencePool')!;
   const poolSpec = { selector: { matchLabels: { a: 'b' } }, targetPorts: [{ number: 8080 }], endpointPickerRef: { name: 'epp', port: { number: 9002 } } };
   t.ok(pool({ apiVersion: 'inference.networking.k8s.io/v1', kind: 'InferencePool', metadata: { name: 'p' }, spec: poolSpec }), JSON.stringify(pool.errors));
-  t.notOk(pool({ apiVersion: 'inference.networking.k8s.io/v1', kind: 'InferencePool', metadata: { name: 'p' }, spec: { ...poolSpec, targetPorts: undefined } }), 'targetPorts is required');
-  t.notOk(pool({ apiVersion: 'inference.networking.k8s.io/v1', kind: 'InferencePool', metadata: { name: 'p' }, spec: { ...poolSpec, endpointPickerRef: { name: 'epp', port: 9002 } } }), 'a port is {number}');
-  t.notOk(validateEppConfig({ apiVersion: 'llm-d.ai/v1alpha1', kind: 'EndpointPickerConfig', plugins: [{ type: 'queue-scorer', weight: 2 }], schedulingProfiles: [{ name: 'default', plugins: [{ pluginRef: 'queue-scorer' }] }] }), 'weight belongs in the profile, not the plugin');
+  t.notOk(
+    pool({ apiVersion: 'inference.networking.k8s.io/v1', kind: 'InferencePool', metadata: { name: 'p' }, spec: { ...poolSpec, targetPorts: undefined } }),
+    'targetPorts is required',
+  );
+  t.notOk(
+    pool({
+      apiVersion: 'inference.networking.k8s.io/v1',
+      kind: 'InferencePool',
+      metadata: { name: 'p' },
+      spec: { ...poolSpec, endpointPickerRef: { name: 'epp', port: 9002 } },
+    }),
+    'a port is {number}',
+  );
+  t.notOk(
+    validateEppConfig({
+      apiVersion: 'llm-d.ai/v1alpha1',
+      kind: 'EndpointPickerConfig',
+      plugins: [{ type: 'queue-scorer', weight: 2 }],
+      schedulingProfiles: [{ name: 'default', plugins: [{ pluginRef: 'queue-scorer' }] }],
+    }),
+    'weight belongs in the profile, not the plugin',
+  );
 });
 
 t.test('every manifest under deploy/ is valid against its schema', async (t) => {
@@ -105,14 +142,18 @@ t.test('the endpoint picker configuration: valid, known plugin types, the three 
   t.ok(validateEppConfig(config), JSON.stringify(validateEppConfig.errors));
   const names = new Map<string, string>(config.plugins.map((p: Obj) => [p.name ?? p.type, p.type]));
   for (const type of names.values()) t.ok(eppSchema.pluginTypes.includes(type), `plugin type ${type} exists in llm-d-router`);
-  for (const type of ['metrics-data-source', 'core-metrics-extractor']) t.ok([...names.values()].includes(type), `${type}: scrapes /metrics and reads the model server protocol`);
+  for (const type of ['metrics-data-source', 'core-metrics-extractor'])
+    t.ok([...names.values()].includes(type), `${type}: scrapes /metrics and reads the model server protocol`);
   const refs = config.schedulingProfiles.flatMap((p: Obj) => p.plugins.map((x: Obj) => x.pluginRef));
   for (const ref of refs) t.ok(names.has(ref), `profile plugin ${ref} is defined`);
   const scorers = refs.map((r: string) => names.get(r));
   for (const s of ['lora-affinity-scorer', 'queue-scorer', 'kv-cache-utilization-scorer']) t.ok(scorers.includes(s), `${s} scores`);
-  t.ok(scorers.some((s: string) => s.endsWith('-picker')), 'a picker');
+  t.ok(
+    scorers.some((s: string) => s.endsWith('-picker')),
+    'a picker',
+  );
   const source = config.plugins.find((p: Obj) => p.type === 'metrics-data-source');
-  t.equal(source.parameters?.path ?? '/metrics', '/metrics', 'scrapes the server\'s /metrics');
+  t.equal(source.parameters?.path ?? '/metrics', '/metrics', "scrapes the server's /metrics");
 });
 
 t.test('the gateway pieces fit the server and each other', async (t) => {
@@ -121,7 +162,11 @@ t.test('the gateway pieces fit the server and each other', async (t) => {
   const serverPort = serverPod.spec.containers.find((c: Obj) => c.ports?.length).ports[0].containerPort;
   const [pool] = find('InferencePool');
   t.ok(selects(pool.spec.selector.matchLabels, serverPod.metadata.labels), 'the pool selects the server pods');
-  t.same(pool.spec.targetPorts.map((p: Obj) => p.number), [serverPort], 'on the server port');
+  t.same(
+    pool.spec.targetPorts.map((p: Obj) => p.number),
+    [serverPort],
+    'on the server port',
+  );
 
   const eppService = find('Service', inGateway).find((s) => s.metadata.name === pool.spec.endpointPickerRef.name);
   t.ok(eppService, 'endpointPickerRef names the picker Service');
@@ -133,7 +178,7 @@ t.test('the gateway pieces fit the server and each other', async (t) => {
   const container = eppPod.spec.containers[0];
   const target = container.ports.find((p: Obj) => p.name === servicePort.targetPort || p.containerPort === servicePort.targetPort);
   const args: string[] = container.args;
-  t.ok(args.includes(`--grpc-port=${target.containerPort}`), 'the Service reaches the picker\'s ext_proc port');
+  t.ok(args.includes(`--grpc-port=${target.containerPort}`), "the Service reaches the picker's ext_proc port");
   t.ok(args.includes(`--pool-name=${pool.metadata.name}`), 'the picker serves this pool');
   const configArg = args.find((a) => a.startsWith('--config-file='))!.split('=')[1];
   const mount = container.volumeMounts.find((m: Obj) => configArg.startsWith(`${m.mountPath}/`));
@@ -146,16 +191,29 @@ t.test('the gateway pieces fit the server and each other', async (t) => {
   const role = find('Role', inGateway)[0];
   const binding = find('RoleBinding', inGateway)[0];
   t.match(binding, { roleRef: { kind: 'Role', name: role.metadata.name }, subjects: [{ kind: 'ServiceAccount', name: sa.metadata.name }] });
-  const may = (group: string, resource: string) => role.rules.some((r: Obj) => r.apiGroups.includes(group) && r.resources.includes(resource) && ['get', 'list', 'watch'].every((v) => r.verbs.includes(v)));
+  const may = (group: string, resource: string) =>
+    role.rules.some((r: Obj) => r.apiGroups.includes(group) && r.resources.includes(resource) && ['get', 'list', 'watch'].every((v) => r.verbs.includes(v)));
   t.ok(may('inference.networking.k8s.io', 'inferencepools'), 'reads InferencePools');
   t.ok(may('', 'pods'), 'reads pods');
 
   const [route] = find('HTTPRoute');
   const [gateway] = find('Gateway');
-  t.ok(route.spec.parentRefs.some((p: Obj) => p.name === gateway.metadata.name), 'the route attaches to the Gateway');
+  t.ok(
+    route.spec.parentRefs.some((p: Obj) => p.name === gateway.metadata.name),
+    'the route attaches to the Gateway',
+  );
   for (const rule of route.spec.rules) t.match(rule.backendRefs, [{ group: 'inference.networking.k8s.io', kind: 'InferencePool', name: pool.metadata.name }]);
 
   const k = parse(readFileSync(join(DEPLOY, 'gateway', 'kustomization.yaml'), 'utf8')) as Obj;
-  t.same([...k.resources].sort(), readdirSync(join(DEPLOY, 'gateway')).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml').sort(), 'the kustomization lists every gateway manifest');
-  t.ok(k.images.some((i: Obj) => i.name === container.image), 'the picker image is set by the kustomization');
+  t.same(
+    [...k.resources].sort(),
+    readdirSync(join(DEPLOY, 'gateway'))
+      .filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml')
+      .sort(),
+    'the kustomization lists every gateway manifest',
+  );
+  t.ok(
+    k.images.some((i: Obj) => i.name === container.image),
+    'the picker image is set by the kustomization',
+  );
 });

@@ -15,7 +15,18 @@ import { startLoopbackS3 } from '../helpers/s3.js';
 const s3 = await startLoopbackS3();
 await s3.putAdapter('fleet/', 'remote-support', join(FIXTURE_ADAPTERS, 'support'));
 const server = await startServer(
-  ['--model', FIXTURE_MODEL, '--adapters', `s3://${s3.bucket}/fleet/`, '--adapter-cache-dir', mkdtempSync(join(tmpdir(), 'e2e-adapters-')), '--adapter-check-interval-s', '1', '--cache-dir', mkdtempSync(join(tmpdir(), 'e2e-cache-'))],
+  [
+    '--model',
+    FIXTURE_MODEL,
+    '--adapters',
+    `s3://${s3.bucket}/fleet/`,
+    '--adapter-cache-dir',
+    mkdtempSync(join(tmpdir(), 'e2e-adapters-')),
+    '--adapter-check-interval-s',
+    '1',
+    '--cache-dir',
+    mkdtempSync(join(tmpdir(), 'e2e-cache-')),
+  ],
   s3.env,
 );
 t.teardown(async () => {
@@ -35,7 +46,10 @@ async function greedy(adapter: string, c = caseFor('support')) {
 
 t.test('the bucket is listed; an adapter downloads on first use and gives the HF reference tokens of its files', async (t) => {
   const models = (await (await fetch(`${server.url}/v1/models`)).json()).data as Array<Record<string, unknown>>;
-  t.match(models.find((m) => m.id === 'remote-support'), { parent: 'llama-tiny' });
+  t.match(
+    models.find((m) => m.id === 'remote-support'),
+    { parent: 'llama-tiny' },
+  );
   const r = await greedy('remote-support');
   t.equal(r.status, 200, JSON.stringify(r.body));
   t.same(r.body.token_ids, caseFor('support').greedy_token_ids);

@@ -26,7 +26,13 @@ const savedEnv = { ...process.env };
 Object.assign(process.env, s3.env);
 await s3.putAdapter(PREFIX, 'listed', join(FIXTURE_ADAPTERS, 'support'));
 const cacheDir = mkdtempSync(join(tmpdir(), 'lora-adapter-cache-'));
-const engine = await loadFixtureEngine({ adaptersDir: `s3://${s3.bucket}/${PREFIX}`, adapterCacheDir: cacheDir, adapterCacheBytes: CACHE_BOUND, adapterMaxBytes: MAX_ADAPTER, adapterSlots: 3 });
+const engine = await loadFixtureEngine({
+  adaptersDir: `s3://${s3.bucket}/${PREFIX}`,
+  adapterCacheDir: cacheDir,
+  adapterCacheBytes: CACHE_BOUND,
+  adapterMaxBytes: MAX_ADAPTER,
+  adapterSlots: 3,
+});
 const local = await loadFixtureEngine();
 const app = await buildTestApp(engine);
 const localApp = await buildTestApp(local);
@@ -39,9 +45,11 @@ t.teardown(async () => {
 
 const prompt = reference.cases.find((c) => c.adapter === 'support')!.prompt_token_ids;
 const body = (max = 12) => ({ prompt_token_ids: prompt, max_tokens: max, temperature: 0 });
-const generate = (target: typeof app, adapter: string, max = 12) => target.inject({ method: 'POST', url: `/v1/generate?adapter=${adapter}`, payload: body(max) });
+const generate = (target: typeof app, adapter: string, max = 12) =>
+  target.inject({ method: 'POST', url: `/v1/generate?adapter=${adapter}`, payload: body(max) });
 const localTokens = async (adapter: string, max = 12) => (await generate(localApp, adapter, max)).json().token_ids as number[];
-const adapterInfo = async (name: string) => ((await app.inject({ url: '/v1/adapters' })).json().data as Array<Record<string, any>>).find((a) => a.name === name);
+const adapterInfo = async (name: string) =>
+  ((await app.inject({ url: '/v1/adapters' })).json().data as Array<Record<string, any>>).find((a) => a.name === name);
 
 t.test('the S3 URL is parsed strictly', async (t) => {
   t.same(parseS3Url('s3://my-bucket/a/b'), { bucket: 'my-bucket', prefix: 'a/b/' });
@@ -55,7 +63,10 @@ t.test('adapters in the bucket at start are listed (GET /v1/adapters, /v1/models
   const listed = await adapterInfo('listed');
   t.match(listed, { status: 'remote', origin: 'remote', version: null });
   const models = (await app.inject({ url: '/v1/models' })).json().data as Array<Record<string, unknown>>;
-  t.match(models.find((m) => m.id === 'listed'), { parent: engine.modelName, owned_by: 'lora-inference-server' });
+  t.match(
+    models.find((m) => m.id === 'listed'),
+    { parent: engine.modelName, owned_by: 'lora-inference-server' },
+  );
   t.equal(s3.gets('/listed/adapter_model.safetensors'), 0, 'nothing downloaded before the first request');
 });
 
@@ -87,10 +98,17 @@ t.test('a name the store does not hold is 404 on both APIs, never the base model
   const res = await generate(app, 'nosuch');
   t.equal(res.statusCode, 404);
   t.equal(res.json().error.code, 'adapter_not_found');
-  const chat = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: { model: 'nosuch-either', messages: [{ role: 'user', content: 'hi' }] } });
+  const chat = await app.inject({
+    method: 'POST',
+    url: '/v1/chat/completions',
+    payload: { model: 'nosuch-either', messages: [{ role: 'user', content: 'hi' }] },
+  });
   t.equal(chat.statusCode, 404);
   t.equal(chat.json().error.code, 'model_not_found');
-  t.ok(s3.requests.some((r) => r.includes('prefix=team%2Fnosuch%2F')), 'the store was asked');
+  t.ok(
+    s3.requests.some((r) => r.includes('prefix=team%2Fnosuch%2F')),
+    'the store was asked',
+  );
 });
 
 t.test('a corrupt object is refused with its reason (checksum), and nothing of it stays in the cache', async (t) => {
@@ -105,7 +123,10 @@ t.test('a corrupt object is refused with its reason (checksum), and nothing of i
   t.equal(res.json().error.code, 'adapter_errored');
   t.match(res.json().error.message, /adapter_model\.safetensors: does not match its ETag/);
   t.match(await adapterInfo('broken'), { status: 'errored', error: /does not match its ETag/ });
-  t.notOk(readdirSync(cacheDir).some((d) => d.startsWith('broken@')), 'no cached copy');
+  t.notOk(
+    readdirSync(cacheDir).some((d) => d.startsWith('broken@')),
+    'no cached copy',
+  );
 });
 
 t.test('content is validated exactly as a local adapter (a DoRA config is refused with the reason)', async (t) => {
@@ -130,11 +151,20 @@ t.test('the download cache is bounded in bytes: the least recently used version 
   await s3.putAdapter(PREFIX, 'code-a', join(FIXTURE_ADAPTERS, 'code'));
   await s3.putAdapter(PREFIX, 'code-b', join(FIXTURE_ADAPTERS, 'code'));
   t.equal((await generate(app, 'code-a')).statusCode, 200);
-  t.ok(readdirSync(cacheDir).some((d) => d.startsWith('code-a@')), 'code-a on disk');
+  t.ok(
+    readdirSync(cacheDir).some((d) => d.startsWith('code-a@')),
+    'code-a on disk',
+  );
   t.equal((await generate(app, 'code-b')).statusCode, 200);
   const dirs = readdirSync(cacheDir).filter((d) => d.includes('@'));
-  t.ok(dirs.some((d) => d.startsWith('code-b@')), 'code-b on disk');
-  t.notOk(dirs.some((d) => d.startsWith('code-a@')), 'code-a evicted (two code adapters do not fit the bound)');
+  t.ok(
+    dirs.some((d) => d.startsWith('code-b@')),
+    'code-b on disk',
+  );
+  t.notOk(
+    dirs.some((d) => d.startsWith('code-a@')),
+    'code-a evicted (two code adapters do not fit the bound)',
+  );
   const onDisk = dirs.reduce((n, d) => n + readdirSync(join(cacheDir, d)).reduce((m, f) => m + statSync(join(cacheDir, d, f)).size, 0), 0);
   t.ok(onDisk <= CACHE_BOUND, `${onDisk} bytes on disk <= ${CACHE_BOUND}`);
   t.equal(engine.adapters.tiers().diskCacheBytes, onDisk, 'the cache counts what is on disk');
@@ -185,7 +215,8 @@ t.test('reload: a changed object is served to new requests while a request in fl
   gated = false;
   for (const release of gens.splice(0)) release();
   const tokens: number[] = [(first.value as { tokenId: number }).tokenId];
-  for (let next = await it.next(); !next.done; next = await it.next()) if (next.value.type === 'token' && next.value.tokenId >= 0) tokens.push(next.value.tokenId);
+  for (let next = await it.next(); !next.done; next = await it.next())
+    if (next.value.type === 'token' && next.value.tokenId >= 0) tokens.push(next.value.tokenId);
   t.same(tokens, await localTokens('support', 24), 'the request in flight finished on the old (support) weights');
   const after = await fresh;
   t.equal(after.statusCode, 200, after.body);

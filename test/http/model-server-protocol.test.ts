@@ -45,7 +45,17 @@ runner.step = async (plan) => {
 };
 
 const prompt = reference.cases[0].prompt_token_ids;
-const request = (adapter: string, maxTokens: number) => ({ adapter, promptTokenIds: prompt, maxTokens, temperature: 0, topP: 1, topK: 0, stop: [], ignoreEos: true, logprobs: false });
+const request = (adapter: string, maxTokens: number) => ({
+  adapter,
+  promptTokenIds: prompt,
+  maxTokens,
+  temperature: 0,
+  topP: 1,
+  topK: 0,
+  stop: [],
+  ignoreEos: true,
+  logprobs: false,
+});
 async function startRunning(adapter: string) {
   const generation = client.start(request(adapter, 40));
   const it = generation.events[Symbol.asyncIterator]();
@@ -90,10 +100,17 @@ t.test('an adapter whose queued requests wait for a slot is waiting, not running
 
   held = false;
   for (const release of waiting.splice(0)) release();
-  await Promise.all([finishSupport(), finishSales(), (async () => {
-    for await (const _ of queued.events);
-  })()]);
-  const done = await scrapeUntil((x) => x.waitingModels.length === 0 && x.activeModels.includes('code') && x.runningRequestsSize === 0, 'code resident, nothing waiting');
+  await Promise.all([
+    finishSupport(),
+    finishSales(),
+    (async () => {
+      for await (const _ of queued.events);
+    })(),
+  ]);
+  const done = await scrapeUntil(
+    (x) => x.waitingModels.length === 0 && x.activeModels.includes('code') && x.runningRequestsSize === 0,
+    'code resident, nothing waiting',
+  );
   t.equal(done.activeModels.length, 2, 'two slots: code and the most recently used of the others');
   t.equal(done.waitingQueueSize, 0);
   t.equal(done.kvCacheUsagePercent, 0);
@@ -102,7 +119,11 @@ t.test('an adapter whose queued requests wait for a slot is waiting, not running
 t.test('never the same adapter in both lists, in any scrape', async (t) => {
   t.ok(scrapes.length > 4, `${scrapes.length} scrapes`);
   for (const e of scrapes) {
-    t.same(e.activeModels.filter((a) => e.waitingModels.includes(a)), [], JSON.stringify(e));
+    t.same(
+      e.activeModels.filter((a) => e.waitingModels.includes(a)),
+      [],
+      JSON.stringify(e),
+    );
     t.ok(e.activeModels.length <= e.maxActiveModels, 'no more running adapters than slots');
   }
   const body = (await app.inject({ url: '/metrics' })).body;
@@ -114,7 +135,17 @@ t.test('never the same adapter in both lists, in any scrape', async (t) => {
 
 t.test("the routing harness's rules (bench/fleet.ts) are llm-d's scorers", async (t) => {
   const { loraAffinityScore, queueScores, pick } = await import('../../tools/model-server-protocol/extractor.js');
-  const pod = (active: string[], waiting: string[], queue = 0, kv = 0): Extracted => ({ waitingQueueSize: queue, runningRequestsSize: 0, kvCacheUsagePercent: kv, maxActiveModels: 2, activeModels: active, waitingModels: waiting, loraValue: 0, cacheBlockSize: 32, cacheNumBlocks: 1 });
+  const pod = (active: string[], waiting: string[], queue = 0, kv = 0): Extracted => ({
+    waitingQueueSize: queue,
+    runningRequestsSize: 0,
+    kvCacheUsagePercent: kv,
+    maxActiveModels: 2,
+    activeModels: active,
+    waitingModels: waiting,
+    loraValue: 0,
+    cacheBlockSize: 32,
+    cacheNumBlocks: 1,
+  });
   t.equal(loraAffinityScore(pod(['a', 'b'], []), 'a'), 1, 'active');
   t.equal(loraAffinityScore(pod(['b'], []), 'a'), 0.8, 'room for one more');
   t.equal(loraAffinityScore(pod(['b'], ['a']), 'a'), 0.6, 'queued');

@@ -3,7 +3,10 @@ import t from 'tap';
 import { ConfigError, loadConfig, resolvePaths } from '../../src/config.js';
 
 t.test('an S3 URL is the adapters source, with its cache settings', async (t) => {
-  const config = resolvePaths(loadConfig({ argv: ['--adapters', 's3://my-bucket/team/', '--adapter-cache-mb', '512', '--adapter-check-interval-s', '60'], env: {} }), '/srv');
+  const config = resolvePaths(
+    loadConfig({ argv: ['--adapters', 's3://my-bucket/team/', '--adapter-cache-mb', '512', '--adapter-check-interval-s', '60'], env: {} }),
+    '/srv',
+  );
   t.equal(config.model.adaptersDir, 's3://my-bucket/team/');
   t.equal(config.model.adapterCacheDir, '/srv/.cache/adapters');
   t.equal(config.model.adapterCacheMb, 512);

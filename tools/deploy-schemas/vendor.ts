@@ -89,7 +89,10 @@ function main(): void {
       if (crd?.kind !== 'CustomResourceDefinition') continue;
       const version = crd.spec.versions.find((v: Json) => v.storage) ?? crd.spec.versions[0];
       const name = `${crd.spec.group}_${version.name}_${crd.spec.names.kind}.json`;
-      writeFileSync(join(out, name), `${JSON.stringify({ group: crd.spec.group, version: version.name, kind: crd.spec.names.kind, schema: version.schema.openAPIV3Schema })}\n`);
+      writeFileSync(
+        join(out, name),
+        `${JSON.stringify({ group: crd.spec.group, version: version.name, kind: crd.spec.names.kind, schema: version.schema.openAPIV3Schema })}\n`,
+      );
       console.log(name);
     }
   }

@@ -19,7 +19,8 @@ export function parseExposition(text: string): Sample[] {
     const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+-?\d+)?$/.exec(line);
     if (!m) throw new Error(`not a sample line: ${line}`);
     const labels: Record<string, string> = {};
-    for (const l of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]] = l[2].replace(/\\(["\\n])/g, (_s, c: string) => (c === 'n' ? '\n' : c));
+    for (const l of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g))
+      labels[l[1]] = l[2].replace(/\\(["\\n])/g, (_s, c: string) => (c === 'n' ? '\n' : c));
     samples.push({ name: m[1], labels, value: Number(m[3]) });
   }
   return samples;
@@ -40,7 +41,11 @@ export interface EndpointMetrics {
   cacheNumBlocks: number;
 }
 
-const names = (csv: string) => csv.split(',').map((s) => s.trim()).filter((s) => s !== '');
+const names = (csv: string) =>
+  csv
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
 
 /**
  * The default (vLLM) mapping: the three gauges, and of vllm:lora_requests_info the series with the largest value,
@@ -54,12 +59,15 @@ export function extract(text: string): EndpointMetrics {
     if (found.length === 0) throw new Error(`metric family ${name} not found`);
     return found[found.length - 1].value;
   };
-  const lora = samples.filter((s) => s.name === 'vllm:lora_requests_info').reduce<Sample | null>((best, s) => (best === null || s.value > best.value ? s : best), null);
+  const lora = samples
+    .filter((s) => s.name === 'vllm:lora_requests_info')
+    .reduce<Sample | null>((best, s) => (best === null || s.value > best.value ? s : best), null);
   if (!lora) throw new Error('vllm:lora_requests_info not found');
   if (!/^[+-]?\d+$/.test(lora.labels.max_lora ?? '')) throw new Error(`max_lora is not an integer: ${lora.labels.max_lora}`);
   const cache = samples.filter((s) => s.name === 'vllm:cache_config_info').at(-1);
   if (!cache) throw new Error('metric family vllm:cache_config_info not found');
-  for (const label of ['block_size', 'num_gpu_blocks']) if (!/^[+-]?\d+$/.test(cache.labels[label] ?? '')) throw new Error(`${label} is not an integer: ${cache.labels[label]}`);
+  for (const label of ['block_size', 'num_gpu_blocks'])
+    if (!/^[+-]?\d+$/.test(cache.labels[label] ?? '')) throw new Error(`${label} is not an integer: ${cache.labels[label]}`);
   return {
     waitingQueueSize: Math.trunc(gauge('vllm:num_requests_waiting')),
     runningRequestsSize: Math.trunc(gauge('vllm:num_requests_running')),

@@ -21,7 +21,10 @@ export class AdapterDiskCache {
   private total = 0;
   evictions = 0;
 
-  constructor(readonly root: string, private readonly maxBytes: number) {
+  constructor(
+    readonly root: string,
+    private readonly maxBytes: number,
+  ) {
     mkdirSync(root, { recursive: true });
     const found: Array<{ key: string; dir: string; bytes: number; mtime: number }> = [];
     for (const name of readdirSync(root)) {

@@ -116,7 +116,19 @@ export interface AdapterCounters {
   reloads: number;
 }
 
-export const EMPTY_ADAPTER_COUNTERS: AdapterCounters = { deviceHits: 0, deviceMisses: 0, hostHits: 0, hostMisses: 0, loads: 0, loadErrors: 0, loadMsTotal: 0, hostEvictions: 0, deviceEvictions: 0, downloads: 0, reloads: 0 };
+export const EMPTY_ADAPTER_COUNTERS: AdapterCounters = {
+  deviceHits: 0,
+  deviceMisses: 0,
+  hostHits: 0,
+  hostMisses: 0,
+  loads: 0,
+  loadErrors: 0,
+  loadMsTotal: 0,
+  hostEvictions: 0,
+  deviceEvictions: 0,
+  downloads: 0,
+  reloads: 0,
+};
 
 /** How long a store failure fails the requests for that adapter before loading is tried again. */
 const STORE_RETRY_MS = 5_000;
@@ -187,7 +199,11 @@ export class AdapterManager {
   /** Called after each load into the host tier (the /metrics load-time histogram). */
   onLoad: ((event: AdapterLoadEvent) => void) | null = null;
 
-  constructor(private readonly spec: ModelSpec, private readonly stacks: SlotStacks, private readonly options: AdapterManagerOptions) {
+  constructor(
+    private readonly spec: ModelSpec,
+    private readonly stacks: SlotStacks,
+    private readonly options: AdapterManagerOptions,
+  ) {
     this.store = options.store ?? null;
     this.cache = options.cache ?? null;
     if (this.store && !this.cache) throw new Error('a remote adapter store needs a download cache');
@@ -250,7 +266,8 @@ export class AdapterManager {
     if (this.records.has(name)) throw new EngineError('adapter_exists', `Adapter ${name} is already registered.`);
     if (this.store) {
       const clean = path.replace(/^\/+|\/+$/g, '');
-      if (!clean || clean.split('/').some((part) => !part || part === '.' || part === '..')) throw new EngineError('invalid_request', `Path ${JSON.stringify(path)} is not a path under ${this.store.url}.`);
+      if (!clean || clean.split('/').some((part) => !part || part === '.' || part === '..'))
+        throw new EngineError('invalid_request', `Path ${JSON.stringify(path)} is not a path under ${this.store.url}.`);
       return this.info(this.addRemoteRecord(name, clean, null));
     }
     const dir = this.confine(path);
@@ -259,7 +276,28 @@ export class AdapterManager {
   }
 
   private newRecord(name: string, dir: string, origin: AdapterOrigin): AdapterRecord {
-    return { name, dir, error: null, rank: null, targets: [], bytes: null, hits: 0, lastUsed: null, pinned: false, slot: -1, loading: null, staged: null, origin, remotePath: name, remote: null, version: null, errorVersion: null, failure: null, reloading: null, download: null };
+    return {
+      name,
+      dir,
+      error: null,
+      rank: null,
+      targets: [],
+      bytes: null,
+      hits: 0,
+      lastUsed: null,
+      pinned: false,
+      slot: -1,
+      loading: null,
+      staged: null,
+      origin,
+      remotePath: name,
+      remote: null,
+      version: null,
+      errorVersion: null,
+      failure: null,
+      reloading: null,
+      download: null,
+    };
   }
 
   private addRemoteRecord(name: string, remotePath: string, version: RemoteVersion | null): AdapterRecord {
@@ -274,7 +312,8 @@ export class AdapterManager {
   confine(path: string): string {
     const candidate = resolve(this.root, path);
     if (isOutside(this.root, candidate)) throw new EngineError('invalid_request', `Path ${JSON.stringify(path)} is outside the adapters root.`);
-    if (!existsSync(candidate) || !statSync(candidate).isDirectory()) throw new EngineError('invalid_request', `Path ${JSON.stringify(path)} is not a directory under the adapters root.`);
+    if (!existsSync(candidate) || !statSync(candidate).isDirectory())
+      throw new EngineError('invalid_request', `Path ${JSON.stringify(path)} is not a directory under the adapters root.`);
     if (isOutside(realpathSync(this.root), realpathSync(candidate))) {
       throw new EngineError('invalid_request', `Path ${JSON.stringify(path)} leads outside the adapters root through a symbolic link.`);
     }
@@ -426,7 +465,17 @@ export class AdapterManager {
   }
 
   private info(r: AdapterRecord): AdapterInfo {
-    const status: AdapterStatus = r.error ? 'errored' : r.slot > 0 ? 'device' : r.loading ? 'loading' : this.host.has(r.name) || r.staged ? 'host' : this.onDisk(r) ? 'available' : 'remote';
+    const status: AdapterStatus = r.error
+      ? 'errored'
+      : r.slot > 0
+        ? 'device'
+        : r.loading
+          ? 'loading'
+          : this.host.has(r.name) || r.staged
+            ? 'host'
+            : this.onDisk(r)
+              ? 'available'
+              : 'remote';
     return {
       name: r.name,
       dir: r.dir,
@@ -555,7 +604,7 @@ export class AdapterManager {
    */
   private shrinkRankIfOversized(): void {
     // A retired slot's adapter may have had a larger rank than its new version: count the running weights.
-    const residentRank = Math.max(1, ...this.slots.map((s) => (s.owner ? (s.retired ? this.stacks.rank : this.records.get(s.owner)?.rank ?? 0) : 0)));
+    const residentRank = Math.max(1, ...this.slots.map((s) => (s.owner ? (s.retired ? this.stacks.rank : (this.records.get(s.owner)?.rank ?? 0)) : 0)));
     if (residentRank * 2 <= this.stacks.rank) this.stacks.fitRank(residentRank);
   }
 
@@ -563,7 +612,13 @@ export class AdapterManager {
   private async readVersion(record: AdapterRecord): Promise<{ adapter: LoadedAdapter; dir: string; tag: string; source: 'disk' | 's3'; downloadMs: number }> {
     if (record.origin === 'local') {
       const tag = localVersion(record.dir);
-      return { adapter: await loadPeftAdapterAsync(record.name, record.dir, this.spec, this.options.maxRank), dir: record.dir, tag, source: 'disk', downloadMs: 0 };
+      return {
+        adapter: await loadPeftAdapterAsync(record.name, record.dir, this.spec, this.options.maxRank),
+        dir: record.dir,
+        tag,
+        source: 'disk',
+        downloadMs: 0,
+      };
     }
     const local = await this.ensureLocal(record);
     const unpin = this.cache!.pin(record.name, local.tag);
@@ -646,7 +701,17 @@ export class AdapterManager {
         throw new EngineError('adapter_errored', `Adapter ${name} was not reloaded: ${(e as Error).message}.${still}`);
       }
       if (this.records.get(name) !== record) throw adapterNotFound(name);
-      Object.assign(record, { error: null, errorVersion: null, failure: null, dir: next.dir, version: next.tag, rank: next.adapter.rank, targets: next.adapter.targets, bytes: next.adapter.bytes, staged: null });
+      Object.assign(record, {
+        error: null,
+        errorVersion: null,
+        failure: null,
+        dir: next.dir,
+        version: next.tag,
+        rank: next.adapter.rank,
+        targets: next.adapter.targets,
+        bytes: next.adapter.bytes,
+        staged: null,
+      });
       this.host.set(name, next.adapter); // replaces (and frees) the previous host copy
       if (!this.host.has(name)) record.staged = next.adapter;
       if (record.slot > 0) {

@@ -43,7 +43,10 @@ export interface RemoteAdapterStore {
 
 /** The tag of a version: a short hash of every file's name, size and ETag. */
 export function versionTag(files: RemoteFile[]): string {
-  const text = [...files].sort((a, b) => a.name.localeCompare(b.name)).map((f) => `${f.name}:${f.size}:${f.etag}`).join('\n');
+  const text = [...files]
+    .sort((a, b) => a.name.localeCompare(b.name))
+    .map((f) => `${f.name}:${f.size}:${f.etag}`)
+    .join('\n');
   return createHash('sha256').update(text).digest('hex').slice(0, 16);
 }
 
@@ -62,7 +65,10 @@ export function versionFrom(objects: Array<{ key: string; size: number; etag: st
 
 /** The adapter's content is not what the store says it is (size, checksum), or is larger than allowed. */
 export class IntegrityError extends Error {
-  constructor(readonly file: string, problem: string) {
+  constructor(
+    readonly file: string,
+    problem: string,
+  ) {
     super(`${file}: ${problem}`);
     this.name = 'IntegrityError';
   }

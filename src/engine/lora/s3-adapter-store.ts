@@ -16,12 +16,31 @@ import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { GetObjectCommand, ListObjectsV2Command, S3Client, type ListObjectsV2CommandOutput } from '@aws-sdk/client-s3';
 import { EngineError } from '../errors.js';
-import { IntegrityError, storeDenied, storeUnavailable, versionFrom, type RemoteAdapterStore, type RemoteFile, type RemoteVersion, type S3Location } from './adapter-store.js';
+import {
+  IntegrityError,
+  storeDenied,
+  storeUnavailable,
+  versionFrom,
+  type RemoteAdapterStore,
+  type RemoteFile,
+  type RemoteVersion,
+  type S3Location,
+} from './adapter-store.js';
 
 /** Listing pages read at most (1000 keys each): a prefix holding more is a misconfiguration, not an adapter set. */
 const MAX_LIST_PAGES = 100;
 
-const DENIED = new Set(['AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'ExpiredToken', 'InvalidToken', 'TokenRefreshRequired', 'AllAccessDisabled', 'AccountProblem', 'CredentialsProviderError']);
+const DENIED = new Set([
+  'AccessDenied',
+  'InvalidAccessKeyId',
+  'SignatureDoesNotMatch',
+  'ExpiredToken',
+  'InvalidToken',
+  'TokenRefreshRequired',
+  'AllAccessDisabled',
+  'AccountProblem',
+  'CredentialsProviderError',
+]);
 
 export interface S3StoreOptions {
   /** A client to use instead of the default one (tests). */
@@ -39,7 +58,10 @@ export class S3AdapterStore implements RemoteAdapterStore {
   readonly url: string;
   private readonly client: S3Client;
 
-  constructor(private readonly location: S3Location, options: S3StoreOptions = {}) {
+  constructor(
+    private readonly location: S3Location,
+    options: S3StoreOptions = {},
+  ) {
     const env = options.env ?? process.env;
     this.url = `s3://${location.bucket}/${location.prefix}`;
     this.client =
@@ -59,7 +81,9 @@ export class S3AdapterStore implements RemoteAdapterStore {
     const byName = new Map<string, Array<{ key: string; size: number; etag: string }>>();
     let token: string | undefined;
     for (let page = 0; page < MAX_LIST_PAGES; page++) {
-      const out: ListObjectsV2CommandOutput = await this.send(() => this.client.send(new ListObjectsV2Command({ Bucket: this.location.bucket, Prefix: this.location.prefix, ContinuationToken: token })));
+      const out: ListObjectsV2CommandOutput = await this.send(() =>
+        this.client.send(new ListObjectsV2Command({ Bucket: this.location.bucket, Prefix: this.location.prefix, ContinuationToken: token })),
+      );
       for (const o of out.Contents ?? []) {
         const rest = (o.Key ?? '').slice(this.location.prefix.length);
         const slash = rest.indexOf('/');
@@ -83,12 +107,17 @@ export class S3AdapterStore implements RemoteAdapterStore {
   async describe(path: string): Promise<RemoteVersion | null> {
     const prefix = `${this.location.prefix}${path}/`;
     const out = await this.send(() => this.client.send(new ListObjectsV2Command({ Bucket: this.location.bucket, Prefix: prefix, Delimiter: '/' })));
-    return versionFrom((out.Contents ?? []).map((o) => ({ key: o.Key ?? '', size: o.Size ?? 0, etag: o.ETag ?? '' })), prefix);
+    return versionFrom(
+      (out.Contents ?? []).map((o) => ({ key: o.Key ?? '', size: o.Size ?? 0, etag: o.ETag ?? '' })),
+      prefix,
+    );
   }
 
   async download(file: RemoteFile, dest: string, maxBytes: number): Promise<void> {
     if (file.size > maxBytes) throw new IntegrityError(file.name, `is ${file.size} bytes, above this server's limit of ${maxBytes} bytes`);
-    const out = await this.send(() => this.client.send(new GetObjectCommand({ Bucket: this.location.bucket, Key: file.key, IfMatch: `"${file.etag}"`, ChecksumMode: 'ENABLED' })));
+    const out = await this.send(() =>
+      this.client.send(new GetObjectCommand({ Bucket: this.location.bucket, Key: file.key, IfMatch: `"${file.etag}"`, ChecksumMode: 'ENABLED' })),
+    );
     const md5 = createHash('md5');
     const sha256 = createHash('sha256');
     let received = 0;
