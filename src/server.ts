@@ -129,7 +129,7 @@ async function main(): Promise<void> {
       try {
         await engine.ready;
         attachEngine(app, engine);
-        logger.info({ model: engine.modelName, provider: engine.provider, adapters: engine.adapters.names() }, 'ready');
+        logger.info({ model: engine.modelName, provider: engine.provider, adapters: engine.adapters.names(), generationDefaults: engine.generation }, 'ready');
         break;
       } catch (e) {
         await engine.close();

@@ -5,6 +5,20 @@
  * creating_session, loading_adapters, ready or failed).
  */
 import type { FastifyInstance } from 'fastify';
+import { samplingDefaults, type GenerationDefaults } from '../engine/model/generation-config.js';
+
+/** The request defaults in force and where they come from (generation_config.json or the server's own). */
+function generationDefaultsBody(g: GenerationDefaults) {
+  const s = samplingDefaults(g);
+  return {
+    source: g.source ?? 'server',
+    temperature: s.temperature,
+    top_p: s.topP,
+    top_k: s.topK,
+    ...(g.maxTokens !== undefined ? { chat_max_tokens: g.maxTokens } : {}),
+    ...(g.ignored.length ? { ignored: g.ignored } : {}),
+  };
+}
 
 export async function healthRoutes(app: FastifyInstance): Promise<void> {
   app.get('/healthz', async () => ({ status: 'ok' }));
@@ -29,6 +43,8 @@ export async function healthRoutes(app: FastifyInstance): Promise<void> {
             queue_depth: engine.queueDepth,
             batch_size: engine.batchSize,
             adapters: engine.adapters.list().length,
+            generation_defaults: generationDefaultsBody(engine.generation),
+            eos_token_ids: engine.spec.eosTokenIds,
           }
         : {}),
       ...(bedrock ? { bedrock } : {}),
