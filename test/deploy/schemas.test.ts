@@ -202,7 +202,20 @@ t.test('the gateway pieces fit the server and each other', async (t) => {
     route.spec.parentRefs.some((p: Obj) => p.name === gateway.metadata.name),
     'the route attaches to the Gateway',
   );
-  for (const rule of route.spec.rules) t.match(rule.backendRefs, [{ group: 'inference.networking.k8s.io', kind: 'InferencePool', name: pool.metadata.name }]);
+  const toPool = route.spec.rules.filter((r: Obj) => r.backendRefs.some((b: Obj) => b.kind === 'InferencePool'));
+  t.equal(toPool.length, 1, 'one rule leads to the pool');
+  t.match(toPool[0].backendRefs, [{ group: 'inference.networking.k8s.io', kind: 'InferencePool', name: pool.metadata.name }]);
+  const poolPaths = toPool[0].matches.map((m: Obj) => m.path.value).sort();
+  t.same(poolPaths, ['/v1/chat/completions', '/v1/completions'], 'the OpenAI routes, whose `model` the picker reads');
+  const serverService = find('Service', (d) => !inGateway(d))[0];
+  for (const rule of route.spec.rules.filter((r: Obj) => !toPool.includes(r))) {
+    for (const b of rule.backendRefs) {
+      t.ok(
+        b.kind === 'Service' && b.name === serverService.metadata.name && serverService.spec.ports.some((p: Obj) => p.port === b.port),
+        'the other routes reach the server Service',
+      );
+    }
+  }
 
   const k = parse(readFileSync(join(DEPLOY, 'gateway', 'kustomization.yaml'), 'utf8')) as Obj;
   t.same(
