@@ -7,7 +7,7 @@
  * and `support` together, both panels fill by streaming, and only support's holds a `Resolution:` line; the
  * adapters view lists the three demo adapters and pin needs an admin key; Bedrock's markup shows as text;
  * completion mode sends the README's raw prompt; every control is reached by Tab; 360 px needs no sideways scroll. The
- * screenshot in docs/playground.png is taken here. Skips, saying so, only where no Chromium can be found.
+ * screenshot in docs/playground.png is taken here (written there with UPDATE_SCREENSHOT=1). Skips, saying so, only where no Chromium can be found.
  */
 import t from 'tap';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -230,7 +230,10 @@ async function main(executablePath: string): Promise<void> {
     await waitText('#adapters-status', /^Pinned support\.$/);
     t.equal((await adapterRows()).find((r) => r.name === 'support')!.pinned, 'yes', 'pinned with the admin key');
 
-    await page.screenshot({ path: join(PROJECT_ROOT, 'docs', 'playground.png'), fullPage: true });
+    // docs/playground.png is refreshed only when asked (UPDATE_SCREENSHOT=1), so a test run leaves the tree clean.
+    const shot = process.env.UPDATE_SCREENSHOT === '1' ? join(PROJECT_ROOT, 'docs', 'playground.png') : join(mkdtempSync(join(tmpdir(), 'playground-shot-')), 'playground.png');
+    await page.screenshot({ path: shot, fullPage: true });
+    t.same([...readFileSync(shot).subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], `a PNG screenshot of the page (${shot})`);
 
     await drawnAfter(() => page.click(pinButton));
     t.equal((await adapterRows()).find((r) => r.name === 'support')!.pinned, 'no', 'unpinned');
