@@ -78,14 +78,16 @@ async function throughput(engine: Engine, adapterFor: (i: number) => string | nu
   let next = 0;
   let tokens = 0;
   const started = performance.now();
-  await Promise.all(Array.from({ length: clients }, async () => {
-    while (next < requests) {
-      const i = next++;
-      // Not `tokens += await ...`: that reads `tokens` before the await and loses the other clients' counts.
-      const result = await engine.generate(request(i, adapterFor(i)));
-      tokens += result.usage.completionTokens;
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (next < requests) {
+        const i = next++;
+        // Not `tokens += await ...`: that reads `tokens` before the await and loses the other clients' counts.
+        const result = await engine.generate(request(i, adapterFor(i)));
+        tokens += result.usage.completionTokens;
+      }
+    }),
+  );
   return (tokens / (performance.now() - started)) * 1000;
 }
 
@@ -95,18 +97,24 @@ function writeMergedCheckpoint(adapterDir: string, outDir: string): void {
   const spec = readModelSpec(modelDir);
   const adapter = loadPeftAdapter('m', adapterDir, spec, 64);
   const header = readSafetensorsHeader(join(modelDir, 'model.safetensors'));
-  const tensors = [...header.tensors.values()].map((info) => ({ name: info.name, dtype: 'F32' as const, shape: info.shape, data: readTensorAsFloat32(header, info.name) }));
+  const tensors = [...header.tensors.values()].map((info) => ({
+    name: info.name,
+    dtype: 'F32' as const,
+    shape: info.shape,
+    data: readTensorAsFloat32(header, info.name),
+  }));
   for (let l = 0; l < spec.numLayers; l++) {
     for (const p of PROJECTIONS) {
       const m = adapter.modules.get(moduleKey(l, p));
       if (!m) continue;
       const [inSize, outSize] = projectionShape(spec, p);
       const w = tensors.find((x) => x.name === hfWeightName(l, p))!.data; // [out, in]
-      for (let o = 0; o < outSize; o++) for (let i = 0; i < inSize; i++) {
-        let delta = 0;
-        for (let r = 0; r < m.rank; r++) delta += m.a[i * m.rank + r] * m.b[r * outSize + o];
-        w[o * inSize + i] += delta;
-      }
+      for (let o = 0; o < outSize; o++)
+        for (let i = 0; i < inSize; i++) {
+          let delta = 0;
+          for (let r = 0; r < m.rank; r++) delta += m.a[i * m.rank + r] * m.b[r * outSize + o];
+          w[o * inSize + i] += delta;
+        }
     }
   }
   mkdirSync(outDir, { recursive: true });
@@ -140,7 +148,10 @@ async function memoryProbe(mode: 'ours' | 'naive', count: number): Promise<void>
 }
 
 function probe(mode: 'ours' | 'naive', count: number): { rssMb: number; switchMs?: number[] } {
-  const out = execFileSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--probe', mode, String(count)], { encoding: 'utf8', maxBuffer: 1 << 20 });
+  const out = execFileSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--probe', mode, String(count)], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 20,
+  });
   return JSON.parse(out.trim().split('\n').at(-1)!);
 }
 
@@ -196,11 +207,15 @@ async function main(): Promise<void> {
   const targets: Record<string, string> = { '3 adapters mixed': '>= 0.90', '64 adapters mixed, 8 device slots': '>= 0.75' };
   for (const [name] of scenarios) console.log(`| ${name} | ${tps.get(name)!.toFixed(1)} | ${(tps.get(name)! / base).toFixed(3)} | ${targets[name] ?? ''} |`);
   console.log(`\n64-adapter run: ${evictions} device-slot replacements.`);
-  console.log(`\n| ${CLIENTS} requests, 3 adapters mixed | generated tok/s |\n| --- | ---: |\n| one after another | ${sequential.toFixed(1)} |\n| ${CLIENTS} concurrent | ${concurrent.toFixed(1)} |\n| ratio (target >= 3x) | ${(concurrent / sequential).toFixed(2)}x |`);
+  console.log(
+    `\n| ${CLIENTS} requests, 3 adapters mixed | generated tok/s |\n| --- | ---: |\n| one after another | ${sequential.toFixed(1)} |\n| ${CLIENTS} concurrent | ${concurrent.toFixed(1)} |\n| ratio (target >= 3x) | ${(concurrent / sequential).toFixed(2)}x |`,
+  );
   console.log('\n| serving N adapters | this server: RSS growth | naive (one merged session per adapter): RSS growth |\n| --- | ---: | ---: |');
   console.log(`| 3 | ${memory.ours3.rssMb.toFixed(0)} MiB | ${memory.naive3.rssMb.toFixed(0)} MiB |`);
   console.log(`| 16 | ${memory.ours16.rssMb.toFixed(0)} MiB | ${memory.naive16.rssMb.toFixed(0)} MiB |`);
-  console.log(`\ntime to switch adapter: naive = create its session from disk, median ${median(memory.naive16.switchMs!).toFixed(0)} ms; this server = host tier to device slot (below, rank ${ADAPTER_RANK}: ${cold.get(16)!.toFixed(1)} ms from disk), or 0 when resident.`);
+  console.log(
+    `\ntime to switch adapter: naive = create its session from disk, median ${median(memory.naive16.switchMs!).toFixed(0)} ms; this server = host tier to device slot (below, rank ${ADAPTER_RANK}: ${cold.get(16)!.toFixed(1)} ms from disk), or 0 when resident.`,
+  );
   console.log('\n| cold load (disk to usable in a slot) | ms (median of 3) |\n| --- | ---: |');
   for (const [rank, ms] of cold) console.log(`| rank ${rank}, all 7 projections | ${ms.toFixed(1)} |`);
 }

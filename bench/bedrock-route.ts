@@ -24,7 +24,9 @@ delete process.env.AWS_BEARER_TOKEN_BEDROCK;
 
 const fake = await FakeBedrock.start();
 fake.setDefault({ text: 'Hello team, welcome aboard' });
-const bedrock = new BedrockFallback(parseBedrockConfig({ endpoint: fake.endpoint, targets: { remote: { modelId: ARN, family: 'llama', region: 'us-east-1' } } }));
+const bedrock = new BedrockFallback(
+  parseBedrockConfig({ endpoint: fake.endpoint, targets: { remote: { modelId: ARN, family: 'llama', region: 'us-east-1' } } }),
+);
 const app = await buildApp({ config: loadConfig({ argv: [], env: {} }), engine: null, bedrock });
 await app.listen({ port: 0, host: '127.0.0.1' });
 const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}/v1/generate?adapter=remote`;
@@ -33,7 +35,14 @@ const body = { prompt: 'Say hello to the team', max_tokens: 20, temperature: 0.5
 
 async function direct(): Promise<number> {
   const t0 = performance.now();
-  const out = await sdk.send(new InvokeModelCommand({ modelId: ARN, contentType: 'application/json', accept: 'application/json', body: JSON.stringify({ prompt: body.prompt, max_gen_len: 20, temperature: 0.5 }) }));
+  const out = await sdk.send(
+    new InvokeModelCommand({
+      modelId: ARN,
+      contentType: 'application/json',
+      accept: 'application/json',
+      body: JSON.stringify({ prompt: body.prompt, max_gen_len: 20, temperature: 0.5 }),
+    }),
+  );
   JSON.parse(new TextDecoder().decode(out.body));
   return performance.now() - t0;
 }
@@ -44,15 +53,19 @@ function routed(): Promise<number> {
   const t0 = performance.now();
   const payload = JSON.stringify(body);
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        if (res.statusCode !== 200) return reject(new Error(`routed call failed: ${res.statusCode} ${Buffer.concat(chunks)}`));
-        JSON.parse(Buffer.concat(chunks).toString());
-        resolve(performance.now() - t0);
-      });
-    });
+    const req = http.request(
+      url,
+      { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          if (res.statusCode !== 200) return reject(new Error(`routed call failed: ${res.statusCode} ${Buffer.concat(chunks)}`));
+          JSON.parse(Buffer.concat(chunks).toString());
+          resolve(performance.now() - t0);
+        });
+      },
+    );
     req.on('error', reject);
     req.end(payload);
   });
@@ -68,9 +81,14 @@ for (let i = 0; i < N; i++) {
   times.routed.push(await routed());
 }
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) * p)];
-console.log(`machine: ${cpus()[0]?.model ?? 'unknown CPU'}, ${availableParallelism()} cores, node ${process.version}; ${N} sequential calls each, interleaved, after 50 warm-up pairs\n`);
+console.log(
+  `machine: ${cpus()[0]?.model ?? 'unknown CPU'}, ${availableParallelism()} cores, node ${process.version}; ${N} sequential calls each, interleaved, after 50 warm-up pairs\n`,
+);
 console.log('| path | p50 ms | p90 ms | p99 ms |\n| --- | ---: | ---: | ---: |');
-for (const [name, xs] of Object.entries(times)) console.log(`| ${name === 'direct' ? 'SDK -> fake Bedrock' : 'HTTP client -> our server -> SDK -> fake Bedrock'} | ${pct(xs, 0.5).toFixed(2)} | ${pct(xs, 0.9).toFixed(2)} | ${pct(xs, 0.99).toFixed(2)} |`);
+for (const [name, xs] of Object.entries(times))
+  console.log(
+    `| ${name === 'direct' ? 'SDK -> fake Bedrock' : 'HTTP client -> our server -> SDK -> fake Bedrock'} | ${pct(xs, 0.5).toFixed(2)} | ${pct(xs, 0.9).toFixed(2)} | ${pct(xs, 0.99).toFixed(2)} |`,
+  );
 console.log(`\nroute overhead at the median: ${(pct(times.routed, 0.5) - pct(times.direct, 0.5)).toFixed(2)} ms (target < 2 ms)`);
 await app.close();
 await fake.close();

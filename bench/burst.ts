@@ -16,8 +16,23 @@
 import { parseArgs } from 'node:util';
 import {
   commonOptions,
-  SHAPES, fmt, loadavg, log, machine, makeModel, measured, median, percentile, promptMaker, splitArgs, stamp, startOurs, streamGenerate,
-  writeReport, type Conditions, type ServerProcess,
+  SHAPES,
+  fmt,
+  loadavg,
+  log,
+  machine,
+  makeModel,
+  measured,
+  median,
+  percentile,
+  promptMaker,
+  splitArgs,
+  stamp,
+  startOurs,
+  streamGenerate,
+  writeReport,
+  type Conditions,
+  type ServerProcess,
 } from './peer/lib.js';
 
 const { values: a } = parseArgs({
@@ -83,7 +98,9 @@ try {
     const ok = settled.flatMap((x) => (x.status === 'fulfilled' ? [x.value] : []));
     for (const x of settled) if (x.status === 'rejected') errors.push(`burst ${b + 1}: ${(x.reason as Error).message}`);
     bursts.push({ ttftMs: ok, wallMs: performance.now() - t0, conditions, errors: SIZE - ok.length });
-    log(`burst ${b + 1}/${BURSTS}: ${ok.length}/${SIZE} ok, TTFT p50 ${percentile(ok, 50).toFixed(0)} p90 ${percentile(ok, 90).toFixed(0)} max ${Math.max(...ok).toFixed(0)} ms; load ${loadavg()}`);
+    log(
+      `burst ${b + 1}/${BURSTS}: ${ok.length}/${SIZE} ok, TTFT p50 ${percentile(ok, 50).toFixed(0)} p90 ${percentile(ok, 90).toFixed(0)} max ${Math.max(...ok).toFixed(0)} ms; load ${loadavg()}`,
+    );
   }
 } finally {
   await server?.stop();
@@ -92,8 +109,12 @@ try {
 const loneMedian = median(lone.map((x) => x.ttftMs));
 const all = bursts.flatMap((b) => b.ttftMs);
 const summary = {
-  loneMedianMs: loneMedian, loneMs: lone.map((x) => x.ttftMs),
-  burstP50Ms: percentile(all, 50), burstP90Ms: percentile(all, 90), burstMaxMs: Math.max(...all), burstN: all.length,
+  loneMedianMs: loneMedian,
+  loneMs: lone.map((x) => x.ttftMs),
+  burstP50Ms: percentile(all, 50),
+  burstP90Ms: percentile(all, 90),
+  burstMaxMs: Math.max(...all),
+  burstN: all.length,
   ratioP90ToLoneMedian: percentile(all, 90) / loneMedian,
 };
 const meets = summary.ratioP90ToLoneMedian <= 3;
@@ -102,25 +123,55 @@ const md: string[] = [];
 md.push(`# bench:burst ${QUICK ? '(--quick smoke run) ' : ''}${startedAt}`);
 md.push('');
 md.push(`Machine: ${mach.cpu}, ${mach.cores} cores, ${mach.memGiB} GiB, Node ${mach.node}; at start: \`${mach.uptime}\`.`);
-md.push(`Server: ${server ? `\`src/server.ts\` on the random m100 checkpoint (F32, hidden 768, 12 layers, vocab 32000)${serverArgs.length ? ' with `' + serverArgs.join(' ') + '`' : ', defaults'}` : url}${a.adapter ? `, adapter ${a.adapter}` : ''}.`);
-md.push(`Requests: ${PROMPT}-token random prompts, max_tokens ${MAX_TOKENS}, greedy, ignore_eos, streaming; TTFT = send -> first SSE event carrying a token, measured by the client.`);
+md.push(
+  `Server: ${server ? `\`src/server.ts\` on the random m100 checkpoint (F32, hidden 768, 12 layers, vocab 32000)${serverArgs.length ? ' with `' + serverArgs.join(' ') + '`' : ', defaults'}` : url}${a.adapter ? `, adapter ${a.adapter}` : ''}.`,
+);
+md.push(
+  `Requests: ${PROMPT}-token random prompts, max_tokens ${MAX_TOKENS}, greedy, ignore_eos, streaming; TTFT = send -> first SSE event carrying a token, measured by the client.`,
+);
 md.push('');
-md.push('| measurement | n | p50 ms | p90 ms | max ms | load1 | other processes\' CPU % |');
+md.push("| measurement | n | p50 ms | p90 ms | max ms | load1 | other processes' CPU % |");
 md.push('| --- | ---: | ---: | ---: | ---: | --- | --- |');
-md.push(`| lone request | ${lone.length} | ${fmt(loneMedian, 0)} (median) | ${fmt(percentile(lone.map((x) => x.ttftMs), 90), 0)} | ${fmt(Math.max(...lone.map((x) => x.ttftMs)), 0)} | ${lone.map((x) => x.conditions.load1Before.toFixed(2)).join(', ')} | ${lone.map((x) => x.conditions.foreignPct.toFixed(0)).join(', ')} |`);
+md.push(
+  `| lone request | ${lone.length} | ${fmt(loneMedian, 0)} (median) | ${fmt(
+    percentile(
+      lone.map((x) => x.ttftMs),
+      90,
+    ),
+    0,
+  )} | ${fmt(Math.max(...lone.map((x) => x.ttftMs)), 0)} | ${lone.map((x) => x.conditions.load1Before.toFixed(2)).join(', ')} | ${lone.map((x) => x.conditions.foreignPct.toFixed(0)).join(', ')} |`,
+);
 for (const [i, b] of bursts.entries()) {
-  md.push(`| burst ${i + 1} (${SIZE} at once) | ${b.ttftMs.length} | ${fmt(percentile(b.ttftMs, 50), 0)} | ${fmt(percentile(b.ttftMs, 90), 0)} | ${fmt(Math.max(...b.ttftMs), 0)} | ${b.conditions.load1Before.toFixed(2)} | ${b.conditions.foreignPct.toFixed(0)} |`);
+  md.push(
+    `| burst ${i + 1} (${SIZE} at once) | ${b.ttftMs.length} | ${fmt(percentile(b.ttftMs, 50), 0)} | ${fmt(percentile(b.ttftMs, 90), 0)} | ${fmt(Math.max(...b.ttftMs), 0)} | ${b.conditions.load1Before.toFixed(2)} | ${b.conditions.foreignPct.toFixed(0)} |`,
+  );
 }
 md.push(`| all bursts | ${all.length} | ${fmt(summary.burstP50Ms, 0)} | ${fmt(summary.burstP90Ms, 0)} | ${fmt(summary.burstMaxMs, 0)} | | |`);
 md.push('');
 md.push(`**p90(burst) / median(lone) = ${fmt(summary.ratioP90ToLoneMedian, 2)}** (target <= 3: ${meets ? 'met' : 'missed'}).`);
-if (errors.length) { md.push(''); md.push(`Errors (${errors.length}):`); for (const e of errors) md.push(`- ${e.slice(0, 300)}`); }
+if (errors.length) {
+  md.push('');
+  md.push(`Errors (${errors.length}):`);
+  for (const e of errors) md.push(`- ${e.slice(0, 300)}`);
+}
 md.push('');
 md.push(`Finished ${new Date().toISOString()}; load average at the end ${loadavg()}.`);
 const text = md.join('\n');
-const report = { benchmark: 'bench:burst', startedAt, machine: mach, quick: QUICK, url: server ? 'started here (m100)' : url, serverArgs,
+const report = {
+  benchmark: 'bench:burst',
+  startedAt,
+  machine: mach,
+  quick: QUICK,
+  url: server ? 'started here (m100)' : url,
+  serverArgs,
   settings: { lone: LONE, bursts: BURSTS, size: SIZE, prompt: PROMPT, maxTokens: MAX_TOKENS, adapter: a.adapter ?? null, gate },
-  summary, meets, lone, bursts, errors, log: server?.logFile ?? null };
+  summary,
+  meets,
+  lone,
+  bursts,
+  errors,
+  log: server?.logFile ?? null,
+};
 const files = writeReport(a.out!, `${stamp()}${QUICK ? '-quick' : ''}`, report, text);
 console.log(text);
 log(`wrote ${files.json} and ${files.md}`);

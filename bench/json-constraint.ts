@@ -79,7 +79,30 @@ function syntheticVocabulary(size: number, seed: number): { vocabulary: TokenVoc
   for (let byte = 0; byte < 256; byte++) add(Uint8Array.of(byte));
   const punctuation = ['{', '}', '[', ']', '"', ':', ',', ' ', '\n'];
   for (const a of punctuation) for (const b of punctuation) add(encoder.encode(a + b));
-  for (const piece of ['": "', '", "', '"},', '"],', '": [', '": {', '":"', '","', '"}', '}]', '},{', '}, {', '"]', '": true', '": false', '": null', '": 0', '\n  "', '\n    "', ',\n', '},\n']) add(encoder.encode(piece));
+  for (const piece of [
+    '": "',
+    '", "',
+    '"},',
+    '"],',
+    '": [',
+    '": {',
+    '":"',
+    '","',
+    '"}',
+    '}]',
+    '},{',
+    '}, {',
+    '"]',
+    '": true',
+    '": false',
+    '": null',
+    '": 0',
+    '\n  "',
+    '\n    "',
+    ',\n',
+    '},\n',
+  ])
+    add(encoder.encode(piece));
   for (let n = 0; n < 1000; n++) add(encoder.encode(String(n)));
   for (let n = 0; n < 100; n++) add(encoder.encode(` ${n}`));
   for (let n = 1; n <= 32; n++) add(encoder.encode(' '.repeat(n)));
@@ -98,7 +121,18 @@ function syntheticVocabulary(size: number, seed: number): { vocabulary: TokenVoc
   while (tokens.length < size - 3) {
     const word = randomWord(random);
     const roll = random();
-    const text = roll < 0.45 ? ` ${word}` : roll < 0.75 ? word : roll < 0.85 ? ` ${word[0].toUpperCase()}${word.slice(1)}` : roll < 0.9 ? `${word}é` : roll < 0.95 ? `"${word}` : `${word}.`;
+    const text =
+      roll < 0.45
+        ? ` ${word}`
+        : roll < 0.75
+          ? word
+          : roll < 0.85
+            ? ` ${word[0].toUpperCase()}${word.slice(1)}`
+            : roll < 0.9
+              ? `${word}é`
+              : roll < 0.95
+                ? `"${word}`
+                : `${word}.`;
     add(encoder.encode(text));
   }
   tokens.push(new Uint8Array(0), new Uint8Array(0));
@@ -233,7 +267,12 @@ function freshConstraint(schema: JsonSchema | null, vocabulary: TokenVocabulary,
 }
 
 function main(): void {
-  console.log(`node ${process.version}, ${os.cpus().length} CPU(s) (${os.cpus()[0]?.model ?? 'unknown'}), load average ${os.loadavg().map((load) => load.toFixed(1)).join(' ')}`);
+  console.log(
+    `node ${process.version}, ${os.cpus().length} CPU(s) (${os.cpus()[0]?.model ?? 'unknown'}), load average ${os
+      .loadavg()
+      .map((load) => load.toFixed(1))
+      .join(' ')}`,
+  );
   const documents = [1, 2].map((seed) => JSON.stringify(catalogDocument(seed), null, 2));
 
   // JIT warm-up on a small vocabulary, so that the first measured run is not the first ever.
@@ -257,7 +296,10 @@ function main(): void {
       `${size / 1000}k vocabulary: buildTokenVocabulary ${buildMs.toFixed(0)} ms, compileJsonConstraint(schema) ${compileMs.toFixed(1)} ms; ` +
         `documents of ${ids[0].length} and ${ids[1].length} tokens (${documents[0].length} chars)`,
     );
-    for (const [mode, schema] of [['json_object', null], ['json_schema', CATALOG_SCHEMA]] as const) {
+    for (const [mode, schema] of [
+      ['json_object', null],
+      ['json_schema', CATALOG_SCHEMA],
+    ] as const) {
       // 1st document: empty mask cache. 2nd, different document with the same schema: the cache the 1st filled.
       const runs: Run[][] = [[], []];
       for (let repetition = 0; repetition < REPETITIONS; repetition++) {

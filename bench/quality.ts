@@ -29,13 +29,20 @@ interface Sample {
   text: string;
 }
 
-const readJsonl = (file: string) => readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, string>);
+const readJsonl = (file: string) =>
+  readFileSync(file, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, string>);
 const asSample = (r: Record<string, string>): Sample => (r.input !== undefined ? { prompt: '', text: r.input } : { prompt: r.prompt, text: r.completion });
 const key = (s: Sample) => `${s.prompt}\u0000${s.text}`;
 
 function heldOut(file: string): Sample[] {
   const seen = new Set(readJsonl(join(DATA, file)).map((r) => key(asSample(r))));
-  return readJsonl(join(OUT, file)).map(asSample).filter((s) => !seen.has(key(s))).slice(0, RECORDS);
+  return readJsonl(join(OUT, file))
+    .map(asSample)
+    .filter((s) => !seen.has(key(s)))
+    .slice(0, RECORDS);
 }
 
 async function perplexity(engine: Engine, adapter: string | null, samples: Sample[]): Promise<{ ppl: number; tokens: number }> {
@@ -58,14 +65,34 @@ async function perplexity(engine: Engine, adapter: string | null, samples: Sampl
 
 async function main(): Promise<void> {
   if (!existsSync(join(OUT, 'general.jsonl'))) {
-    execFileSync('python3', [join('tools', 'train', 'gen_data.py'), '--seed', String(SEED), '--support', String(RECORDS * 4), '--sales', String(RECORDS * 4), '--general', String(RECORDS * 4), '--out', OUT], { stdio: 'inherit' });
+    execFileSync(
+      'python3',
+      [
+        join('tools', 'train', 'gen_data.py'),
+        '--seed',
+        String(SEED),
+        '--support',
+        String(RECORDS * 4),
+        '--sales',
+        String(RECORDS * 4),
+        '--general',
+        String(RECORDS * 4),
+        '--out',
+        OUT,
+      ],
+      { stdio: 'inherit' },
+    );
   }
   const sets: Array<{ name: string; adapter: string | null; samples: Sample[] }> = [
     { name: 'general corpus (base)', adapter: null, samples: heldOut('general.jsonl') },
     { name: 'support (adapter support)', adapter: 'support', samples: heldOut('support.jsonl') },
     { name: 'sales (adapter sales)', adapter: 'sales', samples: heldOut('sales.jsonl') },
   ];
-  console.log(`held-out records per set: ${sets.map((s) => `${s.name} ${s.samples.length}`).join(', ')}; load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  console.log(
+    `held-out records per set: ${sets.map((s) => `${s.name} ${s.samples.length}`).join(', ')}; load average ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}`,
+  );
   const rows: Record<string, Record<QuantizeMode, { ppl: number; tokens: number }>> = {};
   const bytes: Partial<Record<QuantizeMode, { format: string; bytes: number }>> = {};
   for (const quantize of ['none', 'int8', 'int4'] as QuantizeMode[]) {
@@ -96,10 +123,18 @@ async function main(): Promise<void> {
   console.log('| --- | --- | --- | --- | --- | --- | --- |');
   for (const [name, r] of Object.entries(rows)) {
     const f = r.none.ppl;
-    console.log(`| ${name} | ${r.none.tokens} | ${f.toFixed(4)} | ${r.int8.ppl.toFixed(4)} | ${r.int4.ppl.toFixed(4)} | ${(r.int8.ppl / f).toFixed(4)} | ${(r.int4.ppl / f).toFixed(4)} |`);
+    console.log(
+      `| ${name} | ${r.none.tokens} | ${f.toFixed(4)} | ${r.int8.ppl.toFixed(4)} | ${r.int4.ppl.toFixed(4)} | ${(r.int8.ppl / f).toFixed(4)} | ${(r.int4.ppl / f).toFixed(4)} |`,
+    );
   }
-  console.log(`\nbase weight bytes in the graph: ${(['none', 'int8', 'int4'] as QuantizeMode[]).map((q) => `${bytes[q]!.format} ${(bytes[q]!.bytes / 2 ** 20).toFixed(2)} MiB`).join(', ')}`);
-  console.log(`load average after: ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  console.log(
+    `\nbase weight bytes in the graph: ${(['none', 'int8', 'int4'] as QuantizeMode[]).map((q) => `${bytes[q]!.format} ${(bytes[q]!.bytes / 2 ** 20).toFixed(2)} MiB`).join(', ')}`,
+  );
+  console.log(
+    `load average after: ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}`,
+  );
 }
 
 await main();

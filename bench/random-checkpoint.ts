@@ -49,7 +49,9 @@ export function modelConfig(shape: RandomModelShape): Record<string, unknown> {
 export function writeRandomModel(dir: string, shape: RandomModelShape, seed = 1, tiled = false): number {
   const config = modelConfig(shape);
   const spec = parseModelSpec(config);
-  const entries: Array<{ name: string; dims: number[]; scale: number }> = [{ name: 'model.embed_tokens.weight', dims: [shape.vocab, shape.hidden], scale: 0.02 }];
+  const entries: Array<{ name: string; dims: number[]; scale: number }> = [
+    { name: 'model.embed_tokens.weight', dims: [shape.vocab, shape.hidden], scale: 0.02 },
+  ];
   for (let l = 0; l < shape.layers; l++) {
     entries.push({ name: `model.layers.${l}.input_layernorm.weight`, dims: [shape.hidden], scale: 1 });
     entries.push({ name: `model.layers.${l}.post_attention_layernorm.weight`, dims: [shape.hidden], scale: 1 });
@@ -108,7 +110,14 @@ export function writeRandomAdapter(dir: string, shape: RandomModelShape, rank: n
     }
   }
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify({ peft_type: 'LORA', r: rank, lora_alpha: 2 * rank, target_modules: targets, bias: 'none', use_dora: false, use_rslora: false, modules_to_save: null }, null, 2));
+  writeFileSync(
+    join(dir, 'adapter_config.json'),
+    JSON.stringify(
+      { peft_type: 'LORA', r: rank, lora_alpha: 2 * rank, target_modules: targets, bias: 'none', use_dora: false, use_rslora: false, modules_to_save: null },
+      null,
+      2,
+    ),
+  );
   writeFileSync(join(dir, 'adapter_model.safetensors'), encodeSafetensors(tensors));
 }
 
@@ -117,13 +126,26 @@ export function writeWordTokenizer(dir: string, vocabSize: number): void {
   const vocab: Record<string, number> = {};
   for (let i = 0; i < vocabSize; i++) vocab[`w${i}`] = i;
   const special = (id: number, content: string) => ({ id, content, special: true, single_word: false, lstrip: false, rstrip: false, normalized: false });
-  writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify({
-    version: '1.0',
-    added_tokens: [special(0, 'w0'), special(1, 'w1')],
-    normalizer: null,
-    pre_tokenizer: { type: 'WhitespaceSplit' },
-    post_processor: null,
-    decoder: null,
-    model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, vocab, merges: [] },
-  }));
+  writeFileSync(
+    join(dir, 'tokenizer.json'),
+    JSON.stringify({
+      version: '1.0',
+      added_tokens: [special(0, 'w0'), special(1, 'w1')],
+      normalizer: null,
+      pre_tokenizer: { type: 'WhitespaceSplit' },
+      post_processor: null,
+      decoder: null,
+      model: {
+        type: 'BPE',
+        dropout: null,
+        unk_token: null,
+        continuing_subword_prefix: null,
+        end_of_word_suffix: null,
+        fuse_unk: false,
+        byte_fallback: false,
+        vocab,
+        merges: [],
+      },
+    }),
+  );
 }

@@ -49,7 +49,9 @@ async function time(f: () => unknown): Promise<number> {
   return (performance.now() - t0) / ROUNDS;
 }
 
-console.log(`bench:sampling on ${cpus()[0]?.model ?? '?'} x${availableParallelism()}, node ${process.version}: batch ${B}, vocabulary ${V}, mean of ${ROUNDS} runs`);
+console.log(
+  `bench:sampling on ${cpus()[0]?.model ?? '?'} x${availableParallelism()}, node ${process.version}: batch ${B}, vocabulary ${V}, mean of ${ROUNDS} runs`,
+);
 console.log('| selection | full sort (definition) ms | host sampleToken ms | host / full sort | in-graph ms | in-graph / host |');
 console.log('| --- | ---: | ---: | ---: | ---: | ---: |');
 for (const [name, p] of cases) {

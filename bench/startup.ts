@@ -10,7 +10,20 @@
  *   npm run bench:startup -- --server-args "--max-sequence-length 4096"
  */
 import { spawn } from 'node:child_process';
-import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -20,14 +33,24 @@ import { floatToBfloat16 } from '../src/engine/model/safetensors.js';
 import { seededRandom } from '../src/engine/sampling.js';
 import { PROJECT_ROOT, freePort, procStatus } from './peer/lib.js';
 
-const { values: a } = parseArgs({ options: { shape: { type: 'string', default: '1b' }, 'server-args': { type: 'string', default: '' }, help: { type: 'boolean' } } });
+const { values: a } = parseArgs({
+  options: { shape: { type: 'string', default: '1b' }, 'server-args': { type: 'string', default: '' }, help: { type: 'boolean' } },
+});
 if (a.help) {
   process.stdout.write('npm run bench:startup -- [--shape 1b|small] [--server-args "..."]\n');
   process.exit(0);
 }
 
 const SHAPES = {
-  '1b': { hidden_size: 2048, intermediate_size: 8192, num_hidden_layers: 16, num_attention_heads: 32, num_key_value_heads: 8, head_dim: 64, vocab_size: 128256 },
+  '1b': {
+    hidden_size: 2048,
+    intermediate_size: 8192,
+    num_hidden_layers: 16,
+    num_attention_heads: 32,
+    num_key_value_heads: 8,
+    head_dim: 64,
+    vocab_size: 128256,
+  },
   small: { hidden_size: 256, intermediate_size: 1024, num_hidden_layers: 4, num_attention_heads: 8, num_key_value_heads: 4, head_dim: 32, vocab_size: 128256 },
 } as const;
 const shapeName = a.shape as keyof typeof SHAPES;
@@ -89,7 +112,11 @@ function writeCheckpoint(dir: string): number {
   const unit = Array.from({ length: 1 << 16 }, () => random() * 2 - 1);
   const blocks = new Map<number, Uint16Array>();
   const blockFor = (scale: number) => {
-    if (!blocks.has(scale)) blocks.set(scale, Uint16Array.from(unit, (u) => floatToBfloat16(scale === 0 ? 1 : u * scale)));
+    if (!blocks.has(scale))
+      blocks.set(
+        scale,
+        Uint16Array.from(unit, (u) => floatToBfloat16(scale === 0 ? 1 : u * scale)),
+      );
     return blocks.get(scale)!;
   };
   for (const e of entries) {
@@ -126,12 +153,33 @@ function rssSplit(pid: number): { rssAnonMiB: number; rssFileMiB: number } {
 }
 
 /** rssMiB / hwmMiB: after ready and one 8-token request (VmRSS, and VmHWM = the peak since the start). */
-interface StartFigures { readyS: number; rssAfterReadyMiB: number; rssMiB: number; rssAnonMiB: number; rssFileMiB: number; hwmMiB: number; builtGraph: boolean }
+interface StartFigures {
+  readyS: number;
+  rssAfterReadyMiB: number;
+  rssMiB: number;
+  rssAnonMiB: number;
+  rssFileMiB: number;
+  hwmMiB: number;
+  builtGraph: boolean;
+}
 
 /** Starts the real server, waits for /readyz 200, reads its memory, stops it. */
 async function startOnce(modelDir: string, adaptersDir: string, cacheDir: string): Promise<StartFigures> {
   const port = await freePort();
-  const args = ['--import', 'tsx', 'src/server.ts', '--model', modelDir, '--adapters', adaptersDir, '--cache-dir', cacheDir, '--port', String(port), ...a['server-args']!.split(' ').filter(Boolean)];
+  const args = [
+    '--import',
+    'tsx',
+    'src/server.ts',
+    '--model',
+    modelDir,
+    '--adapters',
+    adaptersDir,
+    '--cache-dir',
+    cacheDir,
+    '--port',
+    String(port),
+    ...a['server-args']!.split(' ').filter(Boolean),
+  ];
   const started = performance.now();
   const child = spawn(process.execPath, args, { cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
@@ -147,25 +195,42 @@ async function startOnce(modelDir: string, adaptersDir: string, cacheDir: string
   const readyS = (performance.now() - started) / 1000;
   const afterReady = procStatus(child.pid!);
   // One short request: the first run touches every weight (onnxruntime may map them lazily and prepacks some).
-  const res = await fetch(`http://127.0.0.1:${port}/v1/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt_token_ids: [128000, 791, 4062, 14198], max_tokens: 8, temperature: 0, ignore_eos: true }) });
+  const res = await fetch(`http://127.0.0.1:${port}/v1/generate`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ prompt_token_ids: [128000, 791, 4062, 14198], max_tokens: 8, temperature: 0, ignore_eos: true }),
+  });
   if (!res.ok) throw new Error(`the request failed: ${res.status} ${await res.text()}`);
   await new Promise((r) => setTimeout(r, 2000)); // let the heap settle
   const memory = procStatus(child.pid!);
   const split = rssSplit(child.pid!);
   child.kill('SIGTERM');
   await exited;
-  return { readyS, rssAfterReadyMiB: afterReady.rssMiB, rssMiB: memory.rssMiB, ...split, hwmMiB: memory.hwmMiB, builtGraph: output.includes('built ONNX graph') };
+  return {
+    readyS,
+    rssAfterReadyMiB: afterReady.rssMiB,
+    rssMiB: memory.rssMiB,
+    ...split,
+    hwmMiB: memory.hwmMiB,
+    builtGraph: output.includes('built ONNX graph'),
+  };
 }
 
 const dir = join(PROJECT_ROOT, '.cache', 'bench', `llama-${shapeName}-bf16`);
 const made = performance.now();
 const params = writeCheckpoint(dir);
 const fileBytes = statSync(join(dir, 'model.safetensors')).size;
-console.log(`checkpoint ${dir}: ${(params / 1e9).toFixed(3)}B parameters, ${(fileBytes / 2 ** 30).toFixed(2)} GiB BF16 (ready in ${((performance.now() - made) / 1000).toFixed(1)} s)`);
+console.log(
+  `checkpoint ${dir}: ${(params / 1e9).toFixed(3)}B parameters, ${(fileBytes / 2 ** 30).toFixed(2)} GiB BF16 (ready in ${((performance.now() - made) / 1000).toFixed(1)} s)`,
+);
 const cacheDir = mkdtempSync(join(tmpdir(), 'startup-cache-'));
 const adaptersDir = mkdtempSync(join(tmpdir(), 'startup-adapters-'));
 const cpus = readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1] ?? 'unknown CPU';
-console.log(`machine: ${cpus}, load average ${loadavg().map((x) => x.toFixed(2)).join(' ')} before`);
+console.log(
+  `machine: ${cpus}, load average ${loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ')} before`,
+);
 try {
   const cold = await startOnce(dir, adaptersDir, cacheDir);
   const entryBytes = duBytes(cacheDir);

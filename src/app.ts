@@ -58,7 +58,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.decorate('config', options.config);
   app.decorate('engineState', { engine: null, error: null, draining: false });
   registerMetrics(app);
-  const bedrock = options.bedrock !== undefined ? options.bedrock : Object.keys(options.config.bedrock.targets).length ? new BedrockFallback(options.config.bedrock, { logger: options.logger as never }) : null;
+  const bedrock =
+    options.bedrock !== undefined
+      ? options.bedrock
+      : Object.keys(options.config.bedrock.targets).length
+        ? new BedrockFallback(options.config.bedrock, { logger: options.logger as never })
+        : null;
   app.decorate('bedrock', bedrock);
   if (bedrock) {
     app.metrics.sources.bedrock = () => {

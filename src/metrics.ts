@@ -65,19 +65,81 @@ export class Metrics {
   constructor() {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'lora_' });
-    this.requests = new Counter({ name: 'lora_requests_total', help: 'HTTP requests by route pattern, adapter and status', labelNames: ['route', 'adapter', 'status'], registers });
-    this.duration = new Histogram({ name: 'lora_request_duration_seconds', help: 'HTTP request latency', labelNames: ['route', 'adapter', 'status'], buckets: LATENCY_BUCKETS, registers });
-    this.ttft = new Histogram({ name: 'lora_time_to_first_token_seconds', help: 'Time from submission to the first generated token', labelNames: ['adapter'], buckets: LATENCY_BUCKETS, registers });
-    this.itl = new Histogram({ name: 'lora_inter_token_latency_seconds', help: 'Time between consecutive generated tokens of one sequence', labelNames: ['adapter'], buckets: TOKEN_BUCKETS, registers });
+    this.requests = new Counter({
+      name: 'lora_requests_total',
+      help: 'HTTP requests by route pattern, adapter and status',
+      labelNames: ['route', 'adapter', 'status'],
+      registers,
+    });
+    this.duration = new Histogram({
+      name: 'lora_request_duration_seconds',
+      help: 'HTTP request latency',
+      labelNames: ['route', 'adapter', 'status'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.ttft = new Histogram({
+      name: 'lora_time_to_first_token_seconds',
+      help: 'Time from submission to the first generated token',
+      labelNames: ['adapter'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.itl = new Histogram({
+      name: 'lora_inter_token_latency_seconds',
+      help: 'Time between consecutive generated tokens of one sequence',
+      labelNames: ['adapter'],
+      buckets: TOKEN_BUCKETS,
+      registers,
+    });
     this.tokens = new Counter({ name: 'lora_generated_tokens_total', help: 'Generated tokens', labelNames: ['adapter'], registers });
-    this.stepSeconds = new Histogram({ name: 'lora_engine_step_seconds', help: 'Wall time of one engine step (one forward run); kind: decode (only decoding rows), prefill (only prompt chunks) or mixed', labelNames: ['kind'], buckets: TOKEN_BUCKETS, registers });
-    this.stepTokens = new Histogram({ name: 'lora_engine_step_tokens', help: 'Tokens one engine step ran: one per decoding row plus the prompt tokens of its chunks', labelNames: ['kind'], buckets: STEP_TOKEN_BUCKETS, registers });
-    this.adapterLoad = new Histogram({ name: 'lora_adapter_load_seconds', help: 'Time to load an adapter into host memory (download from the store included, source s3), reloads included', labelNames: ['source'], buckets: LATENCY_BUCKETS, registers });
+    this.stepSeconds = new Histogram({
+      name: 'lora_engine_step_seconds',
+      help: 'Wall time of one engine step (one forward run); kind: decode (only decoding rows), prefill (only prompt chunks) or mixed',
+      labelNames: ['kind'],
+      buckets: TOKEN_BUCKETS,
+      registers,
+    });
+    this.stepTokens = new Histogram({
+      name: 'lora_engine_step_tokens',
+      help: 'Tokens one engine step ran: one per decoding row plus the prompt tokens of its chunks',
+      labelNames: ['kind'],
+      buckets: STEP_TOKEN_BUCKETS,
+      registers,
+    });
+    this.adapterLoad = new Histogram({
+      name: 'lora_adapter_load_seconds',
+      help: 'Time to load an adapter into host memory (download from the store included, source s3), reloads included',
+      labelNames: ['source'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
     const sources = this.sources;
     const loraInfo = this.loraInfo;
-    new Gauge({ name: 'vllm:num_requests_waiting', help: 'Model server protocol: requests waiting in the queue', registers, collect() { this.set(sources.protocol?.().waiting ?? 0); } });
-    new Gauge({ name: 'vllm:num_requests_running', help: 'Model server protocol: requests in the running batch', registers, collect() { this.set(sources.protocol?.().running ?? 0); } });
-    new Gauge({ name: 'vllm:kv_cache_usage_perc', help: 'Model server protocol: share of the KV-cache budget (--kv-cache-mb) held by running requests, 0..1', registers, collect() { this.set(sources.protocol?.().kvUsage ?? 0); } });
+    new Gauge({
+      name: 'vllm:num_requests_waiting',
+      help: 'Model server protocol: requests waiting in the queue',
+      registers,
+      collect() {
+        this.set(sources.protocol?.().waiting ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'vllm:num_requests_running',
+      help: 'Model server protocol: requests in the running batch',
+      registers,
+      collect() {
+        this.set(sources.protocol?.().running ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'vllm:kv_cache_usage_perc',
+      help: 'Model server protocol: share of the KV-cache budget (--kv-cache-mb) held by running requests, 0..1',
+      registers,
+      collect() {
+        this.set(sources.protocol?.().kvUsage ?? 0);
+      },
+    });
     new Gauge({
       name: 'vllm:lora_requests_info',
       help: 'Model server protocol: max_lora = device slots; running_lora_adapters = adapters in device slots, idle or not; waiting_lora_adapters = adapters queued requests wait for that are not in a slot. Value: unix time of the last change',
@@ -86,7 +148,11 @@ export class Metrics {
       collect() {
         const state = sources.protocol?.();
         if (!state) return;
-        const labels = { max_lora: String(state.maxLoras), running_lora_adapters: state.runningAdapters.join(','), waiting_lora_adapters: state.waitingAdapters.join(',') };
+        const labels = {
+          max_lora: String(state.maxLoras),
+          running_lora_adapters: state.runningAdapters.join(','),
+          waiting_lora_adapters: state.waitingAdapters.join(','),
+        };
         const key = JSON.stringify(labels);
         if (key !== loraInfo.key) {
           loraInfo.key = key;
@@ -127,8 +193,22 @@ export class Metrics {
         for (const [tier, n] of Object.entries(sources.adapterTiers?.().bytes ?? {})) this.set({ tier }, n);
       },
     });
-    new Gauge({ name: 'lora_queue_depth', help: 'Requests waiting for a batch row', registers, collect() { this.set(sources.queueDepth?.() ?? 0); } });
-    new Gauge({ name: 'lora_batch_size', help: 'Sequences in the running batch', registers, collect() { this.set(sources.batchSize?.() ?? 0); } });
+    new Gauge({
+      name: 'lora_queue_depth',
+      help: 'Requests waiting for a batch row',
+      registers,
+      collect() {
+        this.set(sources.queueDepth?.() ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'lora_batch_size',
+      help: 'Sequences in the running batch',
+      registers,
+      collect() {
+        this.set(sources.batchSize?.() ?? 0);
+      },
+    });
     new Gauge({
       name: 'lora_adapter_cache_events',
       help: 'Adapter cache counters since start (tier hits and misses, loads, load errors, evictions, load time in ms); monotonic',

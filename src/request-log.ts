@@ -37,5 +37,8 @@ export function registerRequestLog(app: FastifyInstance): void {
 export function logRequest(request: FastifyRequest, status: number): void {
   const route = request.routeOptions.url ?? 'unmatched';
   if (route !== '/metrics') request.server.metrics?.observeRequest(route, request.requestLog.adapter, status, (performance.now() - request.startedAt) / 1000);
-  request.log.info({ ...request.requestLog, method: request.method, url: request.url.split('?')[0], status, ms: Math.round(performance.now() - request.startedAt) }, 'request');
+  request.log.info(
+    { ...request.requestLog, method: request.method, url: request.url.split('?')[0], status, ms: Math.round(performance.now() - request.startedAt) },
+    'request',
+  );
 }

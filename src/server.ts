@@ -65,7 +65,10 @@ async function main(): Promise<void> {
     }
     throw e;
   }
-  const logger = pino({ level: config.server.logLevel, redact: { paths: ['req.headers.authorization', 'headers.authorization', 'apiKey', '*.apiKey'], censor: '[redacted]' } });
+  const logger = pino({
+    level: config.server.logLevel,
+    redact: { paths: ['req.headers.authorization', 'headers.authorization', 'apiKey', '*.apiKey'], censor: '[redacted]' },
+  });
   const app = await buildApp({ config, logger });
   // The HTTP thread tokenizes prompts with its own copy of the tokenizer. Building it blocks this thread
   // (tenths of a second for a large vocabulary), so it happens before listening; the engine's worker reports

@@ -35,4 +35,6 @@ const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 const before = listEntries(cacheDir);
 const { removed, keptBytes } = pruneCache(cacheDir, all ? 0 : cacheMaxMb * 2 ** 20);
 for (const e of removed) process.stdout.write(`removed ${e.dir} (${mib(e.bytes)}, last used ${new Date(e.lastUsedMs).toISOString()})\n`);
-process.stdout.write(`${cacheDir}: ${before.length - removed.length} of ${before.length} entries kept, ${mib(keptBytes)} (bound ${all ? 0 : cacheMaxMb} MiB)\n`);
+process.stdout.write(
+  `${cacheDir}: ${before.length - removed.length} of ${before.length} entries kept, ${mib(keptBytes)} (bound ${all ? 0 : cacheMaxMb} MiB)\n`,
+);

@@ -139,7 +139,8 @@ export function ensureLlamaCpp(): void {
   const pkg = join(LLAMACPP_DIR, 'node_modules', 'node-llama-cpp', 'package.json');
   if (existsSync(pkg) && JSON.parse(readFileSync(pkg, 'utf8')).version === LLAMACPP_VERSION) return;
   mkdirSync(LLAMACPP_DIR, { recursive: true });
-  if (!existsSync(join(LLAMACPP_DIR, 'package.json'))) writeFileSync(join(LLAMACPP_DIR, 'package.json'), JSON.stringify({ name: 'peer-llamacpp', private: true, type: 'module' }));
+  if (!existsSync(join(LLAMACPP_DIR, 'package.json')))
+    writeFileSync(join(LLAMACPP_DIR, 'package.json'), JSON.stringify({ name: 'peer-llamacpp', private: true, type: 'module' }));
   log(`installing node-llama-cpp@${LLAMACPP_VERSION} into ${LLAMACPP_DIR} (once; a few minutes)`);
   runChecked('npm', ['i', '-E', '--no-audit', '--no-fund', `node-llama-cpp@${LLAMACPP_VERSION}`], { cwd: LLAMACPP_DIR });
 }
@@ -171,9 +172,21 @@ let cleanupInstalled = false;
 function installCleanup(): void {
   if (cleanupInstalled) return;
   cleanupInstalled = true;
-  const killAll = () => { for (const s of running) { try { s.child.kill('SIGKILL'); } catch { /* gone */ } } };
+  const killAll = () => {
+    for (const s of running) {
+      try {
+        s.child.kill('SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+  };
   process.on('exit', killAll);
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => { killAll(); process.exit(130); });
+  for (const sig of ['SIGINT', 'SIGTERM'] as const)
+    process.on(sig, () => {
+      killAll();
+      process.exit(130);
+    });
 }
 
 function startProcess(name: string, args: string[], env: NodeJS.ProcessEnv, port: number): ServerProcess {
@@ -186,7 +199,11 @@ function startProcess(name: string, args: string[], env: NodeJS.ProcessEnv, port
   child.stdout!.pipe(out);
   child.stderr!.pipe(out);
   const server: ServerProcess = {
-    name, url: `http://127.0.0.1:${port}`, pid: child.pid!, logFile, child,
+    name,
+    url: `http://127.0.0.1:${port}`,
+    pid: child.pid!,
+    logFile,
+    child,
     async stop() {
       running.delete(server);
       if (child.exitCode !== null || child.signalCode !== null) return;
@@ -220,7 +237,11 @@ async function waitReady(server: ServerProcess, path: string, ready: (status: nu
 }
 
 function tail(file: string): string {
-  try { return readFileSync(file, 'utf8').split('\n').slice(-20).join('\n'); } catch { return ''; }
+  try {
+    return readFileSync(file, 'utf8').split('\n').slice(-20).join('\n');
+  } catch {
+    return '';
+  }
 }
 
 /** Splits a flag string the way a shell would for simple cases: whitespace, with '...' and "..." quoting. */
@@ -234,8 +255,20 @@ export function splitArgs(s: string | undefined): string[] {
 /** The project's real server (`src/server.ts`) on a free port, with the checkpoint and its adapters folder. */
 export async function startOurs(name: string, model: { hf: string; adapters: string }, extraArgs: string[] = [], timeoutS = 900): Promise<ServerProcess> {
   const port = await freePort();
-  const args = ['--import', 'tsx', 'src/server.ts', '--model', model.hf, '--adapters', model.adapters, '--port', String(port),
-    '--cache-dir', join(CACHE, 'onnx'), ...extraArgs];
+  const args = [
+    '--import',
+    'tsx',
+    'src/server.ts',
+    '--model',
+    model.hf,
+    '--adapters',
+    model.adapters,
+    '--port',
+    String(port),
+    '--cache-dir',
+    join(CACHE, 'onnx'),
+    ...extraArgs,
+  ];
   const s = startProcess(name, args, {}, port);
   log(`${name}: pid ${s.pid}, ${s.url}, node ${args.slice(2).join(' ')} (log ${s.logFile})`);
   await waitReady(s, '/readyz', (status, body) => status === 200 || (body?.status === 'failed' ? 'failed' : false), timeoutS);
@@ -243,10 +276,28 @@ export async function startOurs(name: string, model: { hf: string; adapters: str
 }
 
 /** llama.cpp (node-llama-cpp) behind the same /v1/generate shape: bench/peer/llama-http.ts. */
-export async function startLlama(name: string, gguf: string, options: { lora?: string; ctx?: number; sequences?: number; threads?: number } = {}, timeoutS = 300): Promise<ServerProcess> {
+export async function startLlama(
+  name: string,
+  gguf: string,
+  options: { lora?: string; ctx?: number; sequences?: number; threads?: number } = {},
+  timeoutS = 300,
+): Promise<ServerProcess> {
   const port = await freePort();
-  const args = ['--import', 'tsx', join(PEER_DIR, 'llama-http.ts'), '--model', gguf, '--port', String(port),
-    '--ctx', String(options.ctx ?? 2048), '--sequences', String(options.sequences ?? 8), '--threads', String(options.threads ?? availableParallelism())];
+  const args = [
+    '--import',
+    'tsx',
+    join(PEER_DIR, 'llama-http.ts'),
+    '--model',
+    gguf,
+    '--port',
+    String(port),
+    '--ctx',
+    String(options.ctx ?? 2048),
+    '--sequences',
+    String(options.sequences ?? 8),
+    '--threads',
+    String(options.threads ?? availableParallelism()),
+  ];
   if (options.lora) args.push('--lora', options.lora);
   const s = startProcess(name, args, { LLAMACPP_DIR }, port);
   log(`${name}: pid ${s.pid}, ${s.url}, ${gguf}${options.lora ? ' + ' + options.lora : ''}`);
@@ -285,7 +336,11 @@ function procJiffies(pid: number): number {
   }
 }
 
-export interface CpuSnap { t: number; busy: number; own: number }
+export interface CpuSnap {
+  t: number;
+  busy: number;
+  own: number;
+}
 
 /** A snapshot of the machine's busy time and of the processes under test (the servers + this client). */
 export function cpuSnap(pids: number[] = []): CpuSnap {
@@ -296,7 +351,7 @@ export function cpuSnap(pids: number[] = []): CpuSnap {
 export function foreignPct(a: CpuSnap, b: CpuSnap): number {
   const secs = (b.t - a.t) / 1000;
   if (secs <= 0) return 0;
-  return Math.max(0, ((b.busy - a.busy) - (b.own - a.own)) / HZ / secs / CORES * 100);
+  return Math.max(0, ((b.busy - a.busy - (b.own - a.own)) / HZ / secs / CORES) * 100);
 }
 
 export function load1(): number {
@@ -324,9 +379,18 @@ export async function quietGate(pct: number, maxWaitS: number, pids: number[] = 
 }
 
 /** What a measurement ran beside: load average before/after and other processes' CPU share during it. */
-export interface Conditions { load1Before: number; load1After: number; foreignPct: number; gateWaitS: number }
+export interface Conditions {
+  load1Before: number;
+  load1After: number;
+  foreignPct: number;
+  gateWaitS: number;
+}
 
-export async function measured<T>(pids: number[], gate: { pct: number; maxWaitS: number }, fn: () => Promise<T>): Promise<{ value: T; conditions: Conditions }> {
+export async function measured<T>(
+  pids: number[],
+  gate: { pct: number; maxWaitS: number },
+  fn: () => Promise<T>,
+): Promise<{ value: T; conditions: Conditions }> {
   const g = await quietGate(gate.pct, gate.maxWaitS, pids);
   const load1Before = load1();
   const a = cpuSnap(pids);
@@ -371,11 +435,18 @@ export async function streamGenerate(url: string, promptIds: number[], maxTokens
       const event = buf.slice(0, i);
       buf = buf.slice(i + 2);
       const isError = /^event: error$/m.test(event);
-      const data = event.split('\n').filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n');
+      const data = event
+        .split('\n')
+        .filter((l) => l.startsWith('data: '))
+        .map((l) => l.slice(6))
+        .join('\n');
       if (!data || data === '[DONE]') continue;
       const j = JSON.parse(data);
       if (isError || j.error) error = JSON.stringify(j).slice(0, 300);
-      else if (typeof j.token_id === 'number') { tokens.push(j.token_id); tokenTimes.push(now); }
+      else if (typeof j.token_id === 'number') {
+        tokens.push(j.token_id);
+        tokenTimes.push(now);
+      }
     }
   }
   const endAt = performance.now();
@@ -387,7 +458,7 @@ export async function streamGenerate(url: string, promptIds: number[], maxTokens
 /** Random prompt token ids in [259, vocab) (above the GGUF's special and byte tokens), from a seeded LCG. */
 export function promptMaker(seed: number, vocab: number, length: number): () => number[] {
   let s = seed >>> 0;
-  const rnd = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+  const rnd = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32;
   return () => Array.from({ length }, () => 259 + Math.floor(rnd() * (vocab - 259)));
 }
 
@@ -439,7 +510,9 @@ export async function scrapeMetrics(url: string): Promise<Map<string, number>> {
       const m = /^(\S+?)(\{.*\})?\s+(\S+)$/.exec(line);
       if (m) out.set(m[1] + (m[2] ?? ''), Number(m[3]));
     }
-  } catch { /* no metrics */ }
+  } catch {
+    /* no metrics */
+  }
   return out;
 }
 
@@ -471,7 +544,14 @@ export function histogramMeans(before: Map<string, number>, after: Map<string, n
 
 // ---------------------------------------------------------------------------------------------------- bandwidth
 
-export interface Bandwidth { threads: number; streams: number; mib: number; bestGBs: number; medianGBs: number; line: string }
+export interface Bandwidth {
+  threads: number;
+  streams: number;
+  mib: number;
+  bestGBs: number;
+  medianGBs: number;
+  line: string;
+}
 
 /**
  * Read bandwidth with `threads` threads: bench/peer/membw.c (compiled here with cc -fopenmp), summing a

@@ -20,8 +20,12 @@ import { parseArgs } from 'node:util';
 
 const { values: a } = parseArgs({
   options: {
-    model: { type: 'string' }, port: { type: 'string', default: '18301' }, lora: { type: 'string' },
-    sequences: { type: 'string', default: '8' }, ctx: { type: 'string', default: '2048' }, threads: { type: 'string', default: '2' },
+    model: { type: 'string' },
+    port: { type: 'string', default: '18301' },
+    lora: { type: 'string' },
+    sequences: { type: 'string', default: '8' },
+    ctx: { type: 'string', default: '2048' },
+    threads: { type: 'string', default: '2' },
     'flash-attention': { type: 'string', default: 'auto' },
   },
 });
@@ -33,10 +37,14 @@ const fa = a['flash-attention'] === 'auto' ? 'auto' : a['flash-attention'] === '
 const llama = await nlc.getLlama({ gpu: false, build: 'never', maxThreads: threads, logLevel: nlc.LlamaLogLevel.warn });
 const t0 = performance.now();
 const model = await llama.loadModel({ modelPath: a.model, gpuLayers: 0 });
-const mkctx = (sequences: number, lora?: string) => model.createContext({
-  contextSize: Number(a.ctx), sequences, threads: { ideal: threads, min: threads }, flashAttention: fa,
-  ...(lora ? { lora: { adapters: [{ filePath: lora, scale: 1 }] } } : {}),
-});
+const mkctx = (sequences: number, lora?: string) =>
+  model.createContext({
+    contextSize: Number(a.ctx),
+    sequences,
+    threads: { ideal: threads, min: threads },
+    flashAttention: fa,
+    ...(lora ? { lora: { adapters: [{ filePath: lora, scale: 1 }] } } : {}),
+  });
 const pools: Record<string, any> = { base: await mkctx(Number(a.sequences)) };
 if (a.lora) pools.lora = await mkctx(1, a.lora);
 const loadMs = performance.now() - t0;
@@ -48,7 +56,11 @@ for (const [k, ctx] of Object.entries(pools)) {
   waiters[k] = [];
 }
 const acquire = (k: string): Promise<any> => (free[k].length ? Promise.resolve(free[k].pop()) : new Promise((r) => waiters[k].push(r)));
-const release = (k: string, s: any) => { const w = waiters[k].shift(); if (w) w(s); else free[k].push(s); };
+const release = (k: string, s: any) => {
+  const w = waiters[k].shift();
+  if (w) w(s);
+  else free[k].push(s);
+};
 
 async function generate(k: string, prompt: number[], maxTokens: number, onToken: (t: number) => void) {
   const seq = await acquire(k);
@@ -71,35 +83,55 @@ async function generate(k: string, prompt: number[], maxTokens: number, onToken:
 }
 
 const info = () => ({
-  pid: process.pid, model: a.model, lora: a.lora ?? null, loadMs,
-  contexts: Object.fromEntries(Object.entries(pools).map(([k, c]) => [k, {
-    contextSize: c.contextSize, sequences: c.totalSequences, batchSize: c.batchSize, threads: c.currentThreads,
-    idealThreads: c.idealThreads, flashAttention: c.flashAttention,
-  }])),
-  node: process.version, rss: process.memoryUsage().rss,
+  pid: process.pid,
+  model: a.model,
+  lora: a.lora ?? null,
+  loadMs,
+  contexts: Object.fromEntries(
+    Object.entries(pools).map(([k, c]) => [
+      k,
+      {
+        contextSize: c.contextSize,
+        sequences: c.totalSequences,
+        batchSize: c.batchSize,
+        threads: c.currentThreads,
+        idealThreads: c.idealThreads,
+        flashAttention: c.flashAttention,
+      },
+    ]),
+  ),
+  node: process.version,
+  rss: process.memoryUsage().rss,
 });
 
-http.createServer((req, res) => {
-  const url = new URL(req.url ?? '/', 'http://x');
-  const send = (code: number, obj: unknown) => { res.writeHead(code, { 'content-type': 'application/json' }); res.end(JSON.stringify(obj)); };
-  if (req.method === 'GET' && url.pathname === '/info') return send(200, info());
-  if (req.method !== 'POST' || url.pathname !== '/v1/generate') return send(404, { error: 'not found' });
-  let body = '';
-  req.on('data', (c) => (body += c));
-  req.on('end', async () => {
-    try {
-      const j = JSON.parse(body);
-      const k = url.searchParams.get('adapter') ? 'lora' : 'base';
-      if (!pools[k]) return send(404, { error: 'no lora context' });
-      const maxTokens = j.max_tokens ?? 64;
-      if (!j.stream) return send(200, await generate(k, j.prompt_token_ids, maxTokens, () => {}));
-      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
-      const r = await generate(k, j.prompt_token_ids, maxTokens, (t) => res.write(`data: ${JSON.stringify({ token_id: t })}\n\n`));
-      res.write(`data: ${JSON.stringify({ finish_reason: 'length', usage: { prompt_tokens: j.prompt_token_ids.length, completion_tokens: r.token_ids.length }, timings: r.timings })}\n\n`);
-      res.end('data: [DONE]\n\n');
-    } catch (e) {
-      if (res.headersSent) res.end(`event: error\ndata: ${JSON.stringify({ error: String((e as Error)?.stack ?? e) })}\n\n`);
-      else send(500, { error: String((e as Error)?.stack ?? e) });
-    }
-  });
-}).listen(Number(a.port), '127.0.0.1', () => console.log(JSON.stringify({ listening: Number(a.port), ...info() })));
+http
+  .createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    const send = (code: number, obj: unknown) => {
+      res.writeHead(code, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(obj));
+    };
+    if (req.method === 'GET' && url.pathname === '/info') return send(200, info());
+    if (req.method !== 'POST' || url.pathname !== '/v1/generate') return send(404, { error: 'not found' });
+    let body = '';
+    req.on('data', (c) => (body += c));
+    req.on('end', async () => {
+      try {
+        const j = JSON.parse(body);
+        const k = url.searchParams.get('adapter') ? 'lora' : 'base';
+        if (!pools[k]) return send(404, { error: 'no lora context' });
+        const maxTokens = j.max_tokens ?? 64;
+        if (!j.stream) return send(200, await generate(k, j.prompt_token_ids, maxTokens, () => {}));
+        res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+        const r = await generate(k, j.prompt_token_ids, maxTokens, (t) => res.write(`data: ${JSON.stringify({ token_id: t })}\n\n`));
+        res.write(
+          `data: ${JSON.stringify({ finish_reason: 'length', usage: { prompt_tokens: j.prompt_token_ids.length, completion_tokens: r.token_ids.length }, timings: r.timings })}\n\n`,
+        );
+        res.end('data: [DONE]\n\n');
+      } catch (e) {
+        if (res.headersSent) res.end(`event: error\ndata: ${JSON.stringify({ error: String((e as Error)?.stack ?? e) })}\n\n`);
+        else send(500, { error: String((e as Error)?.stack ?? e) });
+      }
+    });
+  })
+  .listen(Number(a.port), '127.0.0.1', () => console.log(JSON.stringify({ listening: Number(a.port), ...info() })));

@@ -25,9 +25,40 @@
 import { parseArgs } from 'node:util';
 import {
   commonOptions,
-  ADAPTER_NAME, BYTES_PER_WEIGHT, CACHE, LLAMACPP_VERSION, load1, quietGate, SHAPES, batch1Figures, concurrentFigures, ensureLlamaCpp, fmt, ggufLoraOf, ggufOf, loadavg, log,
-  machine, makeModel, measured, median, procStatus, promptMaker, readBandwidth, splitArgs, stamp, startLlama, startOurs, streamGenerate,
-  weightBytesPerToken, writeReport, type Conditions, type ServerProcess, type Shape, type StreamResult, type WeightKind,
+  ADAPTER_NAME,
+  BYTES_PER_WEIGHT,
+  CACHE,
+  LLAMACPP_VERSION,
+  load1,
+  quietGate,
+  SHAPES,
+  batch1Figures,
+  concurrentFigures,
+  ensureLlamaCpp,
+  fmt,
+  ggufLoraOf,
+  ggufOf,
+  loadavg,
+  log,
+  machine,
+  makeModel,
+  measured,
+  median,
+  procStatus,
+  promptMaker,
+  readBandwidth,
+  splitArgs,
+  stamp,
+  startLlama,
+  startOurs,
+  streamGenerate,
+  weightBytesPerToken,
+  writeReport,
+  type Conditions,
+  type ServerProcess,
+  type Shape,
+  type StreamResult,
+  type WeightKind,
 } from './lib.js';
 
 const { values: a } = parseArgs({
@@ -71,11 +102,17 @@ if (a.help) {
 }
 
 const QUICK = a.quick;
-const shapeNames = (QUICK && !process.argv.some((x) => x === '--shapes' || x.startsWith('--shapes=')) ? 'm100' : a.shapes!).split(',').map((s) => s.trim()).filter(Boolean);
+const shapeNames = (QUICK && !process.argv.some((x) => x === '--shapes' || x.startsWith('--shapes=')) ? 'm100' : a.shapes!)
+  .split(',')
+  .map((s) => s.trim())
+  .filter(Boolean);
 for (const s of shapeNames) if (!SHAPES[s]) throw new Error(`unknown shape ${s} (known: ${Object.keys(SHAPES).join(', ')})`);
 const kinds = a.kinds!.split(',').map((s) => s.trim()) as WeightKind[];
 for (const k of kinds) if (!['f32', 'f16', 'q8_0', 'q4_0'].includes(k)) throw new Error(`unknown kind ${k}`);
-const quantizeModes = a.quantize!.split(',').map((s) => s.trim()).filter(Boolean) as Array<'int8' | 'int4'>;
+const quantizeModes = a
+  .quantize!.split(',')
+  .map((s) => s.trim())
+  .filter(Boolean) as Array<'int8' | 'int4'>;
 for (const q of quantizeModes) if (q !== 'int8' && q !== 'int4') throw new Error(`unknown --quantize ${q}`);
 const ROUNDS = Number(a.rounds ?? (QUICK ? 2 : 5));
 const CROUNDS = Number(a['conc-rounds'] ?? (QUICK ? 1 : 3));
@@ -115,20 +152,64 @@ interface Target {
   conc: boolean;
 }
 
-interface Batch1Sample { round: number; conditions: Conditions; ttftMs: number; prefillTokPerS: number; decodeTokPerS: number; e2eTokPerS: number }
-interface ConcSample { round: number; conditions: Conditions; ok: number; wallMs: number; aggregateTokPerS: number; decodePhaseTokPerS: number; decodePhaseTokens: number; decodePhaseMs: number; allFirstTokenMs: number; meanTtftMs: number }
+interface Batch1Sample {
+  round: number;
+  conditions: Conditions;
+  ttftMs: number;
+  prefillTokPerS: number;
+  decodeTokPerS: number;
+  e2eTokPerS: number;
+}
+interface ConcSample {
+  round: number;
+  conditions: Conditions;
+  ok: number;
+  wallMs: number;
+  aggregateTokPerS: number;
+  decodePhaseTokPerS: number;
+  decodePhaseTokens: number;
+  decodePhaseMs: number;
+  allFirstTokenMs: number;
+  meanTtftMs: number;
+}
 
 const report: any = {
-  benchmark: 'bench:peer', startedAt, machine: mach, quick: QUICK, llamaCpp: `node-llama-cpp@${LLAMACPP_VERSION}`,
-  settings: { shapes: shapeNames, kinds, quantize: quantizeModes, rounds: ROUNDS, concRounds: CROUNDS, conc: CONC, prompt: PROMPT, tokens: TOKENS, threads: THREADS, serverArgs, lora: a.lora, llamaCtx: Number(a['llama-ctx']), gate },
-  bandwidth, boundGBs, shapes: {},
+  benchmark: 'bench:peer',
+  startedAt,
+  machine: mach,
+  quick: QUICK,
+  llamaCpp: `node-llama-cpp@${LLAMACPP_VERSION}`,
+  settings: {
+    shapes: shapeNames,
+    kinds,
+    quantize: quantizeModes,
+    rounds: ROUNDS,
+    concRounds: CROUNDS,
+    conc: CONC,
+    prompt: PROMPT,
+    tokens: TOKENS,
+    threads: THREADS,
+    serverArgs,
+    lora: a.lora,
+    llamaCtx: Number(a['llama-ctx']),
+    gate,
+  },
+  bandwidth,
+  boundGBs,
+  shapes: {},
 };
 const md: string[] = [];
 md.push(`# bench:peer ${QUICK ? '(--quick smoke run) ' : ''}${startedAt}`);
 md.push('');
-md.push(`Machine: ${mach.cpu}, ${mach.cores} cores, ${mach.memGiB} GiB, Node ${mach.node}; at start: \`${mach.uptime}\`. llama.cpp: node-llama-cpp@${LLAMACPP_VERSION}, ${THREADS} threads.`);
-md.push(`Read bandwidth (${THREADS} threads, ${bwMib} MiB): ${bandwidth.map((b) => `${b.streams} stream(s)/thread median ${fmt(b.medianGBs, 2)} GB/s (best ${fmt(b.bestGBs, 2)}; load1 ${b.load1}, other processes ${fmt(b.foreignPctBefore, 0)} % of the cores just before)`).join('; ')}. Bound uses **${fmt(boundGBs, 2)} GB/s**${a['bandwidth-gbs'] ? ' (--bandwidth-gbs)' : ' (the higher median)'}.`);
-md.push(`Workload: ${PROMPT}-token random prompts, ${TOKENS} greedy tokens (ignore_eos), streaming, timed by the client; ${ROUNDS} batch-1 and ${CROUNDS} concurrent (${CONC} at once) interleaved round(s) after one warm-up, medians. Our server: \`src/server.ts\` ${serverArgs.length ? '`' + serverArgs.join(' ') + '`' : '(defaults)'}, F32.`);
+md.push(
+  `Machine: ${mach.cpu}, ${mach.cores} cores, ${mach.memGiB} GiB, Node ${mach.node}; at start: \`${mach.uptime}\`. llama.cpp: node-llama-cpp@${LLAMACPP_VERSION}, ${THREADS} threads.`,
+);
+md.push(
+  `Read bandwidth (${THREADS} threads, ${bwMib} MiB): ${bandwidth.map((b) => `${b.streams} stream(s)/thread median ${fmt(b.medianGBs, 2)} GB/s (best ${fmt(b.bestGBs, 2)}; load1 ${b.load1}, other processes ${fmt(b.foreignPctBefore, 0)} % of the cores just before)`).join('; ')}. Bound uses **${fmt(boundGBs, 2)} GB/s**${a['bandwidth-gbs'] ? ' (--bandwidth-gbs)' : ' (the higher median)'}.`,
+);
+md.push(
+  `Workload: ${PROMPT}-token random prompts, ${TOKENS} greedy tokens (ignore_eos), streaming, timed by the client; ${ROUNDS} batch-1 and ${CROUNDS} concurrent (${CONC} at once) interleaved round(s) after one warm-up, medians. Our server: \`src/server.ts\` ${serverArgs.length ? '`' + serverArgs.join(' ') + '`' : '(defaults)'}, F32.`,
+);
 md.push('');
 
 for (const shapeName of shapeNames) {
@@ -137,7 +218,10 @@ for (const shapeName of shapeNames) {
   const model = makeModel(shape);
   const ggufs = Object.fromEntries(kinds.map((k) => [k, ggufOf(model, shapeName, k)])) as Record<WeightKind, string>;
   const loraGguf = a.lora ? ggufLoraOf(model, shapeName) : undefined;
-  const bytes = Object.fromEntries((Object.keys(BYTES_PER_WEIGHT) as WeightKind[]).map((k) => [k, weightBytesPerToken(shape, k)])) as Record<WeightKind, number>;
+  const bytes = Object.fromEntries((Object.keys(BYTES_PER_WEIGHT) as WeightKind[]).map((k) => [k, weightBytesPerToken(shape, k)])) as Record<
+    WeightKind,
+    number
+  >;
 
   const servers: ServerProcess[] = [];
   const targets: Target[] = [];
@@ -158,13 +242,21 @@ for (const shapeName of shapeNames) {
       targets.push({ name: `llama-${k}`, server: s, kind: k, conc: true });
       if (lora) targets.push({ name: `llama-${k}+lora16`, server: s, kind: k, adapter: 'lora', conc: false });
     }
-    const llamaInfo = Object.fromEntries(await Promise.all(servers.filter((s) => s.name.startsWith('llama')).map(async (s) => [s.name, await (await fetch(s.url + '/info')).json()])));
+    const llamaInfo = Object.fromEntries(
+      await Promise.all(servers.filter((s) => s.name.startsWith('llama')).map(async (s) => [s.name, await (await fetch(s.url + '/info')).json()])),
+    );
     const rssAfterLoad = Object.fromEntries(servers.map((s) => [s.name, procStatus(s.pid)]));
     // Our servers' base weights as /readyz reports them (format and bytes in the graph).
-    const oursWeights = Object.fromEntries(await Promise.all(targets.filter((t) => t.name.startsWith('ours-') && !t.adapter).map(async (t) => {
-      const r = (await (await fetch(t.server.url + '/readyz')).json()) as { weight_format: string; base_weight_bytes: number };
-      return [t.name, { format: r.weight_format, bytes: r.base_weight_bytes }];
-    }))) as Record<string, { format: string; bytes: number }>;
+    const oursWeights = Object.fromEntries(
+      await Promise.all(
+        targets
+          .filter((t) => t.name.startsWith('ours-') && !t.adapter)
+          .map(async (t) => {
+            const r = (await (await fetch(t.server.url + '/readyz')).json()) as { weight_format: string; base_weight_bytes: number };
+            return [t.name, { format: r.weight_format, bytes: r.base_weight_bytes }];
+          }),
+      ),
+    ) as Record<string, { format: string; bytes: number }>;
     log(`servers ready; load ${loadavg()}`);
 
     const prompt = promptMaker(1, shape.vocab, PROMPT);
@@ -183,18 +275,30 @@ for (const shapeName of shapeNames) {
           log(`ERROR ${errors.at(-1)}`);
         }
       }
-      log(`${shapeName} batch-1 round ${r}${r === 0 ? ' (warm-up)' : ''} done; load ${loadavg()}; ${targets.map((t) => `${t.name} ${fmt(b1[t.name].at(-1)?.decodeTokPerS ?? NaN)}`).join(', ')} tok/s`);
+      log(
+        `${shapeName} batch-1 round ${r}${r === 0 ? ' (warm-up)' : ''} done; load ${loadavg()}; ${targets.map((t) => `${t.name} ${fmt(b1[t.name].at(-1)?.decodeTokPerS ?? NaN)}`).join(', ')} tok/s`,
+      );
     }
     const conc: Record<string, ConcSample[]> = Object.fromEntries(targets.filter((t) => t.conc).map((t) => [t.name, []]));
     for (let r = 0; r <= CROUNDS; r++) {
       const ps = Array.from({ length: CONC }, prompt);
       for (const t of targets.filter((x) => x.conc)) {
-        const { value: settled, conditions } = await measured([t.server.pid], gate, () => Promise.allSettled(ps.map((p) => streamGenerate(t.server.url, p, TOKENS, t.adapter))));
+        const { value: settled, conditions } = await measured([t.server.pid], gate, () =>
+          Promise.allSettled(ps.map((p) => streamGenerate(t.server.url, p, TOKENS, t.adapter))),
+        );
         const ok = settled.filter((x): x is PromiseFulfilledResult<StreamResult> => x.status === 'fulfilled').map((x) => x.value);
-        for (const x of settled) if (x.status === 'rejected') { errors.push(`concurrent round ${r} ${t.name}: ${(x.reason as Error).message}`); log(`ERROR ${errors.at(-1)}`); }
+        for (const x of settled)
+          if (x.status === 'rejected') {
+            errors.push(`concurrent round ${r} ${t.name}: ${(x.reason as Error).message}`);
+            log(`ERROR ${errors.at(-1)}`);
+          }
         if (r > 0 && ok.length === CONC) conc[t.name].push({ round: r, conditions, ok: ok.length, ...concurrentFigures(ok) });
       }
-      log(`${shapeName} concurrent round ${r}${r === 0 ? ' (warm-up)' : ''} done; load ${loadavg()}; ${Object.entries(conc).map(([n, xs]) => `${n} ${fmt(xs.at(-1)?.aggregateTokPerS ?? NaN)}`).join(', ')} tok/s`);
+      log(
+        `${shapeName} concurrent round ${r}${r === 0 ? ' (warm-up)' : ''} done; load ${loadavg()}; ${Object.entries(conc)
+          .map(([n, xs]) => `${n} ${fmt(xs.at(-1)?.aggregateTokPerS ?? NaN)}`)
+          .join(', ')} tok/s`,
+      );
     }
     const rssAfter = Object.fromEntries(servers.map((s) => [s.name, procStatus(s.pid)]));
 
@@ -202,75 +306,147 @@ for (const shapeName of shapeNames) {
     const bound1 = (k: WeightKind) => (boundGBs * 1e9) / bytes[k];
     const ref = firstTokens['ours-f32'];
     const summary = {
-      batch1: Object.fromEntries(targets.map((t) => {
-        const xs = b1[t.name];
-        const decode = median(xs.map((x) => x.decodeTokPerS));
-        return [t.name, {
-          n: xs.length, prefillTokPerS: median(xs.map((x) => x.prefillTokPerS)), decodeTokPerS: decode, e2eTokPerS: median(xs.map((x) => x.e2eTokPerS)),
-          ttftMs: median(xs.map((x) => x.ttftMs)), boundTokPerS: bound1(t.kind), fractionOfBound: decode / bound1(t.kind),
-          load1: xs.map((x) => x.conditions.load1Before), foreignPct: xs.map((x) => x.conditions.foreignPct), gateWaitS: xs.map((x) => x.conditions.gateWaitS),
-        }];
-      })),
-      concurrent: Object.fromEntries(targets.filter((t) => t.conc).map((t) => {
-        const xs = conc[t.name];
-        const agg = median(xs.map((x) => x.aggregateTokPerS));
-        const dp = median(xs.map((x) => x.decodePhaseTokPerS));
-        const bound = CONC * bound1(t.kind);
-        return [t.name, {
-          n: xs.length, aggregateTokPerS: agg, decodePhaseTokPerS: dp, wallMs: median(xs.map((x) => x.wallMs)), meanTtftMs: median(xs.map((x) => x.meanTtftMs)),
-          boundTokPerS: bound, aggregateFraction: agg / bound, decodePhaseFraction: dp / bound,
-          load1: xs.map((x) => x.conditions.load1Before), foreignPct: xs.map((x) => x.conditions.foreignPct), gateWaitS: xs.map((x) => x.conditions.gateWaitS),
-        }];
-      })),
+      batch1: Object.fromEntries(
+        targets.map((t) => {
+          const xs = b1[t.name];
+          const decode = median(xs.map((x) => x.decodeTokPerS));
+          return [
+            t.name,
+            {
+              n: xs.length,
+              prefillTokPerS: median(xs.map((x) => x.prefillTokPerS)),
+              decodeTokPerS: decode,
+              e2eTokPerS: median(xs.map((x) => x.e2eTokPerS)),
+              ttftMs: median(xs.map((x) => x.ttftMs)),
+              boundTokPerS: bound1(t.kind),
+              fractionOfBound: decode / bound1(t.kind),
+              load1: xs.map((x) => x.conditions.load1Before),
+              foreignPct: xs.map((x) => x.conditions.foreignPct),
+              gateWaitS: xs.map((x) => x.conditions.gateWaitS),
+            },
+          ];
+        }),
+      ),
+      concurrent: Object.fromEntries(
+        targets
+          .filter((t) => t.conc)
+          .map((t) => {
+            const xs = conc[t.name];
+            const agg = median(xs.map((x) => x.aggregateTokPerS));
+            const dp = median(xs.map((x) => x.decodePhaseTokPerS));
+            const bound = CONC * bound1(t.kind);
+            return [
+              t.name,
+              {
+                n: xs.length,
+                aggregateTokPerS: agg,
+                decodePhaseTokPerS: dp,
+                wallMs: median(xs.map((x) => x.wallMs)),
+                meanTtftMs: median(xs.map((x) => x.meanTtftMs)),
+                boundTokPerS: bound,
+                aggregateFraction: agg / bound,
+                decodePhaseFraction: dp / bound,
+                load1: xs.map((x) => x.conditions.load1Before),
+                foreignPct: xs.map((x) => x.conditions.foreignPct),
+                gateWaitS: xs.map((x) => x.conditions.gateWaitS),
+              },
+            ];
+          }),
+      ),
     };
     report.shapes[shapeName] = {
-      shape, params: model.params, bytesPerToken: bytes, llamaInfo, oursWeights, rssAfterLoad, rssAfter, firstTokens, errors, summary, batch1: b1, concurrent: conc,
+      shape,
+      params: model.params,
+      bytesPerToken: bytes,
+      llamaInfo,
+      oursWeights,
+      rssAfterLoad,
+      rssAfter,
+      firstTokens,
+      errors,
+      summary,
+      batch1: b1,
+      concurrent: conc,
       logs: Object.fromEntries(servers.map((s) => [s.name, s.logFile])),
     };
 
     const loadRange = (xs: number[]) => (xs.length ? `${Math.min(...xs).toFixed(2)}-${Math.max(...xs).toFixed(2)}` : '-');
     const foreign = (xs: number[]) => (xs.length ? `${fmt(median(xs), 0)} (${fmt(Math.max(...xs), 0)})` : '-');
-    md.push(`## ${shapeName}: hidden ${shape.hidden}, intermediate ${shape.intermediate}, ${shape.layers} layers, ${shape.heads} heads / ${shape.kvHeads} KV heads, vocab ${shape.vocab}, tied embeddings; ${(model.params / 1e6).toFixed(1)}M parameters`);
+    md.push(
+      `## ${shapeName}: hidden ${shape.hidden}, intermediate ${shape.intermediate}, ${shape.layers} layers, ${shape.heads} heads / ${shape.kvHeads} KV heads, vocab ${shape.vocab}, tied embeddings; ${(model.params / 1e6).toFixed(1)}M parameters`,
+    );
     md.push('');
     const usedKinds = [...new Set(targets.map((t) => t.kind))];
-    md.push(`Weights read per token: ${usedKinds.map((k) => `${k} ${(bytes[k] / 1e6).toFixed(1)} MB`).join(', ')}; weights bound at ${fmt(boundGBs, 2)} GB/s: ${usedKinds.map((k) => `${k} ${fmt(bound1(k))}`).join(', ')} tok/s (x${CONC} for ${CONC} concurrent). Ours int8/int4: MatMulNBits blocks of 32 with float32 scales (int4 with zero points), accuracy level 4; llama.cpp q8_0/q4_0: blocks of 32 with f16 scales (bench/peer/hf2gguf.py, every matrix including the tied embedding).`);
+    md.push(
+      `Weights read per token: ${usedKinds.map((k) => `${k} ${(bytes[k] / 1e6).toFixed(1)} MB`).join(', ')}; weights bound at ${fmt(boundGBs, 2)} GB/s: ${usedKinds.map((k) => `${k} ${fmt(bound1(k))}`).join(', ')} tok/s (x${CONC} for ${CONC} concurrent). Ours int8/int4: MatMulNBits blocks of 32 with float32 scales (int4 with zero points), accuracy level 4; llama.cpp q8_0/q4_0: blocks of 32 with f16 scales (bench/peer/hf2gguf.py, every matrix including the tied embedding).`,
+    );
     md.push('');
     md.push(`Batch 1 (prefill = ${PROMPT} / time to first token; decode = ${TOKENS - 1} / (last token - first token); client side, medians of ${ROUNDS}):`);
     md.push('');
-    md.push('| target | prefill tok/s | decode tok/s | weights bound tok/s | decode / bound | e2e tok/s | load1 (min-max) | other processes\' CPU % median (max) | first 16 tokens = ours-f32 |');
+    md.push(
+      "| target | prefill tok/s | decode tok/s | weights bound tok/s | decode / bound | e2e tok/s | load1 (min-max) | other processes' CPU % median (max) | first 16 tokens = ours-f32 |",
+    );
     md.push('| --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |');
     for (const t of targets) {
       const s = summary.batch1[t.name];
       const ft = firstTokens[t.name];
       const agree = ref && ft ? `${ft.filter((x, i) => x === ref[i]).length}/${ref.length}` : '-';
-      md.push(`| ${t.name} | ${fmt(s.prefillTokPerS, 0)} | ${fmt(s.decodeTokPerS, 2)} | ${fmt(s.boundTokPerS)} | ${fmt(s.fractionOfBound, 3)} | ${fmt(s.e2eTokPerS, 2)} | ${loadRange(s.load1)} | ${foreign(s.foreignPct)} | ${t.adapter ? '(adapter)' : agree} |`);
+      md.push(
+        `| ${t.name} | ${fmt(s.prefillTokPerS, 0)} | ${fmt(s.decodeTokPerS, 2)} | ${fmt(s.boundTokPerS)} | ${fmt(s.fractionOfBound, 3)} | ${fmt(s.e2eTokPerS, 2)} | ${loadRange(s.load1)} | ${foreign(s.foreignPct)} | ${t.adapter ? '(adapter)' : agree} |`,
+      );
     }
     md.push('');
-    md.push(`${CONC} concurrent (aggregate = ${CONC} x ${TOKENS} / (last response - first send); decode-phase = tokens after all ${CONC} had their first token / time from then to the last token; medians of ${CROUNDS}):`);
+    md.push(
+      `${CONC} concurrent (aggregate = ${CONC} x ${TOKENS} / (last response - first send); decode-phase = tokens after all ${CONC} had their first token / time from then to the last token; medians of ${CROUNDS}):`,
+    );
     md.push('');
-    md.push(`| target | aggregate tok/s | decode-phase tok/s | weights bound x${CONC} tok/s | aggregate / bound | decode-phase / bound | mean TTFT ms | load1 (min-max) | other processes' CPU % median (max) |`);
+    md.push(
+      `| target | aggregate tok/s | decode-phase tok/s | weights bound x${CONC} tok/s | aggregate / bound | decode-phase / bound | mean TTFT ms | load1 (min-max) | other processes' CPU % median (max) |`,
+    );
     md.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |');
     for (const t of targets.filter((x) => x.conc)) {
       const s = summary.concurrent[t.name];
-      md.push(`| ${t.name} | ${fmt(s.aggregateTokPerS, 2)} | ${fmt(s.decodePhaseTokPerS, 2)} | ${fmt(s.boundTokPerS)} | ${fmt(s.aggregateFraction, 3)} | ${fmt(s.decodePhaseFraction, 3)} | ${fmt(s.meanTtftMs, 0)} | ${loadRange(s.load1)} | ${foreign(s.foreignPct)} |`);
+      md.push(
+        `| ${t.name} | ${fmt(s.aggregateTokPerS, 2)} | ${fmt(s.decodePhaseTokPerS, 2)} | ${fmt(s.boundTokPerS)} | ${fmt(s.aggregateFraction, 3)} | ${fmt(s.decodePhaseFraction, 3)} | ${fmt(s.meanTtftMs, 0)} | ${loadRange(s.load1)} | ${foreign(s.foreignPct)} |`,
+      );
     }
     md.push('');
-    const pairs = ([['int8', 'q8_0'], ['int4', 'q4_0']] as const).filter(([o, l]) => summary.batch1[`ours-${o}`] && summary.batch1[`llama-${l}`]);
+    const pairs = (
+      [
+        ['int8', 'q8_0'],
+        ['int4', 'q4_0'],
+      ] as const
+    ).filter(([o, l]) => summary.batch1[`ours-${o}`] && summary.batch1[`llama-${l}`]);
     if (pairs.length) {
-      md.push('Quantized base, ours against llama.cpp at equal bits (ratios of the medians above; resident = RSS after load; base weights = bytes in our graph from /readyz):');
+      md.push(
+        'Quantized base, ours against llama.cpp at equal bits (ratios of the medians above; resident = RSS after load; base weights = bytes in our graph from /readyz):',
+      );
       md.push('');
-      md.push('| ours | llama.cpp | batch-1 decode ours / llama | 8 concurrent aggregate ours / llama | ours resident MiB | llama resident MiB | ours resident / ours-f32 | ours base weight bytes / ours-f32 |');
+      md.push(
+        '| ours | llama.cpp | batch-1 decode ours / llama | 8 concurrent aggregate ours / llama | ours resident MiB | llama resident MiB | ours resident / ours-f32 | ours base weight bytes / ours-f32 |',
+      );
       md.push('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |');
       for (const [o, l] of pairs) {
         const on = `ours-${o}`;
         const ln = `llama-${l}`;
         const ls = servers.find((s) => s.name === `llama-${shapeName}-${l}`)!;
         const os = targets.find((t) => t.name === on)!.server;
-        md.push(`| ${on} (${oursWeights[on].format}) | ${ln} | ${fmt(summary.batch1[on].decodeTokPerS / summary.batch1[ln].decodeTokPerS, 2)} | ${fmt(summary.concurrent[on].aggregateTokPerS / summary.concurrent[ln].aggregateTokPerS, 2)} | ${fmt(rssAfterLoad[os.name].rssMiB, 0)} | ${fmt(rssAfterLoad[ls.name].rssMiB, 0)} | ${fmt(rssAfterLoad[os.name].rssMiB / rssAfterLoad[ours.name].rssMiB, 3)} | ${fmt(oursWeights[on].bytes / oursWeights['ours-f32'].bytes, 3)} |`);
+        md.push(
+          `| ${on} (${oursWeights[on].format}) | ${ln} | ${fmt(summary.batch1[on].decodeTokPerS / summary.batch1[ln].decodeTokPerS, 2)} | ${fmt(summary.concurrent[on].aggregateTokPerS / summary.concurrent[ln].aggregateTokPerS, 2)} | ${fmt(rssAfterLoad[os.name].rssMiB, 0)} | ${fmt(rssAfterLoad[ls.name].rssMiB, 0)} | ${fmt(rssAfterLoad[os.name].rssMiB / rssAfterLoad[ours.name].rssMiB, 3)} | ${fmt(oursWeights[on].bytes / oursWeights['ours-f32'].bytes, 3)} |`,
+        );
       }
       md.push('');
     }
-    md.push('Resident memory (MiB): ' + servers.map((s) => `${s.name} ${fmt(rssAfterLoad[s.name].rssMiB, 0)} after load, ${fmt(rssAfter[s.name].rssMiB, 0)} after the runs (peak ${fmt(rssAfter[s.name].hwmMiB, 0)})`).join('; ') + '.');
+    md.push(
+      'Resident memory (MiB): ' +
+        servers
+          .map(
+            (s) =>
+              `${s.name} ${fmt(rssAfterLoad[s.name].rssMiB, 0)} after load, ${fmt(rssAfter[s.name].rssMiB, 0)} after the runs (peak ${fmt(rssAfter[s.name].hwmMiB, 0)})`,
+          )
+          .join('; ') +
+        '.',
+    );
     if (errors.length) {
       md.push('');
       md.push(`Errors (${errors.length}; failed requests are left out of the figures):`);

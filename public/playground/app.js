@@ -61,7 +61,8 @@ function show(node, text, kind = 'info') {
 /** @param {unknown} e */
 function explain(e) {
   if (!(e instanceof ApiError)) return String(e);
-  const hint = e.status === 401 ? ' Enter an API key above.' : e.status === 403 ? ' This key may not do that.' : e.status === 503 ? ' Trying again in a moment.' : '';
+  const hint =
+    e.status === 401 ? ' Enter an API key above.' : e.status === 403 ? ' This key may not do that.' : e.status === 503 ? ' Trying again in a moment.' : '';
   return `The server answered ${e.describe()}${hint}`;
 }
 

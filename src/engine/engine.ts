@@ -18,7 +18,14 @@ import { parseS3Url, type RemoteAdapterStore } from './lora/adapter-store.js';
 import { AdapterDiskCache } from './lora/adapter-disk-cache.js';
 import { Scheduler, type LogitsConstraint, type PromptScores } from './scheduler.js';
 import type { GenerateRequest, GenerateResult, GenerationEvent, FinishEvent, TopLogprob } from './types.js';
-import { buildTokenVocabulary, compileJsonConstraint, UnsupportedSchemaError, type JsonConstraint, type JsonSchema, type TokenVocabulary } from './constrain/index.js';
+import {
+  buildTokenVocabulary,
+  compileJsonConstraint,
+  UnsupportedSchemaError,
+  type JsonConstraint,
+  type JsonSchema,
+  type TokenVocabulary,
+} from './constrain/index.js';
 
 /** What a request's response_format asks for, as plain data (it crosses the worker boundary): null schema = any JSON object. */
 export interface ResponseFormatData {
@@ -139,22 +146,25 @@ export class Engine {
     const maxSequenceLength = Math.min(options.maxSequenceLength, spec.maxPositions);
     const stacks = new SlotStacks(spec, options.adapterSlots + 1);
     phase('building_graph', 'building the ONNX graph, or reusing the cached one');
-    const { runner, provider, residency, dtype, weightFormat, weightBytes } = await startRunner({
-      modelDir,
-      spec,
-      weights,
-      cacheDir: resolve(options.cacheDir),
-      cacheMaxBytes: options.graphCacheMaxBytes,
-      graph: { maxSequenceLength, lora: true, quantize: options.quantize ?? 'none' },
-      executionProviders: options.executionProviders,
-      residency: options.stateResidency ?? 'auto',
-      dtype: options.dtype ?? 'auto',
-      maxBatch: options.maxBatch,
-      intraOpThreads: options.intraOpThreads,
-      kvBudgetBytes: options.kvCacheBudgetBytes ?? 0,
-      stacks,
-      onGraphReady: (built) => phase('creating_session', built ? 'built ONNX graph' : 'reused cached ONNX graph'),
-    }, log);
+    const { runner, provider, residency, dtype, weightFormat, weightBytes } = await startRunner(
+      {
+        modelDir,
+        spec,
+        weights,
+        cacheDir: resolve(options.cacheDir),
+        cacheMaxBytes: options.graphCacheMaxBytes,
+        graph: { maxSequenceLength, lora: true, quantize: options.quantize ?? 'none' },
+        executionProviders: options.executionProviders,
+        residency: options.stateResidency ?? 'auto',
+        dtype: options.dtype ?? 'auto',
+        maxBatch: options.maxBatch,
+        intraOpThreads: options.intraOpThreads,
+        kvBudgetBytes: options.kvCacheBudgetBytes ?? 0,
+        stacks,
+        onGraphReady: (built) => phase('creating_session', built ? 'built ONNX graph' : 'reused cached ONNX graph'),
+      },
+      log,
+    );
     const tokenizer = new TextTokenizer(modelDir);
     phase('loading_adapters');
     const s3 = parseS3Url(options.adaptersDir);
@@ -168,7 +178,13 @@ export class Engine {
       root: options.adaptersDir,
       maxRank: options.maxLoraRank,
       hostCacheBytes: options.hostCacheBytes,
-      ...(store ? { store, cache: new AdapterDiskCache(resolve(options.adapterCacheDir ?? '.cache/adapters'), options.adapterCacheBytes ?? 4 << 30), maxAdapterBytes: options.adapterMaxBytes ?? 2 << 30 } : {}),
+      ...(store
+        ? {
+            store,
+            cache: new AdapterDiskCache(resolve(options.adapterCacheDir ?? '.cache/adapters'), options.adapterCacheBytes ?? 4 << 30),
+            maxAdapterBytes: options.adapterMaxBytes ?? 2 << 30,
+          }
+        : {}),
     });
     adapters.scan();
     if (store) {
@@ -190,7 +206,10 @@ export class Engine {
       requestTimeoutMs: options.requestTimeoutMs,
       eosTokenIds: spec.eosTokenIds,
     });
-    const engine = new Engine(spec, basename(modelDir), tokenizer, adapters, runner, scheduler, maxSequenceLength, provider, residency, dtype, modelDir, { format: weightFormat, bytes: weightBytes });
+    const engine = new Engine(spec, basename(modelDir), tokenizer, adapters, runner, scheduler, maxSequenceLength, provider, residency, dtype, modelDir, {
+      format: weightFormat,
+      bytes: weightBytes,
+    });
     engine.generation = generation;
     engine.kvBudgetBytes = options.kvCacheBudgetBytes ?? 0;
     engine.kvCapacityTokens = engine.kvBudgetBytes > 0 ? Math.floor(engine.kvBudgetBytes / runner.kvBytesPerToken) : maxSequenceLength * options.maxBatch;
@@ -227,7 +246,12 @@ export class Engine {
     const promptIds = request.promptTokenIds ?? this.tokenizer.encode(request.prompt ?? '');
     checkRequest(request, promptIds, this);
     const constraint = extras.constraint ?? (extras.responseFormat ? this.jsonConstraint(extras.responseFormat).start() : undefined);
-    const stream = this.scheduler.submit({ request, promptIds, ...(constraint ? { constraint } : {}), ...(extras.promptLogprobs ? { promptLogprobs: true } : {}) });
+    const stream = this.scheduler.submit({
+      request,
+      promptIds,
+      ...(constraint ? { constraint } : {}),
+      ...(extras.promptLogprobs ? { promptLogprobs: true } : {}),
+    });
     return { promptTokens: promptIds.length, events: stream, scores: stream.scores };
   }
 
@@ -254,9 +278,11 @@ export class Engine {
     try {
       constraint = compileJsonConstraint(format.schema, this.jsonVocabulary(), { strict: format.strict });
     } catch (e) {
-      if (e instanceof UnsupportedSchemaError) throw new EngineError('invalid_request', `This JSON schema is not supported: ${e.message}.`, { param: 'response_format.json_schema.schema' });
+      if (e instanceof UnsupportedSchemaError)
+        throw new EngineError('invalid_request', `This JSON schema is not supported: ${e.message}.`, { param: 'response_format.json_schema.schema' });
       // The vocabulary lacks what JSON needs (see assertVocabularyCanFinishJson); anything else is a bug.
-      if (e instanceof Error && e.message.startsWith('JSON mode needs')) throw new EngineError('invalid_request', `JSON mode is not available for this model: ${e.message}.`, { param: 'response_format' });
+      if (e instanceof Error && e.message.startsWith('JSON mode needs'))
+        throw new EngineError('invalid_request', `JSON mode is not available for this model: ${e.message}.`, { param: 'response_format' });
       throw e;
     }
     this.constraints.set(key, constraint);

@@ -22,9 +22,13 @@ export function checkRequest(request: GenerateRequest, promptIds: number[], limi
   if (bad !== undefined) throw new EngineError('invalid_request', `prompt_token_ids holds ${bad}, outside this model's vocabulary of ${vocab}.`);
   if (promptIds.length + request.maxTokens > limits.maxSequenceLength) {
     const model = limits.spec.maxPositions;
-    const which = model !== undefined && limits.maxSequenceLength < model
-      ? `the context this server is configured for (--max-sequence-length / MAX_SEQUENCE_LENGTH; the model itself allows ${model})`
-      : `the model's context (max_position_embeddings in its config.json${model !== undefined ? '' : ', or --max-sequence-length'})`;
-    throw new EngineError('context_length_exceeded', `The prompt has ${promptIds.length} tokens and max_tokens is ${request.maxTokens}; together they must not exceed ${limits.maxSequenceLength} tokens, ${which}.`);
+    const which =
+      model !== undefined && limits.maxSequenceLength < model
+        ? `the context this server is configured for (--max-sequence-length / MAX_SEQUENCE_LENGTH; the model itself allows ${model})`
+        : `the model's context (max_position_embeddings in its config.json${model !== undefined ? '' : ', or --max-sequence-length'})`;
+    throw new EngineError(
+      'context_length_exceeded',
+      `The prompt has ${promptIds.length} tokens and max_tokens is ${request.maxTokens}; together they must not exceed ${limits.maxSequenceLength} tokens, ${which}.`,
+    );
   }
 }

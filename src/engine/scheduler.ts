@@ -126,7 +126,18 @@ export class Scheduler {
   /** Sequences finished while a step's results are handled; their rows are freed after. */
   private finishedInStep: Sequence[] | null = null;
   private wake: (() => void) | null = null;
-  readonly stats: SchedulerStats = { steps: 0, decodeSteps: 0, decodeRowsTotal: 0, prefillTokens: 0, prefillGroups: 0, mixedSteps: 0, decodeTokens: 0, completed: 0, cancelled: 0, failed: 0 };
+  readonly stats: SchedulerStats = {
+    steps: 0,
+    decodeSteps: 0,
+    decodeRowsTotal: 0,
+    prefillTokens: 0,
+    prefillGroups: 0,
+    mixedSteps: 0,
+    decodeTokens: 0,
+    completed: 0,
+    cancelled: 0,
+    failed: 0,
+  };
 
   constructor(
     private readonly runner: BatchRunner,
@@ -162,7 +173,10 @@ export class Scheduler {
     }
     const length = input.promptIds.length + input.request.maxTokens;
     if (this.kvBytes(1, length) > this.options.kvBudgetBytes && this.options.kvBudgetBytes > 0) {
-      throw new EngineError('kv_budget_exceeded', `${input.promptIds.length} prompt tokens + max_tokens ${input.request.maxTokens} need ${Math.ceil(this.kvBytes(1, length) / 2 ** 20)} MiB of KV cache, more than the server's KV-cache budget of ${Math.floor(this.options.kvBudgetBytes / 2 ** 20)} MiB (--kv-cache-mb).`);
+      throw new EngineError(
+        'kv_budget_exceeded',
+        `${input.promptIds.length} prompt tokens + max_tokens ${input.request.maxTokens} need ${Math.ceil(this.kvBytes(1, length) / 2 ** 20)} MiB of KV cache, more than the server's KV-cache budget of ${Math.floor(this.options.kvBudgetBytes / 2 ** 20)} MiB (--kv-cache-mb).`,
+      );
     }
     const now = performance.now();
     const seq: Sequence = {
@@ -290,7 +304,14 @@ export class Scheduler {
       budget -= chunk.length;
     }
     const plan = {
-      decode: decoders.map((s): StepRow => ({ row: s.row, tokens: [s.nextToken!], pastLength: s.cached, slot: s.slot, logitPositions: [0], sampling: this.selection(s) })),
+      decode: decoders.map((s): StepRow => ({
+        row: s.row,
+        tokens: [s.nextToken!],
+        pastLength: s.cached,
+        slot: s.slot,
+        logitPositions: [0],
+        sampling: this.selection(s),
+      })),
       prefill: prefills.map(({ seq, start, chunk }): StepRow => {
         const last = start + chunk.length === seq.promptIds.length;
         const logitPositions = seq.promptLogprobs ? chunk.map((_, i) => i) : last ? [chunk.length - 1] : [];

@@ -52,7 +52,10 @@ export class TextStream {
   private readonly stops: StopSequenceFilter;
   private readonly stopList: string[];
 
-  constructor(private readonly tokenizer: Detokenizer, stops: string[]) {
+  constructor(
+    private readonly tokenizer: Detokenizer,
+    stops: string[],
+  ) {
     this.stopList = stops.filter((s) => s.length > 0);
     this.stops = new StopSequenceFilter(this.stopList);
   }

@@ -8,14 +8,7 @@
 import { BedrockRuntimeClient, type BedrockRuntimeClientConfig } from '@aws-sdk/client-bedrock-runtime';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { pino, type Logger } from 'pino';
-import type {
-  FinishEvent,
-  FinishReason,
-  GenerateRequest,
-  GenerateResult,
-  GenerationEvent,
-  Usage,
-} from '../engine/types.js';
+import type { FinishEvent, FinishReason, GenerateRequest, GenerateResult, GenerationEvent, Usage } from '../engine/types.js';
 import { AppError, type ErrorCode } from '../errors.js';
 import { AttemptController, raceAbort, sleep } from './abortable.js';
 import { DEFAULT_BACKOFF, fullJitterDelayMs, type BackoffOptions } from './backoff.js';
@@ -168,9 +161,7 @@ export class BedrockFallback {
         call.armTimer(target.timeoutMs - (performance.now() - startedAt), timeout);
         state.counters.attempts++;
         const client = this.clientFor(target.region);
-        const updates = (await raceAbort(streamOnce(client, target, params, call.signal), call.signal))[
-          Symbol.asyncIterator
-        ]();
+        const updates = (await raceAbort(streamOnce(client, target, params, call.signal), call.signal))[Symbol.asyncIterator]();
 
         let finishReason: FinishReason | undefined;
         let promptTokens: number | undefined;
@@ -287,11 +278,9 @@ export class BedrockFallback {
     const permit = state.breaker.tryAcquire();
     if (permit) return permit;
     state.counters.circuitRejections++;
-    const error = new AppError(
-      'upstream_unavailable',
-      `${describe(state.adapter)} is failing; calls to it are paused for a cool-down.`,
-      { retryAfter: Math.max(1, Math.ceil(state.breaker.msUntilProbe() / 1000)) },
-    );
+    const error = new AppError('upstream_unavailable', `${describe(state.adapter)} is failing; calls to it are paused for a cool-down.`, {
+      retryAfter: Math.max(1, Math.ceil(state.breaker.msUntilProbe() / 1000)),
+    });
     state.counters.errors[error.code] = (state.counters.errors[error.code] ?? 0) + 1;
     throw error;
   }
@@ -328,7 +317,14 @@ export class BedrockFallback {
    * fault is retryable, retries are left and the wait ends before the target's deadline; throws the mapped error
    * otherwise.
    */
-  private async backOffOrThrow(state: TargetState, fault: BedrockFault, attempt: number, startedAt: number, signal: AbortSignal | undefined, mayRetry = true): Promise<void> {
+  private async backOffOrThrow(
+    state: TargetState,
+    fault: BedrockFault,
+    attempt: number,
+    startedAt: number,
+    signal: AbortSignal | undefined,
+    mayRetry = true,
+  ): Promise<void> {
     if (mayRetry && fault.retryable && attempt < state.target.maxRetries) {
       const delayMs = fullJitterDelayMs(attempt + 1, this.backoff);
       if (performance.now() - startedAt + delayMs < state.target.timeoutMs) {
@@ -358,13 +354,7 @@ export class BedrockFallback {
     return fault.error;
   }
 
-  private finishEvent(
-    finishReason: FinishReason,
-    usage: Usage,
-    text: string,
-    startedAt: number,
-    firstTokenAt: number | undefined,
-  ): FinishEvent {
+  private finishEvent(finishReason: FinishReason, usage: Usage, text: string, startedAt: number, firstTokenAt: number | undefined): FinishEvent {
     const totalMs = performance.now() - startedAt;
     const prefillMs = (firstTokenAt ?? performance.now()) - startedAt;
     return {

@@ -61,9 +61,7 @@ export function parseBedrockConfig(raw: unknown): BedrockConfig {
   const targets: Record<string, BedrockTarget> = {};
   for (const [adapter, value] of Object.entries(targetsRaw)) {
     if (!ADAPTER_NAME.test(adapter)) {
-      throw new Error(
-        `bedrock.targets: "${adapter}" is not a valid adapter name (letters, digits, ".", "_" and "-", at most 64).`,
-      );
+      throw new Error(`bedrock.targets: "${adapter}" is not a valid adapter name (letters, digits, ".", "_" and "-", at most 64).`);
     }
     targets[adapter] = parseTarget(value, `bedrock.targets.${adapter}`);
   }
@@ -115,11 +113,8 @@ function parseCircuitBreaker(raw: unknown, path: string): CircuitBreakerConfig {
   const value = asObject(raw, path);
   rejectUnknownKeys(value, BREAKER_KEYS, path);
   return {
-    failureThreshold:
-      optionalInteger(value.failureThreshold, `${path}.failureThreshold`, 1, 1000) ??
-      BEDROCK_DEFAULTS.circuitBreaker.failureThreshold,
-    cooldownMs:
-      optionalInteger(value.cooldownMs, `${path}.cooldownMs`, 1, 3_600_000) ?? BEDROCK_DEFAULTS.circuitBreaker.cooldownMs,
+    failureThreshold: optionalInteger(value.failureThreshold, `${path}.failureThreshold`, 1, 1000) ?? BEDROCK_DEFAULTS.circuitBreaker.failureThreshold,
+    cooldownMs: optionalInteger(value.cooldownMs, `${path}.cooldownMs`, 1, 3_600_000) ?? BEDROCK_DEFAULTS.circuitBreaker.cooldownMs,
   };
 }
 

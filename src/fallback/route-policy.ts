@@ -52,10 +52,7 @@ export function decideRoute(input: RouteInput): Route | AppError {
   // The base model is never sent to Bedrock, and no adapter request ever falls back to it.
   if (adapter === null) {
     if (requested === 'bedrock') {
-      return new AppError(
-        'invalid_request',
-        'route=bedrock needs an adapter with a Bedrock target; the base model is served only locally.',
-      );
+      return new AppError('invalid_request', 'route=bedrock needs an adapter with a Bedrock target; the base model is served only locally.');
     }
     return 'local';
   }
@@ -66,26 +63,17 @@ export function decideRoute(input: RouteInput): Route | AppError {
 
   if (requested === 'local') {
     if (!servedLocally) {
-      return new AppError(
-        'invalid_request',
-        `Adapter "${adapter}" is served only by Bedrock; use route=auto or route=bedrock.`,
-      );
+      return new AppError('invalid_request', `Adapter "${adapter}" is served only by Bedrock; use route=auto or route=bedrock.`);
     }
     return 'local';
   }
 
   if (requested === 'bedrock' || !servedLocally) {
     if (!hasBedrockTarget) {
-      return new AppError(
-        'invalid_request',
-        `Adapter "${adapter}" has no Bedrock target; use route=auto or route=local.`,
-      );
+      return new AppError('invalid_request', `Adapter "${adapter}" has no Bedrock target; use route=auto or route=local.`);
     }
     if (!bedrockCompatible) {
-      return new AppError(
-        'invalid_request',
-        `Adapter "${adapter}" would be served by Bedrock, which returns no logprobs and takes only text prompts.`,
-      );
+      return new AppError('invalid_request', `Adapter "${adapter}" would be served by Bedrock, which returns no logprobs and takes only text prompts.`);
     }
     return 'bedrock';
   }

@@ -18,12 +18,7 @@ import { MalformedResponseError, type BedrockParams, type Completion, type Invok
 
 const INVOKE_FAMILIES: Record<Exclude<BedrockFamily, 'converse'>, InvokeFamily> = { llama, titan };
 
-export async function completeOnce(
-  client: BedrockRuntimeClient,
-  target: BedrockTarget,
-  params: BedrockParams,
-  signal: AbortSignal,
-): Promise<Completion> {
+export async function completeOnce(client: BedrockRuntimeClient, target: BedrockTarget, params: BedrockParams, signal: AbortSignal): Promise<Completion> {
   if (target.family === 'converse') {
     const output = await client.send(new ConverseCommand(converseInput(target.modelId, params)), { abortSignal: signal });
     return parseConverseResponse(output);

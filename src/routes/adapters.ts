@@ -28,7 +28,16 @@ export async function adapterRoutes(app: FastifyInstance): Promise<void> {
 
   app.post<{ Body: { name: string; path: string } }>(
     '/v1/adapters',
-    { schema: { body: { type: 'object', required: ['name', 'path'], additionalProperties: false, properties: { name: { type: 'string', minLength: 1, maxLength: 64 }, path: { type: 'string', minLength: 1, maxLength: 4096 } } } } },
+    {
+      schema: {
+        body: {
+          type: 'object',
+          required: ['name', 'path'],
+          additionalProperties: false,
+          properties: { name: { type: 'string', minLength: 1, maxLength: 64 }, path: { type: 'string', minLength: 1, maxLength: 4096 } },
+        },
+      },
+    },
     async (request, reply) => {
       const engine = requireEngine(app);
       const info = await engine.adapters.register(request.body.name, request.body.path);
@@ -55,6 +64,8 @@ export async function adapterRoutes(app: FastifyInstance): Promise<void> {
   });
 
   for (const action of ['pin', 'unpin'] as const) {
-    app.post<{ Params: { name: string } }>(`/v1/adapters/:name/${action}`, async (request) => view(await requireEngine(app).adapters.pin(request.params.name, action === 'pin')));
+    app.post<{ Params: { name: string } }>(`/v1/adapters/:name/${action}`, async (request) =>
+      view(await requireEngine(app).adapters.pin(request.params.name, action === 'pin')),
+    );
   }
 }

@@ -58,7 +58,8 @@ export function dispatchGeneration(app: FastifyInstance, request: GenerateReques
     if (decision instanceof AppError) throw decision;
     return decision;
   };
-  const viaBedrock = (): AsyncIterator<GenerationEvent> => (options.stream ? bedrock!.stream(request) : finishOnly(bedrock!.generate(request)))[Symbol.asyncIterator]();
+  const viaBedrock = (): AsyncIterator<GenerationEvent> =>
+    (options.stream ? bedrock!.stream(request) : finishOnly(bedrock!.generate(request)))[Symbol.asyncIterator]();
 
   if (decide() === 'bedrock') return { route: 'bedrock', promptTokens: null, events: viaBedrock() };
 
@@ -111,7 +112,14 @@ async function* finishOnly(result: Promise<GenerateResult>): AsyncGenerator<Gene
   const started = performance.now();
   const r = await result;
   const totalMs = performance.now() - started;
-  yield { type: 'finish', finishReason: r.finishReason, usage: r.usage, text: r.text, tokenIds: r.tokenIds, timings: { queuedMs: 0, prefillMs: 0, decodeMs: 0, totalMs } };
+  yield {
+    type: 'finish',
+    finishReason: r.finishReason,
+    usage: r.usage,
+    text: r.text,
+    tokenIds: r.tokenIds,
+    timings: { queuedMs: 0, prefillMs: 0, decodeMs: 0, totalMs },
+  };
 }
 
 function localOutcomeOf(e: unknown): LocalOutcome | undefined {

@@ -28,7 +28,13 @@ export type GenerateBody = Static<typeof generateBodySchema>;
 export const DEFAULT_MAX_TOKENS = 64;
 
 /** `defaults`: the served model's generation_config.json values for what the body leaves out. */
-export function toGenerateRequest(body: GenerateBody, adapter: string | null, limits: Config['limits'], signal?: AbortSignal, defaults?: GenerationDefaults): GenerateRequest {
+export function toGenerateRequest(
+  body: GenerateBody,
+  adapter: string | null,
+  limits: Config['limits'],
+  signal?: AbortSignal,
+  defaults?: GenerationDefaults,
+): GenerateRequest {
   if ((body.prompt === undefined) === (body.prompt_token_ids === undefined)) {
     throw new AppError('invalid_request', 'Send exactly one of prompt (a string) or prompt_token_ids (an array of integers).');
   }
@@ -38,8 +44,10 @@ export function toGenerateRequest(body: GenerateBody, adapter: string | null, li
   const maxTokens = body.max_tokens ?? DEFAULT_MAX_TOKENS;
   if (maxTokens > limits.maxTokens) throw new AppError('invalid_request', `max_tokens ${maxTokens} is above this server's limit of ${limits.maxTokens}.`);
   const stop = body.stop === undefined ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop;
-  if (stop.length > limits.maxStopSequences) throw new AppError('invalid_request', `stop has ${stop.length} sequences; the limit is ${limits.maxStopSequences}.`);
-  if (stop.some((s) => s.length > limits.maxStopLength)) throw new AppError('invalid_request', `A stop sequence is longer than ${limits.maxStopLength} characters.`);
+  if (stop.length > limits.maxStopSequences)
+    throw new AppError('invalid_request', `stop has ${stop.length} sequences; the limit is ${limits.maxStopSequences}.`);
+  if (stop.some((s) => s.length > limits.maxStopLength))
+    throw new AppError('invalid_request', `A stop sequence is longer than ${limits.maxStopLength} characters.`);
   return {
     adapter,
     prompt: body.prompt,

@@ -19,10 +19,9 @@ const generateQuerySchema = Type.Object({ adapter: Type.Optional(Type.String()),
 
 export async function generateRoutes(app: FastifyInstance): Promise<void> {
   // The body's and query's types come from their schemas (TypeBox through fastify's type provider).
-  app.withTypeProvider<TypeBoxTypeProvider>().post(
-    '/v1/generate',
-    { schema: { body: generateBodySchema, querystring: generateQuerySchema } },
-    async (request, reply) => {
+  app
+    .withTypeProvider<TypeBoxTypeProvider>()
+    .post('/v1/generate', { schema: { body: generateBodySchema, querystring: generateQuerySchema } }, async (request, reply) => {
       const adapter = request.query.adapter || null;
       if (adapter !== null) checkAdapterName(adapter);
       assertAdapterAllowed(request, adapter);
@@ -30,12 +29,23 @@ export async function generateRoutes(app: FastifyInstance): Promise<void> {
       checkPromptTokens(request, request.body);
       request.requestLog.adapter = adapter;
       const abort = abortOnDisconnect(reply);
-      const dispatched = dispatchGeneration(app, toGenerateRequest(request.body, adapter, app.config.limits, abort.signal, app.engineState.engine?.generation), request.query.route, { stream: request.body.stream === true });
+      const dispatched = dispatchGeneration(
+        app,
+        toGenerateRequest(request.body, adapter, app.config.limits, abort.signal, app.engineState.engine?.generation),
+        request.query.route,
+        { stream: request.body.stream === true },
+      );
       const first = await dispatched.events.next();
       const { route } = dispatched;
       Object.assign(request.requestLog, { route, promptTokens: dispatched.promptTokens ?? undefined });
       const usageOf = (finish: FinishEvent) => ({ prompt_tokens: finish.usage.promptTokens, completion_tokens: finish.usage.completionTokens });
-      const noteFinish = (finish: FinishEvent) => Object.assign(request.requestLog, { promptTokens: finish.usage.promptTokens, completionTokens: finish.usage.completionTokens, timings: finish.timings, finishReason: finish.finishReason });
+      const noteFinish = (finish: FinishEvent) =>
+        Object.assign(request.requestLog, {
+          promptTokens: finish.usage.promptTokens,
+          completionTokens: finish.usage.completionTokens,
+          timings: finish.timings,
+          finishReason: finish.finishReason,
+        });
 
       if (request.body.stream) {
         startSse(reply, { [ROUTE_HEADER]: route });
@@ -74,6 +84,5 @@ export async function generateRoutes(app: FastifyInstance): Promise<void> {
         route,
         usage: usageOf(finish),
       };
-    },
-  );
+    });
 }

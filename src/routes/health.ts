@@ -26,7 +26,13 @@ export async function healthRoutes(app: FastifyInstance): Promise<void> {
     const { engine, error, draining, phase, phaseDetail } = app.engineState;
     const ready = engine !== null && !draining;
     // Bedrock circuits show here; model ids (ARNs hold the account id) stay out of this open endpoint.
-    const bedrock = app.bedrock?.status().map((s) => ({ adapter: s.adapter, family: s.family, circuit: s.circuit, consecutive_failures: s.consecutiveFailures, ...(s.openUntil ? { open_until: s.openUntil } : {}) }));
+    const bedrock = app.bedrock?.status().map((s) => ({
+      adapter: s.adapter,
+      family: s.family,
+      circuit: s.circuit,
+      consecutive_failures: s.consecutiveFailures,
+      ...(s.openUntil ? { open_until: s.openUntil } : {}),
+    }));
     const body = {
       status: ready ? 'ready' : draining ? 'draining' : error ? 'failed' : 'loading',
       phase: engine ? 'ready' : error ? 'failed' : (phase ?? 'starting'),

@@ -118,7 +118,8 @@ export function applyKeysFile(config: KeySettings, problems: string[]): void {
     return;
   }
   const { apiKeys, adminKeys, ...rest } = parsed as Record<string, unknown>;
-  for (const key of Object.keys(rest)) problems.push(`server.apiKeysFile ${file}: unknown field ${JSON.stringify(key.slice(0, 40))} (known: apiKeys, adminKeys)`);
+  for (const key of Object.keys(rest))
+    problems.push(`server.apiKeysFile ${file}: unknown field ${JSON.stringify(key.slice(0, 40))} (known: apiKeys, adminKeys)`);
   if (apiKeys !== undefined) config.server.apiKeys = apiKeys as ApiKeyConfig[];
   if (adminKeys !== undefined) config.server.adminKeys = adminKeys as string[];
 }
@@ -140,7 +141,8 @@ export function checkKeyConfig(config: KeySettings): string[] {
       }
       const k = raw as Record<string, unknown>;
       for (const field of Object.keys(k)) {
-        if (!['name', 'sha256', 'adapters', 'rateLimitPerMinute', 'maxConcurrent'].includes(field)) problems.push(`${at}: unknown field ${JSON.stringify(field.slice(0, 40))}`);
+        if (!['name', 'sha256', 'adapters', 'rateLimitPerMinute', 'maxConcurrent'].includes(field))
+          problems.push(`${at}: unknown field ${JSON.stringify(field.slice(0, 40))}`);
       }
       if (typeof k.name !== 'string' || !KEY_NAME.test(k.name)) problems.push(`${at}.name must be 1-64 letters, digits, ".", "_", "-", "@" or ":"`);
       else if (names.has(k.name)) problems.push(`${at}.name ${k.name} is used twice`);
@@ -153,14 +155,16 @@ export function checkKeyConfig(config: KeySettings): string[] {
           problems.push(`${at}.adapters must be "*" or a list of adapter names ("${BASE_MODEL}" = the base model)`);
         }
       }
-      if (k.rateLimitPerMinute !== undefined && !isPositiveInt(k.rateLimitPerMinute, 1_000_000)) problems.push(`${at}.rateLimitPerMinute must be an integer from 1 to 1000000`);
+      if (k.rateLimitPerMinute !== undefined && !isPositiveInt(k.rateLimitPerMinute, 1_000_000))
+        problems.push(`${at}.rateLimitPerMinute must be an integer from 1 to 1000000`);
       if (k.maxConcurrent !== undefined && !isPositiveInt(k.maxConcurrent, 100_000)) problems.push(`${at}.maxConcurrent must be an integer from 1 to 100000`);
     });
   }
   if (!Array.isArray(adminKeys)) problems.push('server.adminKeys must be a list of sha256 hex strings');
   else {
     adminKeys.forEach((h: unknown, i) => {
-      if (typeof h !== 'string' || !SHA256_HEX.test(h.toLowerCase())) problems.push(`server.adminKeys[${i}] must be the 64 hex digits of the key's sha256 (npm run key:hash -- <key>), not the key itself`);
+      if (typeof h !== 'string' || !SHA256_HEX.test(h.toLowerCase()))
+        problems.push(`server.adminKeys[${i}] must be the 64 hex digits of the key's sha256 (npm run key:hash -- <key>), not the key itself`);
       else adminKeys[i] = h.toLowerCase();
     });
   }

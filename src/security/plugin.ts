@@ -68,8 +68,20 @@ export function registerSecurity(app: FastifyInstance): void {
   app.decorateRequest('principal', null);
 
   const registers = [app.metrics.registry];
-  const rejected = new Counter({ name: 'lora_rejected_requests_total', help: 'Requests refused before reaching a route, by reason', labelNames: ['reason'], registers });
-  new Gauge({ name: 'lora_load_shedding', help: '1 while new requests are shed (event-loop delay, heap or RSS above their thresholds)', registers, collect() { this.set(shedder.reason ? 1 : 0); } });
+  const rejected = new Counter({
+    name: 'lora_rejected_requests_total',
+    help: 'Requests refused before reaching a route, by reason',
+    labelNames: ['reason'],
+    registers,
+  });
+  new Gauge({
+    name: 'lora_load_shedding',
+    help: '1 while new requests are shed (event-loop delay, heap or RSS above their thresholds)',
+    registers,
+    collect() {
+      this.set(shedder.reason ? 1 : 0);
+    },
+  });
   const refuse = (reason: string, error: AppError) => {
     rejected.inc({ reason });
     return error;
@@ -100,7 +112,8 @@ export function registerSecurity(app: FastifyInstance): void {
       reply.header('connection', 'close');
       throw refuse('shutting_down', new AppError('shutting_down', 'The server is shutting down.', { retryAfter: 1 }));
     }
-    if (shedder.reason) throw refuse('overloaded', new AppError('overloaded', `The server is overloaded: ${shedder.reason}.`, { retryAfter: SHED_RETRY_AFTER_S }));
+    if (shedder.reason)
+      throw refuse('overloaded', new AppError('overloaded', `The server is overloaded: ${shedder.reason}.`, { retryAfter: SHED_RETRY_AFTER_S }));
     if (!keys.enabled || request.routeOptions.config.noApiKey) return;
 
     const token = bearerToken(request.headers.authorization);
@@ -120,11 +133,18 @@ export function registerSecurity(app: FastifyInstance): void {
     }
     if (principal.rateLimitPerMinute !== undefined) {
       const wait = limiter.take(principal.name, principal.rateLimitPerMinute);
-      if (wait > 0) throw refuse('rate_limited', new AppError('rate_limited', `This API key is limited to ${principal.rateLimitPerMinute} requests a minute.`, { retryAfter: wait }));
+      if (wait > 0)
+        throw refuse(
+          'rate_limited',
+          new AppError('rate_limited', `This API key is limited to ${principal.rateLimitPerMinute} requests a minute.`, { retryAfter: wait }),
+        );
     }
     if (principal.maxConcurrent !== undefined) {
       if (!limiter.enter(principal.name, principal.maxConcurrent)) {
-        throw refuse('concurrency', new AppError('rate_limited', `This API key may have ${principal.maxConcurrent} requests in flight at once.`, { retryAfter: 1 }));
+        throw refuse(
+          'concurrency',
+          new AppError('rate_limited', `This API key may have ${principal.maxConcurrent} requests in flight at once.`, { retryAfter: 1 }),
+        );
       }
       // 'close' fires once the response is complete or the client went away, hijacked streams included.
       reply.raw.once('close', () => limiter.leave(principal.name));
@@ -142,7 +162,10 @@ export function assertAdapterAllowed(request: FastifyRequest, adapter: string | 
   if (!principal || principal.adapters === '*') return;
   const name = adapter ?? BASE_MODEL;
   if (!principal.adapters.has(name)) {
-    throw new AppError('forbidden', adapter === null ? 'This API key may not use the base model.' : `This API key may not use adapter ${JSON.stringify(adapter.slice(0, 80))}.`);
+    throw new AppError(
+      'forbidden',
+      adapter === null ? 'This API key may not use the base model.' : `This API key may not use adapter ${JSON.stringify(adapter.slice(0, 80))}.`,
+    );
   }
 }
 

@@ -172,7 +172,14 @@ t.test('enum, const, boolean, null, type arrays, anyOf', async (t) => {
 
 t.test('$ref and recursion', async (t) => {
   const tree = {
-    $defs: { node: { type: 'object', properties: { v: { type: 'integer' }, kids: { type: 'array', items: { $ref: '#/$defs/node' } } }, required: ['v'], additionalProperties: false } },
+    $defs: {
+      node: {
+        type: 'object',
+        properties: { v: { type: 'integer' }, kids: { type: 'array', items: { $ref: '#/$defs/node' } } },
+        required: ['v'],
+        additionalProperties: false,
+      },
+    },
     $ref: '#/$defs/node',
   };
   t.equal(feed(tree, '{"v":1,"kids":[{"v":2},{"v":3,"kids":[{"v":4,"kids":[]}]}]}'), 'complete');

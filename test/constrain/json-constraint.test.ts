@@ -1,7 +1,11 @@
 import t from 'tap';
 import fc from 'fast-check';
 import {
-  buildTokenVocabulary, compileJsonConstraint, UnsupportedSchemaError, type JsonConstraintState, type JsonSchema,
+  buildTokenVocabulary,
+  compileJsonConstraint,
+  UnsupportedSchemaError,
+  type JsonConstraintState,
+  type JsonSchema,
 } from '../../src/engine/constrain/index.js';
 import { greedyTokenize, syntheticVocabulary } from './fixtures/synthetic-vocabulary.js';
 import { TEST_SCHEMAS } from './fixtures/schemas.js';
@@ -27,12 +31,18 @@ function feedText(schema: JsonSchema | null, text: string): string | null {
   return state.isFinished() ? null : 'EOS not accepted';
 }
 
-const number = fc.oneof(fc.integer({ min: -1e12, max: 1e12 }), fc.integer().map((n) => n / 64));
+const number = fc.oneof(
+  fc.integer({ min: -1e12, max: 1e12 }),
+  fc.integer().map((n) => n / 64),
+);
 const string = fc.string({ unit: 'binary', maxLength: 12 });
 const { value: anyValue } = fc.letrec((tie) => ({
   value: fc.oneof(
     { depthSize: 'small', withCrossShrink: true },
-    number, string, fc.boolean(), fc.constant(null),
+    number,
+    string,
+    fc.boolean(),
+    fc.constant(null),
     fc.array(tie('value'), { maxLength: 4 }),
     fc.dictionary(string, tie('value'), { maxKeys: 4 }),
   ),
@@ -92,7 +102,11 @@ t.test('mask and state API', async (t) => {
 });
 
 t.test('compileJsonConstraint', async (t) => {
-  t.equal(compileJsonConstraint(TEST_SCHEMAS.person, vocabulary), compileJsonConstraint(structuredClone(TEST_SCHEMAS.person), vocabulary), 'identical schemas share a constraint');
+  t.equal(
+    compileJsonConstraint(TEST_SCHEMAS.person, vocabulary),
+    compileJsonConstraint(structuredClone(TEST_SCHEMAS.person), vocabulary),
+    'identical schemas share a constraint',
+  );
   t.not(compileJsonConstraint(TEST_SCHEMAS.person, vocabulary), compileJsonConstraint(TEST_SCHEMAS.person, vocabulary, { strict: true }));
   t.throws(() => compileJsonConstraint({ type: 'string', format: 'email' }, vocabulary), UnsupportedSchemaError);
   t.throws(() => compileJsonConstraint({ type: 'string', format: 'email' }, vocabulary), /"format"/);

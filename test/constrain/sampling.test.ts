@@ -14,7 +14,13 @@ const MAX_STEPS = 600;
 const single = (text: string) => vocabulary.singleByteTokenIds[text.charCodeAt(0)];
 /** After `finishAfter` steps these get large logit boosts, steering the sample towards an end. */
 const FINISH_BIASES: [number, number][] = [
-  [eosId, 40], [single('}'), 25], [single(']'), 25], [single('"'), 30], [single('0'), 8], [single(':'), 8], [single(','), -10],
+  [eosId, 40],
+  [single('}'), 25],
+  [single(']'), 25],
+  [single('"'), 30],
+  [single('0'), 8],
+  [single(':'), 8],
+  [single(','), -10],
 ];
 /** Before that, structure-opening tokens are favoured and whitespace-only ones disfavoured, for deeper samples. */
 const EXPLORE_BIASES = tokens.map((bytes) => {
@@ -49,7 +55,9 @@ function sample(constraint: JsonConstraint, run: SampleRun): { bytes: Uint8Array
     if (finite !== allowed) problems.push(`step ${step}: ${finite} finite logits but ${allowed} allowed tokens`);
     if (run.compareWithBruteForce) {
       const byMask = state.allowedTokenIds().join(',');
-      const byAccept = Array.from({ length: vocabulary.size }, (_, id) => id).filter((id) => state.allows(id)).join(',');
+      const byAccept = Array.from({ length: vocabulary.size }, (_, id) => id)
+        .filter((id) => state.allows(id))
+        .join(',');
       if (byMask !== byAccept) problems.push(`step ${step}: mask and accept disagree`);
     }
     if (problems.length > 0) break;

@@ -39,7 +39,10 @@ t.test('a clean file has no issues and counts every record', async (t) => {
   t.equal(r.lines, 4);
   t.equal(r.valid.length, 4);
   t.equal(r.invalidRecords, 0);
-  t.same(r.valid.map((v) => v.line), [1, 2, 3, 4]);
+  t.same(
+    r.valid.map((v) => v.line),
+    [1, 2, 3, 4],
+  );
   t.ok(r.tokens);
   t.equal(r.tokens!.exact, false, 'without a tokenizer tokens are estimates');
 });
@@ -59,11 +62,23 @@ t.test('a line that is JSON but not an object is an error', async (t) => {
   t.same(codes(r), ['not-object', 'not-object', 'not-object', 'not-object']);
   t.match(r.issues[0].message, /an array/);
   t.match(r.issues[1].message, /null/);
-  t.same(r.issues.map((x) => x.line), [1, 2, 3, 4]);
+  t.same(
+    r.issues.map((x) => x.line),
+    [1, 2, 3, 4],
+  );
 });
 
 t.test('missing and non-string fields are errors', async (t) => {
-  const r = checkDataset(jsonl(JSON.stringify({ prompt: 'only a prompt' }), JSON.stringify({ completion: 'only a completion' }), JSON.stringify({}), rec(12, 'x'), rec('x', ['a']), rec(null, 'x')));
+  const r = checkDataset(
+    jsonl(
+      JSON.stringify({ prompt: 'only a prompt' }),
+      JSON.stringify({ completion: 'only a completion' }),
+      JSON.stringify({}),
+      rec(12, 'x'),
+      rec('x', ['a']),
+      rec(null, 'x'),
+    ),
+  );
   t.same(codes(r, 1), ['missing-field']);
   t.match(r.issues.find((x) => x.line === 1)!.message, /"completion"/);
   t.same(codes(r, 2), ['missing-field']);
@@ -91,7 +106,10 @@ t.test('empty records and empty fields are errors', async (t) => {
 t.test('blank lines are warnings; CRLF line ends, a BOM and a missing final newline are fine', async (t) => {
   const r = checkDataset(`\uFEFF${rec(SENTENCES[0], 'x')}\r\n\r\n${rec(SENTENCES[1], 'y')}\n   \n${rec(SENTENCES[2], 'z')}`);
   t.same(codes(r), ['blank-line', 'blank-line']);
-  t.same(r.issues.map((x) => x.line), [2, 4]);
+  t.same(
+    r.issues.map((x) => x.line),
+    [2, 4],
+  );
   t.equal(r.errors, 0);
   t.equal(r.valid.length, 3);
   t.equal(r.valid[0].raw, rec(SENTENCES[0], 'x'), 'the raw line has no \\r');
@@ -106,7 +124,9 @@ t.test('extra fields are a warning, not an error', async (t) => {
 });
 
 t.test('exact duplicates and conflicting completions are reported against the first line', async (t) => {
-  const r = checkDataset(jsonl(rec(SENTENCES[0], 'same'), rec(SENTENCES[1], 'b'), rec(SENTENCES[0], 'same'), rec(SENTENCES[0], 'different'), rec(SENTENCES[0], 'same')));
+  const r = checkDataset(
+    jsonl(rec(SENTENCES[0], 'same'), rec(SENTENCES[1], 'b'), rec(SENTENCES[0], 'same'), rec(SENTENCES[0], 'different'), rec(SENTENCES[0], 'same')),
+  );
   t.same(codes(r, 3), ['duplicate']);
   t.match(r.issues.find((x) => x.line === 3)!.message, /line 1/);
   t.same(codes(r, 4), ['conflicting-completion']);
@@ -142,7 +162,10 @@ t.test('near-duplicates: normalized text and high shingle overlap', async (t) =>
   t.same(codes(r, 5), []);
   t.equal(r.nearDuplicates, 2);
 
-  const strict = checkDataset(jsonl(rec(long, 'Summary: cannot log in.'), rec(oneWordChanged, 'Summary: cannot log in.')), defaultOptions({ nearDuplicateThreshold: 0.99 }));
+  const strict = checkDataset(
+    jsonl(rec(long, 'Summary: cannot log in.'), rec(oneWordChanged, 'Summary: cannot log in.')),
+    defaultOptions({ nearDuplicateThreshold: 0.99 }),
+  );
   t.equal(strict.nearDuplicates, 0, 'a stricter threshold lets it pass');
 });
 
@@ -159,7 +182,9 @@ t.test('near-duplicate detection stays fast on a large templated file', async (t
   const names = ['Anna', 'Ben', 'Carlos', 'Diana', 'Elena', 'Farid', 'Grace', 'Hiro'];
   const lines: string[] = [];
   for (let i = 0; i < 5000; i++) {
-    lines.push(rec(`Write a sales email to ${names[i % 8]} about order ${i} and product ${i % 97}.`, `Hi ${names[i % 8]}, thanks for order ${i}. Best regards`));
+    lines.push(
+      rec(`Write a sales email to ${names[i % 8]} about order ${i} and product ${i % 97}.`, `Hi ${names[i % 8]}, thanks for order ${i}. Best regards`),
+    );
   }
   const start = performance.now();
   const r = checkDataset(jsonl(...lines));
@@ -251,13 +276,20 @@ t.test('split: deterministic, order-independent, disjoint, duplicates dropped', 
   t.equal(s.train.length, 180);
   t.equal(s.droppedDuplicates, 2);
   const trainSet = new Set(s.train.map((x) => x.raw));
-  t.ok(s.validation.every((x) => !trainSet.has(x.raw)), 'no record in both');
+  t.ok(
+    s.validation.every((x) => !trainSet.has(x.raw)),
+    'no record in both',
+  );
   t.same(splitRecords(r.valid, 0.1), s, 'same input, same split');
   const reversed = checkDataset(jsonl(...[...lines].reverse()));
   const s2 = splitRecords(reversed.valid, 0.1);
   t.same(new Set(s2.validation.map((x) => x.raw)), new Set(s.validation.map((x) => x.raw)), 'file order does not matter');
   t.not(JSON.stringify(splitRecords(r.valid, 0.1, 'other seed').validation), JSON.stringify(s.validation), 'the seed changes it');
-  t.same(s.train.map((x) => x.line), [...s.train.map((x) => x.line)].sort((a, b) => a - b), 'train keeps file order');
+  t.same(
+    s.train.map((x) => x.line),
+    [...s.train.map((x) => x.line)].sort((a, b) => a - b),
+    'train keeps file order',
+  );
   t.equal(toJsonl(s.validation).split('\n').length, 21, 'one line per record plus the final newline');
   const two = checkDataset(jsonl(rec(SENTENCES[0], 'a'), rec(SENTENCES[1], 'b')));
   t.equal(splitRecords(two.valid, 0.01).validation.length, 1, 'at least one validation record');

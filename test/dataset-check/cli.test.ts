@@ -26,9 +26,19 @@ function run(args: string[]): Promise<Run> {
 const dir = mkdtempSync(join(tmpdir(), 'dataset-check-'));
 const rec = (prompt: string, completion: string): string => JSON.stringify({ prompt, completion });
 const good = join(dir, 'good.jsonl');
-writeFileSync(good, Array.from({ length: 30 }, (_, i) => `${rec(`Question ${i}: what is ${i} times ${i + 3} in a long sentence ${i * 11}?`, `It is ${i * (i + 3)}.`)}\n`).join(''));
+writeFileSync(
+  good,
+  Array.from({ length: 30 }, (_, i) => `${rec(`Question ${i}: what is ${i} times ${i + 3} in a long sentence ${i * 11}?`, `It is ${i * (i + 3)}.`)}\n`).join(
+    '',
+  ),
+);
 const bad = join(dir, 'bad.jsonl');
-writeFileSync(bad, [rec('fine prompt', 'fine completion'), '{"prompt": "broken",', JSON.stringify({ prompt: 'no completion' }), rec('fine prompt', 'fine completion'), ''].join('\n'));
+writeFileSync(
+  bad,
+  [rec('fine prompt', 'fine completion'), '{"prompt": "broken",', JSON.stringify({ prompt: 'no completion' }), rec('fine prompt', 'fine completion'), ''].join(
+    '\n',
+  ),
+);
 
 t.test('a good file: summary, exit 0', async (t) => {
   const r = await run([good]);
@@ -75,7 +85,10 @@ t.test('--json prints the report as JSON', async (t) => {
   const report = JSON.parse(r.stdout);
   t.equal(report.errors, 2);
   t.equal(report.validRecords, 2);
-  t.same(report.issues.map((x: { line: number }) => x.line), [2, 3, 4]);
+  t.same(
+    report.issues.map((x: { line: number }) => x.line),
+    [2, 3, 4],
+  );
 });
 
 t.test('usage errors exit 2', async (t) => {

@@ -10,11 +10,15 @@ import { Engine } from '../../src/engine/engine.js';
 import { engineOptions } from '../helpers/engine.js';
 import { PROJECT_ROOT } from '../helpers/server-process.js';
 
-const evalSet: { prompts: Record<'support' | 'sales' | 'code', string[]> } = JSON.parse(readFileSync(join(PROJECT_ROOT, 'tools', 'train', 'data', 'eval.json'), 'utf8'));
+const evalSet: { prompts: Record<'support' | 'sales' | 'code', string[]> } = JSON.parse(
+  readFileSync(join(PROJECT_ROOT, 'tools', 'train', 'data', 'eval.json'), 'utf8'),
+);
 /** The same checks over a quantized base (--quantize int8 / int4): the adapters still do their job. */
 for (const quantize of ['none', 'int8', 'int4'] as const) {
   t.test(`base weights ${quantize}`, async (t) => {
-    const engine = await Engine.load(engineOptions({ modelDir: join(PROJECT_ROOT, 'models', 'demo'), adaptersDir: join(PROJECT_ROOT, 'adapters'), maxSequenceLength: 512, quantize }));
+    const engine = await Engine.load(
+      engineOptions({ modelDir: join(PROJECT_ROOT, 'models', 'demo'), adaptersDir: join(PROJECT_ROOT, 'adapters'), maxSequenceLength: 512, quantize }),
+    );
     t.teardown(() => engine.close());
 
     const answer = async (adapter: string | null, prompt: string) =>

@@ -45,10 +45,15 @@ if (!existsSync(join(ROOT, 'package-lock.json'))) {
     const workdir = steps.filter((s) => s.kind === 'workdir').pop();
     const app = join(root, ...(workdir && workdir.kind === 'workdir' ? workdir.dir.split('/').filter(Boolean) : []));
     const nm = join(app, 'node_modules');
-    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+      dependencies: Record<string, string>;
+      devDependencies: Record<string, string>;
+    };
     for (const dep of Object.keys(pkg.dependencies)) t.ok(existsSync(join(nm, dep, 'package.json')), `dependency ${dep} installed`);
     const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean; optional?: boolean }> };
-    const devOnly = Object.entries(lock.packages).filter(([p, v]) => p.startsWith('node_modules/') && v.dev === true).map(([p]) => p);
+    const devOnly = Object.entries(lock.packages)
+      .filter(([p, v]) => p.startsWith('node_modules/') && v.dev === true)
+      .map(([p]) => p);
     const installedDev = devOnly.filter((p) => existsSync(join(app, p)));
     t.same(installedDev, [], `none of the ${devOnly.length} dev-only packages installed`);
 

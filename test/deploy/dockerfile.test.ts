@@ -53,25 +53,43 @@ t.test(`multi-stage on ${NODE_IMAGE} (a maintained LTS), the final stage copies 
   const build = findStage(df, 'build');
   t.equal(resolveFrom(df, deps).image, NODE_IMAGE, `dependencies install on ${NODE_IMAGE}`);
   t.equal(resolveFrom(df, build).image, NODE_IMAGE, `dist/ is built on ${NODE_IMAGE}`);
-  t.ok(final.instructions.every((i) => !(i.keyword === 'RUN' && /\bnpm\b/.test(i.args))), 'npm does not run in the final stage');
+  t.ok(
+    final.instructions.every((i) => !(i.keyword === 'RUN' && /\bnpm\b/.test(i.args))),
+    'npm does not run in the final stage',
+  );
   // Default build: the final stage's base resolves to the slim Node image.
   let base = resolveFrom(df, final);
   while (base.stage) base = resolveFrom(df, base.stage);
   t.equal(base.image, NODE_IMAGE, `the default (CPU) image is based on ${NODE_IMAGE}`);
   const copies = finalSteps.filter((s): s is Extract<ReplayStep, { kind: 'copy' }> => s.kind === 'copy');
-  t.ok(copies.some((c) => c.from === deps.name && c.sources.includes('/app/node_modules')), 'node_modules come from the deps stage');
-  t.ok(copies.some((c) => c.from === build.name && c.sources.includes('/app/dist')), 'dist/ comes from the build stage');
+  t.ok(
+    copies.some((c) => c.from === deps.name && c.sources.includes('/app/node_modules')),
+    'node_modules come from the deps stage',
+  );
+  t.ok(
+    copies.some((c) => c.from === build.name && c.sources.includes('/app/dist')),
+    'dist/ comes from the build stage',
+  );
   // package.json's engines covers the image's Node.
   const major = Number(/^node:(\d+)/.exec(NODE_IMAGE)![1]);
   const engines = (pkg as { engines?: { node?: string } }).engines?.node ?? '';
-  t.ok(engines.split('||').some((range) => range.trim().startsWith(`^${major}.`)), `engines "${engines}" lists Node ${major}`);
+  t.ok(
+    engines.split('||').some((range) => range.trim().startsWith(`^${major}.`)),
+    `engines "${engines}" lists Node ${major}`,
+  );
 });
 
 t.test('the build stage compiles src/ with the build tsconfig and nothing else', async (t) => {
   const steps = stageSteps(df, 'build');
   const runs = steps.filter((s): s is Extract<ReplayStep, { kind: 'run' }> => s.kind === 'run').map((s) => s.argv.join(' '));
-  t.ok(runs.some((r) => /\bnpm ci\b/.test(r) && !/--omit=dev/.test(r)), 'npm ci with the dev dependencies (TypeScript)');
-  t.ok(runs.some((r) => /\bnpm run build\b/.test(r)), 'npm run build');
+  t.ok(
+    runs.some((r) => /\bnpm ci\b/.test(r) && !/--omit=dev/.test(r)),
+    'npm ci with the dev dependencies (TypeScript)',
+  );
+  t.ok(
+    runs.some((r) => /\bnpm run build\b/.test(r)),
+    'npm run build',
+  );
   t.match(pkg.scripts.build, /tsc -p tsconfig\.build\.json/, 'npm run build is tsc -p tsconfig.build.json');
   const build = JSON.parse(readFileSync(join(ROOT, 'tsconfig.build.json'), 'utf8')) as { compilerOptions: { outDir: string; rootDir: string } };
   t.same([build.compilerOptions.rootDir, build.compilerOptions.outDir], ['src', 'dist'], 'src/ -> dist/');
@@ -88,7 +106,10 @@ t.test('npm ci installs production dependencies only, with the same .npmrc', asy
   t.match(run!.argv.join(' '), /npm ci .*--omit=dev/);
   const copied = steps.flatMap((s) => (s.kind === 'copy' ? s.sources : []));
   t.same(copied.sort(), ['.npmrc', 'package-lock.json', 'package.json'], 'only the manifest, the lockfile and .npmrc before npm ci');
-  t.ok(deps.instructions.every((i) => i.keyword !== 'ADD'), 'no ADD');
+  t.ok(
+    deps.instructions.every((i) => i.keyword !== 'ADD'),
+    'no ADD',
+  );
   // The image runs the build (dist/): no TypeScript and no tsx at run time.
   for (const dev of ['tsx', 'typescript']) {
     t.notOk(pkg.dependencies[dev], `${dev} is not a production dependency`);
@@ -98,8 +119,7 @@ t.test('npm ci installs production dependencies only, with the same .npmrc', asy
 
 t.test('onnxruntime-node: CUDA download skipped by default, ORT_INSTALL=cuda12 builds the CUDA variant', async (t) => {
   t.equal(globalArgValues(df).ORT_INSTALL, 'skip', 'ARG ORT_INSTALL defaults to skip');
-  const env = (args: Record<string, string>) =>
-    stageSteps(df, 'deps', args).find((s): s is Extract<ReplayStep, { kind: 'run' }> => s.kind === 'run')!.env;
+  const env = (args: Record<string, string>) => stageSteps(df, 'deps', args).find((s): s is Extract<ReplayStep, { kind: 'run' }> => s.kind === 'run')!.env;
   t.equal(env({}).ONNXRUNTIME_NODE_INSTALL, 'skip');
   t.equal(env({ ORT_INSTALL: 'cuda12' }).ONNXRUNTIME_NODE_INSTALL, 'cuda12');
   const cudaBase = resolveFrom(df, final, { ORT_INSTALL: 'cuda12' });
@@ -145,7 +165,10 @@ t.test('HEALTHCHECK on /healthz with node (no curl in slim), EXPOSE and HOST/POR
   t.match(argv![2], /fetch\(.*\/healthz/);
   t.match(argv![2], /process\.env\.PORT/, 'follows PORT');
   t.notMatch(text, /\b(curl|wget)\b/);
-  const env = Object.assign({}, ...finalSteps.filter((s) => s.kind === 'env').map((s) => (s as { vars: Record<string, string> }).vars)) as Record<string, string>;
+  const env = Object.assign({}, ...finalSteps.filter((s) => s.kind === 'env').map((s) => (s as { vars: Record<string, string> }).vars)) as Record<
+    string,
+    string
+  >;
   t.equal(env.HOST, '0.0.0.0');
   t.equal(env.PORT, '8080');
   t.equal(env.NODE_ENV, 'production');
@@ -164,12 +187,17 @@ t.test('CMD runs the build of the entry point `npm start` runs, with node alone'
   t.ok(existsSync(join(ROOT, 'src', `${start![1]}.ts`)), `src/${start![1]}.ts exists`);
   t.same(argv, ['node', `dist/${start![1]}.js`], 'node dist/<the same entry>.js');
   t.notMatch(text, /--import\s+tsx|"tsx"/, 'tsx is not used in the image');
-  t.notOk(finalSteps.some((s) => s.kind === 'copy' && s.sources.includes('src')), 'src/ is not in the image');
+  t.notOk(
+    finalSteps.some((s) => s.kind === 'copy' && s.sources.includes('src')),
+    'src/ is not in the image',
+  );
 });
 
 t.test('the image is built from config/, models/, adapters/ and src/, and .dockerignore lets exactly those in', async (t) => {
   const ignore = parseDockerignore(readFileSync(join(ROOT, '.dockerignore'), 'utf8'));
-  const fromContext = [...stageSteps(df, 'build'), ...stageSteps(df, 'deps'), ...finalSteps].flatMap((s) => (s.kind === 'copy' && s.from === null ? s.sources : []));
+  const fromContext = [...stageSteps(df, 'build'), ...stageSteps(df, 'deps'), ...finalSteps].flatMap((s) =>
+    s.kind === 'copy' && s.from === null ? s.sources : [],
+  );
   for (const dir of ['config', 'models', 'adapters', 'src', 'tsconfig.build.json']) t.ok(fromContext.includes(dir), `COPY ${dir}`);
   for (const src of fromContext) {
     t.ok(existsSync(join(ROOT, src)), `${src} exists in the repository`);
@@ -178,7 +206,21 @@ t.test('the image is built from config/, models/, adapters/ and src/, and .docke
   for (const p of ['src/server.ts', 'config/default.json', 'adapters/support/adapter_config.json', 'models/demo/config.json']) {
     t.notOk(isIgnored(p, ignore), `${p} would be sent`);
   }
-  for (const p of ['node_modules', 'node_modules/fastify/package.json', '.git/HEAD', 'test/loadtest/args.test.ts', '.tap/x', 'loadtest-results/r/report.html', 'src/node_modules/x', 'debug.log', '.env', 'Dockerfile', 'deploy/deployment.yaml', '.cache/onnx/x', 'tools/loadtest/cli.ts']) {
+  for (const p of [
+    'node_modules',
+    'node_modules/fastify/package.json',
+    '.git/HEAD',
+    'test/loadtest/args.test.ts',
+    '.tap/x',
+    'loadtest-results/r/report.html',
+    'src/node_modules/x',
+    'debug.log',
+    '.env',
+    'Dockerfile',
+    'deploy/deployment.yaml',
+    '.cache/onnx/x',
+    'tools/loadtest/cli.ts',
+  ]) {
     t.ok(isIgnored(p, ignore), `${p} stays out`);
   }
 });

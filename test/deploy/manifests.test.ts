@@ -114,23 +114,24 @@ t.test('Deployment: probes, resources, non-root, env config, adapters volume', a
   t.equal(psc.runAsNonRoot, true, 'pod runAsNonRoot');
   t.ok(Number.isInteger(psc.runAsUser) && psc.runAsUser > 0, 'pod runAsUser is a non-root uid');
   const df = parseDockerfile(readFileSync(join(ROOT, 'Dockerfile'), 'utf8'));
-  const user = stageSteps(df, df.stages.length - 1).filter((s) => s.kind === 'user').pop();
+  const user = stageSteps(df, df.stages.length - 1)
+    .filter((s) => s.kind === 'user')
+    .pop();
   t.equal(String(psc.runAsUser), user && user.kind === 'user' ? user.user.split(':')[0] : undefined, "runAsUser is the Dockerfile's USER");
 
   // Env config from the ConfigMap, only settings the server knows.
   const cm = one('ConfigMap');
-  t.ok(server!.envFrom?.some((e: Obj) => e.configMapRef?.name === cm.metadata.name), 'envFrom the ConfigMap');
+  t.ok(
+    server!.envFrom?.some((e: Obj) => e.configMapRef?.name === cm.metadata.name),
+    'envFrom the ConfigMap',
+  );
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(cm.data as Obj)) if (/^[A-Z][A-Z0-9_]*$/.test(k)) env[k] = v as string;
   for (const e of server!.env ?? []) env[e.name] = e.value;
   t.equal(env.HOST, '0.0.0.0', 'HOST=0.0.0.0');
   t.equal(Number(env.PORT), port.containerPort, 'PORT = containerPort');
   const serverSource = readFileSync(join(ROOT, 'src', 'server.ts'), 'utf8');
-  const known = new Set<string>([
-    ...SETTINGS.map((s) => s.env),
-    'CONFIG_FILE',
-    ...[...serverSource.matchAll(/process\.env\.([A-Z0-9_]+)/g)].map((m) => m[1]),
-  ]);
+  const known = new Set<string>([...SETTINGS.map((s) => s.env), 'CONFIG_FILE', ...[...serverSource.matchAll(/process\.env\.([A-Z0-9_]+)/g)].map((m) => m[1])]);
   for (const name of Object.keys(env)) t.ok(known.has(name), `${name} is a setting the server reads`);
   for (const [k, v] of Object.entries(env)) t.type(v, 'string', `${k} is a string (quoted in YAML)`);
 
@@ -138,9 +139,7 @@ t.test('Deployment: probes, resources, non-root, env config, adapters volume', a
   const mounts: Obj[] = server!.volumeMounts ?? [];
   const volumes: Obj[] = pod.spec.volumes ?? [];
   const volumeAt = (path: string) => {
-    const m = mounts
-      .filter((x) => path === x.mountPath || path.startsWith(`${x.mountPath}/`))
-      .sort((a, b) => b.mountPath.length - a.mountPath.length)[0];
+    const m = mounts.filter((x) => path === x.mountPath || path.startsWith(`${x.mountPath}/`)).sort((a, b) => b.mountPath.length - a.mountPath.length)[0];
     return m ? { mount: m, volume: volumes.find((v) => v.name === m.name) } : null;
   };
   t.ok(env.ADAPTERS_DIR, 'ADAPTERS_DIR set');
@@ -154,7 +153,10 @@ t.test('Deployment: probes, resources, non-root, env config, adapters volume', a
   t.notOk(adapters?.mount.readOnly, 'writable (the admin API registers adapters there)');
   for (const ic of pod.spec.initContainers ?? []) {
     t.equal(ic.image, server!.image, `${ic.name} uses the server image`);
-    t.ok((ic.volumeMounts ?? []).some((m: Obj) => volumes.find((v) => v.name === m.name)?.persistentVolumeClaim?.claimName === claim), `${ic.name} mounts the adapters PVC`);
+    t.ok(
+      (ic.volumeMounts ?? []).some((m: Obj) => volumes.find((v) => v.name === m.name)?.persistentVolumeClaim?.claimName === claim),
+      `${ic.name} mounts the adapters PVC`,
+    );
   }
   if (env.CACHE_DIR) {
     const cache = volumeAt(env.CACHE_DIR);
@@ -214,7 +216,10 @@ t.test('HPA scales the Deployment on the queue-depth Pods metric that prometheus
   const pm = one('PodMonitor');
   t.ok(selects(pm.spec.selector.matchLabels, dep.spec.template.metadata.labels), 'PodMonitor selects the server pods');
   const ports = dep.spec.template.spec.containers.flatMap((c: Obj) => (c.ports ?? []).map((p: Obj) => p.name));
-  t.ok(pm.spec.podMetricsEndpoints.every((e: Obj) => ports.includes(e.port) && e.path === '/metrics'), 'scrapes /metrics on a named port');
+  t.ok(
+    pm.spec.podMetricsEndpoints.every((e: Obj) => ports.includes(e.port) && e.path === '/metrics'),
+    'scrapes /metrics on a named port',
+  );
 });
 
 t.test('PodDisruptionBudget selects the Deployment pods and allows a drain', async (t) => {
@@ -237,7 +242,10 @@ t.test('Ingress hashes on the adapter and routes to the Service', async (t) => {
   for (const rule of ing.spec.rules) {
     for (const p of rule.http.paths) {
       t.equal(p.backend.service.name, svc.metadata.name);
-      t.ok(svc.spec.ports.some((sp: Obj) => sp.name === p.backend.service.port.name || sp.port === p.backend.service.port.number), 'a Service port');
+      t.ok(
+        svc.spec.ports.some((sp: Obj) => sp.name === p.backend.service.port.name || sp.port === p.backend.service.port.number),
+        'a Service port',
+      );
     }
   }
 });

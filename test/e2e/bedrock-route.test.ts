@@ -29,7 +29,11 @@ t.teardown(async () => {
 });
 
 const generate = (query: string, body: Record<string, unknown>) =>
-  fetch(`${base}/v1/generate?${query}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'Say hello to the team', max_tokens: 20, ...body }) });
+  fetch(`${base}/v1/generate?${query}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ prompt: 'Say hello to the team', max_tokens: 20, ...body }),
+  });
 
 async function sse(res: Response): Promise<{ data: Array<Record<string, unknown>>; errors: Array<{ error: { code: string } }>; done: boolean }> {
   const text = await res.text();
@@ -70,7 +74,10 @@ t.test('Bedrock-only adapters, each family, streaming and not', async (t) => {
     t.equal(stream.data.at(-1)!.route, 'bedrock');
     t.ok(stream.done);
   }
-  t.match(fake.requests.map((r) => r.path), [/invoke/, /invoke-with-response-stream/, /invoke/, /invoke-with-response-stream/, /converse/, /converse-stream/]);
+  t.match(
+    fake.requests.map((r) => r.path),
+    [/invoke/, /invoke-with-response-stream/, /invoke/, /invoke-with-response-stream/, /converse/, /converse-stream/],
+  );
 });
 
 t.test('a full local queue overflows to Bedrock for an adapter with a target, 429 otherwise', async (t) => {
@@ -100,7 +107,7 @@ t.test('a local engine failure before the first token goes to Bedrock (injected 
   const stream = await sse(await generate('adapter=support', { stream: true }));
   t.equal(stream.data.at(-1)!.route, 'bedrock');
   const noTarget = await generate('adapter=code', {});
-  t.equal(noTarget.status, 500, 'without a target the failure is the client\'s answer');
+  t.equal(noTarget.status, 500, "without a target the failure is the client's answer");
   t.equal((await noTarget.json()).error.code, 'internal_error');
 });
 
@@ -132,7 +139,7 @@ t.test('throttling is retried, then succeeds', async (t) => {
 });
 
 t.test('a stream broken mid-way ends with an error event, not a hang', async (t) => {
-  fake.enqueue({ text: "one two three four five six", dropAfterChunks: 2 });
+  fake.enqueue({ text: 'one two three four five six', dropAfterChunks: 2 });
   const stream = await sse(await generate('adapter=bo-llama', { stream: true }));
   t.ok(stream.data.length >= 1, 'the tokens before the break arrived');
   t.equal(stream.errors.length, 1);

@@ -31,7 +31,10 @@ for (const [label, args, env, format, maxRatio] of [
     t.teardown(() => server.stop());
     const ready = await (await fetch(`${server.url}/readyz`)).json();
     t.equal(ready.weight_format, format);
-    t.ok(ready.base_weight_bytes > 0 && ready.base_weight_bytes < maxRatio * floatBytes, `base ${ready.base_weight_bytes} bytes, float32 checkpoint ${floatBytes}`);
+    t.ok(
+      ready.base_weight_bytes > 0 && ready.base_weight_bytes < maxRatio * floatBytes,
+      `base ${ready.base_weight_bytes} bytes, float32 checkpoint ${floatBytes}`,
+    );
     t.match(server.logs.join(''), new RegExp(`base weights ${format}, [0-9.]+ MiB`), 'the start log says the format and size');
     const cases = reference.cases.slice(0, 4);
     const solo: number[][] = [];

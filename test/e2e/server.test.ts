@@ -28,10 +28,19 @@ t.test('one greedy case per adapter over HTTP equals the HF reference', async (t
 });
 
 t.test('one JSON log line per request with adapter, token counts and timings', async (t) => {
-  await fetch(`${server.url}/v1/generate?adapter=sales`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'Hi', max_tokens: 3 }) });
+  await fetch(`${server.url}/v1/generate?adapter=sales`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ prompt: 'Hi', max_tokens: 3 }),
+  });
   // The line is written as the response ends: poll the child's output for it rather than sleeping.
   const salesLine = () =>
-    server.logs.join('').split('\n').filter((l) => l.includes('"msg":"request"')).map((l) => JSON.parse(l)).find((l) => l.adapter === 'sales' && l.completionTokens === 3);
+    server.logs
+      .join('')
+      .split('\n')
+      .filter((l) => l.includes('"msg":"request"'))
+      .map((l) => JSON.parse(l))
+      .find((l) => l.adapter === 'sales' && l.completionTokens === 3);
   for (let i = 0; i < 500 && !salesLine(); i++) await new Promise((r) => setTimeout(r, 20));
   const line = salesLine();
   t.ok(line, 'a request line for the sales call');
@@ -42,13 +51,27 @@ t.test('one JSON log line per request with adapter, token counts and timings', a
 
 t.test('a restart reuses the cached ONNX graph', async (t) => {
   const again = await startServer(['--model', FIXTURE_MODEL, '--adapters', FIXTURE_ADAPTERS, '--cache-dir', cacheDir]);
-  const built = again.logs.join('').split('\n').filter((l) => l.includes('ONNX graph'));
+  const built = again.logs
+    .join('')
+    .split('\n')
+    .filter((l) => l.includes('ONNX graph'));
   await again.stop();
   t.match(built.join('\n'), /reused cached ONNX graph/);
 });
 
 t.test('the device-resident float16 path behind the real server: flags reach the engine, streaming works', async (t) => {
-  const device = await startServer(['--model', FIXTURE_MODEL, '--adapters', FIXTURE_ADAPTERS, '--cache-dir', cacheDir, '--state-residency', 'device', '--dtype', 'float16']);
+  const device = await startServer([
+    '--model',
+    FIXTURE_MODEL,
+    '--adapters',
+    FIXTURE_ADAPTERS,
+    '--cache-dir',
+    cacheDir,
+    '--state-residency',
+    'device',
+    '--dtype',
+    'float16',
+  ]);
   t.teardown(() => device.stop());
   const ready = await (await fetch(`${device.url}/readyz`)).json();
   t.same([ready.provider, ready.state_residency, ready.dtype], ['cpu', 'device', 'float16']);
@@ -58,7 +81,10 @@ t.test('the device-resident float16 path behind the real server: flags reach the
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ prompt_token_ids: c.prompt_token_ids, max_tokens: 24, temperature: 0, ignore_eos: true, stream: true }),
   });
-  const events = (await res.text()).split('\n').filter((l) => l.startsWith('data: {')).map((l) => JSON.parse(l.slice(6)));
+  const events = (await res.text())
+    .split('\n')
+    .filter((l) => l.startsWith('data: {'))
+    .map((l) => JSON.parse(l.slice(6)));
   const ids = events.filter((e) => e.token_id !== undefined && e.token_id >= 0).map((e) => e.token_id);
   t.same(ids, c.greedy_token_ids, 'a wide-margin case streams the HF greedy tokens in float16 (test/engine/float16.test.ts)');
 });

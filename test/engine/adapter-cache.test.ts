@@ -65,7 +65,9 @@ t.test('2 device slots, 5 adapters requested concurrently: all complete correctl
   t.teardown(() => engine.close());
   const names = ['support', 'sales', 'code', 'support-copy', 'code-copy'];
   const expected = (name: string) => caseFor(name.replace('-copy', '')).greedy_token_ids;
-  const results = await Promise.all([...names, ...names].map((name) => engine.generate({ ...greedyRequest(caseFor(name.replace('-copy', ''))), adapter: name })));
+  const results = await Promise.all(
+    [...names, ...names].map((name) => engine.generate({ ...greedyRequest(caseFor(name.replace('-copy', ''))), adapter: name })),
+  );
   results.forEach((r, i) => t.same(r.tokenIds, expected(names[i % names.length]), `${names[i % names.length]} correct`));
 });
 
@@ -77,7 +79,10 @@ t.test('an adapter that turns out corrupt during load fails only its own request
   writeFileSync(join(dir, 'late', 'adapter_model.safetensors'), Buffer.concat([Buffer.from([16, 0, 0, 0, 0, 0, 0, 0]), Buffer.from('{"x": 1}        ')]));
   engine.adapters.register('late', 'late');
   t.equal(statusOf(engine, 'late'), 'available', 'its config is valid, weights not read yet');
-  const [bad, good] = await Promise.allSettled([engine.generate({ ...greedyRequest(caseFor('sales')), adapter: 'late' }), engine.generate(greedyRequest(caseFor('sales')))]);
+  const [bad, good] = await Promise.allSettled([
+    engine.generate({ ...greedyRequest(caseFor('sales')), adapter: 'late' }),
+    engine.generate(greedyRequest(caseFor('sales'))),
+  ]);
   t.equal(bad.status, 'rejected');
   t.match((bad as PromiseRejectedResult).reason, { code: 'adapter_errored', message: /late.*adapter_model\.safetensors/ });
   t.equal(good.status, 'fulfilled');
@@ -101,10 +106,11 @@ t.test('cancellation frees the row at the next step; timeouts end a request', as
   const generation = engine.start(greedyRequest(caseFor('code'), { maxTokens: 200, signal: controller.signal }));
   const seen: number[] = [];
   const consumed = (async () => {
-    for await (const e of generation.events) if (e.type === 'token') {
-      seen.push(e.tokenId);
-      if (seen.length === 3) controller.abort();
-    }
+    for await (const e of generation.events)
+      if (e.type === 'token') {
+        seen.push(e.tokenId);
+        if (seen.length === 3) controller.abort();
+      }
   })();
   await t.rejects(consumed, { code: 'cancelled' });
   t.ok(seen.length < 200, `stopped after ${seen.length} tokens`);

@@ -143,10 +143,17 @@ t.test('requests that need logits on the host (top_logprobs, prompt logprobs) ge
   const request = greedyRequest(c, { topLogprobs: 3, maxTokens: 6 });
   const [a, b] = [await host.generate(request, { promptLogprobs: true }), await device.generate(request, { promptLogprobs: true })];
   t.same(b.tokenIds, a.tokenIds);
-  t.same(b.topLogprobs!.map((step) => step.map((x) => x.tokenId)), a.topLogprobs!.map((step) => step.map((x) => x.tokenId)), 'same top candidates');
+  t.same(
+    b.topLogprobs!.map((step) => step.map((x) => x.tokenId)),
+    a.topLogprobs!.map((step) => step.map((x) => x.tokenId)),
+    'same top candidates',
+  );
   t.ok(maxAbsDiff(b.scores!.promptLogprobs, c.prompt_logprobs) < tolerance(c), 'prompt logprobs equal the reference');
   // one plain request alongside one that needs logits: both right
-  const [plain, withTop] = await Promise.all([device.generate(greedyRequest(reference.cases[2])), device.generate(greedyRequest(reference.cases[3], { topLogprobs: 2 }))]);
+  const [plain, withTop] = await Promise.all([
+    device.generate(greedyRequest(reference.cases[2])),
+    device.generate(greedyRequest(reference.cases[3], { topLogprobs: 2 })),
+  ]);
   t.same(plain.tokenIds, reference.cases[2].greedy_token_ids);
   t.same(withTop.tokenIds, reference.cases[3].greedy_token_ids);
 });

@@ -11,15 +11,33 @@ import t from 'tap';
 import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { encodeSafetensors, readSafetensorsHeader, readTensorAsFloat32, halfToFloat, floatToHalf, floatToBfloat16, type SafetensorsDtype } from '../../src/engine/model/safetensors.js';
+import {
+  encodeSafetensors,
+  readSafetensorsHeader,
+  readTensorAsFloat32,
+  halfToFloat,
+  floatToHalf,
+  floatToBfloat16,
+  type SafetensorsDtype,
+} from '../../src/engine/model/safetensors.js';
 import { FIXTURE_MODEL, greedyRequest, loadFixtureEngine, reference } from '../helpers/engine.js';
 
 function convertedCopy(dtype: SafetensorsDtype, storeAs: SafetensorsDtype): string {
   const dir = mkdtempSync(join(tmpdir(), `model-${dtype}-as-${storeAs}-`));
   cpSync(FIXTURE_MODEL, dir, { recursive: true });
   const header = readSafetensorsHeader(join(FIXTURE_MODEL, 'model.safetensors'));
-  const round = dtype === 'F16' ? (v: number) => halfToFloat(floatToHalf(v)) : dtype === 'BF16' ? (v: number) => new Float32Array(new Uint32Array([floatToBfloat16(v) << 16]).buffer)[0] : (v: number) => v;
-  const tensors = [...header.tensors.values()].map((info) => ({ name: info.name, dtype: storeAs, shape: info.shape, data: readTensorAsFloat32(header, info.name).map(round) }));
+  const round =
+    dtype === 'F16'
+      ? (v: number) => halfToFloat(floatToHalf(v))
+      : dtype === 'BF16'
+        ? (v: number) => new Float32Array(new Uint32Array([floatToBfloat16(v) << 16]).buffer)[0]
+        : (v: number) => v;
+  const tensors = [...header.tensors.values()].map((info) => ({
+    name: info.name,
+    dtype: storeAs,
+    shape: info.shape,
+    data: readTensorAsFloat32(header, info.name).map(round),
+  }));
   writeFileSync(join(dir, 'model.safetensors'), encodeSafetensors(tensors));
   return dir;
 }

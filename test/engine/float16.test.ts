@@ -38,13 +38,17 @@ t.test('float16 against the HF float32 reference, all cases in one mixed batch',
     const c = reference.cases[i];
     const agree = r.tokenIds.findIndex((id, k) => id !== c.greedy_token_ids[k]);
     const prefix = agree < 0 ? c.greedy_token_ids.length : agree;
-    if (c.greedy_min_margin >= MARGIN) t.equal(prefix, c.greedy_token_ids.length, `case ${i} (${c.adapter ?? 'base'}, margin ${c.greedy_min_margin.toFixed(3)}): all 24 greedy tokens equal`);
+    if (c.greedy_min_margin >= MARGIN)
+      t.equal(prefix, c.greedy_token_ids.length, `case ${i} (${c.adapter ?? 'base'}, margin ${c.greedy_min_margin.toFixed(3)}): all 24 greedy tokens equal`);
     else t.comment(`case ${i} (margin ${c.greedy_min_margin.toFixed(4)}): ${prefix} of 24 greedy tokens agree`);
     const greedy = maxAbsDiff(r.logprobs!.slice(0, prefix), c.greedy_logprobs.slice(0, prefix));
     t.ok(greedy < 0.3, `case ${i}: greedy logprobs within 0.3 where the tokens agree (max ${greedy.toFixed(3)})`);
     worst = Math.max(worst, greedy);
     const likely = [...c.last_logprobs.keys()].filter((k) => c.last_logprobs[k] > -10);
-    const last = maxAbsDiff(likely.map((k) => r.scores!.lastLogprobs[k]), likely.map((k) => c.last_logprobs[k]));
+    const last = maxAbsDiff(
+      likely.map((k) => r.scores!.lastLogprobs[k]),
+      likely.map((k) => c.last_logprobs[k]),
+    );
     t.ok(last < 0.2, `case ${i}: likely last-position logprobs within 0.2 (max ${last.toFixed(3)})`);
   });
   t.ok(worst > 1e-3, `the arithmetic really is float16 (largest difference ${worst.toFixed(3)}; float32 stays within 1.5e-4)`);
@@ -66,10 +70,18 @@ t.test('a weight beyond float16 range: refused naming the tensor when float16 is
   const dir = mkdtempSync(join(tmpdir(), 'model-overflow-'));
   cpSync(FIXTURE_MODEL, dir, { recursive: true });
   const header = readSafetensorsHeader(join(FIXTURE_MODEL, 'model.safetensors'));
-  const tensors = [...header.tensors.values()].map((info) => ({ name: info.name, dtype: 'F32' as const, shape: info.shape, data: readTensorAsFloat32(header, info.name) }));
+  const tensors = [...header.tensors.values()].map((info) => ({
+    name: info.name,
+    dtype: 'F32' as const,
+    shape: info.shape,
+    data: readTensorAsFloat32(header, info.name),
+  }));
   tensors.find((x) => x.name === 'model.layers.1.mlp.down_proj.weight')!.data[5] = 1e5;
   writeFileSync(join(dir, 'model.safetensors'), encodeSafetensors(tensors));
-  await t.rejects(loadFixtureEngine({ modelDir: dir, stateResidency: 'device', dtype: 'float16' }), /model\.layers\.1\.mlp\.down_proj\.weight holds 100000, beyond float16's range/);
+  await t.rejects(
+    loadFixtureEngine({ modelDir: dir, stateResidency: 'device', dtype: 'float16' }),
+    /model\.layers\.1\.mlp\.down_proj\.weight holds 100000, beyond float16's range/,
+  );
   const f32 = await loadFixtureEngine({ modelDir: dir, stateResidency: 'device', dtype: 'float32' });
   t.equal(f32.dtype, 'float32');
   await f32.close();
@@ -89,7 +101,10 @@ t.test('the graph cache keeps float16 and float32 graphs apart', async (t) => {
 t.test('dtype setting: auto by default, float16 with host residency refused at start', async (t) => {
   t.equal(loadConfig({ argv: [], env: {} }).model.dtype, 'auto');
   t.equal(loadConfig({ argv: ['--dtype', 'float16'], env: {} }).model.dtype, 'float16');
-  t.throws(() => loadConfig({ argv: [], env: { MODEL_DTYPE: 'fp8' } }), /model\.dtype must be one of auto, float32, float16 \(got "fp8" from environment MODEL_DTYPE\)/);
+  t.throws(
+    () => loadConfig({ argv: [], env: { MODEL_DTYPE: 'fp8' } }),
+    /model\.dtype must be one of auto, float32, float16 \(got "fp8" from environment MODEL_DTYPE\)/,
+  );
   t.throws(() => loadConfig({ argv: ['--dtype', 'float16', '--state-residency', 'host'], env: {} }), /float16 is served by the device-resident path/);
   const warnings: string[] = [];
   const engine = await Engine.load(engineOptions({ dtype: 'float16' }), { info: () => {}, warn: (_obj, msg) => warnings.push(msg ?? '') });

@@ -30,9 +30,23 @@ const engineWith = async (json: Record<string, unknown> | null, options: Partial
 
 t.test('parsing: eos ids (one or a list), sampling values, none, values out of range, ignored settings', async (t) => {
   t.same(parseGenerationConfig({ eos_token_id: 7 }, 'auto'), { source: null, eosTokenIds: [7], ignored: [] });
-  t.same(parseGenerationConfig({ eos_token_id: [128001, 128008, 128009], do_sample: true, temperature: 0.6, top_p: 0.9 }, 'auto'), { source: 'generation_config.json', eosTokenIds: [128001, 128008, 128009], ignored: [], temperature: 0.6, topP: 0.9 });
-  t.same(parseGenerationConfig({ eos_token_id: [1, 2], temperature: 0.6, top_k: 20, max_new_tokens: 100 }, 'none'), { source: null, eosTokenIds: [1, 2], ignored: [] }, 'none keeps the stop tokens only');
-  t.match(parseGenerationConfig({ top_k: 20, max_new_tokens: 100, repetition_penalty: 1.1 }, 'auto'), { topK: 20, maxTokens: 100, ignored: ['repetition_penalty 1.1 (not implemented by this server)'] });
+  t.same(parseGenerationConfig({ eos_token_id: [128001, 128008, 128009], do_sample: true, temperature: 0.6, top_p: 0.9 }, 'auto'), {
+    source: 'generation_config.json',
+    eosTokenIds: [128001, 128008, 128009],
+    ignored: [],
+    temperature: 0.6,
+    topP: 0.9,
+  });
+  t.same(
+    parseGenerationConfig({ eos_token_id: [1, 2], temperature: 0.6, top_k: 20, max_new_tokens: 100 }, 'none'),
+    { source: null, eosTokenIds: [1, 2], ignored: [] },
+    'none keeps the stop tokens only',
+  );
+  t.match(parseGenerationConfig({ top_k: 20, max_new_tokens: 100, repetition_penalty: 1.1 }, 'auto'), {
+    topK: 20,
+    maxTokens: 100,
+    ignored: ['repetition_penalty 1.1 (not implemented by this server)'],
+  });
   t.same(parseGenerationConfig({ repetition_penalty: 1.0 }, 'auto').ignored, [], 'a penalty of 1 is a no-op, not reported');
   t.throws(() => parseGenerationConfig({ temperature: 5 }, 'auto'), /temperature 5 is outside what this server accepts \(0 to 2\).*--generation-config none/);
   t.throws(() => parseGenerationConfig({ eos_token_id: 'x' }, 'auto'), /eos_token_id must be a token id/);
@@ -66,7 +80,8 @@ t.test('sampling defaults from generation_config.json apply to requests that lea
   t.teardown(() => app.close());
   const ids = c.prompt_token_ids;
   const n = c.greedy_token_ids.length;
-  const generate = (extra: Record<string, unknown>) => app.inject({ method: 'POST', url: '/v1/generate', payload: { prompt_token_ids: ids, max_tokens: n, ignore_eos: true, ...extra } }).then((r) => r.json());
+  const generate = (extra: Record<string, unknown>) =>
+    app.inject({ method: 'POST', url: '/v1/generate', payload: { prompt_token_ids: ids, max_tokens: n, ignore_eos: true, ...extra } }).then((r) => r.json());
 
   t.same((await generate({ seed: 1 })).token_ids, c.greedy_token_ids, 'top_k 1 from the file: greedy although the request samples at temperature 1');
   const own = await generate({ seed: 1, top_k: 0 });
@@ -76,15 +91,25 @@ t.test('sampling defaults from generation_config.json apply to requests that lea
   t.match(ready.generation_defaults, { source: 'generation_config.json', temperature: 1, top_p: 1, top_k: 1, chat_max_tokens: 5 });
   t.same(ready.eos_token_ids, [1]);
 
-  const chat = (await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: { model: engine.modelName, messages: [{ role: 'user', content: 'hi' }], ignore_eos: true } })).json();
+  const chat = (
+    await app.inject({
+      method: 'POST',
+      url: '/v1/chat/completions',
+      payload: { model: engine.modelName, messages: [{ role: 'user', content: 'hi' }], ignore_eos: true },
+    })
+  ).json();
   t.equal(chat.usage.completion_tokens, 5, 'max_new_tokens is the chat default max_tokens');
-  const completion = (await app.inject({ method: 'POST', url: '/v1/completions', payload: { model: engine.modelName, prompt: 'hi', ignore_eos: true } })).json();
+  const completion = (
+    await app.inject({ method: 'POST', url: '/v1/completions', payload: { model: engine.modelName, prompt: 'hi', ignore_eos: true } })
+  ).json();
   t.equal(completion.usage.completion_tokens, 16, "completions keep OpenAI's default of 16");
 
   const noneEngine = await engineWith({ top_k: 1 }, { generationConfig: 'none' });
   const noneApp = await buildTestApp(noneEngine);
   t.teardown(() => noneApp.close());
-  const sampled = (await noneApp.inject({ method: 'POST', url: '/v1/generate', payload: { prompt_token_ids: ids, max_tokens: n, ignore_eos: true, seed: 1 } })).json();
+  const sampled = (
+    await noneApp.inject({ method: 'POST', url: '/v1/generate', payload: { prompt_token_ids: ids, max_tokens: n, ignore_eos: true, seed: 1 } })
+  ).json();
   t.notSame(sampled.token_ids, c.greedy_token_ids, '--generation-config none: the server defaults (temperature 1, no top_k) sample');
   t.match((await noneApp.inject({ url: '/readyz' })).json().generation_defaults, { source: 'server', temperature: 1, top_p: 1, top_k: 0 });
 });

@@ -26,12 +26,23 @@ t.test('evicts least recently used entries until the cache fits, never one that 
   mkdirSync(join(cache, 'x.tmp-1-2'));
   utimesSync(join(cache, 'x.tmp-1-2'), new Date(0), new Date(0));
   mkdirSync(join(cache, 'y.tmp-3-4')); // a build under way: kept
-  t.same(listEntries(cache).map((e) => e.dir.split('/').pop()), ['in-use-but-oldest', 'old', 'middle', 'new'], 'least recently used first');
+  t.same(
+    listEntries(cache).map((e) => e.dir.split('/').pop()),
+    ['in-use-but-oldest', 'old', 'middle', 'new'],
+    'least recently used first',
+  );
   const { removed, keptBytes } = pruneCache(cache, 2500, [inUse]);
-  t.same(removed.map((e) => e.dir.split('/').pop()), ['old', 'middle']);
+  t.same(
+    removed.map((e) => e.dir.split('/').pop()),
+    ['old', 'middle'],
+  );
   t.equal(keptBytes, 2000, 'two entries of 1000 bytes (and empty last-used markers) remain');
   t.same(readdirSync(cache).sort(), ['in-use-but-oldest', 'new', 'y.tmp-3-4']);
-  t.same(pruneCache(cache, 0, [inUse]).removed.map((e) => e.dir.split('/').pop()), ['new'], 'bound 0: all but the one in use');
+  t.same(
+    pruneCache(cache, 0, [inUse]).removed.map((e) => e.dir.split('/').pop()),
+    ['new'],
+    'bound 0: all but the one in use',
+  );
 });
 
 t.test('the engine marks its entry used and evicts others beyond --cache-max-mb at start', async (t) => {
@@ -49,7 +60,11 @@ t.test('npm run cache:prune', async (t) => {
   const cache = freshCacheDir();
   entry(cache, 'a', 3 << 20, 100);
   entry(cache, 'b', 3 << 20, 50);
-  const run = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', 'tools/cache-prune.ts', '--cache-dir', cache, ...args], { encoding: 'utf8', env: { ...process.env, CACHE_MAX_MB: '' } });
+  const run = (args: string[]) =>
+    spawnSync(process.execPath, ['--import', 'tsx', 'tools/cache-prune.ts', '--cache-dir', cache, ...args], {
+      encoding: 'utf8',
+      env: { ...process.env, CACHE_MAX_MB: '' },
+    });
   let out = run(['--cache-max-mb', '4']);
   t.equal(out.status, 0, out.stderr);
   t.match(out.stdout, /removed .*\/a \(3\.0 MiB/);

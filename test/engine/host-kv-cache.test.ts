@@ -14,11 +14,18 @@ function fill(cache: HostKvCache, row: number, from: number, count: number): voi
   for (let l = 0; l < spec.numLayers; l++) {
     const keys = new Float32Array(count * KVD);
     const values = new Float32Array(count * KVD);
-    for (let p = 0; p < count; p++) for (let i = 0; i < KVD; i++) {
-      keys[p * KVD + i] = code(l, row, from + p, i, 0);
-      values[p * KVD + i] = code(l, row, from + p, i, 1);
-    }
-    cache.write(l, keys, values, Int32Array.from({ length: count }, () => row), Int32Array.from({ length: count }, (_, p) => from + p));
+    for (let p = 0; p < count; p++)
+      for (let i = 0; i < KVD; i++) {
+        keys[p * KVD + i] = code(l, row, from + p, i, 0);
+        values[p * KVD + i] = code(l, row, from + p, i, 1);
+      }
+    cache.write(
+      l,
+      keys,
+      values,
+      Int32Array.from({ length: count }, () => row),
+      Int32Array.from({ length: count }, (_, p) => from + p),
+    );
   }
   cache.setLength(row, from + count);
 }
@@ -29,11 +36,13 @@ function check(t: Test, cache: HostKvCache, row: number, length: number, asRow =
   let bad = 0;
   for (let l = 0; l < spec.numLayers; l++) {
     const { keys, values } = cache.view(l, row, 1);
-    for (let h = 0; h < spec.numKvHeads; h++) for (let d = 0; d < spec.headDim; d++) for (let p = 0; p < length; p++) {
-      const i = h * spec.headDim + d;
-      if (keys[(h * spec.headDim + d) * C + p] !== Math.fround(code(l, asRow, p, i, 0))) bad++;
-      if (values[(h * C + p) * spec.headDim + d] !== Math.fround(code(l, asRow, p, i, 1))) bad++;
-    }
+    for (let h = 0; h < spec.numKvHeads; h++)
+      for (let d = 0; d < spec.headDim; d++)
+        for (let p = 0; p < length; p++) {
+          const i = h * spec.headDim + d;
+          if (keys[(h * spec.headDim + d) * C + p] !== Math.fround(code(l, asRow, p, i, 0))) bad++;
+          if (values[(h * C + p) * spec.headDim + d] !== Math.fround(code(l, asRow, p, i, 1))) bad++;
+        }
   }
   t.equal(bad, 0, `row ${row}: ${length} positions as written for row ${asRow}`);
 }

@@ -37,7 +37,10 @@ t.test('F32 checkpoint: referenced in place through a hard link; the entry holds
   const [entry] = readdirSync(cacheDir).map((name) => join(cacheDir, name));
   const link = statSync(join(entry, 'checkpoint-0.safetensors'));
   t.equal(link.ino, statSync(join(FIXTURE_MODEL, 'model.safetensors')).ino, 'a hard link to the checkpoint');
-  t.ok(statSync(join(entry, 'model.onnx.data')).size < checkpointBytes / 4, `the data file holds the rotary tables only (${statSync(join(entry, 'model.onnx.data')).size} bytes)`);
+  t.ok(
+    statSync(join(entry, 'model.onnx.data')).size < checkpointBytes / 4,
+    `the data file holds the rotary tables only (${statSync(join(entry, 'model.onnx.data')).size} bytes)`,
+  );
   t.ok((layout?.referenced as Record<string, number>).F32 > checkpointBytes * 0.9, 'every weight referenced in place');
   t.same(layout?.copied, {}, 'nothing copied');
   t.ok(listEntries(cacheDir)[0].bytes < checkpointBytes / 4, 'the cache bound counts the link as no extra space');
@@ -49,10 +52,19 @@ t.test('BF16 checkpoint: converted to float32 and copied, reported as such', asy
   const dir = mkdtempSync(join(tmpdir(), 'bf16-'));
   cpSync(FIXTURE_MODEL, dir, { recursive: true });
   const header = readSafetensorsHeader(join(FIXTURE_MODEL, 'model.safetensors'));
-  writeFileSync(join(dir, 'model.safetensors'), encodeSafetensors([...header.tensors.values()].map((i) => ({ name: i.name, dtype: 'BF16' as const, shape: i.shape, data: readTensorAsFloat32(header, i.name) }))));
+  writeFileSync(
+    join(dir, 'model.safetensors'),
+    encodeSafetensors(
+      [...header.tensors.values()].map((i) => ({ name: i.name, dtype: 'BF16' as const, shape: i.shape, data: readTensorAsFloat32(header, i.name) })),
+    ),
+  );
   const cacheDir = freshCacheDir();
   const { layout } = await load(dir, cacheDir);
   t.same(layout?.referenced, {});
   t.match(layout?.copied, { BF16: { why: 'BF16 is converted to float32' } });
-  t.same(readdirSync(join(cacheDir, readdirSync(cacheDir)[0])).filter((f) => f.startsWith('checkpoint-')), [], 'no link');
+  t.same(
+    readdirSync(join(cacheDir, readdirSync(cacheDir)[0])).filter((f) => f.startsWith('checkpoint-')),
+    [],
+    'no link',
+  );
 });

@@ -17,10 +17,12 @@ t.test('every reference case, arriving staggered with small prompt chunks, gives
   // 16 prompt tokens per step: long prompts take several steps and share them with decoding rows and other prompts.
   const engine = await loadFixtureEngine({ prefillChunk: 16, maxBatch: 6, adapterSlots: 3 });
   t.teardown(() => engine.close());
-  const results = await Promise.all(reference.cases.map(async (c, i) => {
-    await new Promise((resolve) => setTimeout(resolve, i * 3)); // arrivals spread over the first steps
-    return engine.generate({ ...greedyRequest(c), logprobs: true });
-  }));
+  const results = await Promise.all(
+    reference.cases.map(async (c, i) => {
+      await new Promise((resolve) => setTimeout(resolve, i * 3)); // arrivals spread over the first steps
+      return engine.generate({ ...greedyRequest(c), logprobs: true });
+    }),
+  );
   results.forEach((r, i) => {
     const c = reference.cases[i];
     const tolerance = c.prompt_token_ids.length > 64 ? 2e-4 : 1e-4; // see reference.test.ts
@@ -101,7 +103,10 @@ t.test('admission by KV budget: what never fits is refused, what does not fit no
   const poll = setInterval(() => (widest = Math.max(widest, engine.scheduler.batchSize)), 1);
   const results = await Promise.all(Array.from({ length: 8 }, (_, i) => engine.generate(request(i))));
   clearInterval(poll);
-  t.ok(results.every((r) => r.tokenIds.length === 24), 'every request completes');
+  t.ok(
+    results.every((r) => r.tokenIds.length === 24),
+    'every request completes',
+  );
   t.ok(widest <= 2, `never more than 2 rows in flight (saw ${widest})`);
   let error: unknown;
   try {
@@ -154,7 +159,17 @@ t.test('a prompt that finishes at its first token while a later one starts decod
   const engine = await loadFixtureEngine({ prefillChunk: 40 });
   t.teardown(() => engine.close());
   const ids = (n: number, seed: number) => Array.from({ length: n }, (_, k) => 3 + ((seed * 31 + k * 7) % 300));
-  const greedy = (promptTokenIds: number[], maxTokens: number): GenerateRequest => ({ adapter: null, promptTokenIds, maxTokens, temperature: 0, topP: 1, topK: 0, stop: [], ignoreEos: true, logprobs: false });
+  const greedy = (promptTokenIds: number[], maxTokens: number): GenerateRequest => ({
+    adapter: null,
+    promptTokenIds,
+    maxTokens,
+    temperature: 0,
+    topP: 1,
+    topK: 0,
+    stop: [],
+    ignoreEos: true,
+    logprobs: false,
+  });
   const inputs = [greedy(ids(12, 1), 30), greedy(ids(10, 2), 1), greedy(ids(10, 3), 12), greedy(ids(60, 4), 6)];
   const solo: number[][] = [];
   for (const r of inputs) solo.push((await engine.generate(r)).tokenIds);

@@ -77,7 +77,11 @@ t.test('unsupported quantization formats are refused at start, naming the format
   const base = JSON.parse(readFileSync(join(FIXTURE_MODEL, 'config.json'), 'utf8')) as Record<string, unknown>;
   for (const [label, q, message] of cases) {
     t.throws(() => readQuantizationConfig({ ...base, quantization_config: q }, 'config.json'), { message }, label);
-    t.throws(() => readQuantizationConfig({ ...base, quantization_config: q }, 'config.json'), { message: /Supported pre-quantized checkpoints: GPTQ .* AWQ GEMM/ }, `${label}: names what is supported`);
+    t.throws(
+      () => readQuantizationConfig({ ...base, quantization_config: q }, 'config.json'),
+      { message: /Supported pre-quantized checkpoints: GPTQ .* AWQ GEMM/ },
+      `${label}: names what is supported`,
+    );
   }
   // The engine refuses at start (the graph build), not at the first request.
   const dir = join(scratch, 'bnb');

@@ -18,8 +18,14 @@ function writeVariant(tied: boolean): string {
   const config = JSON.parse(readFileSync(join(FIXTURE_MODEL, 'config.json'), 'utf8'));
   writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, tie_word_embeddings: tied }));
   const weights = new CheckpointWeights(FIXTURE_MODEL);
-  const header = JSON.parse(readFileSync(join(FIXTURE_MODEL, 'model.safetensors')).subarray(8, 8 + Number(readFileSync(join(FIXTURE_MODEL, 'model.safetensors')).readBigUInt64LE(0))).toString('utf8'));
-  const tensors = Object.keys(header).filter((n) => n !== '__metadata__' && n !== 'lm_head.weight').map((name) => ({ name, dtype: 'F32' as const, shape: weights.info(name).shape, data: weights.read(name, weights.info(name).shape) }));
+  const header = JSON.parse(
+    readFileSync(join(FIXTURE_MODEL, 'model.safetensors'))
+      .subarray(8, 8 + Number(readFileSync(join(FIXTURE_MODEL, 'model.safetensors')).readBigUInt64LE(0)))
+      .toString('utf8'),
+  );
+  const tensors = Object.keys(header)
+    .filter((n) => n !== '__metadata__' && n !== 'lm_head.weight')
+    .map((name) => ({ name, dtype: 'F32' as const, shape: weights.info(name).shape, data: weights.read(name, weights.info(name).shape) }));
   if (!tied) tensors.push({ ...tensors.find((x) => x.name === 'model.embed_tokens.weight')!, name: 'lm_head.weight' });
   writeFileSync(join(dir, 'model.safetensors'), encodeSafetensors(tensors));
   return dir;
@@ -28,7 +34,10 @@ function writeVariant(tied: boolean): string {
 t.test('int4 and int8: a tied base stores its packed embedding matrix once and answers as the untied one', async (t) => {
   const [tiedDir, untiedDir] = [writeVariant(true), writeVariant(false)];
   const { vocab_size: v, hidden_size: h } = JSON.parse(readFileSync(join(FIXTURE_MODEL, 'config.json'), 'utf8'));
-  for (const [quantize, bytesPerWeight] of [['int4', 0.5], ['int8', 1]] as const) {
+  for (const [quantize, bytesPerWeight] of [
+    ['int4', 0.5],
+    ['int8', 1],
+  ] as const) {
     const tied = await loadFixtureEngine({ modelDir: tiedDir, quantize, cacheDir: freshCacheDir() });
     const untied = await loadFixtureEngine({ modelDir: untiedDir, quantize, cacheDir: freshCacheDir() });
     t.equal(untied.baseWeights.bytes - tied.baseWeights.bytes, v * h * bytesPerWeight, `${quantize}: one packed ${v} x ${h} matrix fewer`);

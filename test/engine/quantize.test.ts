@@ -19,12 +19,17 @@ function random(n: number, seed: number, scale = 0.2): Float32Array {
 const bytes = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 
 t.test('quantize then dequantize stays within half a step of each block', async (t) => {
-  for (const [bits, symmetric] of [[8, true], [8, false], [4, true], [4, false]] as Array<[Bits, boolean]>) {
+  for (const [bits, symmetric] of [
+    [8, true],
+    [8, false],
+    [4, true],
+    [4, false],
+  ] as Array<[Bits, boolean]>) {
     const n = 7;
     const k = 100; // not a multiple of the block: the last block is padded
     const w = random(n * k, 11);
     const q = quantizeBlockwise(w, n, k, bits, 32, symmetric);
-    t.equal(q.packed.length, n * 4 * (32 * bits) / 8);
+    t.equal(q.packed.length, (n * 4 * (32 * bits)) / 8);
     t.equal(q.zeroPoints === null, symmetric);
     const back = dequantize(q);
     let worst = 0;
@@ -56,8 +61,25 @@ t.test('packBlockwise lays unpacked integers out like quantizeBlockwise; concatR
   t.same([...dequantize(both)], [...ref, ...ref]);
 });
 
-async function runOnnx(nodes: Parameters<typeof encodeModel>[0]['nodes'], inline: InlineInitializer[], feeds: Record<string, ort.Tensor>, inputs: Parameters<typeof encodeModel>[0]['inputs'], outputs: Parameters<typeof encodeModel>[0]['outputs']) {
-  const model = encodeModel({ graphName: 'q', nodes, inputs, outputs, externalInitializers: [], inlineInitializers: inline, opsets: [{ domain: '', version: 17 }, { domain: 'com.microsoft', version: 1 }] });
+async function runOnnx(
+  nodes: Parameters<typeof encodeModel>[0]['nodes'],
+  inline: InlineInitializer[],
+  feeds: Record<string, ort.Tensor>,
+  inputs: Parameters<typeof encodeModel>[0]['inputs'],
+  outputs: Parameters<typeof encodeModel>[0]['outputs'],
+) {
+  const model = encodeModel({
+    graphName: 'q',
+    nodes,
+    inputs,
+    outputs,
+    externalInitializers: [],
+    inlineInitializers: inline,
+    opsets: [
+      { domain: '', version: 17 },
+      { domain: 'com.microsoft', version: 1 },
+    ],
+  });
   const session = await ort.InferenceSession.create(model, { intraOpNumThreads: 1 });
   try {
     return await session.run(feeds);
@@ -67,7 +89,11 @@ async function runOnnx(nodes: Parameters<typeof encodeModel>[0]['nodes'], inline
 }
 
 t.test('onnxruntime MatMulNBits (CPU) multiplies by exactly our dequantized weights', async (t) => {
-  for (const [bits, symmetric] of [[8, true], [4, false], [4, true]] as Array<[Bits, boolean]>) {
+  for (const [bits, symmetric] of [
+    [8, true],
+    [4, false],
+    [4, true],
+  ] as Array<[Bits, boolean]>) {
     const [m, n, k] = [3, 40, 100];
     const q = quantizeBlockwise(random(n * k, 7), n, k, bits, 32, symmetric);
     const blocks = Math.ceil(k / 32);
@@ -78,7 +104,16 @@ t.test('onnxruntime MatMulNBits (CPU) multiplies by exactly our dequantized weig
     if (q.zeroPoints) inline.push({ name: 'zero_points', dataType: DataType.UINT8, dims: [q.zeroPoints.length], raw: q.zeroPoints });
     const a = random(m * k, 3);
     const out = await runOnnx(
-      [{ opType: 'MatMulNBits', domain: 'com.microsoft', inputs: ['A', ...inline.map((i) => i.name)], outputs: ['Y'], name: 'mm', attributes: { K: k, N: n, bits, block_size: 32, accuracy_level: 0 } }],
+      [
+        {
+          opType: 'MatMulNBits',
+          domain: 'com.microsoft',
+          inputs: ['A', ...inline.map((i) => i.name)],
+          outputs: ['Y'],
+          name: 'mm',
+          attributes: { K: k, N: n, bits, block_size: 32, accuracy_level: 0 },
+        },
+      ],
       inline,
       { A: new ort.Tensor('float32', a, [m, k]) },
       [{ name: 'A', dataType: DataType.FLOAT, shape: ['m', k] }],
@@ -98,8 +133,11 @@ t.test('onnxruntime MatMulNBits (CPU) multiplies by exactly our dequantized weig
   }
 });
 
-t.test('onnxruntime GatherBlockQuantized (CPU) reads MatMulNBits\' packed values as embeddings (one shared copy)', async (t) => {
-  for (const [bits, symmetric] of [[8, true], [4, false]] as Array<[Bits, boolean]>) {
+t.test("onnxruntime GatherBlockQuantized (CPU) reads MatMulNBits' packed values as embeddings (one shared copy)", async (t) => {
+  for (const [bits, symmetric] of [
+    [8, true],
+    [4, false],
+  ] as Array<[Bits, boolean]>) {
     const [v, h] = [20, 64];
     const blocks = h / 32;
     const q = quantizeBlockwise(random(v * h, 9), v, h, bits, 32, symmetric);
@@ -112,7 +150,10 @@ t.test('onnxruntime GatherBlockQuantized (CPU) reads MatMulNBits\' packed values
     const gatherInputs = ['data', 'ids', 'gather_scales'];
     const matMulInputs = ['A', 'data', 'scales'];
     if (q.zeroPoints) {
-      const unpacked = Uint8Array.from({ length: v * blocks }, (_, i) => (q.zeroPoints![Math.floor(i / blocks) * Math.ceil(blocks / 2) + ((i % blocks) >> 1)] >> (((i % blocks) & 1) * 4)) & 15);
+      const unpacked = Uint8Array.from(
+        { length: v * blocks },
+        (_, i) => (q.zeroPoints![Math.floor(i / blocks) * Math.ceil(blocks / 2) + ((i % blocks) >> 1)] >> (((i % blocks) & 1) * 4)) & 15,
+      );
       inline.push({ name: 'gather_zero_points', dataType: DataType.UINT8, dims: [v, blocks, 1], raw: unpacked });
       inline.push({ name: 'zero_points', dataType: DataType.UINT8, dims: [v, q.zeroPoints.length / v], raw: q.zeroPoints });
       gatherInputs.push('gather_zero_points');
@@ -122,16 +163,40 @@ t.test('onnxruntime GatherBlockQuantized (CPU) reads MatMulNBits\' packed values
     const a = random(h, 4);
     const out = await runOnnx(
       [
-        { opType: 'GatherBlockQuantized', domain: 'com.microsoft', inputs: gatherInputs, outputs: ['E'], name: 'g', attributes: { bits, block_size: 32, gather_axis: 0, quantize_axis: 2 } },
-        { opType: 'MatMulNBits', domain: 'com.microsoft', inputs: matMulInputs, outputs: ['Y'], name: 'mm', attributes: { K: h, N: v, bits, block_size: 32, accuracy_level: 0 } },
+        {
+          opType: 'GatherBlockQuantized',
+          domain: 'com.microsoft',
+          inputs: gatherInputs,
+          outputs: ['E'],
+          name: 'g',
+          attributes: { bits, block_size: 32, gather_axis: 0, quantize_axis: 2 },
+        },
+        {
+          opType: 'MatMulNBits',
+          domain: 'com.microsoft',
+          inputs: matMulInputs,
+          outputs: ['Y'],
+          name: 'mm',
+          attributes: { K: h, N: v, bits, block_size: 32, accuracy_level: 0 },
+        },
       ],
       inline,
       { ids: new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [3]), A: new ort.Tensor('float32', a, [1, h]) },
-      [{ name: 'ids', dataType: DataType.INT64, shape: ['t'] }, { name: 'A', dataType: DataType.FLOAT, shape: [1, h] }],
-      [{ name: 'E', dataType: DataType.FLOAT, shape: ['t', blocks, 32] }, { name: 'Y', dataType: DataType.FLOAT, shape: [1, v] }],
+      [
+        { name: 'ids', dataType: DataType.INT64, shape: ['t'] },
+        { name: 'A', dataType: DataType.FLOAT, shape: [1, h] },
+      ],
+      [
+        { name: 'E', dataType: DataType.FLOAT, shape: ['t', blocks, 32] },
+        { name: 'Y', dataType: DataType.FLOAT, shape: [1, v] },
+      ],
     );
     const w = dequantize(q);
-    t.same([...(out.E.data as Float32Array)], ids.flatMap((id) => [...w.subarray(id * h, (id + 1) * h)]), `bits ${bits}: gathered rows`);
+    t.same(
+      [...(out.E.data as Float32Array)],
+      ids.flatMap((id) => [...w.subarray(id * h, (id + 1) * h)]),
+      `bits ${bits}: gathered rows`,
+    );
     const y = out.Y.data as Float32Array;
     let worst = 0;
     for (let c = 0; c < v; c++) {

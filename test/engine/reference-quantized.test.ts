@@ -48,7 +48,9 @@ for (const residency of ['host', 'device'] as const) {
           if (same === c.greedy_token_ids.length) clear.equal++;
         }
       }
-      t.comment(`${quantize} ${residency}: ${agree}/${total} greedy tokens agree with HF float32 before the first difference; last-position logprobs max diff ${worstLast.toExponential(2)}`);
+      t.comment(
+        `${quantize} ${residency}: ${agree}/${total} greedy tokens agree with HF float32 before the first difference; last-position logprobs max diff ${worstLast.toExponential(2)}`,
+      );
       // Reported, not asserted: the issue's int8 criterion is not met on this fixture (see the header).
       t.comment(`${quantize} ${residency}: ${clear.equal}/${clear.total} cases with greedy_min_margin >= ${CLEAR_MARGIN} give every HF greedy token`);
 
@@ -61,11 +63,39 @@ for (const residency of ['host', 'device'] as const) {
 
 t.test('demo model: int8 gives the float32 greedy tokens wherever the choice is clear; int4 agreement reported', async (t) => {
   const evalSet: { prompts: Record<string, string[]> } = JSON.parse(readFileSync(join(PROJECT_ROOT, 'tools', 'train', 'data', 'eval.json'), 'utf8'));
-  const cases = Object.entries(evalSet.prompts).flatMap(([adapter, prompts]) => prompts.flatMap((prompt) => [{ adapter, prompt }, { adapter: null, prompt }]));
+  const cases = Object.entries(evalSet.prompts).flatMap(([adapter, prompts]) =>
+    prompts.flatMap((prompt) => [
+      { adapter, prompt },
+      { adapter: null, prompt },
+    ]),
+  );
   const run = async (quantize: 'none' | 'int8' | 'int4') => {
-    const engine = await Engine.load(engineOptions({ modelDir: join(PROJECT_ROOT, 'models', 'demo'), adaptersDir: join(PROJECT_ROOT, 'adapters'), maxSequenceLength: 512, quantize, cacheDir: freshCacheDir() }));
+    const engine = await Engine.load(
+      engineOptions({
+        modelDir: join(PROJECT_ROOT, 'models', 'demo'),
+        adaptersDir: join(PROJECT_ROOT, 'adapters'),
+        maxSequenceLength: 512,
+        quantize,
+        cacheDir: freshCacheDir(),
+      }),
+    );
     try {
-      return await Promise.all(cases.map((c) => engine.generate({ adapter: c.adapter, prompt: c.prompt, maxTokens: 24, temperature: 0, topP: 1, topK: 0, stop: [], ignoreEos: true, logprobs: true, topLogprobs: 2 })));
+      return await Promise.all(
+        cases.map((c) =>
+          engine.generate({
+            adapter: c.adapter,
+            prompt: c.prompt,
+            maxTokens: 24,
+            temperature: 0,
+            topP: 1,
+            topK: 0,
+            stop: [],
+            ignoreEos: true,
+            logprobs: true,
+            topLogprobs: 2,
+          }),
+        ),
+      );
     } finally {
       await engine.close();
     }
@@ -80,7 +110,8 @@ t.test('demo model: int8 gives the float32 greedy tokens wherever the choice is 
       let same = 0;
       while (same < r.tokenIds.length && r.tokenIds[same] === float[i].tokenIds[same]) same++;
       agree += same;
-      if (quantize === 'int8' && margins[i] >= CLEAR_MARGIN) t.same(r.tokenIds, float[i].tokenIds, `int8 ${cases[i].adapter ?? 'base'} (margin ${margins[i].toFixed(3)}): float32's greedy tokens`);
+      if (quantize === 'int8' && margins[i] >= CLEAR_MARGIN)
+        t.same(r.tokenIds, float[i].tokenIds, `int8 ${cases[i].adapter ?? 'base'} (margin ${margins[i].toFixed(3)}): float32's greedy tokens`);
     });
     t.comment(`demo ${quantize}: ${agree}/${cases.length * 24} greedy tokens agree with float32 before the first difference`);
   }

@@ -24,8 +24,17 @@ for (const path of ['host', 'device'] as const) {
     t.teardown(() => engine.close());
     t.equal(engine.residency, path);
     t.equal(engine.spec.architecture, 'Qwen3ForCausalLM');
-    t.same(engine.adapters.list().map((a) => a.name).sort(), ['alpha', 'beta']);
-    t.notOk(engine.adapters.list().some((a) => a.status === 'errored'), 'both adapters load');
+    t.same(
+      engine.adapters
+        .list()
+        .map((a) => a.name)
+        .sort(),
+      ['alpha', 'beta'],
+    );
+    t.notOk(
+      engine.adapters.list().some((a) => a.status === 'errored'),
+      'both adapters load',
+    );
 
     for (const c of reference.cases) {
       t.test(`${c.adapter ?? 'base'}, ${c.prompt_token_ids.length}-token prompt`, async (t) => {

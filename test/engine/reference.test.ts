@@ -20,9 +20,18 @@ for (const c of reference.cases) {
   t.test(`${c.adapter ?? 'base'}: ${c.prompt.slice(0, 30)}`, async (t) => {
     const result = await engine.generate(greedyRequest(c), { promptLogprobs: true });
     t.same(result.tokenIds, c.greedy_token_ids, 'greedy tokens equal HF');
-    t.ok(maxAbsDiff(result.logprobs!, c.greedy_logprobs) < tolerance, `greedy logprobs within ${tolerance} (max diff ${maxAbsDiff(result.logprobs!, c.greedy_logprobs).toExponential(2)})`);
-    t.ok(maxAbsDiff(result.scores!.lastLogprobs, c.last_logprobs) < tolerance, `last_logprobs within ${tolerance} (max diff ${maxAbsDiff(result.scores!.lastLogprobs, c.last_logprobs).toExponential(2)})`);
-    t.ok(maxAbsDiff(result.scores!.promptLogprobs, c.prompt_logprobs) < tolerance, `prompt logprobs within ${tolerance} (max diff ${maxAbsDiff(result.scores!.promptLogprobs, c.prompt_logprobs).toExponential(2)})`);
+    t.ok(
+      maxAbsDiff(result.logprobs!, c.greedy_logprobs) < tolerance,
+      `greedy logprobs within ${tolerance} (max diff ${maxAbsDiff(result.logprobs!, c.greedy_logprobs).toExponential(2)})`,
+    );
+    t.ok(
+      maxAbsDiff(result.scores!.lastLogprobs, c.last_logprobs) < tolerance,
+      `last_logprobs within ${tolerance} (max diff ${maxAbsDiff(result.scores!.lastLogprobs, c.last_logprobs).toExponential(2)})`,
+    );
+    t.ok(
+      maxAbsDiff(result.scores!.promptLogprobs, c.prompt_logprobs) < tolerance,
+      `prompt logprobs within ${tolerance} (max diff ${maxAbsDiff(result.scores!.promptLogprobs, c.prompt_logprobs).toExponential(2)})`,
+    );
     t.equal(result.finishReason, 'length');
     t.equal(result.usage.completionTokens, c.greedy_token_ids.length);
   });

@@ -50,7 +50,11 @@ t.test('in-graph selection picks the host sampler token for the same draw', asyn
     const spread = 1 + (round % 4) * 3;
     for (let i = 0; i < logits.length; i++) logits[i] = Math.round((rng() * 2 - 1) * spread * 8) / 8;
     const uniform = Float32Array.from({ length: R }, () => rng());
-    const [tokens, logprobs] = await select(session, logits, paramSets.map((p, r) => ({ ...p, uniform: uniform[r] })));
+    const [tokens, logprobs] = await select(
+      session,
+      logits,
+      paramSets.map((p, r) => ({ ...p, uniform: uniform[r] })),
+    );
     paramSets.forEach((p, r) => {
       const row = logits.subarray(r * V, (r + 1) * V);
       const host = sampleToken(row, p, () => uniform[r]);
@@ -87,11 +91,23 @@ t.test('a draw follows the distribution: 4000 draws over three tokens', async (t
   const N = 4000;
   const rng = seededRandom(11);
   const rows = Array.from({ length: N }, () => ({ temperature: 1, topK: 0, topP: 1, uniform: rng() }));
-  const [tokens] = await select(session, new Float32Array(N * V).map((_, i) => logits[i % V]), rows);
+  const [tokens] = await select(
+    session,
+    new Float32Array(N * V).map((_, i) => logits[i % V]),
+    rows,
+  );
   const counts = new Map<number, number>();
   for (const id of tokens) counts.set(Number(id), (counts.get(Number(id)) ?? 0) + 1);
-  t.same([...counts.keys()].sort((a, b) => a - b), [3, 9, 200], 'only the three likely tokens');
-  for (const [id, p] of [[3, 0.5], [9, 0.3], [200, 0.2]] as const) {
+  t.same(
+    [...counts.keys()].sort((a, b) => a - b),
+    [3, 9, 200],
+    'only the three likely tokens',
+  );
+  for (const [id, p] of [
+    [3, 0.5],
+    [9, 0.3],
+    [200, 0.2],
+  ] as const) {
     const share = counts.get(id)! / N;
     // 4 standard deviations of a binomial share
     t.ok(Math.abs(share - p) < 4 * Math.sqrt((p * (1 - p)) / N), `token ${id}: ${share.toFixed(3)} vs ${p}`);

@@ -51,7 +51,11 @@ const BAD: Array<[string, unknown, RegExp]> = [
   ['targets not an object', { targets: [] }, /^bedrock\.targets must be an object/],
   ['unknown top-level key', { target: {} }, /bedrock: unknown key "target" \(allowed: targets, circuitBreaker, endpoint\)/],
   ['bad adapter name', { targets: { 'my adapter': target() } }, /"my adapter" is not a valid adapter name/],
-  ['missing modelId', { targets: { a: { family: 'llama', region: 'us-east-1' } } }, /bedrock\.targets\.a\.modelId must be a provisioned model ARN or a model id/],
+  [
+    'missing modelId',
+    { targets: { a: { family: 'llama', region: 'us-east-1' } } },
+    /bedrock\.targets\.a\.modelId must be a provisioned model ARN or a model id/,
+  ],
   ['modelId with spaces', { targets: { a: target({ modelId: 'my model' }) } }, /targets\.a\.modelId/],
   ['bad family', { targets: { a: target({ family: 'claude' }) } }, /bedrock\.targets\.a\.family must be one of llama, titan, converse; got "claude"/],
   ['bad region', { targets: { a: target({ region: 'useast1' }) } }, /bedrock\.targets\.a\.region must be an AWS region such as "us-east-1"; got "useast1"/],

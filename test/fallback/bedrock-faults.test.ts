@@ -40,11 +40,7 @@ t.test('each modeled Bedrock error maps to our code and status', async (t) => {
     t.match(streamed.error, { code, status }, `${type} on ConverseStream -> ${code}`);
   }
   fake.enqueue({ error: { type: 'ValidationException', message: 'max_gen_len must be <= 2048' } });
-  await t.rejects(
-    fallback.generate(request({ adapter: 'once' })),
-    { message: /max_gen_len must be <= 2048/ },
-    'validation details are passed on',
-  );
+  await t.rejects(fallback.generate(request({ adapter: 'once' })), { message: /max_gen_len must be <= 2048/ }, 'validation details are passed on');
   fake.enqueue({ error: { type: 'AccessDeniedException', message: 'User: arn:aws:sts::123456789012:assumed-role/x is not authorized' } });
   const denied = await fallback.generate(request({ adapter: 'once' })).then(
     () => null,
@@ -179,7 +175,10 @@ t.test('per-target timeout: no answer in time -> upstream_timeout, connection dr
   const streamed = await collect(fallback.stream(request({ adapter: 'slow' })));
   t.match(streamed.error, { code: 'upstream_timeout' });
   await waitFor(() => fake.requests.every((r) => r.closedByClient));
-  t.ok(fake.requests.every((r) => r.closedByClient), 'the upstream requests were abandoned');
+  t.ok(
+    fake.requests.every((r) => r.closedByClient),
+    'the upstream requests were abandoned',
+  );
 });
 
 t.test('per-target timeout also bounds the gap between stream events', async (t) => {
@@ -220,10 +219,16 @@ t.test('the caller signal aborts a call and says nothing about the target', asyn
   })();
   t.equal(error, reason);
   t.same(events, ['Hello']);
-  t.match(fallback.status().find((s) => s.adapter === 'sales'), { circuit: 'closed', consecutiveFailures: 0 });
+  t.match(
+    fallback.status().find((s) => s.adapter === 'sales'),
+    { circuit: 'closed', consecutiveFailures: 0 },
+  );
   t.same(fallback.counters().byAdapter.sales.errors, {}, 'aborts are not upstream errors');
   await waitFor(() => fake.requests.every((r) => r.closedByClient));
-  t.ok(fake.requests.every((r) => r.closedByClient), 'upstream connections closed');
+  t.ok(
+    fake.requests.every((r) => r.closedByClient),
+    'upstream connections closed',
+  );
 });
 
 t.test('a consumer that stops reading releases the upstream stream', async (t) => {

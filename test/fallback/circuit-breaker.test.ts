@@ -75,15 +75,18 @@ t.test('through BedrockFallback: opens, refuses without calling, shows in status
     await t.rejects(fallback.generate(request({ adapter: 'flaky' })), { code: 'upstream_unavailable' });
   }
   t.equal(fake.requests.length, 3);
-  t.same(fallback.status().find((s) => s.adapter === 'flaky'), {
-    adapter: 'flaky',
-    modelId: LLAMA_ARN,
-    family: 'llama',
-    region: 'us-east-1',
-    circuit: 'open',
-    consecutiveFailures: 3,
-    openUntil: new Date(clock.now + 10_000).toISOString(),
-  });
+  t.same(
+    fallback.status().find((s) => s.adapter === 'flaky'),
+    {
+      adapter: 'flaky',
+      modelId: LLAMA_ARN,
+      family: 'llama',
+      region: 'us-east-1',
+      circuit: 'open',
+      consecutiveFailures: 3,
+      openUntil: new Date(clock.now + 10_000).toISOString(),
+    },
+  );
   t.equal(fallback.isAvailable('flaky'), false);
   t.equal(fallback.isAvailable('sales'), true, 'circuits are per target');
 
@@ -102,7 +105,10 @@ t.test('through BedrockFallback: opens, refuses without calling, shows in status
   fake.setDefault({});
   const result = await fallback.generate(request({ adapter: 'flaky' }));
   t.equal(result.finishReason, 'stop');
-  t.match(fallback.status().find((s) => s.adapter === 'flaky'), { circuit: 'closed', consecutiveFailures: 0 });
+  t.match(
+    fallback.status().find((s) => s.adapter === 'flaky'),
+    { circuit: 'closed', consecutiveFailures: 0 },
+  );
   t.notOk('openUntil' in fallback.status().find((s) => s.adapter === 'flaky')!);
 });
 
@@ -117,7 +123,10 @@ t.test('through BedrockFallback: only one probe while half-open; a failed probe 
   const probe = fallback.generate(request({ adapter: 'flaky' }));
   await t.rejects(fallback.generate(request({ adapter: 'flaky' })), { message: /paused/ }, 'second caller refused');
   await t.rejects(probe, { code: 'upstream_error' });
-  t.match(fallback.status().find((s) => s.adapter === 'flaky'), { circuit: 'open', consecutiveFailures: 4 });
+  t.match(
+    fallback.status().find((s) => s.adapter === 'flaky'),
+    { circuit: 'open', consecutiveFailures: 4 },
+  );
 });
 
 t.test('throttling and invalid requests do not open the circuit', async (t) => {
@@ -128,6 +137,9 @@ t.test('throttling and invalid requests do not open the circuit', async (t) => {
   for (let i = 0; i < 5; i++) await fallback.generate(request({ adapter: 'busy' })).catch(() => {});
   fake.setDefault({ error: { type: 'ValidationException' } });
   for (let i = 0; i < 5; i++) await fallback.generate(request({ adapter: 'busy' })).catch(() => {});
-  t.match(fallback.status().find((s) => s.adapter === 'busy'), { circuit: 'closed' });
+  t.match(
+    fallback.status().find((s) => s.adapter === 'busy'),
+    { circuit: 'closed' },
+  );
   t.equal(fake.requests.length, 10);
 });

@@ -1,12 +1,6 @@
 import t from 'tap';
 import { AppError } from '../../src/errors.js';
-import {
-  TargetTimeoutError,
-  TruncatedStreamError,
-  classifyBedrockError,
-  errorCodeForException,
-  isRetryable,
-} from '../../src/fallback/errors.js';
+import { TargetTimeoutError, TruncatedStreamError, classifyBedrockError, errorCodeForException, isRetryable } from '../../src/fallback/errors.js';
 import { MalformedResponseError } from '../../src/fallback/families/types.js';
 
 function sdkError(name: string, status?: number): Error {

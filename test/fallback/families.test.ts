@@ -86,8 +86,9 @@ t.test('converse parsing', async (t) => {
   t.same(parseConverseStreamEvent({ messageStart: { role: 'assistant' } }), {});
   t.same(parseConverseStreamEvent({ contentBlockDelta: { contentBlockIndex: 0, delta: { text: 'hi' } } }), { text: 'hi' });
   t.same(parseConverseStreamEvent({ messageStop: { stopReason: 'max_tokens' } }), { finishReason: 'length' });
-  t.same(
-    parseConverseStreamEvent({ metadata: { usage: { inputTokens: 1, outputTokens: 2, totalTokens: 3 }, metrics: { latencyMs: 1 } } }),
-    { promptTokens: 1, completionTokens: 2, end: true },
-  );
+  t.same(parseConverseStreamEvent({ metadata: { usage: { inputTokens: 1, outputTokens: 2, totalTokens: 3 }, metrics: { latencyMs: 1 } } }), {
+    promptTokens: 1,
+    completionTokens: 2,
+    end: true,
+  });
 });

@@ -27,11 +27,7 @@ export const TITAN_ARN = 'arn:aws:bedrock:us-east-1:123456789012:provisioned-mod
 export const CONVERSE_MODEL = 'us.meta.llama3-1-8b-instruct-v1:0';
 
 /** Targets: sales (llama), support (titan), chat (converse), plus anything the test adds. */
-export function testConfigRaw(
-  endpoint: string,
-  extra: Record<string, unknown> = {},
-  circuitBreaker = { failureThreshold: 3, cooldownMs: 10_000 },
-) {
+export function testConfigRaw(endpoint: string, extra: Record<string, unknown> = {}, circuitBreaker = { failureThreshold: 3, cooldownMs: 10_000 }) {
   return {
     endpoint,
     circuitBreaker,

@@ -33,13 +33,25 @@ const TABLE: Array<[string, RouteInput, Expect]> = [
   ['both, local, queue full: no overflow', { requested: 'local', ...BOTH, localOutcome: 'queue_full' }, 'local'],
   ['both, auto, queue full, circuit open', { requested: 'auto', ...BOTH, localOutcome: 'queue_full', bedrockAvailable: false }, 'local'],
   ['both, auto, queue full, needs logprobs', { requested: 'auto', ...BOTH, localOutcome: 'queue_full', bedrockCompatible: false }, 'local'],
-  ['both, bedrock, needs logprobs', { requested: 'bedrock', ...BOTH, bedrockCompatible: false }, { code: 'invalid_request', status: 400, message: /no logprobs/ }],
+  [
+    'both, bedrock, needs logprobs',
+    { requested: 'bedrock', ...BOTH, bedrockCompatible: false },
+    { code: 'invalid_request', status: 400, message: /no logprobs/ },
+  ],
   ['both, bedrock, circuit open: still Bedrock (fails fast there)', { requested: 'bedrock', ...BOTH, bedrockAvailable: false }, 'bedrock'],
   // adapter only on Bedrock
   ['bedrock-only, auto', { requested: 'auto', ...BEDROCK_ONLY }, 'bedrock'],
   ['bedrock-only, bedrock', { requested: 'bedrock', ...BEDROCK_ONLY }, 'bedrock'],
-  ['bedrock-only, local', { requested: 'local', ...BEDROCK_ONLY }, { code: 'invalid_request', status: 400, message: /"legal" is served only by Bedrock; use route=auto or route=bedrock/ }],
-  ['bedrock-only, auto, needs logprobs', { requested: 'auto', ...BEDROCK_ONLY, bedrockCompatible: false }, { code: 'invalid_request', status: 400, message: /no logprobs/ }],
+  [
+    'bedrock-only, local',
+    { requested: 'local', ...BEDROCK_ONLY },
+    { code: 'invalid_request', status: 400, message: /"legal" is served only by Bedrock; use route=auto or route=bedrock/ },
+  ],
+  [
+    'bedrock-only, auto, needs logprobs',
+    { requested: 'auto', ...BEDROCK_ONLY, bedrockCompatible: false },
+    { code: 'invalid_request', status: 400, message: /no logprobs/ },
+  ],
   // unknown adapter: never the base model
   ['unknown, auto', { requested: 'auto', ...UNKNOWN }, notFound],
   ['unknown, local', { requested: 'local', ...UNKNOWN }, notFound],

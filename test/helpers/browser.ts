@@ -19,7 +19,15 @@ export async function launchBrowser(executablePath: string): Promise<Browser> {
     executablePath,
     headless: true,
     // CI runs as root, where Chromium's sandbox cannot start; the browser only ever loads the loopback server.
-    args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu', '--no-first-run', '--no-default-browser-check', '--disable-background-networking', '--disable-component-update'],
+    args: [
+      '--no-sandbox',
+      '--disable-dev-shm-usage',
+      '--disable-gpu',
+      '--no-first-run',
+      '--no-default-browser-check',
+      '--disable-background-networking',
+      '--disable-component-update',
+    ],
     // A loaded 2-core machine: generous limits for each DevTools call.
     protocolTimeout: 180_000,
   });

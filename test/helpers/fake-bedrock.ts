@@ -98,10 +98,7 @@ const SIGV4_PATTERN =
 const AMZ_DATE_PATTERN = /^(\d{8})T\d{6}Z$/;
 
 /** Parses a SigV4 Authorization header; returns a reason string when it is not well-formed. */
-export function parseSigV4(
-  authorization: string | undefined,
-  amzDate: string | undefined,
-): SigV4Authorization | string {
+export function parseSigV4(authorization: string | undefined, amzDate: string | undefined): SigV4Authorization | string {
   if (!authorization) return 'Missing Authentication Token';
   const match = SIGV4_PATTERN.exec(authorization);
   if (!match) return 'Authorization header is not a well-formed AWS4-HMAC-SHA256 signature';
@@ -204,12 +201,7 @@ export class FakeBedrock {
     }
   }
 
-  private async answer(
-    req: IncomingMessage,
-    res: ServerResponse,
-    gone: AbortSignal,
-    onRecord: (record: RecordedRequest) => void,
-  ): Promise<void> {
+  private async answer(req: IncomingMessage, res: ServerResponse, gone: AbortSignal, onRecord: (record: RecordedRequest) => void): Promise<void> {
     const receivedAt = performance.now();
     const rawBody = await readBody(req);
     const path = (req.url ?? '/').split('?')[0];

@@ -33,14 +33,21 @@ export function packProjection(prefix: string, q: BlockQuantized, format: Packed
   const perWord = 32 / bits;
   const scales = new Float32Array(u.groups * n);
   for (let g = 0; g < u.groups; g++) for (let row = 0; row < n; row++) scales[g * n + row] = u.scale(row, g);
-  const out: Array<{ name: string; dtype: 'I32'; shape: number[]; data: Int32Array } | { name: string; dtype: 'F32'; shape: number[]; data: Float32Array }> = [];
+  const out: Array<{ name: string; dtype: 'I32'; shape: number[]; data: Int32Array } | { name: string; dtype: 'F32'; shape: number[]; data: Float32Array }> =
+    [];
   if (format.method === 'gptq') {
     const offset = format.version === 'gptq' ? 1 : 0;
     const qweight = new Int32Array((k / perWord) * n);
-    for (let col = 0; col < k; col++) for (let row = 0; row < n; row++) qweight[Math.floor(col / perWord) * n + row] |= u.value(row, col) << (bits * (col % perWord));
+    for (let col = 0; col < k; col++)
+      for (let row = 0; row < n; row++) qweight[Math.floor(col / perWord) * n + row] |= u.value(row, col) << (bits * (col % perWord));
     const qzeros = new Int32Array(u.groups * (n / perWord));
-    for (let g = 0; g < u.groups; g++) for (let row = 0; row < n; row++) qzeros[g * (n / perWord) + Math.floor(row / perWord)] |= ((u.zero(row, g) - offset) & ((1 << bits) - 1)) << (bits * (row % perWord));
-    out.push({ name: `${prefix}.qweight`, dtype: 'I32', shape: [k / perWord, n], data: qweight }, { name: `${prefix}.qzeros`, dtype: 'I32', shape: [u.groups, n / perWord], data: qzeros });
+    for (let g = 0; g < u.groups; g++)
+      for (let row = 0; row < n; row++)
+        qzeros[g * (n / perWord) + Math.floor(row / perWord)] |= ((u.zero(row, g) - offset) & ((1 << bits) - 1)) << (bits * (row % perWord));
+    out.push(
+      { name: `${prefix}.qweight`, dtype: 'I32', shape: [k / perWord, n], data: qweight },
+      { name: `${prefix}.qzeros`, dtype: 'I32', shape: [u.groups, n / perWord], data: qzeros },
+    );
     if (format.gIdx !== 'none') {
       const gIdx = Int32Array.from({ length: k }, (_, i) => Math.floor(i / q.blockSize));
       if (format.gIdx === 'permuted') [gIdx[0], gIdx[k - 1]] = [gIdx[k - 1], gIdx[0]];
@@ -51,7 +58,10 @@ export function packProjection(prefix: string, q: BlockQuantized, format: Packed
     for (let col = 0; col < k; col++) for (let row = 0; row < n; row++) qweight[col * (n / 8) + (row >> 3)] |= u.value(row, col) << (4 * AWQ_NIBBLE[row & 7]);
     const qzeros = new Int32Array(u.groups * (n / 8));
     for (let g = 0; g < u.groups; g++) for (let row = 0; row < n; row++) qzeros[g * (n / 8) + (row >> 3)] |= u.zero(row, g) << (4 * AWQ_NIBBLE[row & 7]);
-    out.push({ name: `${prefix}.qweight`, dtype: 'I32', shape: [k, n / 8], data: qweight }, { name: `${prefix}.qzeros`, dtype: 'I32', shape: [u.groups, n / 8], data: qzeros });
+    out.push(
+      { name: `${prefix}.qweight`, dtype: 'I32', shape: [k, n / 8], data: qweight },
+      { name: `${prefix}.qzeros`, dtype: 'I32', shape: [u.groups, n / 8], data: qzeros },
+    );
   }
   out.push({ name: `${prefix}.scales`, dtype: 'F32', shape: [u.groups, n], data: scales });
   return out;
@@ -59,7 +69,14 @@ export function packProjection(prefix: string, q: BlockQuantized, format: Packed
 
 export function quantizationConfig(format: PackedFormat, groupSize: number): Record<string, unknown> {
   return format.method === 'gptq'
-    ? { quant_method: 'gptq', bits: format.bits, group_size: groupSize, desc_act: format.gIdx === 'permuted', sym: format.bits === 8, checkpoint_format: format.version }
+    ? {
+        quant_method: 'gptq',
+        bits: format.bits,
+        group_size: groupSize,
+        desc_act: format.gIdx === 'permuted',
+        sym: format.bits === 8,
+        checkpoint_format: format.version,
+      }
     : { quant_method: 'awq', bits: 4, group_size: groupSize, zero_point: true, version: 'gemm' };
 }
 
@@ -76,7 +93,11 @@ export function writePrequantizedCheckpoint(src: string, dst: string, format: Pa
   const weights = new CheckpointWeights(src);
   const quantized = new Map<string, BlockQuantized>();
   const tensors: Parameters<typeof encodeSafetensors>[0] = [];
-  const header = JSON.parse(readFileSync(join(src, 'model.safetensors')).subarray(8, 8 + Number(readFileSync(join(src, 'model.safetensors')).readBigUInt64LE(0))).toString('utf8')) as Record<string, unknown>;
+  const header = JSON.parse(
+    readFileSync(join(src, 'model.safetensors'))
+      .subarray(8, 8 + Number(readFileSync(join(src, 'model.safetensors')).readBigUInt64LE(0)))
+      .toString('utf8'),
+  ) as Record<string, unknown>;
   for (const name of Object.keys(header).filter((n) => n !== '__metadata__')) {
     const { shape } = weights.info(name);
     const data = weights.read(name, shape);

@@ -33,7 +33,13 @@ t.test('register from a path under the root', async (t) => {
 });
 
 t.test('paths outside the root, traversal and symbolic-link escapes are refused', async (t) => {
-  for (const [path, message] of [['../', /outside the adapters root/], [outside, /outside the adapters root/], ['staging/../../x', /outside/], ['escape', /symbolic link/], ['nope', /not a directory/]] as const) {
+  for (const [path, message] of [
+    ['../', /outside the adapters root/],
+    [outside, /outside the adapters root/],
+    ['staging/../../x', /outside/],
+    ['escape', /symbolic link/],
+    ['nope', /not a directory/],
+  ] as const) {
     const res = await post('/v1/adapters', { name: 'x1', path });
     t.equal(res.statusCode, 400, path);
     t.match(res.json().error.message, message, path);

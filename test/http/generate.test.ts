@@ -24,12 +24,23 @@ t.teardown(async () => {
 });
 
 const post = (url: string, payload: unknown, headers: Record<string, string> = {}) =>
-  app.inject({ method: 'POST', url, payload: typeof payload === 'string' ? payload : JSON.stringify(payload), headers: { 'content-type': 'application/json', ...headers } });
+  app.inject({
+    method: 'POST',
+    url,
+    payload: typeof payload === 'string' ? payload : JSON.stringify(payload),
+    headers: { 'content-type': 'application/json', ...headers },
+  });
 
 t.test('greedy generation per adapter equals the HF reference', async (t) => {
   for (const adapter of [null, 'support', 'sales', 'code']) {
     const c = reference.cases.find((x) => x.adapter === adapter)!;
-    const res = await post(`/v1/generate${adapter ? `?adapter=${adapter}` : ''}`, { prompt_token_ids: c.prompt_token_ids, max_tokens: 24, temperature: 0, ignore_eos: true, logprobs: true });
+    const res = await post(`/v1/generate${adapter ? `?adapter=${adapter}` : ''}`, {
+      prompt_token_ids: c.prompt_token_ids,
+      max_tokens: 24,
+      temperature: 0,
+      ignore_eos: true,
+      logprobs: true,
+    });
     t.equal(res.statusCode, 200);
     const body = res.json();
     t.same(body.token_ids, c.greedy_token_ids, `${adapter ?? 'base'} tokens`);
@@ -37,7 +48,10 @@ t.test('greedy generation per adapter equals the HF reference', async (t) => {
     t.equal(body.route, 'local');
     t.equal(body.finish_reason, 'length');
     t.same(body.usage, { prompt_tokens: c.prompt_token_ids.length, completion_tokens: 24 });
-    t.ok(body.logprobs.every((lp: number, i: number) => Math.abs(lp - c.greedy_logprobs[i]) < 1e-4), 'logprobs within 1e-4');
+    t.ok(
+      body.logprobs.every((lp: number, i: number) => Math.abs(lp - c.greedy_logprobs[i]) < 1e-4),
+      'logprobs within 1e-4',
+    );
     t.equal(res.headers['x-inference-route'], 'local');
   }
 });
@@ -53,8 +67,13 @@ t.test('text prompts, stop sequences and seeds', async (t) => {
   const a = (await post('/v1/generate', { prompt: c.prompt, max_tokens: 16, temperature: 1, top_p: 0.9, top_k: 50, seed: 7, ignore_eos: true })).json();
   const b = (await post('/v1/generate', { prompt: c.prompt, max_tokens: 16, temperature: 1, top_p: 0.9, top_k: 50, seed: 7, ignore_eos: true })).json();
   t.same(a.token_ids, b.token_ids, 'same seed, same sample');
-  const others = await Promise.all([8, 9, 10].map((seed) => post('/v1/generate', { prompt: c.prompt, max_tokens: 16, temperature: 1.5, seed, ignore_eos: true })));
-  t.ok(others.some((r) => JSON.stringify(r.json().token_ids) !== JSON.stringify(a.token_ids)), 'other seeds sample differently');
+  const others = await Promise.all(
+    [8, 9, 10].map((seed) => post('/v1/generate', { prompt: c.prompt, max_tokens: 16, temperature: 1.5, seed, ignore_eos: true })),
+  );
+  t.ok(
+    others.some((r) => JSON.stringify(r.json().token_ids) !== JSON.stringify(a.token_ids)),
+    'other seeds sample differently',
+  );
 });
 
 t.test('stops at EOS unless ignore_eos', async (t) => {
@@ -79,14 +98,27 @@ t.test('stops at EOS unless ignore_eos', async (t) => {
 
 t.test('streaming sends one event per token and a last one with finish_reason and usage', async (t) => {
   const c = reference.cases[1];
-  const res = await post('/v1/generate?adapter=support', { prompt_token_ids: c.prompt_token_ids, max_tokens: 24, temperature: 0, ignore_eos: true, logprobs: true, stream: true });
+  const res = await post('/v1/generate?adapter=support', {
+    prompt_token_ids: c.prompt_token_ids,
+    max_tokens: 24,
+    temperature: 0,
+    ignore_eos: true,
+    logprobs: true,
+    stream: true,
+  });
   t.equal(res.statusCode, 200);
   t.match(res.headers['content-type'], /text\/event-stream/);
-  const events = res.body.split('\n\n').filter(Boolean).map((e) => e.replace(/^data: /, ''));
+  const events = res.body
+    .split('\n\n')
+    .filter(Boolean)
+    .map((e) => e.replace(/^data: /, ''));
   t.equal(events.at(-1), '[DONE]');
   const data = events.slice(0, -1).map((e) => JSON.parse(e));
   const tokens = data.filter((d) => 'token_id' in d && d.token_id >= 0);
-  t.same(tokens.map((d) => d.token_id), c.greedy_token_ids);
+  t.same(
+    tokens.map((d) => d.token_id),
+    c.greedy_token_ids,
+  );
   t.equal(data.map((d) => d.text ?? '').join(''), c.greedy_text);
   const last = data.at(-1);
   t.equal(last.finish_reason, 'length');
@@ -151,7 +183,11 @@ t.test('streamed text pieces always add up to the final text', async (t) => {
     const body = { prompt_token_ids: c.prompt_token_ids, max_tokens: 24, temperature: 0, ignore_eos: true };
     const url = `/v1/generate${c.adapter ? `?adapter=${c.adapter}` : ''}`;
     const full = (await post(url, body)).json();
-    const streamed = (await post(url, { ...body, stream: true })).body.split('\n\n').filter((e) => e.startsWith('data: {')).map((e) => JSON.parse(e.slice(6)).text ?? '').join('');
+    const streamed = (await post(url, { ...body, stream: true })).body
+      .split('\n\n')
+      .filter((e) => e.startsWith('data: {'))
+      .map((e) => JSON.parse(e.slice(6)).text ?? '')
+      .join('');
     t.equal(streamed, full.text, `${c.adapter ?? 'base'}: ${c.prompt.slice(0, 20)}`);
   }
 });

@@ -12,7 +12,11 @@ t.teardown(async () => {
 
 t.test('metrics reflect requests, tokens, latency and the adapter cache', async (t) => {
   const gen = (adapter: string | null, extra = {}) =>
-    app.inject({ method: 'POST', url: `/v1/generate${adapter ? `?adapter=${adapter}` : ''}`, payload: { prompt: 'Hello there', max_tokens: 5, temperature: 0, ignore_eos: true, ...extra } });
+    app.inject({
+      method: 'POST',
+      url: `/v1/generate${adapter ? `?adapter=${adapter}` : ''}`,
+      payload: { prompt: 'Hello there', max_tokens: 5, temperature: 0, ignore_eos: true, ...extra },
+    });
   const first = await gen('support');
   await gen('support', { stream: true });
   await gen(null);
@@ -24,7 +28,11 @@ t.test('metrics reflect requests, tokens, latency and the adapter cache', async 
   const text = res.body;
   const value = (pattern: RegExp) => Number(pattern.exec(text)?.[1]);
   t.equal(value(/lora_requests_total\{route="\/v1\/generate",adapter="support",status="200"\} (\d+)/), 2, 'two support requests');
-  t.equal(value(/lora_requests_total\{route="\/v1\/generate",adapter="other",status="404"\} (\d+)/), 1, "an unknown adapter name never becomes a label (it counts as other)");
+  t.equal(
+    value(/lora_requests_total\{route="\/v1\/generate",adapter="other",status="404"\} (\d+)/),
+    1,
+    'an unknown adapter name never becomes a label (it counts as other)',
+  );
   t.notMatch(text, /made-up-adapter-name/);
   t.equal(value(/lora_generated_tokens_total\{adapter="support"\} (\d+)/), 10);
   t.equal(value(/lora_generated_tokens_total\{adapter="base"\} (\d+)/), 5);

@@ -108,12 +108,21 @@ t.test('timeouts and refused connections are counted, not thrown', async (t) => 
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const slow = await runLoadTest(parseArgs(['--url', url, '--concurrency', '2', '--requests', '2', '--timeout', '200ms', '--no-out']));
-  t.same(slow.outcomes.map((x) => x.errorCode), ['timeout', 'timeout']);
-  t.same(slow.outcomes.map((x) => x.status), [0, 0]);
+  t.same(
+    slow.outcomes.map((x) => x.errorCode),
+    ['timeout', 'timeout'],
+  );
+  t.same(
+    slow.outcomes.map((x) => x.status),
+    [0, 0],
+  );
   server.closeAllConnections();
   await new Promise<void>((r) => server.close(() => r()));
   const refused = await runLoadTest(parseArgs(['--url', url, '--concurrency', '1', '--requests', '3', '--no-out']));
-  t.same(refused.outcomes.map((x) => x.errorCode), ['network_error', 'network_error', 'network_error']);
+  t.same(
+    refused.outcomes.map((x) => x.errorCode),
+    ['network_error', 'network_error', 'network_error'],
+  );
   t.match(refused.outcomes[0].errorMessage, /ECONNREFUSED/);
 });
 
@@ -133,11 +142,16 @@ t.test('stopping the run aborts requests in flight and keeps what finished', asy
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const ac = new AbortController();
   setTimeout(() => ac.abort(), 300);
-  const r = await runLoadTest(parseArgs(['--url', url, '--adapters', 'slow,base:4', '--concurrency', '2', '--duration', '30', '--no-out']), { signal: ac.signal });
+  const r = await runLoadTest(parseArgs(['--url', url, '--adapters', 'slow,base:4', '--concurrency', '2', '--duration', '30', '--no-out']), {
+    signal: ac.signal,
+  });
   t.equal(r.stoppedBy, 'signal');
   t.ok(r.issueEndS < 5);
   t.ok(r.abortedInFlight >= 1, `aborted ${r.abortedInFlight}`);
-  t.ok(r.outcomes.every((x) => x.adapter === 'base' && x.ok), 'only finished requests are kept');
+  t.ok(
+    r.outcomes.every((x) => x.adapter === 'base' && x.ok),
+    'only finished requests are kept',
+  );
 });
 
 t.test('an API key from LOADTEST_API_KEY goes out as a bearer token and never into the report', async (t) => {
@@ -164,6 +178,9 @@ t.test('an API key from LOADTEST_API_KEY goes out as a bearer token and never in
   t.ok(run.outcomes.length === 3 && run.outcomes.every((x) => x.ok), 'all requests accepted with the key');
   t.notMatch(JSON.stringify(buildReport(withKey, run)), /sk-test-123/, 'the key is not in the report');
   const without = await runLoadTest(parseArgs(args));
-  t.ok(without.outcomes.every((x) => x.status === 401 && x.errorCode === 'unauthorized'), 'refused without it');
+  t.ok(
+    without.outcomes.every((x) => x.status === 401 && x.errorCode === 'unauthorized'),
+    'refused without it',
+  );
   t.same(seen.slice(0, 3), ['Bearer sk-test-123', 'Bearer sk-test-123', 'Bearer sk-test-123']);
 });

@@ -36,13 +36,42 @@ function synthetic(stream: boolean): RunResult {
   }
   for (let i = 0; i < 50; i++) {
     const latencyMs = 200 + i;
-    outcomes.push(outcome({ index: index++, adapter: 'sales', latencyMs, ttftMs: stream ? 30 : latencyMs, route: i % 2 ? 'bedrock' : 'local', completionTokens: 20 }));
+    outcomes.push(
+      outcome({ index: index++, adapter: 'sales', latencyMs, ttftMs: stream ? 30 : latencyMs, route: i % 2 ? 'bedrock' : 'local', completionTokens: 20 }),
+    );
   }
   for (let i = 0; i < 5; i++) {
-    outcomes.push(outcome({ index: index++, adapter: 'sales', ok: false, status: 429, errorCode: 'queue_full', errorMessage: 'The queue is full <script>alert(1)</script> & co', completionTokens: 0, promptTokens: null, finishReason: null, route: null, retryAfterS: 1 }));
+    outcomes.push(
+      outcome({
+        index: index++,
+        adapter: 'sales',
+        ok: false,
+        status: 429,
+        errorCode: 'queue_full',
+        errorMessage: 'The queue is full <script>alert(1)</script> & co',
+        completionTokens: 0,
+        promptTokens: null,
+        finishReason: null,
+        route: null,
+        retryAfterS: 1,
+      }),
+    );
   }
   for (let i = 0; i < 3; i++) {
-    outcomes.push(outcome({ index: index++, adapter: 'sales', ok: false, status: 502, errorCode: 'http_502', errorMessage: '<html>Bad gateway</html>', completionTokens: 0, promptTokens: null, finishReason: null, route: null }));
+    outcomes.push(
+      outcome({
+        index: index++,
+        adapter: 'sales',
+        ok: false,
+        status: 502,
+        errorCode: 'http_502',
+        errorMessage: '<html>Bad gateway</html>',
+        completionTokens: 0,
+        promptTokens: null,
+        finishReason: null,
+        route: null,
+      }),
+    );
   }
   const timeline = new Timeline(['support', 'sales', 'base']);
   for (const x of outcomes) {
@@ -85,11 +114,27 @@ t.test('the report figures', async (t) => {
   t.equal(r.notes.ttft, TTFT_NOTE_NON_STREAMING);
   t.equal(r.histograms.ttftMs, null);
   t.ok(r.histograms.latencyMs);
-  t.equal(r.histograms.latencyMs!.counts.reduce((a, b) => a + b, 0), 150, 'histogram holds the ok requests');
-  t.equal(r.histograms.latencyMs!.countsByAdapter.support.reduce((a, b) => a + b, 0), 100);
-  t.equal(r.timeline.reduce((a, b) => a + b.tokens, 0), 2000);
-  t.equal(r.timeline.reduce((a, b) => a + b.errors, 0), 8);
-  t.same(r.config.adapters.map((a) => a.share), [0.5, 0.25, 0.25]);
+  t.equal(
+    r.histograms.latencyMs!.counts.reduce((a, b) => a + b, 0),
+    150,
+    'histogram holds the ok requests',
+  );
+  t.equal(
+    r.histograms.latencyMs!.countsByAdapter.support.reduce((a, b) => a + b, 0),
+    100,
+  );
+  t.equal(
+    r.timeline.reduce((a, b) => a + b.tokens, 0),
+    2000,
+  );
+  t.equal(
+    r.timeline.reduce((a, b) => a + b.errors, 0),
+    8,
+  );
+  t.same(
+    r.config.adapters.map((a) => a.share),
+    [0.5, 0.25, 0.25],
+  );
 });
 
 t.test('HTML is well-formed, self-contained and shows the figures', async (t) => {
@@ -104,7 +149,10 @@ t.test('HTML is well-formed, self-contained and shows the figures', async (t) =>
   t.equal(check.elements.filter((e) => e === 'script').length, 1);
   t.notMatch(html, /url\(|@import/);
   const urls = html.match(/https?:\/\/[^\s"'<]+/g) ?? [];
-  t.ok(urls.every((u) => u === 'http://www.w3.org/2000/svg' || u.startsWith('http://inference.example:8080')), `only the svg namespace and the target: ${[...new Set(urls)].join(' ')}`);
+  t.ok(
+    urls.every((u) => u === 'http://www.w3.org/2000/svg' || u.startsWith('http://inference.example:8080')),
+    `only the svg namespace and the target: ${[...new Set(urls)].join(' ')}`,
+  );
   // Charts: latency histogram, tokens/s over time, requests/s over time.
   t.equal(check.elements.filter((e) => e === 'svg').length, 3);
   t.ok(check.elements.includes('rect') && check.elements.includes('polyline'));

@@ -35,7 +35,11 @@ function checkAgainstServer(t: Test, report: LoadTestReport, server: FakeServer,
   const s = server.stats;
   t.same(s.badBodies, [], 'every request body followed the contract');
   t.equal(report.overall.requests, REQUESTS);
-  t.equal(Object.values(s.received).reduce((a, b) => a + b, 0), REQUESTS, 'the server saw every request');
+  t.equal(
+    Object.values(s.received).reduce((a, b) => a + b, 0),
+    REQUESTS,
+    'the server saw every request',
+  );
   const split = expectedSplit(REQUESTS, 5);
   for (const l of LABELS) {
     const g = report.perAdapter[l];
@@ -69,7 +73,11 @@ function checkAgainstServer(t: Test, report: LoadTestReport, server: FakeServer,
   t.equal(report.perAdapter.base.completionTokensPerRequest?.p50, 4);
   t.same(report.perAdapter.support.finishReasons, { stop: report.perAdapter.support.ok });
   t.ok(report.perAdapter.support.latencyMs!.p50 > 0);
-  t.equal(report.timeline.reduce((a, b) => a + b.tokens, 0), report.overall.generatedTokens, 'timeline tokens add up');
+  t.equal(
+    report.timeline.reduce((a, b) => a + b.tokens, 0),
+    report.overall.generatedTokens,
+    'timeline tokens add up',
+  );
   t.equal(
     report.timeline.reduce((a, b) => a + b.requests + b.errors, 0),
     report.overall.requests,
@@ -80,7 +88,25 @@ function checkAgainstServer(t: Test, report: LoadTestReport, server: FakeServer,
 t.test('non-streaming run: per-adapter split, tokens and error codes', async (t) => {
   const server = await startFakeServer();
   t.teardown(() => server.close());
-  const o = parseArgs(['--url', server.url, '--adapters', MIX, '--concurrency', '6', '--duration', '60', '--requests', String(REQUESTS), '--prompt-tokens', '8-24', '--max-tokens', '16', '--seed', '5', '--no-out']);
+  const o = parseArgs([
+    '--url',
+    server.url,
+    '--adapters',
+    MIX,
+    '--concurrency',
+    '6',
+    '--duration',
+    '60',
+    '--requests',
+    String(REQUESTS),
+    '--prompt-tokens',
+    '8-24',
+    '--max-tokens',
+    '16',
+    '--seed',
+    '5',
+    '--no-out',
+  ]);
   const run = await runLoadTest(o);
   t.equal(run.stoppedBy, 'requests');
   const report = buildReport(o, run);
@@ -96,7 +122,26 @@ t.test('non-streaming run: per-adapter split, tokens and error codes', async (t)
 t.test('streaming run: first-token time, broken-off streams, same split', async (t) => {
   const server = await startFakeServer({ tokenDelayMs: 3 });
   t.teardown(() => server.close());
-  const o = parseArgs(['--url', server.url, '--adapters', MIX, '--concurrency', '6', '--duration', '60', '--requests', String(REQUESTS), '--prompt-tokens', '8-24', '--max-tokens', '16', '--seed', '5', '--stream', '--no-out']);
+  const o = parseArgs([
+    '--url',
+    server.url,
+    '--adapters',
+    MIX,
+    '--concurrency',
+    '6',
+    '--duration',
+    '60',
+    '--requests',
+    String(REQUESTS),
+    '--prompt-tokens',
+    '8-24',
+    '--max-tokens',
+    '16',
+    '--seed',
+    '5',
+    '--stream',
+    '--no-out',
+  ]);
   const run = await runLoadTest(o);
   const report = buildReport(o, run);
   checkAgainstServer(t, report, server, true);
@@ -130,7 +175,22 @@ t.test('the CLI writes report.json, report.html and requests.jsonl and prints pr
   t.teardown(() => rm(out, { recursive: true, force: true }));
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', 'tools/loadtest/cli.ts', '--url', server.url, '--adapters', 'support:3,sales,missing', '--concurrency', '4', '--duration', '2.2', '--stream', '--out', out],
+    [
+      '--import',
+      'tsx',
+      'tools/loadtest/cli.ts',
+      '--url',
+      server.url,
+      '--adapters',
+      'support:3,sales,missing',
+      '--concurrency',
+      '4',
+      '--duration',
+      '2.2',
+      '--stream',
+      '--out',
+      out,
+    ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let stdout = '';
@@ -148,7 +208,10 @@ t.test('the CLI writes report.json, report.html and requests.jsonl and prints pr
   const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as LoadTestReport;
   t.same(Object.keys(report.perAdapter), ['support', 'sales', 'missing']);
   t.equal(report.perAdapter.support.requests, server.stats.received.support);
-  t.equal(report.overall.generatedTokens, Object.values(server.stats.tokensSent).reduce((a, b) => a + b, 0));
+  t.equal(
+    report.overall.generatedTokens,
+    Object.values(server.stats.tokensSent).reduce((a, b) => a + b, 0),
+  );
   t.equal(report.perAdapter.missing.errorsByCode.adapter_not_found, server.stats.received.missing);
   const lines = (await readFile(join(out, 'requests.jsonl'), 'utf8')).trim().split('\n');
   t.equal(lines.length, report.overall.requests);

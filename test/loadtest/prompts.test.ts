@@ -6,7 +6,10 @@ t.test('the rng is seeded and in [0, 1)', async (t) => {
   const a = createRng(7);
   const b = createRng(7);
   const xs = Array.from({ length: 1000 }, () => a());
-  t.same(xs, Array.from({ length: 1000 }, () => b()));
+  t.same(
+    xs,
+    Array.from({ length: 1000 }, () => b()),
+  );
   t.ok(xs.every((x) => x >= 0 && x < 1));
   t.not(createRng(8)(), createRng(7)());
 });
@@ -31,10 +34,16 @@ t.test('the planner is deterministic and keeps prompt lengths in range', async (
   t.same(a, b);
   t.ok(a.every((r) => r.targetPromptTokens >= 10 && r.targetPromptTokens <= 20));
   t.ok(a.every((r) => r.prompt.split(' ').length === r.targetPromptTokens));
-  t.same(a.map((r) => r.index), Array.from({ length: 50 }, (_, i) => i));
+  t.same(
+    a.map((r) => r.index),
+    Array.from({ length: 50 }, (_, i) => i),
+  );
   // The adapter sequence doesn't depend on the prompt lengths.
   const p3 = new RequestPlanner(mix, { min: 500, max: 600 }, 3);
-  t.same(Array.from({ length: 50 }, () => p3.next().entry.label), a.map((r) => r.entry.label));
+  t.same(
+    Array.from({ length: 50 }, () => p3.next().entry.label),
+    a.map((r) => r.entry.label),
+  );
 });
 
 t.test('weighted picks follow the weights', async (t) => {

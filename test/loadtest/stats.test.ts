@@ -53,7 +53,10 @@ t.test('histogram: nice edges covering every value, counts add up', async (t) =>
   const values = [12, 15, 17, 30, 44, 44, 99.5, 100];
   const h = histogram(values, 10);
   t.equal(h.counts.length, h.edges.length - 1);
-  t.equal(h.counts.reduce((a, b) => a + b, 0), values.length);
+  t.equal(
+    h.counts.reduce((a, b) => a + b, 0),
+    values.length,
+  );
   t.ok(h.edges[0] <= 12 && h.edges[h.edges.length - 1] > 100, 'covers min and max');
   const step = h.edges[1] - h.edges[0];
   t.equal(step, 10);
@@ -66,7 +69,10 @@ t.test('histogram: nice edges covering every value, counts add up', async (t) =>
   t.same(flat.counts, [3]);
   t.same(binCounts([1, 2, 3], []), []);
   t.same(binCounts([-5, 500], [0, 10, 20]), [1, 1], 'out-of-range values clamp to the end bins');
-  t.ok(histogramEdges([0.1, 0.2, 0.3], 4).every((e) => String(e).length < 8), 'no float noise in edges');
+  t.ok(
+    histogramEdges([0.1, 0.2, 0.3], 4).every((e) => String(e).length < 8),
+    'no float noise in edges',
+  );
 });
 
 t.test('Timeline buckets per second, fills gaps, marks the last partial second', async (t) => {
@@ -78,7 +84,10 @@ t.test('Timeline buckets per second, fills gaps, marks the last partial second',
   tl.addTokens(2700, 'c', 1);
   const arr = tl.toArray(3250);
   t.equal(arr.length, 4);
-  t.same(arr.map((b) => b.second), [0, 1, 2, 3]);
+  t.same(
+    arr.map((b) => b.second),
+    [0, 1, 2, 3],
+  );
   t.match(arr[0], { tokens: 5, requests: 1, errors: 0, coveredS: 1, byAdapter: { a: { tokens: 5, requests: 1 }, b: { tokens: 0 } } });
   t.match(arr[1], { tokens: 0, requests: 0, errors: 0 });
   t.match(arr[2], { tokens: 4, requests: 0, errors: 1, byAdapter: { b: { tokens: 3, errors: 1 }, c: { tokens: 1 } } });

@@ -43,7 +43,6 @@ t.beforeEach(() => {
   logged.length = 0;
 });
 
-
 /** A streamed completion or chat completion read to the end: its text, last finish reason and usage. */
 async function drain<Choice extends { finish_reason: string | null }>(
   stream: AsyncIterable<{ choices: Choice[]; usage?: OpenAI.CompletionUsage | null }>,
@@ -144,11 +143,25 @@ t.test('local adapters stay local; a full local queue overflows to Bedrock; rout
   t.ok(overflow.data.usage!.prompt_tokens > 0, 'prompt tokens from the finish event');
   t.equal(fake.requests.length, 1);
 
-  const forcedLocal = await rejectsWith(t, client.completions.create({ model: 'sales', prompt: 'Say hello', max_tokens: 4 }, { query: { route: 'local' } }), OpenAI.RateLimitError);
+  const forcedLocal = await rejectsWith(
+    t,
+    client.completions.create({ model: 'sales', prompt: 'Say hello', max_tokens: 4 }, { query: { route: 'local' } }),
+    OpenAI.RateLimitError,
+  );
   t.equal(forcedLocal?.status, 429, 'route=local: queue_full');
   await rejectsWith(t, client.completions.create({ model: 'code', prompt: 'Say hello', max_tokens: 4 }), OpenAI.RateLimitError, 'no target: queue_full');
-  await rejectsWith(t, client.completions.create({ model: BASE, prompt: 'Say hello', max_tokens: 4 }), OpenAI.RateLimitError, 'the base model never goes to Bedrock');
-  await rejectsWith(t, client.completions.create({ model: 'sales', prompt: [1, 2, 3], max_tokens: 4 }), OpenAI.RateLimitError, 'token-id prompts never overflow');
+  await rejectsWith(
+    t,
+    client.completions.create({ model: BASE, prompt: 'Say hello', max_tokens: 4 }),
+    OpenAI.RateLimitError,
+    'the base model never goes to Bedrock',
+  );
+  await rejectsWith(
+    t,
+    client.completions.create({ model: 'sales', prompt: [1, 2, 3], max_tokens: 4 }),
+    OpenAI.RateLimitError,
+    'token-id prompts never overflow',
+  );
   for (const r of await Promise.all(hold)) {
     t.equal(r.status, 200);
     t.equal(r.headers.get('x-inference-route'), 'local');
@@ -167,16 +180,51 @@ t.test('a local engine failure before the first token goes to Bedrock (injected 
   let text = '';
   for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
   t.equal(text, 'rescued stream');
-  await rejectsWith(t, client.completions.create({ model: 'code', prompt: 'Say hello', max_tokens: 8 }), OpenAI.InternalServerError, 'without a target the failure is the answer');
+  await rejectsWith(
+    t,
+    client.completions.create({ model: 'code', prompt: 'Say hello', max_tokens: 8 }),
+    OpenAI.InternalServerError,
+    'without a target the failure is the answer',
+  );
 });
 
 t.test('route rules and what only the local engine can do', async (t) => {
-  await rejectsWith(t, client.completions.create({ model: 'chat', prompt: 'hi', max_tokens: 4 }, { query: { route: 'local' } }), OpenAI.BadRequestError, 'route=local for a Bedrock-only adapter');
-  await rejectsWith(t, client.completions.create({ model: 'code', prompt: 'hi', max_tokens: 4 }, { query: { route: 'bedrock' } }), OpenAI.BadRequestError, 'route=bedrock without a target');
-  await rejectsWith(t, client.completions.create({ model: 'code', prompt: 'hi', max_tokens: 4 }, { query: { route: 'sideways' } }), OpenAI.BadRequestError, 'an unknown route');
-  await rejectsWith(t, client.completions.create({ model: 'bo-llama', prompt: 'hi', max_tokens: 4, logprobs: 2 }), OpenAI.BadRequestError, 'Bedrock gives no logprobs');
-  await rejectsWith(t, client.completions.create({ model: 'bo-llama', prompt: [1, 2, 3], max_tokens: 4 }), OpenAI.BadRequestError, 'Bedrock takes no token ids');
-  await rejectsWith(t, client.chat.completions.create({ model: 'chat', messages, max_tokens: 4, response_format: { type: 'json_object' } }), OpenAI.BadRequestError, 'no JSON mode on Bedrock');
+  await rejectsWith(
+    t,
+    client.completions.create({ model: 'chat', prompt: 'hi', max_tokens: 4 }, { query: { route: 'local' } }),
+    OpenAI.BadRequestError,
+    'route=local for a Bedrock-only adapter',
+  );
+  await rejectsWith(
+    t,
+    client.completions.create({ model: 'code', prompt: 'hi', max_tokens: 4 }, { query: { route: 'bedrock' } }),
+    OpenAI.BadRequestError,
+    'route=bedrock without a target',
+  );
+  await rejectsWith(
+    t,
+    client.completions.create({ model: 'code', prompt: 'hi', max_tokens: 4 }, { query: { route: 'sideways' } }),
+    OpenAI.BadRequestError,
+    'an unknown route',
+  );
+  await rejectsWith(
+    t,
+    client.completions.create({ model: 'bo-llama', prompt: 'hi', max_tokens: 4, logprobs: 2 }),
+    OpenAI.BadRequestError,
+    'Bedrock gives no logprobs',
+  );
+  await rejectsWith(
+    t,
+    client.completions.create({ model: 'bo-llama', prompt: [1, 2, 3], max_tokens: 4 }),
+    OpenAI.BadRequestError,
+    'Bedrock takes no token ids',
+  );
+  await rejectsWith(
+    t,
+    client.chat.completions.create({ model: 'chat', messages, max_tokens: 4, response_format: { type: 'json_object' } }),
+    OpenAI.BadRequestError,
+    'no JSON mode on Bedrock',
+  );
   await rejectsWith(t, client.completions.create({ model: 'nope', prompt: 'hi', max_tokens: 4 }), OpenAI.NotFoundError, 'an unknown model is still a 404');
   t.equal(fake.requests.length, 0, 'none of these reached Bedrock');
   const forced = await client.completions.create({ model: 'sales', prompt: 'Say hello', max_tokens: 4 }, { query: { route: 'bedrock' } }).withResponse();
@@ -184,13 +232,17 @@ t.test('route rules and what only the local engine can do', async (t) => {
   t.equal(fake.requests.length, 1);
 });
 
-t.test('a Bedrock error is the client\'s typed error', async (t) => {
+t.test("a Bedrock error is the client's typed error", async (t) => {
   fake.setDefault({ error: { type: 'ThrottlingException' } });
   const e = await rejectsWith(t, client.completions.create({ model: 'bo-llama', prompt: 'hi', max_tokens: 4 }), OpenAI.RateLimitError);
   t.equal(e?.status, 429);
   t.equal((e?.error as { code?: string } | undefined)?.code, 'upstream_throttled');
   t.equal(fake.requests.length, 3, 'the fallback retried (maxRetries 2) before giving up');
   clock.now += 60_000;
-  await rejectsWith(t, client.chat.completions.create({ model: 'chat', messages, max_tokens: 4, stream: true }), OpenAI.RateLimitError, 'streamed: before the headers');
+  await rejectsWith(
+    t,
+    client.chat.completions.create({ model: 'chat', messages, max_tokens: 4, stream: true }),
+    OpenAI.RateLimitError,
+    'streamed: before the headers',
+  );
 });
-

@@ -61,7 +61,14 @@ t.test('GET /v1/models lists the base and every adapter that can serve', async (
   t.equal(one.id, 'support');
   await rejectsWith(t, client.models.retrieve('nope'), OpenAI.NotFoundError);
   const withExtra = listModels(engine, ['bedrock-claude', { id: 'titan', owned_by: 'aws', parent: null }, 'support']);
-  t.same(withExtra.slice(-2).map((m) => [m.id, m.owned_by]), [['bedrock-claude', 'bedrock'], ['titan', 'aws']], 'extra (e.g. Bedrock) names are listed after the local ones, duplicates dropped');
+  t.same(
+    withExtra.slice(-2).map((m) => [m.id, m.owned_by]),
+    [
+      ['bedrock-claude', 'bedrock'],
+      ['titan', 'aws'],
+    ],
+    'extra (e.g. Bedrock) names are listed after the local ones, duplicates dropped',
+  );
 
   // The plugin takes the extra names as an option (how the lead will pass Bedrock targets).
   const arn = 'arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude';
@@ -90,7 +97,15 @@ t.test('chat prompts are the chat template rendered and tokenized as HF does (on
 t.test('greedy chat, base and every adapter, equals /v1/generate on the rendered prompt', async (t) => {
   for (const adapter of [null, 'support', 'sales', 'code']) {
     const model = adapter ?? BASE;
-    const r = await client.chat.completions.create({ model, messages, max_tokens: 24, temperature: 0, logprobs: true, top_logprobs: 2, ...ext({ ignore_eos: true, return_tokens_as_token_ids: true }) });
+    const r = await client.chat.completions.create({
+      model,
+      messages,
+      max_tokens: 24,
+      temperature: 0,
+      logprobs: true,
+      top_logprobs: 2,
+      ...ext({ ignore_eos: true, return_tokens_as_token_ids: true }),
+    });
     const promptIds = expectedPromptIds(adapter);
     const native = await nativeGenerate(adapter, { prompt_token_ids: promptIds, max_tokens: 24, temperature: 0, ignore_eos: true, logprobs: true });
     t.equal(r.object, 'chat.completion');
@@ -101,10 +116,22 @@ t.test('greedy chat, base and every adapter, equals /v1/generate on the rendered
     t.equal(choice.message.content, native.text, `${model}: content equals /v1/generate's text`);
     const content = choice.logprobs!.content!;
     t.same(tokenIds(content.map((c) => c.token)), native.token_ids, `${model}: tokens equal /v1/generate's`);
-    t.ok(maxDiff(content.map((c) => c.logprob), native.logprobs) < 1e-5, `${model}: logprobs equal /v1/generate's`);
+    t.ok(
+      maxDiff(
+        content.map((c) => c.logprob),
+        native.logprobs,
+      ) < 1e-5,
+      `${model}: logprobs equal /v1/generate's`,
+    );
     const table = engine.tokenizer.tokenBytes();
-    t.ok(content.every((c, i) => JSON.stringify(c.bytes) === JSON.stringify(Array.from(table[native.token_ids[i]]))), `${model}: bytes are each token's bytes`);
-    t.ok(content.every((c) => c.top_logprobs.length === 2 && c.top_logprobs[0].token === c.token), `${model}: two alternatives, greedy token first`);
+    t.ok(
+      content.every((c, i) => JSON.stringify(c.bytes) === JSON.stringify(Array.from(table[native.token_ids[i]]))),
+      `${model}: bytes are each token's bytes`,
+    );
+    t.ok(
+      content.every((c) => c.top_logprobs.length === 2 && c.top_logprobs[0].token === c.token),
+      `${model}: two alternatives, greedy token first`,
+    );
     t.equal(choice.finish_reason, 'length');
     t.same(r.usage, { prompt_tokens: promptIds.length, completion_tokens: 24, total_tokens: promptIds.length + 24 });
   }
@@ -118,16 +145,24 @@ t.test("an adapter's own chat_template.jinja is used for that adapter only", asy
   t.equal(support.usage!.prompt_tokens, expectedPromptIds(null).length, 'support has no template of its own: the model one');
 });
 
-t.test('the chat template comes from the adapter\'s own files, whatever name it is registered under', async (t) => {
+t.test("the chat template comes from the adapter's own files, whatever name it is registered under", async (t) => {
   const register = (name: string, path: string) =>
-    fetch(`http://127.0.0.1:${server.port}/v1/adapters`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name, path }) });
+    fetch(`http://127.0.0.1:${server.port}/v1/adapters`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name, path }),
+    });
   t.equal((await register('vendor-sales', 'sales')).status, 201, 'sales registered as vendor-sales');
   t.equal((await register('vendor-support', 'support')).status, 201, 'support registered as vendor-support');
   t.teardown(async () => {
     for (const name of ['vendor-sales', 'vendor-support']) await fetch(`http://127.0.0.1:${server.port}/v1/adapters/${name}`, { method: 'DELETE' });
   });
   const renamed = await client.chat.completions.create({ model: 'vendor-sales', messages, max_tokens: 1 });
-  t.equal(renamed.usage!.prompt_tokens, expectedPromptIds('sales').length, "vendor-sales renders with sales/chat_template.jinja (there is no vendor-sales/ directory)");
+  t.equal(
+    renamed.usage!.prompt_tokens,
+    expectedPromptIds('sales').length,
+    'vendor-sales renders with sales/chat_template.jinja (there is no vendor-sales/ directory)',
+  );
   const plain = await client.chat.completions.create({ model: 'vendor-support', messages, max_tokens: 1 });
   t.equal(plain.usage!.prompt_tokens, expectedPromptIds(null).length, 'vendor-support ships no template: the model one');
 });
@@ -140,33 +175,54 @@ t.test('streaming chat, base and every adapter: role chunk, content, finish, usa
     const stream = await client.chat.completions.create({ ...params, stream: true, stream_options: { include_usage: true } });
     const chunks: OpenAI.ChatCompletionChunk[] = [];
     for await (const chunk of stream) chunks.push(chunk);
-    t.ok(chunks.every((c) => c.object === 'chat.completion.chunk' && c.id === chunks[0].id && c.model === model), `${model}: one id, object and model`);
+    t.ok(
+      chunks.every((c) => c.object === 'chat.completion.chunk' && c.id === chunks[0].id && c.model === model),
+      `${model}: one id, object and model`,
+    );
     t.same(chunks[0].choices[0].delta, { role: 'assistant', content: '' }, `${model}: the first chunk gives the role`);
     const body = chunks.slice(1, -2);
     const content = body.map((c) => c.choices[0].delta.content ?? '').join('');
     t.equal(content, whole.choices[0].message.content, `${model}: streamed content equals the JSON reply`);
     const tokens = body.flatMap((c) => c.choices[0].logprobs?.content ?? []).map((c) => c.token);
-    t.same(tokens, whole.choices[0].logprobs!.content!.map((c) => c.token), `${model}: streamed logprobs equal the JSON reply's`);
+    t.same(
+      tokens,
+      whole.choices[0].logprobs!.content!.map((c) => c.token),
+      `${model}: streamed logprobs equal the JSON reply's`,
+    );
     t.equal(chunks.at(-2)!.choices[0].finish_reason, 'length');
     t.same(chunks.at(-1)!.choices, []);
     t.same(chunks.at(-1)!.usage, whole.usage, `${model}: the usage chunk`);
-    t.ok(chunks.slice(0, -1).every((c) => c.usage === null), 'usage: null before the last chunk');
+    t.ok(
+      chunks.slice(0, -1).every((c) => c.usage === null),
+      'usage: null before the last chunk',
+    );
   }
 });
 
 t.test('n, seeds, stop, max_completion_tokens, the default length, content parts and developer messages', async (t) => {
   const params = { model: 'code', messages, max_completion_tokens: 10, temperature: 1.3, seed: 11, n: 3, ...ext({ ignore_eos: true }) };
   const first = await client.chat.completions.create(params);
-  t.same(first.choices.map((c) => c.index), [0, 1, 2]);
-  t.ok(first.choices.every((c) => c.finish_reason === 'length'), 'max_completion_tokens is honoured');
+  t.same(
+    first.choices.map((c) => c.index),
+    [0, 1, 2],
+  );
+  t.ok(
+    first.choices.every((c) => c.finish_reason === 'length'),
+    'max_completion_tokens is honoured',
+  );
   t.equal(first.usage!.completion_tokens, 30);
   const texts = first.choices.map((c) => c.message.content);
   t.ok(new Set(texts).size > 1, 'the choices differ');
-  t.same((await client.chat.completions.create(params)).choices.map((c) => c.message.content), texts, 'reproducible with a seed');
+  t.same(
+    (await client.chat.completions.create(params)).choices.map((c) => c.message.content),
+    texts,
+    'reproducible with a seed',
+  );
   const one = await client.chat.completions.create({ ...params, n: 1, seed: 13 });
   t.equal(one.choices[0].message.content, texts[2], 'choice 2 of seed 11 is choice 0 of seed 13');
   const streamed = ['', '', ''];
-  for await (const chunk of await client.chat.completions.create({ ...params, stream: true })) for (const c of chunk.choices) streamed[c.index] += c.delta.content ?? '';
+  for await (const chunk of await client.chat.completions.create({ ...params, stream: true }))
+    for (const c of chunk.choices) streamed[c.index] += c.delta.content ?? '';
   t.same(streamed, texts, 'streamed n choices equal the JSON ones');
 
   const greedy = await client.chat.completions.create({ model: BASE, messages, max_tokens: 24, temperature: 0, ...ext({ ignore_eos: true }) });
@@ -184,7 +240,13 @@ t.test('n, seeds, stop, max_completion_tokens, the default length, content parts
     model: BASE,
     messages: [
       { role: 'developer', content: [{ type: 'text', text: 'You are a support agent.' }] },
-      { role: 'user', content: [{ type: 'text', text: 'My printer' }, { type: 'text', text: 'jams.' }] },
+      {
+        role: 'user',
+        content: [
+          { type: 'text', text: 'My printer' },
+          { type: 'text', text: 'jams.' },
+        ],
+      },
     ],
     max_tokens: 1,
   });

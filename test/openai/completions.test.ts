@@ -37,7 +37,15 @@ t.test('greedy completions of token-id prompts equal the HF reference and /v1/ge
     ),
   );
   const natives = await Promise.all(
-    reference.cases.map((c) => nativeGenerate(c.adapter, { prompt_token_ids: c.prompt_token_ids, max_tokens: c.greedy_token_ids.length, temperature: 0, ignore_eos: true, logprobs: true })),
+    reference.cases.map((c) =>
+      nativeGenerate(c.adapter, {
+        prompt_token_ids: c.prompt_token_ids,
+        max_tokens: c.greedy_token_ids.length,
+        temperature: 0,
+        ignore_eos: true,
+        logprobs: true,
+      }),
+    ),
   );
   reference.cases.forEach((c, i) => {
     const name = `${c.adapter ?? 'base'} case ${i} (${c.prompt_token_ids.length}-token prompt)`;
@@ -56,14 +64,25 @@ t.test('greedy completions of token-id prompts equal the HF reference and /v1/ge
     t.ok(maxDiff(lp.token_logprobs!, natives[i].logprobs) < 1e-5, `${name}: logprobs equal /v1/generate's`);
     t.equal(choice.text, natives[i].text, `${name}: text equals /v1/generate's`);
     t.equal(choice.finish_reason, 'length');
-    t.same(r.usage, { prompt_tokens: c.prompt_token_ids.length, completion_tokens: c.greedy_token_ids.length, total_tokens: c.prompt_token_ids.length + c.greedy_token_ids.length });
+    t.same(r.usage, {
+      prompt_tokens: c.prompt_token_ids.length,
+      completion_tokens: c.greedy_token_ids.length,
+      total_tokens: c.prompt_token_ids.length + c.greedy_token_ids.length,
+    });
   });
 });
 
 t.test('streaming completions, base and every adapter: chunks add up to the JSON reply, then usage, then [DONE]', async (t) => {
   for (const adapter of [null, 'support', 'sales', 'code']) {
     const c = reference.cases.find((x) => x.adapter === adapter)!;
-    const params = { model: modelOf(adapter), prompt: c.prompt_token_ids, max_tokens: 24, temperature: 0, logprobs: 2, ...ext({ ignore_eos: true, return_tokens_as_token_ids: true }) };
+    const params = {
+      model: modelOf(adapter),
+      prompt: c.prompt_token_ids,
+      max_tokens: 24,
+      temperature: 0,
+      logprobs: 2,
+      ...ext({ ignore_eos: true, return_tokens_as_token_ids: true }),
+    };
     const whole = await client.completions.create(params);
     const stream = await client.completions.create({ ...params, stream: true, stream_options: { include_usage: true } });
     let text = '';
@@ -110,7 +129,10 @@ t.test('the raw stream ends with data: [DONE] and carries usage: null before the
   const events = (await res.text()).split('\n\n').filter(Boolean);
   t.equal(events.at(-1), 'data: [DONE]');
   const data = events.slice(0, -1).map((e) => JSON.parse(e.replace(/^data: /, '')));
-  t.ok(data.slice(0, -1).every((d) => d.usage === null), 'usage: null on every chunk before the last');
+  t.ok(
+    data.slice(0, -1).every((d) => d.usage === null),
+    'usage: null on every chunk before the last',
+  );
   const promptTokens = engine.tokenizer.encode('Hi').length;
   t.same(data.at(-1).usage, { prompt_tokens: promptTokens, completion_tokens: 4, total_tokens: promptTokens + 4 });
 });
@@ -122,18 +144,47 @@ t.test('text prompts, batches of prompts, and the default max_tokens of 16', asy
   t.equal(text.usage!.prompt_tokens, c.prompt_token_ids.length, 'the text prompt was tokenized as HF does (BOS added)');
 
   const [a, b] = reference.cases.filter((x) => x.adapter === null);
-  const batch = await client.completions.create({ model: BASE, prompt: [a.prompt_token_ids, b.prompt_token_ids], n: 2, max_tokens: 24, temperature: 0, ...ext({ ignore_eos: true }) });
-  t.same(batch.choices.map((x) => x.index), [0, 1, 2, 3], 'choice index = prompt index * n + i');
+  const batch = await client.completions.create({
+    model: BASE,
+    prompt: [a.prompt_token_ids, b.prompt_token_ids],
+    n: 2,
+    max_tokens: 24,
+    temperature: 0,
+    ...ext({ ignore_eos: true }),
+  });
+  t.same(
+    batch.choices.map((x) => x.index),
+    [0, 1, 2, 3],
+    'choice index = prompt index * n + i',
+  );
   t.equal(batch.choices[0].text, greedyText(a));
   t.equal(batch.choices[1].text, greedyText(a));
   t.equal(batch.choices[2].text, greedyText(b));
   t.equal(batch.choices[3].text, greedyText(b));
-  t.same(batch.usage, { prompt_tokens: a.prompt_token_ids.length + b.prompt_token_ids.length, completion_tokens: 96, total_tokens: a.prompt_token_ids.length + b.prompt_token_ids.length + 96 }, 'each prompt counted once');
+  t.same(
+    batch.usage,
+    {
+      prompt_tokens: a.prompt_token_ids.length + b.prompt_token_ids.length,
+      completion_tokens: 96,
+      total_tokens: a.prompt_token_ids.length + b.prompt_token_ids.length + 96,
+    },
+    'each prompt counted once',
+  );
 
-  const strings = await client.completions.create({ model: 'sales', prompt: [a.prompt, b.prompt], max_tokens: 24, temperature: 0, ...ext({ ignore_eos: true }) });
+  const strings = await client.completions.create({
+    model: 'sales',
+    prompt: [a.prompt, b.prompt],
+    max_tokens: 24,
+    temperature: 0,
+    ...ext({ ignore_eos: true }),
+  });
   const salesA = reference.cases.find((x) => x.adapter === 'sales' && x.prompt === a.prompt)!;
   const salesB = reference.cases.find((x) => x.adapter === 'sales' && x.prompt === b.prompt)!;
-  t.same(strings.choices.map((x) => x.text), [greedyText(salesA), greedyText(salesB)], 'a batch of text prompts on an adapter');
+  t.same(
+    strings.choices.map((x) => x.text),
+    [greedyText(salesA), greedyText(salesB)],
+    'a batch of text prompts on an adapter',
+  );
 
   const dflt = await client.completions.create({ model: BASE, prompt: 'Hi', ...ext({ ignore_eos: true }) });
   t.equal(dflt.usage!.completion_tokens, 16, "OpenAI's default max_tokens");
@@ -144,7 +195,11 @@ t.test('n choices with a seed: seed + i for choice i, reproducible', async (t) =
   const first = await client.completions.create(params);
   const again = await client.completions.create(params);
   const texts = first.choices.map((c) => c.text);
-  t.same(again.choices.map((c) => c.text), texts, 'same seed, same choices');
+  t.same(
+    again.choices.map((c) => c.text),
+    texts,
+    'same seed, same choices',
+  );
   t.ok(new Set(texts).size > 1, 'the choices differ');
   const one = await client.completions.create({ ...params, n: 1, seed: 6 });
   t.equal(one.choices[0].text, texts[1], 'choice 1 of seed 5 is choice 0 of seed 6');
@@ -156,22 +211,62 @@ t.test('n choices with a seed: seed + i for choice i, reproducible', async (t) =
 
 t.test('stop sequences and top logprobs', async (t) => {
   const c = reference.cases[2];
-  const full = await client.completions.create({ model: BASE, prompt: c.prompt_token_ids, max_tokens: 24, temperature: 0, logprobs: 3, ...ext({ ignore_eos: true, return_tokens_as_token_ids: true }) });
+  const full = await client.completions.create({
+    model: BASE,
+    prompt: c.prompt_token_ids,
+    max_tokens: 24,
+    temperature: 0,
+    logprobs: 3,
+    ...ext({ ignore_eos: true, return_tokens_as_token_ids: true }),
+  });
   const text = full.choices[0].text;
   const lp = full.choices[0].logprobs!;
   t.equal(lp.tokens!.length, 24);
-  t.ok(lp.top_logprobs!.every((top, i) => Object.keys(top).length === 3 && top[lp.tokens![i]] === lp.token_logprobs![i]), 'top_logprobs: the 3 most likely tokens, the (greedy) sampled one among them');
-  const sampled = await client.completions.create({ model: BASE, prompt: c.prompt_token_ids, max_tokens: 24, temperature: 2, seed: 1, logprobs: 1, ...ext({ ignore_eos: true, return_tokens_as_token_ids: true }) });
+  t.ok(
+    lp.top_logprobs!.every((top, i) => Object.keys(top).length === 3 && top[lp.tokens![i]] === lp.token_logprobs![i]),
+    'top_logprobs: the 3 most likely tokens, the (greedy) sampled one among them',
+  );
+  const sampled = await client.completions.create({
+    model: BASE,
+    prompt: c.prompt_token_ids,
+    max_tokens: 24,
+    temperature: 2,
+    seed: 1,
+    logprobs: 1,
+    ...ext({ ignore_eos: true, return_tokens_as_token_ids: true }),
+  });
   const slp = sampled.choices[0].logprobs!;
-  t.ok(slp.top_logprobs!.every((top, i) => top[slp.tokens![i]] === slp.token_logprobs![i] && Object.keys(top).length <= 2), 'sampled: the most likely token plus the sampled one');
-  t.ok(slp.top_logprobs!.some((top) => Object.keys(top).length === 2), 'at temperature 2 some sampled token is not the most likely');
-  t.ok(lp.top_logprobs!.every((top, i) => Object.values(top).every((v) => v <= lp.token_logprobs![i] + 1e-9)), 'greedy: the sampled token is the most likely');
+  t.ok(
+    slp.top_logprobs!.every((top, i) => top[slp.tokens![i]] === slp.token_logprobs![i] && Object.keys(top).length <= 2),
+    'sampled: the most likely token plus the sampled one',
+  );
+  t.ok(
+    slp.top_logprobs!.some((top) => Object.keys(top).length === 2),
+    'at temperature 2 some sampled token is not the most likely',
+  );
+  t.ok(
+    lp.top_logprobs!.every((top, i) => Object.values(top).every((v) => v <= lp.token_logprobs![i] + 1e-9)),
+    'greedy: the sampled token is the most likely',
+  );
   t.equal(lp.text_offset![0], 0);
-  t.ok(lp.text_offset!.every((o, i) => i === 0 || o >= lp.text_offset![i - 1]), 'text offsets never decrease');
-  t.ok(lp.text_offset!.every((o) => o <= [...text].length), 'text offsets lie within the text');
+  t.ok(
+    lp.text_offset!.every((o, i) => i === 0 || o >= lp.text_offset![i - 1]),
+    'text offsets never decrease',
+  );
+  t.ok(
+    lp.text_offset!.every((o) => o <= [...text].length),
+    'text offsets lie within the text',
+  );
 
   const stop = text.slice(6, 9);
-  const stopped = await client.completions.create({ model: BASE, prompt: c.prompt_token_ids, max_tokens: 24, temperature: 0, stop: [stop, 'never-seen'], ...ext({ ignore_eos: true }) });
+  const stopped = await client.completions.create({
+    model: BASE,
+    prompt: c.prompt_token_ids,
+    max_tokens: 24,
+    temperature: 0,
+    stop: [stop, 'never-seen'],
+    ...ext({ ignore_eos: true }),
+  });
   t.equal(stopped.choices[0].finish_reason, 'stop');
   t.equal(stopped.choices[0].text, text.slice(0, text.indexOf(stop)), 'text ends before the stop sequence');
 });

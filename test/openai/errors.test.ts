@@ -62,9 +62,24 @@ async function expectError(t: Test, name: string, url: string, payload: unknown,
 const bad = (param: string | null, message?: RegExp): Expect => ({ status: 400, type: 'invalid_request_error', code: 'invalid_request', param, message });
 
 t.test('request errors in OpenAI shape, both endpoints', async (t) => {
-  for (const [url, base] of [['/v1/chat/completions', chat], ['/v1/completions', completion]] as const) {
-    await expectError(t, `${url} unknown model`, url, { ...base, model: 'gpt-4o' }, { status: 404, type: 'invalid_request_error', code: 'model_not_found', param: 'model', message: /gpt-4o.*does not exist/ });
-    await expectError(t, `${url} unknown model, streaming`, url, { ...base, model: 'gpt-4o', stream: true }, { status: 404, type: 'invalid_request_error', code: 'model_not_found', param: 'model' });
+  for (const [url, base] of [
+    ['/v1/chat/completions', chat],
+    ['/v1/completions', completion],
+  ] as const) {
+    await expectError(
+      t,
+      `${url} unknown model`,
+      url,
+      { ...base, model: 'gpt-4o' },
+      { status: 404, type: 'invalid_request_error', code: 'model_not_found', param: 'model', message: /gpt-4o.*does not exist/ },
+    );
+    await expectError(
+      t,
+      `${url} unknown model, streaming`,
+      url,
+      { ...base, model: 'gpt-4o', stream: true },
+      { status: 404, type: 'invalid_request_error', code: 'model_not_found', param: 'model' },
+    );
     await expectError(t, `${url} negative max_tokens`, url, { ...base, max_tokens: -1 }, bad('max_tokens', />= 1/));
     await expectError(t, `${url} temperature 5`, url, { ...base, temperature: 5 }, bad('temperature', /<= 2/));
     await expectError(t, `${url} top_p 1.5`, url, { ...base, top_p: 1.5 }, bad('top_p'));
@@ -77,18 +92,52 @@ t.test('request errors in OpenAI shape, both endpoints', async (t) => {
     await expectError(t, `${url} frequency_penalty`, url, { ...base, frequency_penalty: 0.5 }, bad('frequency_penalty', /not supported/));
     await expectError(t, `${url} presence_penalty`, url, { ...base, presence_penalty: -1 }, bad('presence_penalty', /not supported/));
     await expectError(t, `${url} logit_bias`, url, { ...base, logit_bias: { '5': 10 } }, bad('logit_bias', /not supported/));
-    await expectError(t, `${url} context too long`, url, { ...base, max_tokens: 255 }, { status: 400, type: 'invalid_request_error', code: 'context_length_exceeded', param: null, message: /256/ });
-    await expectError(t, `${url} errored adapter`, url, { ...base, model: 'broken' }, { status: 422, type: 'invalid_request_error', code: 'adapter_errored', param: null, message: /broken/ });
+    await expectError(
+      t,
+      `${url} context too long`,
+      url,
+      { ...base, max_tokens: 255 },
+      { status: 400, type: 'invalid_request_error', code: 'context_length_exceeded', param: null, message: /256/ },
+    );
+    await expectError(
+      t,
+      `${url} errored adapter`,
+      url,
+      { ...base, model: 'broken' },
+      { status: 422, type: 'invalid_request_error', code: 'adapter_errored', param: null, message: /broken/ },
+    );
     await expectError(t, `${url} malformed JSON`, url, '{"model": ', { status: 400, type: 'invalid_request_error', code: 'invalid_json', param: null });
-    await expectError(t, `${url} not JSON`, url, 'hello', { status: 415, type: 'invalid_request_error', code: 'unsupported_media_type', param: null }, { 'content-type': 'application/xml' });
+    await expectError(
+      t,
+      `${url} not JSON`,
+      url,
+      'hello',
+      { status: 415, type: 'invalid_request_error', code: 'unsupported_media_type', param: null },
+      { 'content-type': 'application/xml' },
+    );
     await expectError(t, `${url} response_format type`, url, { ...base, response_format: { type: 'yaml' } }, bad('response_format.type'));
-    await expectError(t, `${url} json_schema without a schema`, url, { ...base, response_format: { type: 'json_schema', json_schema: { name: 'x' } } }, bad('response_format.json_schema.schema', /required/));
-    await expectError(t, `${url} json_schema bad name`, url, { ...base, response_format: { type: 'json_schema', json_schema: { name: 'a b', schema: {} } } }, bad('response_format.json_schema.name'));
+    await expectError(
+      t,
+      `${url} json_schema without a schema`,
+      url,
+      { ...base, response_format: { type: 'json_schema', json_schema: { name: 'x' } } },
+      bad('response_format.json_schema.schema', /required/),
+    );
+    await expectError(
+      t,
+      `${url} json_schema bad name`,
+      url,
+      { ...base, response_format: { type: 'json_schema', json_schema: { name: 'a b', schema: {} } } },
+      bad('response_format.json_schema.name'),
+    );
     await expectError(
       t,
       `${url} unsupported schema keyword`,
       url,
-      { ...base, response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object', properties: { n: { type: 'integer', minimum: 3 } } } } } },
+      {
+        ...base,
+        response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object', properties: { n: { type: 'integer', minimum: 3 } } } } },
+      },
       bad('response_format.json_schema.schema', /"minimum"/),
     );
   }
@@ -98,7 +147,13 @@ t.test('chat-only and completions-only errors', async (t) => {
   const c = '/v1/chat/completions';
   await expectError(t, 'no messages', c, { model: BASE, messages: [] }, bad('messages', /fewer than 1/));
   await expectError(t, 'bad role', c, { model: BASE, messages: [{ role: 'wizard', content: 'x' }] }, bad('messages[0].role'));
-  await expectError(t, 'image parts', c, { model: BASE, messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'http://x' } }] }] }, bad('messages[0].content[0]', /image_url/));
+  await expectError(
+    t,
+    'image parts',
+    c,
+    { model: BASE, messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'http://x' } }] }] },
+    bad('messages[0].content[0]', /image_url/),
+  );
   await expectError(t, 'tools', c, { ...chat, tools: [{ type: 'function', function: { name: 'f' } }] }, bad('tools', /not supported/));
   await expectError(t, 'tool_choice required', c, { ...chat, tool_choice: 'required' }, bad('tool_choice'));
   await expectError(t, 'top_logprobs without logprobs', c, { ...chat, top_logprobs: 2 }, bad('top_logprobs', /logprobs: true/));
@@ -115,7 +170,19 @@ t.test('chat-only and completions-only errors', async (t) => {
   await expectError(t, 'best_of', p, { ...completion, best_of: 3 }, bad('best_of'));
   await expectError(t, 'logprobs 21', p, { ...completion, logprobs: 21 }, bad('logprobs'));
   await expectError(t, 'token id outside the vocabulary', p, { model: BASE, prompt: [0, 5, 99999] }, bad('prompt', /99999/));
-  await expectError(t, 'token id outside the vocabulary in a batch', p, { model: BASE, prompt: [[0, 5], [0, 99999]] }, bad('prompt[1]', /99999/));
+  await expectError(
+    t,
+    'token id outside the vocabulary in a batch',
+    p,
+    {
+      model: BASE,
+      prompt: [
+        [0, 5],
+        [0, 99999],
+      ],
+    },
+    bad('prompt[1]', /99999/),
+  );
   await expectError(t, 'mixed prompt array', p, { model: BASE, prompt: ['a', 5] }, bad('prompt'));
   await expectError(t, 'too many choices', p, { model: BASE, prompt: ['a', 'b', 'c', 'd', 'e'], n: 16 }, bad('n', /80 choices/));
 });
@@ -170,10 +237,19 @@ t.test("the openai client's typed errors on a real listening server", async (t) 
   t.equal(notFound?.code, 'model_not_found');
   t.equal(notFound?.param, 'model');
   t.equal(notFound?.type, 'invalid_request_error');
-  await rejectsWith(t, client.completions.create({ model: 'nope', prompt: 'hi', stream: true }), OpenAI.NotFoundError, 'streaming: NotFoundError before any chunk');
+  await rejectsWith(
+    t,
+    client.completions.create({ model: 'nope', prompt: 'hi', stream: true }),
+    OpenAI.NotFoundError,
+    'streaming: NotFoundError before any chunk',
+  );
   const negative = await rejectsWith(t, client.completions.create({ model: BASE, prompt: 'hi', max_tokens: -3 }), OpenAI.BadRequestError);
   t.equal(negative?.param, 'max_tokens');
-  const hot = await rejectsWith(t, client.chat.completions.create({ model: BASE, messages: [{ role: 'user', content: 'hi' }], temperature: 5 }), OpenAI.BadRequestError);
+  const hot = await rejectsWith(
+    t,
+    client.chat.completions.create({ model: BASE, messages: [{ role: 'user', content: 'hi' }], temperature: 5 }),
+    OpenAI.BadRequestError,
+  );
   t.equal(hot?.param, 'temperature');
   await rejectsWith(t, client.chat.completions.create({ model: 'broken', messages: [{ role: 'user', content: 'hi' }] }), OpenAI.UnprocessableEntityError);
   server.app.engineState.draining = true;
@@ -254,7 +330,11 @@ t.test('API keys: 401 without a key, 403 for a model the key may not use, the mo
   const keyed = new OpenAI({ baseURL: server.baseURL, apiKey: 'key-one', maxRetries: 0 });
   const wrong = new OpenAI({ baseURL: server.baseURL, apiKey: 'not-a-key', maxRetries: 0 });
 
-  const unauthorized = await rejectsWith(t, wrong.chat.completions.create({ model: BASE, messages: [{ role: 'user', content: 'hi' }] }), OpenAI.AuthenticationError);
+  const unauthorized = await rejectsWith(
+    t,
+    wrong.chat.completions.create({ model: BASE, messages: [{ role: 'user', content: 'hi' }] }),
+    OpenAI.AuthenticationError,
+  );
   t.equal(unauthorized?.type, 'authentication_error');
   t.equal(unauthorized?.code, 'unauthorized');
 
@@ -265,7 +345,12 @@ t.test('API keys: 401 without a key, 403 for a model the key may not use, the mo
   const forbidden = await rejectsWith(t, keyed.completions.create({ model: 'sales', prompt: 'hi', max_tokens: 2 }), OpenAI.PermissionDeniedError);
   t.equal(forbidden?.type, 'permission_error');
   t.equal(forbidden?.code, 'forbidden');
-  await rejectsWith(t, keyed.completions.create({ model: 'no-such-model', prompt: 'hi', max_tokens: 2 }), OpenAI.PermissionDeniedError, 'unknown models are 403 too: a key never learns what exists');
+  await rejectsWith(
+    t,
+    keyed.completions.create({ model: 'no-such-model', prompt: 'hi', max_tokens: 2 }),
+    OpenAI.PermissionDeniedError,
+    'unknown models are 403 too: a key never learns what exists',
+  );
 
   const ok = await keyed.chat.completions.create({ model: 'support', messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 });
   t.equal(ok.usage!.completion_tokens <= 2, true, 'an allowed model serves');

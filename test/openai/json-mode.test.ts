@@ -28,7 +28,11 @@ const SCHEMAS: Array<{ name: string; schema: JsonSchema | null; strict?: boolean
     strict: true,
     schema: {
       type: 'object',
-      properties: { tier: { enum: ['gold', 'silver'] }, ok: { type: 'boolean' }, nested: { type: 'object', properties: { flag: { const: true }, none: { type: 'null' } }, required: ['flag', 'none'], additionalProperties: false } },
+      properties: {
+        tier: { enum: ['gold', 'silver'] },
+        ok: { type: 'boolean' },
+        nested: { type: 'object', properties: { flag: { const: true }, none: { type: 'null' } }, required: ['flag', 'none'], additionalProperties: false },
+      },
       required: ['tier', 'ok', 'nested'],
       additionalProperties: false,
     },
@@ -94,14 +98,18 @@ t.test('chat: every finished output parses and validates, for many seeds and tem
           response_format: responseFormat(s),
         });
         t.equal(r.choices.length, N);
-        for (const c of r.choices) check(t, s, `${s.name} ${model} t=${temperature} choice ${c.index}`, c.message.content ?? '', c.finish_reason, c.logprobs!.content!.length, tally);
+        for (const c of r.choices)
+          check(t, s, `${s.name} ${model} t=${temperature} choice ${c.index}`, c.message.content ?? '', c.finish_reason, c.logprobs!.content!.length, tally);
       }),
     );
     t.ok(tally.finished > 0, `${s.name}: ${tally.finished} of ${tally.finished + tally.truncated} outputs finished, every one valid`);
     total.finished += tally.finished;
     total.truncated += tally.truncated;
   }
-  t.ok(total.finished >= 0.75 * (total.finished + total.truncated), `most outputs finish within ${MAX_TOKENS} tokens (${total.finished} of ${total.finished + total.truncated})`);
+  t.ok(
+    total.finished >= 0.75 * (total.finished + total.truncated),
+    `most outputs finish within ${MAX_TOKENS} tokens (${total.finished} of ${total.finished + total.truncated})`,
+  );
 });
 
 async function streamJson(s: (typeof SCHEMAS)[number], seed: number) {
@@ -145,7 +153,11 @@ t.test('streaming chat in JSON mode: the same tokens as the JSON reply, and they
       const { whole, text, tokens, finish } = await streamJson(s, seed);
       for (const i of [0, 1]) {
         const label = `stream ${s.name} seed ${seed} choice ${i}`;
-        t.same(tokens[i], whole.choices[i].logprobs!.content!.map((x) => x.token), `${label}: same tokens as the JSON reply`);
+        t.same(
+          tokens[i],
+          whole.choices[i].logprobs!.content!.map((x) => x.token),
+          `${label}: same tokens as the JSON reply`,
+        );
         t.equal(finish[i], whole.choices[i].finish_reason);
         check(t, s, label, textOfTokens(tokens[i]), finish[i], tokens[i].length, tally);
         if (text[i] !== textOfTokens(tokens[i])) differing++;
@@ -175,9 +187,21 @@ t.test('completions take response_format too (an extension)', async (t) => {
 });
 
 t.test('text is the default and json_object is an object', async (t) => {
-  const text = await client.chat.completions.create({ model: BASE, messages: [{ role: 'user', content: 'hi' }], max_tokens: 5, response_format: { type: 'text' } });
+  const text = await client.chat.completions.create({
+    model: BASE,
+    messages: [{ role: 'user', content: 'hi' }],
+    max_tokens: 5,
+    response_format: { type: 'text' },
+  });
   t.equal(text.choices[0].finish_reason, 'length', 'response_format text: plain generation');
-  const obj = await client.chat.completions.create({ model: BASE, messages: [{ role: 'user', content: 'hi' }], max_tokens: MAX_TOKENS, temperature: 1, seed: 2, response_format: { type: 'json_object' } });
+  const obj = await client.chat.completions.create({
+    model: BASE,
+    messages: [{ role: 'user', content: 'hi' }],
+    max_tokens: MAX_TOKENS,
+    temperature: 1,
+    seed: 2,
+    response_format: { type: 'json_object' },
+  });
   if (obj.choices[0].finish_reason === 'stop') t.type(JSON.parse(obj.choices[0].message.content!), 'object');
   else t.equal(obj.usage!.completion_tokens, MAX_TOKENS);
 });
@@ -191,7 +215,11 @@ t.test('unsupported schemas are a 400 that names the keyword', async (t) => {
   for (const [keyword, schema] of cases) {
     const e = await rejectsWith(
       t,
-      client.chat.completions.create({ model: BASE, messages: [{ role: 'user', content: 'hi' }], response_format: { type: 'json_schema', json_schema: { name: 'x', schema: schema as Record<string, unknown> } } }),
+      client.chat.completions.create({
+        model: BASE,
+        messages: [{ role: 'user', content: 'hi' }],
+        response_format: { type: 'json_schema', json_schema: { name: 'x', schema: schema as Record<string, unknown> } },
+      }),
       OpenAI.BadRequestError,
     );
     t.match(e?.message, new RegExp(keyword), `${keyword}: named in the message`);

@@ -47,9 +47,15 @@ async function main(executablePath: string): Promise<void> {
 
   const dir = mkdtempSync(join(tmpdir(), 'playground-'));
   const keysFile = join(dir, 'keys.json');
-  writeFileSync(keysFile, JSON.stringify({ apiKeys: [{ name: 'playground-user', sha256: sha256Hex(USER_KEY), adapters: '*' }], adminKeys: [sha256Hex(ADMIN_KEY)] }));
+  writeFileSync(
+    keysFile,
+    JSON.stringify({ apiKeys: [{ name: 'playground-user', sha256: sha256Hex(USER_KEY), adapters: '*' }], adminKeys: [sha256Hex(ADMIN_KEY)] }),
+  );
   const configFile = join(dir, 'config.json');
-  writeFileSync(configFile, JSON.stringify({ bedrock: { endpoint: fake.endpoint, targets: { markup: { modelId: 'markup-model', family: 'converse', region: 'us-east-1' } } } }));
+  writeFileSync(
+    configFile,
+    JSON.stringify({ bedrock: { endpoint: fake.endpoint, targets: { markup: { modelId: 'markup-model', family: 'converse', region: 'us-east-1' } } } }),
+  );
   const server = await startServer(['--config', configFile, '--max-sequence-length', '512'], { API_KEYS_FILE: keysFile });
   t.teardown(() => server.stop());
 
@@ -135,7 +141,7 @@ async function main(executablePath: string): Promise<void> {
     return ((await res.json()) as { choices: { message: { content: string } }[] }).choices[0].message.content;
   };
 
-  await t.test('without a key the page shows the server\'s 401', async (t) => {
+  await t.test("without a key the page shows the server's 401", async (t) => {
     await page.goto(`${server.url}/`);
     t.equal(new URL(page.url()).pathname, '/playground', '/ redirects to the page');
     await page.waitForSelector('body[data-loaded="true"]');
@@ -147,8 +153,16 @@ async function main(executablePath: string): Promise<void> {
   await t.test('with a key: the models, and the key kept in session storage only', async (t) => {
     await useKey(USER_KEY);
     await page.waitForSelector('input[name="model"][value="support"]');
-    const models = await page.$$eval('#model-list label', (labels) => labels.map((l) => [l.querySelector('input')!.value, l.querySelector('.badge')!.textContent]));
-    t.same(models, [['demo', 'base'], ['code', 'adapter'], ['sales', 'adapter'], ['support', 'adapter'], ['markup', 'Bedrock']]);
+    const models = await page.$$eval('#model-list label', (labels) =>
+      labels.map((l) => [l.querySelector('input')!.value, l.querySelector('.badge')!.textContent]),
+    );
+    t.same(models, [
+      ['demo', 'base'],
+      ['code', 'adapter'],
+      ['sales', 'adapter'],
+      ['support', 'adapter'],
+      ['markup', 'Bedrock'],
+    ]);
     t.equal(await page.$eval('#status', (e) => e.checkVisibility() && e.classList.contains('error')), false, 'no error shown');
     const storage = await page.evaluate((k) => ({ session: sessionStorage.getItem(k), local: localStorage.length, cookie: document.cookie }), KEY_STORAGE);
     t.same(storage, { session: USER_KEY, local: 0, cookie: '' });
@@ -184,10 +198,16 @@ async function main(executablePath: string): Promise<void> {
     }
 
     const growth = await page.evaluate(() => (window as unknown as { __growth: Record<string, number[]> }).__growth);
-    for (const [model, p] of [['demo', base], ['support', support]] as const) {
+    for (const [model, p] of [
+      ['demo', base],
+      ['support', support],
+    ] as const) {
       const seen = growth[model].filter((n) => n > 0);
       t.ok(seen.length >= 2, `${model}: seen at ${seen.length} lengths while streaming (${seen.join(', ')})`);
-      t.ok(seen.every((n, i) => i === 0 || n > seen[i - 1]), `${model}: growing only`);
+      t.ok(
+        seen.every((n, i) => i === 0 || n > seen[i - 1]),
+        `${model}: growing only`,
+      );
       t.equal(seen[seen.length - 1], p.output.length, `${model}: ends complete`);
     }
 
@@ -195,13 +215,21 @@ async function main(executablePath: string): Promise<void> {
     const posts = requests.slice(before).filter((r) => r.method === 'POST' && r.url.endsWith('/v1/chat/completions'));
     t.equal(posts.length, 2, 'one request per model');
     const firstDone = Math.min(...finished.filter((r) => r.method === 'POST' && r.url.endsWith('/v1/chat/completions') && r.at > posts[0].at).map((r) => r.at));
-    t.ok(posts.every((p) => p.at < firstDone), 'sent together');
+    t.ok(
+      posts.every((p) => p.at < firstDone),
+      'sent together',
+    );
   });
 
   await t.test('the adapters view: the three demo adapters, pin only with an admin key', async (t) => {
-    await page.waitForFunction(() => Number(document.querySelector('#adapters tr[data-adapter="support"] [data-field="hits"]')?.textContent) >= 1, { polling: 100 });
+    await page.waitForFunction(() => Number(document.querySelector('#adapters tr[data-adapter="support"] [data-field="hits"]')?.textContent) >= 1, {
+      polling: 100,
+    });
     const rows = await adapterRows();
-    t.same(rows.map((r) => r.name), ['code', 'sales', 'support']);
+    t.same(
+      rows.map((r) => r.name),
+      ['code', 'sales', 'support'],
+    );
     for (const r of rows) {
       t.match(r.status, /^(available|loading|host|device)$/, `${r.name}: ${r.status}`);
       t.match(r.rank, /^\d+$/);
@@ -231,7 +259,10 @@ async function main(executablePath: string): Promise<void> {
     t.equal((await adapterRows()).find((r) => r.name === 'support')!.pinned, 'yes', 'pinned with the admin key');
 
     // docs/playground.png is refreshed only when asked (UPDATE_SCREENSHOT=1), so a test run leaves the tree clean.
-    const shot = process.env.UPDATE_SCREENSHOT === '1' ? join(PROJECT_ROOT, 'docs', 'playground.png') : join(mkdtempSync(join(tmpdir(), 'playground-shot-')), 'playground.png');
+    const shot =
+      process.env.UPDATE_SCREENSHOT === '1'
+        ? join(PROJECT_ROOT, 'docs', 'playground.png')
+        : join(mkdtempSync(join(tmpdir(), 'playground-shot-')), 'playground.png');
     await page.screenshot({ path: shot, fullPage: true });
     t.same([...readFileSync(shot).subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], `a PNG screenshot of the page (${shot})`);
 
@@ -252,7 +283,10 @@ async function main(executablePath: string): Promise<void> {
     t.match(p.stats, /route bedrock/);
     t.equal(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned), undefined, 'nothing ran');
     t.equal(await page.$$eval('img, b', (e) => e.length), 0);
-    t.ok(fake.requests.some((r) => r.operation === 'converse-stream' && r.modelId === 'markup-model'), 'Bedrock was asked, streaming');
+    t.ok(
+      fake.requests.some((r) => r.operation === 'converse-stream' && r.modelId === 'markup-model'),
+      'Bedrock was asked, streaming',
+    );
   });
 
   await t.test('completion mode sends the prompt as written', async (t) => {
@@ -266,7 +300,13 @@ async function main(executablePath: string): Promise<void> {
     const p = await panel('support');
     t.equal(p.state, 'done', p.error ?? '');
     t.match(p.output, /^Resolution: /m, `support: ${JSON.stringify(p.output)}`);
-    t.same(requests.slice(before).filter((r) => r.method === 'POST').map((r) => new URL(r.url).pathname), ['/v1/completions']);
+    t.same(
+      requests
+        .slice(before)
+        .filter((r) => r.method === 'POST')
+        .map((r) => new URL(r.url).pathname),
+      ['/v1/completions'],
+    );
   });
 
   await t.test('keyboard and a narrow screen', async (t) => {
@@ -274,14 +314,20 @@ async function main(executablePath: string): Promise<void> {
     await page.focus('#api-key');
     const reached = new Set<string>();
     for (let i = 0; i < 80; i++) {
-      reached.add(await page.evaluate(() => {
-        const e = document.activeElement as HTMLElement;
-        return e.id || e.getAttribute('aria-label') || (e as HTMLInputElement).value || e.tagName;
-      }));
+      reached.add(
+        await page.evaluate(() => {
+          const e = document.activeElement as HTMLElement;
+          return e.id || e.getAttribute('aria-label') || (e as HTMLInputElement).value || e.tagName;
+        }),
+      );
       await page.keyboard.press('Tab');
     }
-    for (const id of ['api-key', 'prompt', 'temperature', 'max-tokens', 'seed', 'run', 'refresh-adapters', 'Pin support', 'Answer of support']) t.ok(reached.has(id), `Tab reaches ${id}`);
-    t.ok([...reached].some((id) => /^model-\d+$/.test(id)), 'Tab reaches the model checkboxes');
+    for (const id of ['api-key', 'prompt', 'temperature', 'max-tokens', 'seed', 'run', 'refresh-adapters', 'Pin support', 'Answer of support'])
+      t.ok(reached.has(id), `Tab reaches ${id}`);
+    t.ok(
+      [...reached].some((id) => /^model-\d+$/.test(id)),
+      'Tab reaches the model checkboxes',
+    );
 
     await page.setViewport({ width: 360, height: 800 });
     const widths = await page.evaluate(() => ({ page: document.documentElement.scrollWidth, viewport: window.innerWidth }));
@@ -290,7 +336,11 @@ async function main(executablePath: string): Promise<void> {
 
   await t.test('no outside network and no console errors', async (t) => {
     const origin = new URL(server.url).origin;
-    t.same(requests.filter((r) => new URL(r.url).origin !== origin).map((r) => r.url), [], 'every request went to the server');
+    t.same(
+      requests.filter((r) => new URL(r.url).origin !== origin).map((r) => r.url),
+      [],
+      'every request went to the server',
+    );
     t.same(consoleErrors, [], 'no CSP violation or script error');
   });
 }

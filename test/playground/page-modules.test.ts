@@ -57,7 +57,12 @@ t.test("the server's error shapes become one ApiError", async (t) => {
   const native = await errorFrom(new Response(JSON.stringify({ error: { code: 'unauthorized', message: 'This server needs an API key.' } }), { status: 401 }));
   t.ok(native instanceof ApiError);
   t.equal(native.describe(), '401 unauthorized: This server needs an API key.');
-  const openai = await errorFrom(new Response(JSON.stringify({ error: { message: 'The model "x" does not exist.', type: 'invalid_request_error', param: 'model', code: 'model_not_found' } }), { status: 404 }));
+  const openai = await errorFrom(
+    new Response(
+      JSON.stringify({ error: { message: 'The model "x" does not exist.', type: 'invalid_request_error', param: 'model', code: 'model_not_found' } }),
+      { status: 404 },
+    ),
+  );
   t.equal(openai.describe(), '404 model_not_found: The model "x" does not exist.');
   const plain = await errorFrom(new Response('Bad gateway', { status: 502, statusText: 'Bad Gateway' }));
   t.equal(plain.describe(), '502 Bad Gateway: Bad gateway');
@@ -73,7 +78,9 @@ function fakeFetch(respond: (url: string, init: RequestInit) => Response) {
   return { f, calls };
 }
 const sse = (events: unknown[], headers: Record<string, string> = {}) =>
-  new Response(events.map((e) => `data: ${typeof e === 'string' ? e : JSON.stringify(e)}\n\n`).join(''), { headers: { 'content-type': 'text/event-stream', ...headers } });
+  new Response(events.map((e) => `data: ${typeof e === 'string' ? e : JSON.stringify(e)}\n\n`).join(''), {
+    headers: { 'content-type': 'text/event-stream', ...headers },
+  });
 
 t.test('the key goes as a bearer token, and only when there is one', async (t) => {
   const { f, calls } = fakeFetch(() => Response.json({ data: [] }));
@@ -85,11 +92,17 @@ t.test('the key goes as a bearer token, and only when there is one', async (t) =
   t.same(calls[0].init.headers, {});
   t.same(calls[1].init.headers, { authorization: 'Bearer sk-abc' });
   t.equal(calls[1].init.method, 'POST');
-  const refused = new Api(() => '', fakeFetch(() => Response.json({ error: { code: 'unauthorized', message: 'This server needs an API key.' } }, { status: 401 })).f);
+  const refused = new Api(
+    () => '',
+    fakeFetch(() => Response.json({ error: { code: 'unauthorized', message: 'This server needs an API key.' } }, { status: 401 })).f,
+  );
   await t.rejects(refused.json('/v1/models'), { status: 401, code: 'unauthorized' });
-  const down = new Api(() => '', async () => {
-    throw new TypeError('fetch failed');
-  });
+  const down = new Api(
+    () => '',
+    async () => {
+      throw new TypeError('fetch failed');
+    },
+  );
   await t.rejects(down.json('/v1/models'), { status: 0, code: 'network_error' });
 });
 
@@ -97,7 +110,14 @@ t.test('what each mode sends', async (t) => {
   const settings = { mode: 'chat', prompt: 'Hi', temperature: 0, maxTokens: 16, seed: null };
   t.same(requestFor('support', settings), {
     path: '/v1/chat/completions',
-    body: { model: 'support', max_tokens: 16, temperature: 0, stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'Hi' }] },
+    body: {
+      model: 'support',
+      max_tokens: 16,
+      temperature: 0,
+      stream: true,
+      stream_options: { include_usage: true },
+      messages: [{ role: 'user', content: 'Hi' }],
+    },
   });
   t.same(requestFor('demo', { ...settings, mode: 'completion', seed: 7 }), {
     path: '/v1/completions',
@@ -116,16 +136,31 @@ async function run(api: unknown, signal = new AbortController().signal) {
     api,
     'support',
     { mode: 'chat', prompt: 'Hi', temperature: 0, maxTokens: 16, seed: null },
-    { onRoute: (r: string | null) => (seen.route = r), onText: (s: string) => seen.text.push(s), onDone: (d: unknown) => (seen.done = d), onError: (e: unknown) => (seen.error = e) },
+    {
+      onRoute: (r: string | null) => (seen.route = r),
+      onText: (s: string) => seen.text.push(s),
+      onDone: (d: unknown) => (seen.done = d),
+      onError: (e: unknown) => (seen.error = e),
+    },
     signal,
     () => (clock += 10),
   );
   return seen;
 }
-const chunk = (content: string | null, finish: string | null = null) => ({ choices: [{ index: 0, delta: content === null ? {} : { content }, finish_reason: finish }] });
+const chunk = (content: string | null, finish: string | null = null) => ({
+  choices: [{ index: 0, delta: content === null ? {} : { content }, finish_reason: finish }],
+});
 
 t.test('a run: the text as it comes, the route, and its figures', async (t) => {
-  const events = [chunk(''), chunk('Sum'), chunk('mary'), chunk(':'), chunk(null, 'stop'), { choices: [], usage: { prompt_tokens: 3, completion_tokens: 3 } }, '[DONE]'];
+  const events = [
+    chunk(''),
+    chunk('Sum'),
+    chunk('mary'),
+    chunk(':'),
+    chunk(null, 'stop'),
+    { choices: [], usage: { prompt_tokens: 3, completion_tokens: 3 } },
+    '[DONE]',
+  ];
   const seen = await run(new Api(() => '', fakeFetch(() => sse(events, { 'x-inference-route': 'bedrock' })).f));
   t.equal(seen.route, 'bedrock');
   t.same(seen.text, ['Sum', 'mary', ':'], 'empty pieces are skipped');
@@ -136,7 +171,12 @@ t.test('a run: the text as it comes, the route, and its figures', async (t) => {
 });
 
 t.test('a run that fails: before the stream, inside it, or stopped', async (t) => {
-  const refused = await run(new Api(() => '', fakeFetch(() => Response.json({ error: { code: 'forbidden', message: 'This API key may not use adapter "support".' } }, { status: 403 })).f));
+  const refused = await run(
+    new Api(
+      () => '',
+      fakeFetch(() => Response.json({ error: { code: 'forbidden', message: 'This API key may not use adapter "support".' } }, { status: 403 })).f,
+    ),
+  );
   t.equal(refused.error.describe(), '403 forbidden: This API key may not use adapter "support".');
   t.equal(refused.done, undefined);
 
@@ -146,10 +186,13 @@ t.test('a run that fails: before the stream, inside it, or stopped', async (t) =
 
   const stop = new AbortController();
   const stopped = await run(
-    new Api(() => '', async (_url: string, init: RequestInit) => {
-      stop.abort();
-      throw Object.assign(new Error('aborted'), { name: 'AbortError', signal: init.signal });
-    }),
+    new Api(
+      () => '',
+      async (_url: string, init: RequestInit) => {
+        stop.abort();
+        throw Object.assign(new Error('aborted'), { name: 'AbortError', signal: init.signal });
+      },
+    ),
     stop.signal,
   );
   t.equal(stopped.error.code, 'stopped');

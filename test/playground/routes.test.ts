@@ -68,7 +68,14 @@ t.test('the page has no inline script, style or handler, and every file it names
       }
     }
   }
-  t.same([...seen].sort(), readdirSync(PLAYGROUND_DIR).filter((f) => f !== 'index.html').map((f) => `/playground/${f}`).sort(), 'every file in the folder is used');
+  t.same(
+    [...seen].sort(),
+    readdirSync(PLAYGROUND_DIR)
+      .filter((f) => f !== 'index.html')
+      .map((f) => `/playground/${f}`)
+      .sort(),
+    'every file in the folder is used',
+  );
   for (const url of seen) {
     const res = await get(url);
     t.equal(res.statusCode, 200, url);
@@ -79,7 +86,13 @@ t.test('the page has no inline script, style or handler, and every file it names
 });
 
 t.test('nothing outside the folder is served', async (t) => {
-  for (const url of ['/playground/nope.js', '/playground/../package.json', '/playground/%2e%2e/package.json', '/playground/..%2fpackage.json', '/package.json']) {
+  for (const url of [
+    '/playground/nope.js',
+    '/playground/../package.json',
+    '/playground/%2e%2e/package.json',
+    '/playground/..%2fpackage.json',
+    '/package.json',
+  ]) {
     t.equal((await get(url)).statusCode, 404, url);
   }
 });

@@ -16,9 +16,14 @@ const USER_KEY = 'sk-user-SECRETVALUE-4f1d2c9b8a7e6d5c';
 const ADMIN_KEY = 'sk-admin-SECRETVALUE-0a9b8c7d6e5f4a3b';
 const WRONG_KEY = 'sk-wrong-SECRETVALUE-1234567890abcdef';
 const keysFile = join(dir, 'keys.json');
-writeFileSync(keysFile, JSON.stringify({ apiKeys: [{ name: 'svc-user', sha256: sha256Hex(USER_KEY), adapters: ['support', 'base'] }], adminKeys: [sha256Hex(ADMIN_KEY)] }));
+writeFileSync(
+  keysFile,
+  JSON.stringify({ apiKeys: [{ name: 'svc-user', sha256: sha256Hex(USER_KEY), adapters: ['support', 'base'] }], adminKeys: [sha256Hex(ADMIN_KEY)] }),
+);
 
-const server = await startServer(['--model', FIXTURE_MODEL, '--adapters', FIXTURE_ADAPTERS, '--cache-dir', join(dir, 'cache'), '--log-level', 'trace'], { API_KEYS_FILE: keysFile });
+const server = await startServer(['--model', FIXTURE_MODEL, '--adapters', FIXTURE_ADAPTERS, '--cache-dir', join(dir, 'cache'), '--log-level', 'trace'], {
+  API_KEYS_FILE: keysFile,
+});
 t.teardown(() => server.stop());
 
 const call = (path: string, key: string | null, init: { method?: string; body?: unknown } = {}) =>
@@ -40,13 +45,29 @@ t.test('the matrix over HTTP, and keys never reach the log', async (t) => {
   t.equal((await call('/v1/adapters', USER_KEY, { body: { name: 'x', path: 'support' } })).status, 403);
   t.equal((await call('/v1/adapters', ADMIN_KEY, { body: { name: 'x', path: '../../etc' } })).status, 400);
   t.equal((await call('/v1/adapters/support/pin', ADMIN_KEY, { method: 'POST' })).status, 200);
-  t.equal((await call(`/v1/generate?key=${encodeURIComponent(WRONG_KEY)}`, null, { body: { prompt: 'Hi', max_tokens: 2 } })).status, 401, 'keys in the query string are not accepted');
-  const stream = await streamGenerate(`${server.url}/v1/generate`, { prompt: 'Hi', max_tokens: 3, stream: true }, { headers: { authorization: `Bearer ${USER_KEY}` } });
+  t.equal(
+    (await call(`/v1/generate?key=${encodeURIComponent(WRONG_KEY)}`, null, { body: { prompt: 'Hi', max_tokens: 2 } })).status,
+    401,
+    'keys in the query string are not accepted',
+  );
+  const stream = await streamGenerate(
+    `${server.url}/v1/generate`,
+    { prompt: 'Hi', max_tokens: 3, stream: true },
+    { headers: { authorization: `Bearer ${USER_KEY}` } },
+  );
   t.equal(stream.done, true, 'a streamed request with a key');
   const cut = new AbortController();
-  await streamGenerate(`${server.url}/v1/generate`, { prompt: 'Hi', max_tokens: 100, ignore_eos: true, stream: true }, { headers: { authorization: `Bearer ${USER_KEY}` }, signal: cut.signal, onToken: () => cut.abort() });
+  await streamGenerate(
+    `${server.url}/v1/generate`,
+    { prompt: 'Hi', max_tokens: 100, ignore_eos: true, stream: true },
+    { headers: { authorization: `Bearer ${USER_KEY}` }, signal: cut.signal, onToken: () => cut.abort() },
+  );
   // Nine calls to /v1/generate above; the cut stream's line is written when the server sees it end: poll for it.
-  const generateLines = () => server.logs.join('').split('\n').filter((l) => l.includes('"msg":"request"') && l.includes('"url":"/v1/generate"')).length;
+  const generateLines = () =>
+    server.logs
+      .join('')
+      .split('\n')
+      .filter((l) => l.includes('"msg":"request"') && l.includes('"url":"/v1/generate"')).length;
   for (let i = 0; i < 500 && generateLines() < 9; i++) await new Promise((r) => setTimeout(r, 20));
   t.equal(generateLines(), 9, 'one request line per /v1/generate call, the cut stream included');
 

@@ -41,7 +41,12 @@ t.teardown(async () => {
 
 const auth = (key?: string): Record<string, string> => (key === undefined ? {} : { authorization: `Bearer ${key}` });
 const gen = (key: string | undefined, adapter: string | null, extra: object = {}) =>
-  app.inject({ method: 'POST', url: `/v1/generate${adapter ? `?adapter=${adapter}` : ''}`, headers: auth(key), payload: { prompt: 'Hi', max_tokens: 2, ...extra } });
+  app.inject({
+    method: 'POST',
+    url: `/v1/generate${adapter ? `?adapter=${adapter}` : ''}`,
+    headers: auth(key),
+    payload: { prompt: 'Hi', max_tokens: 2, ...extra },
+  });
 
 t.test('health, readiness and metrics stay open', async (t) => {
   for (const url of ['/healthz', '/readyz', '/metrics']) {
@@ -70,7 +75,12 @@ t.test('no key, wrong key, malformed header: 401 with WWW-Authenticate', async (
   t.equal((await app.inject({ url: '/v1/adapters' })).statusCode, 401, 'GET /v1/adapters needs a key');
   t.equal((await app.inject({ url: '/no/such/route' })).statusCode, 401, 'unknown routes need a key too (no route probing)');
   t.equal((await app.inject({ url: '/no/such/route', headers: auth(KEYS.bob) })).statusCode, 404, 'and are 404 with one');
-  t.equal((await app.inject({ method: 'POST', url: '/v1/generate', headers: { authorization: `bearer   ${KEYS.bob}` }, payload: { prompt: 'Hi', max_tokens: 1 } })).statusCode, 200, 'the scheme is case-insensitive');
+  t.equal(
+    (await app.inject({ method: 'POST', url: '/v1/generate', headers: { authorization: `bearer   ${KEYS.bob}` }, payload: { prompt: 'Hi', max_tokens: 1 } }))
+      .statusCode,
+    200,
+    'the scheme is case-insensitive',
+  );
 });
 
 t.test('OpenAI routes answer 401 in their own error shape', async (t) => {
@@ -79,16 +89,31 @@ t.test('OpenAI routes answer 401 in their own error shape', async (t) => {
   t.equal(res.json().error.code, 'unauthorized');
   t.equal(res.json().error.type, 'authentication_error');
   t.equal((await app.inject({ url: '/v1/models', headers: auth(KEYS.alice) })).statusCode, 200);
-  const chat = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: { model: 'support', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 2 } });
+  const chat = await app.inject({
+    method: 'POST',
+    url: '/v1/chat/completions',
+    payload: { model: 'support', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 2 },
+  });
   t.equal(chat.statusCode, 401);
-  const as = (model: string) => app.inject({ method: 'POST', url: '/v1/chat/completions', headers: auth(KEYS.alice), payload: { model, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 2 } });
+  const as = (model: string) =>
+    app.inject({
+      method: 'POST',
+      url: '/v1/chat/completions',
+      headers: auth(KEYS.alice),
+      payload: { model, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 2 },
+    });
   t.equal((await as('support')).statusCode, 200, 'alice may chat with support');
   t.equal((await as(engine.modelName)).statusCode, 200, 'and with the base model');
   const denied = await as('sales');
   t.equal(denied.statusCode, 403, 'not with sales');
   t.equal(denied.json().error.type, 'permission_error');
   t.equal((await as('nope')).statusCode, 403, 'nor learn that nope does not exist');
-  const completion = await app.inject({ method: 'POST', url: '/v1/completions', headers: auth(KEYS.alice), payload: { model: 'code', prompt: 'Hi', max_tokens: 2 } });
+  const completion = await app.inject({
+    method: 'POST',
+    url: '/v1/completions',
+    headers: auth(KEYS.alice),
+    payload: { model: 'code', prompt: 'Hi', max_tokens: 2 },
+  });
   t.equal(completion.statusCode, 403, 'completions check the allow-list too');
 });
 
@@ -109,7 +134,8 @@ t.test('adapter allow-lists', async (t) => {
 });
 
 t.test('admin endpoints need an admin key', async (t) => {
-  const register = (key?: string) => app.inject({ method: 'POST', url: '/v1/adapters', headers: auth(key), payload: { name: 'sales-v2', path: 'staging-sales' } });
+  const register = (key?: string) =>
+    app.inject({ method: 'POST', url: '/v1/adapters', headers: auth(key), payload: { name: 'sales-v2', path: 'staging-sales' } });
   t.equal((await register()).statusCode, 401, 'no key');
   t.equal((await register(KEYS.bob)).statusCode, 403, 'a key with every adapter is still not admin');
   t.equal((await register(KEYS.bob)).json().error.code, 'forbidden');
@@ -140,13 +166,17 @@ t.test('per-key concurrency: a second request while one streams is 429; the slot
   await app.listen({ port: 0, host: '127.0.0.1' });
   const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}/v1/generate`;
   let second: Promise<number> | null = null;
-  const first = streamGenerate(url, { prompt: 'Hi', max_tokens: 120, ignore_eos: true, stream: true }, {
-    agent: false,
-    headers: auth(KEYS.single),
-    onToken: (n) => {
-      if (n === 3) second = gen(KEYS.single, null).then((r) => r.statusCode);
+  const first = streamGenerate(
+    url,
+    { prompt: 'Hi', max_tokens: 120, ignore_eos: true, stream: true },
+    {
+      agent: false,
+      headers: auth(KEYS.single),
+      onToken: (n) => {
+        if (n === 3) second = gen(KEYS.single, null).then((r) => r.statusCode);
+      },
     },
-  });
+  );
   const outcome = await first;
   t.equal(outcome.finishReason, 'length', 'the first stream completes');
   t.equal(await second, 429, 'the second is refused while the first streams');
@@ -155,7 +185,11 @@ t.test('per-key concurrency: a second request while one streams is 429; the slot
 
   // A client that goes away mid-stream frees its slot too.
   const controller = new AbortController();
-  const cut = await streamGenerate(url, { prompt: 'Hi', max_tokens: 200, ignore_eos: true, stream: true }, { agent: false, headers: auth(KEYS.single), signal: controller.signal, onToken: (n) => n === 2 && controller.abort() });
+  const cut = await streamGenerate(
+    url,
+    { prompt: 'Hi', max_tokens: 200, ignore_eos: true, stream: true },
+    { agent: false, headers: auth(KEYS.single), signal: controller.signal, onToken: (n) => n === 2 && controller.abort() },
+  );
   t.ok(cut.transportError, 'aborted by the client');
   for (let i = 0; i < 50 && app.security.limiter.active('single') > 0; i++) await new Promise((r) => setTimeout(r, 10));
   t.equal(app.security.limiter.active('single'), 0, 'the slot is freed by the disconnect');
@@ -166,7 +200,20 @@ t.test('fuzzed Authorization headers never authenticate and never fail the serve
   const header = fc.oneof(
     fc.string({ maxLength: 80 }),
     fc.string({ maxLength: 80 }).map((s) => `Bearer ${s}`),
-    fc.constantFrom(...Object.values(KEYS)).chain((k) => fc.constantFrom(`Bearer ${k} `, `Bearer  ${k}x`, `Bearer ${k.slice(0, -1)}`, `Bearer ${k.toUpperCase()}`, `Token ${k}`, `${k}`, `Bearer ${sha256Hex(k)}`, `Bearer ${k}\u0000`)),
+    fc
+      .constantFrom(...Object.values(KEYS))
+      .chain((k) =>
+        fc.constantFrom(
+          `Bearer ${k} `,
+          `Bearer  ${k}x`,
+          `Bearer ${k.slice(0, -1)}`,
+          `Bearer ${k.toUpperCase()}`,
+          `Token ${k}`,
+          `${k}`,
+          `Bearer ${sha256Hex(k)}`,
+          `Bearer ${k}\u0000`,
+        ),
+      ),
   );
   let n = 0;
   await fc.assert(

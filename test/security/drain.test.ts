@@ -37,7 +37,10 @@ function tryRequest(url: string, agent: Agent | false): Promise<{ status: number
 }
 
 t.test('SIGTERM drains 16 in-flight streams, refuses new requests, exits 0', async (t) => {
-  const server = await startServer(['--model', FIXTURE_MODEL, '--adapters', FIXTURE_ADAPTERS, '--cache-dir', cacheDir, '--max-batch', '16', '--max-sequence-length', '256'], { DRAIN_DEADLINE_MS: '60000' });
+  const server = await startServer(
+    ['--model', FIXTURE_MODEL, '--adapters', FIXTURE_ADAPTERS, '--cache-dir', cacheDir, '--max-batch', '16', '--max-sequence-length', '256'],
+    { DRAIN_DEADLINE_MS: '60000' },
+  );
   t.teardown(() => server.stop('SIGKILL'));
   const exited = new Promise<number | null>((resolve) => server.child.once('exit', (code) => resolve(code)));
 
@@ -61,10 +64,14 @@ t.test('SIGTERM drains 16 in-flight streams, refuses new requests, exits 0', asy
   for (let i = 0; i < 16; i++) {
     const adapter = adapters[i % adapters.length];
     streams.push(
-      streamGenerate(`${server.url}/v1/generate${adapter ? `?adapter=${adapter}` : ''}`, { prompt: `Request ${i}: tell me a story.`, max_tokens: 200, ignore_eos: true, stream: true, temperature: 0 }, {
-        agent: i % 2 ? keepAlive : false,
-        onToken: onToken(i),
-      }),
+      streamGenerate(
+        `${server.url}/v1/generate${adapter ? `?adapter=${adapter}` : ''}`,
+        { prompt: `Request ${i}: tell me a story.`, max_tokens: 200, ignore_eos: true, stream: true, temperature: 0 },
+        {
+          agent: i % 2 ? keepAlive : false,
+          onToken: onToken(i),
+        },
+      ),
     );
   }
   await sigterm;
@@ -112,7 +119,10 @@ t.test('SIGTERM drains 16 in-flight streams, refuses new requests, exits 0', asy
 });
 
 t.test('past DRAIN_DEADLINE_MS the process exits (1) instead of hanging', async (t) => {
-  const server = await startServer(['--model', FIXTURE_MODEL, '--adapters', FIXTURE_ADAPTERS, '--cache-dir', cacheDir, '--max-batch', '8', '--max-sequence-length', '256'], { DRAIN_DEADLINE_MS: '200' });
+  const server = await startServer(
+    ['--model', FIXTURE_MODEL, '--adapters', FIXTURE_ADAPTERS, '--cache-dir', cacheDir, '--max-batch', '8', '--max-sequence-length', '256'],
+    { DRAIN_DEADLINE_MS: '200' },
+  );
   t.teardown(() => server.stop('SIGKILL'));
   const exited = new Promise<number | null>((resolve) => server.child.once('exit', (code) => resolve(code)));
   let signalledAt = 0;
@@ -121,7 +131,9 @@ t.test('past DRAIN_DEADLINE_MS the process exits (1) instead of hanging', async 
     signalledAt = performance.now();
     server.child.kill('SIGTERM');
   };
-  const streams = Array.from({ length: 8 }, (_, i) => streamGenerate(`${server.url}/v1/generate`, { prompt: `Request ${i}`, max_tokens: 240, ignore_eos: true, stream: true }, { agent: false, onToken }));
+  const streams = Array.from({ length: 8 }, (_, i) =>
+    streamGenerate(`${server.url}/v1/generate`, { prompt: `Request ${i}`, max_tokens: 240, ignore_eos: true, stream: true }, { agent: false, onToken }),
+  );
   const code = await exited;
   const tookMs = performance.now() - signalledAt;
   const outcomes = await Promise.all(streams);
@@ -130,7 +142,11 @@ t.test('past DRAIN_DEADLINE_MS the process exits (1) instead of hanging', async 
   const cut = outcomes.filter((o) => !o.done).length;
   t.comment(`${cut} of 8 streams were cut at the deadline, ${8 - cut} finished before it`);
   // A request whose connection was accepted before the signal but not yet handled is refused with 503.
-  const answered = (o: (typeof outcomes)[number]) => o.done || o.transportError || (o.status === 503 && (o.body as { error?: { code?: string } })?.error?.code === 'shutting_down');
-  t.ok(outcomes.every(answered), `every stream finished, was refused 503 or saw its connection cut (never a hang): ${JSON.stringify(outcomes.filter((o) => !answered(o)))}`);
+  const answered = (o: (typeof outcomes)[number]) =>
+    o.done || o.transportError || (o.status === 503 && (o.body as { error?: { code?: string } })?.error?.code === 'shutting_down');
+  t.ok(
+    outcomes.every(answered),
+    `every stream finished, was refused 503 or saw its connection cut (never a hang): ${JSON.stringify(outcomes.filter((o) => !answered(o)))}`,
+  );
   t.match(server.logs.join(''), /killed by timeout \(200ms\)/);
 });

@@ -52,10 +52,20 @@ t.test('a client disconnect cancels its generation and frees the row promptly', 
     return streamGenerate(url, { ...long, max_tokens: 60 }, { agent: false, signal: c.signal, onToken: (n) => n >= cutAt && c.abort() });
   });
   const results = await Promise.all(runs);
-  t.ok(results.filter((_, i) => i % 2 === 0).every((r) => r.completionTokens === 60 && r.done), 'the uncut ones complete');
-  t.ok(results.filter((_, i) => i % 2 === 1).every((r) => r.transportError), 'the cut ones were cut');
+  t.ok(
+    results.filter((_, i) => i % 2 === 0).every((r) => r.completionTokens === 60 && r.done),
+    'the uncut ones complete',
+  );
+  t.ok(
+    results.filter((_, i) => i % 2 === 1).every((r) => r.transportError),
+    'the cut ones were cut',
+  );
   t.ok(await waitFor(() => engine.scheduler.batchSize === 0 && engine.scheduler.queueDepth === 0, 10_000), 'batch and queue drain to zero');
-  t.equal(engine.adapters.list().reduce((n, a) => n + a.inUse, 0), 0, 'no adapter reference leaks');
+  t.equal(
+    engine.adapters.list().reduce((n, a) => n + a.inUse, 0),
+    0,
+    'no adapter reference leaks',
+  );
 });
 
 t.test('a failure in one request fails that request only', async (t) => {
@@ -69,7 +79,10 @@ t.test('a failure in one request fails that request only', async (t) => {
   };
   const others = Array.from({ length: 3 }, () => streamGenerate(url, { ...long, max_tokens: 40 }, { agent: false }));
   await waitFor(() => engine.scheduler.batchSize >= 3, 10_000);
-  const bad = engine.start({ adapter: null, prompt: 'Hi', maxTokens: 40, temperature: 0, topP: 1, topK: 0, stop: [], ignoreEos: true, logprobs: false }, { constraint: failing });
+  const bad = engine.start(
+    { adapter: null, prompt: 'Hi', maxTokens: 40, temperature: 0, topP: 1, topK: 0, stop: [], ignoreEos: true, logprobs: false },
+    { constraint: failing },
+  );
   let error: unknown = null;
   try {
     for await (const _ of bad.events) {

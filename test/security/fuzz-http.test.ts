@@ -38,14 +38,80 @@ const prototypeKeys = Object.getOwnPropertyNames(Object.prototype).sort();
 // ---- arbitraries -------------------------------------------------------------------------------
 
 const hostileStrings = fc.constantFrom(
-  '', ' ', '\u0000', '../', '../../etc/passwd', '..%2F..%2Fetc%2Fpasswd', '%2e%2e', '/etc/passwd', 'C:\\Windows\\system32', '\\\\server\\share',
-  'support/../sales', 'support\u0000.txt', '__proto__', 'constructor', 'prototype', 'toString', 'hasOwnProperty', 'base', MODEL, 'support', 'sales', 'code',
-  'a'.repeat(65), 'a'.repeat(5000), '😀'.repeat(20), '\ud800', 'é', 'Ω≈ç√', '<script>alert(1)</script>', "'; DROP TABLE adapters; --", '${jndi:ldap://x}', '%s%s%n', '\r\nX-Injected: 1',
+  '',
+  ' ',
+  '\u0000',
+  '../',
+  '../../etc/passwd',
+  '..%2F..%2Fetc%2Fpasswd',
+  '%2e%2e',
+  '/etc/passwd',
+  'C:\\Windows\\system32',
+  '\\\\server\\share',
+  'support/../sales',
+  'support\u0000.txt',
+  '__proto__',
+  'constructor',
+  'prototype',
+  'toString',
+  'hasOwnProperty',
+  'base',
+  MODEL,
+  'support',
+  'sales',
+  'code',
+  'a'.repeat(65),
+  'a'.repeat(5000),
+  '😀'.repeat(20),
+  '\ud800',
+  'é',
+  'Ω≈ç√',
+  '<script>alert(1)</script>',
+  "'; DROP TABLE adapters; --",
+  '${jndi:ldap://x}',
+  '%s%s%n',
+  '\r\nX-Injected: 1',
 );
-const anyText = fc.oneof(fc.string({ maxLength: 40 }), fc.string({ unit: 'grapheme', maxLength: 40 }), fc.string({ unit: 'binary', maxLength: 20 }), hostileStrings);
-const hugeNumbers = fc.constantFrom(0, -0, -1, 1, 2, 7, 8, 9, 255, 256, 1e3, 2 ** 31, 2 ** 32, 2 ** 53 - 1, 2 ** 53 + 2, -(2 ** 53), 1e21, 1e308, -1e308, 5e-324, 0.5, 1.5, -0.1, 3.0000001);
+const anyText = fc.oneof(
+  fc.string({ maxLength: 40 }),
+  fc.string({ unit: 'grapheme', maxLength: 40 }),
+  fc.string({ unit: 'binary', maxLength: 20 }),
+  hostileStrings,
+);
+const hugeNumbers = fc.constantFrom(
+  0,
+  -0,
+  -1,
+  1,
+  2,
+  7,
+  8,
+  9,
+  255,
+  256,
+  1e3,
+  2 ** 31,
+  2 ** 32,
+  2 ** 53 - 1,
+  2 ** 53 + 2,
+  -(2 ** 53),
+  1e21,
+  1e308,
+  -1e308,
+  5e-324,
+  0.5,
+  1.5,
+  -0.1,
+  3.0000001,
+);
 const scalar = fc.oneof(anyText, hugeNumbers, fc.integer(), fc.double({ noNaN: true, noDefaultInfinity: true }), fc.boolean(), fc.constant(null));
-const value = fc.oneof({ depthSize: 'small' }, scalar, fc.array(scalar, { maxLength: 5 }), fc.dictionary(anyText, scalar, { maxKeys: 4 }), fc.jsonValue({ maxDepth: 4 }));
+const value = fc.oneof(
+  { depthSize: 'small' },
+  scalar,
+  fc.array(scalar, { maxLength: 5 }),
+  fc.dictionary(anyText, scalar, { maxKeys: 4 }),
+  fc.jsonValue({ maxDepth: 4 }),
+);
 /** A field that is usually of the right type (so requests get past the schema) and often not. */
 const field = (good: fc.Arbitrary<unknown>) => fc.oneof({ weight: 3, arbitrary: good }, { weight: 1, arbitrary: value });
 
@@ -66,11 +132,26 @@ const generateBody = fc.record(
   },
   { requiredKeys: [] },
 );
-const message = fc.record({ role: field(fc.constantFrom('system', 'user', 'assistant', 'tool', 'developer')), content: field(fc.oneof(fc.string({ maxLength: 30 }), fc.array(fc.record({ type: fc.constantFrom('text', 'image_url'), text: fc.string({ maxLength: 10 }) })))), name: value }, { requiredKeys: ['role'] });
+const message = fc.record(
+  {
+    role: field(fc.constantFrom('system', 'user', 'assistant', 'tool', 'developer')),
+    content: field(
+      fc.oneof(fc.string({ maxLength: 30 }), fc.array(fc.record({ type: fc.constantFrom('text', 'image_url'), text: fc.string({ maxLength: 10 }) }))),
+    ),
+    name: value,
+  },
+  { requiredKeys: ['role'] },
+);
 const openaiBody = fc.record(
   {
     model: field(fc.oneof(fc.constantFrom(MODEL, 'support', 'sales', 'code', 'nope'), hostileStrings)),
-    prompt: field(fc.oneof(fc.string({ maxLength: 30 }), fc.array(fc.string({ maxLength: 10 }), { maxLength: 3 }), fc.array(fc.integer({ min: -1, max: 300 }), { maxLength: 5 }))),
+    prompt: field(
+      fc.oneof(
+        fc.string({ maxLength: 30 }),
+        fc.array(fc.string({ maxLength: 10 }), { maxLength: 3 }),
+        fc.array(fc.integer({ min: -1, max: 300 }), { maxLength: 5 }),
+      ),
+    ),
     messages: field(fc.array(message, { maxLength: 3 })),
     max_tokens: field(fc.integer({ min: -1, max: 12 })),
     max_completion_tokens: field(fc.integer({ min: -1, max: 12 })),
@@ -80,7 +161,19 @@ const openaiBody = fc.record(
     top_logprobs: field(fc.integer({ min: -1, max: 25 })),
     stream: field(fc.boolean()),
     stream_options: field(fc.record({ include_usage: fc.boolean() })),
-    response_format: field(fc.oneof(fc.constant({ type: 'json_object' }), fc.constant({ type: 'text' }), fc.record({ type: fc.constant('json_schema'), json_schema: fc.record({ name: fc.constantFrom('x', 'bad name'), schema: fc.oneof(fc.jsonValue({ maxDepth: 3 }), fc.constant({ type: 'object', properties: { a: { type: 'integer' } }, required: ['a'] })) }) }))),
+    response_format: field(
+      fc.oneof(
+        fc.constant({ type: 'json_object' }),
+        fc.constant({ type: 'text' }),
+        fc.record({
+          type: fc.constant('json_schema'),
+          json_schema: fc.record({
+            name: fc.constantFrom('x', 'bad name'),
+            schema: fc.oneof(fc.jsonValue({ maxDepth: 3 }), fc.constant({ type: 'object', properties: { a: { type: 'integer' } }, required: ['a'] })),
+          }),
+        }),
+      ),
+    ),
     stop: field(fc.oneof(fc.string({ maxLength: 5 }), fc.array(fc.string({ maxLength: 5 }), { maxLength: 10 }))),
     logit_bias: field(fc.dictionary(fc.string({ maxLength: 4 }), fc.integer({ min: -200, max: 200 }), { maxKeys: 3 })),
     echo: field(fc.boolean()),
@@ -90,15 +183,74 @@ const openaiBody = fc.record(
 );
 /** A valid body with, half the time, one field replaced by anything at all. */
 const mutated = <T extends Record<string, unknown>>(valid: fc.Arbitrary<T>, keys: string[]) =>
-  fc.tuple(valid, fc.constantFrom(...keys, '__proto__', 'constructor', 'unknown_field'), value, fc.boolean()).map(([b, k, v, mutate]) => (mutate ? JSON.stringify(b).replace(/^\{/, `{${JSON.stringify(k)}: ${JSON.stringify(v) ?? 'null'}, `) : JSON.stringify(b)));
-const validGenerate = fc.tuple(
-  fc.oneof(fc.record({ prompt: fc.string({ minLength: 1, maxLength: 30 }) }), fc.record({ prompt_token_ids: fc.array(fc.integer({ min: 0, max: 255 }), { minLength: 1, maxLength: 8 }) })),
-  fc.record({ max_tokens: fc.integer({ min: 1, max: 8 }), temperature: fc.double({ min: 0, max: 2, noNaN: true }), top_p: fc.double({ min: 0.01, max: 1, noNaN: true }), top_k: fc.integer({ min: 0, max: 50 }), seed: fc.integer({ min: 0, max: 2 ** 32 - 1 }), stop: fc.array(fc.string({ minLength: 1, maxLength: 4 }), { maxLength: 3 }), ignore_eos: fc.boolean(), logprobs: fc.boolean(), stream: fc.boolean() }, { requiredKeys: ['max_tokens'] }),
-).map(([p, rest]) => ({ ...p, ...rest }));
+  fc
+    .tuple(valid, fc.constantFrom(...keys, '__proto__', 'constructor', 'unknown_field'), value, fc.boolean())
+    .map(([b, k, v, mutate]) => (mutate ? JSON.stringify(b).replace(/^\{/, `{${JSON.stringify(k)}: ${JSON.stringify(v) ?? 'null'}, `) : JSON.stringify(b)));
+const validGenerate = fc
+  .tuple(
+    fc.oneof(
+      fc.record({ prompt: fc.string({ minLength: 1, maxLength: 30 }) }),
+      fc.record({ prompt_token_ids: fc.array(fc.integer({ min: 0, max: 255 }), { minLength: 1, maxLength: 8 }) }),
+    ),
+    fc.record(
+      {
+        max_tokens: fc.integer({ min: 1, max: 8 }),
+        temperature: fc.double({ min: 0, max: 2, noNaN: true }),
+        top_p: fc.double({ min: 0.01, max: 1, noNaN: true }),
+        top_k: fc.integer({ min: 0, max: 50 }),
+        seed: fc.integer({ min: 0, max: 2 ** 32 - 1 }),
+        stop: fc.array(fc.string({ minLength: 1, maxLength: 4 }), { maxLength: 3 }),
+        ignore_eos: fc.boolean(),
+        logprobs: fc.boolean(),
+        stream: fc.boolean(),
+      },
+      { requiredKeys: ['max_tokens'] },
+    ),
+  )
+  .map(([p, rest]) => ({ ...p, ...rest }));
 const validModel = fc.constantFrom(MODEL, 'support', 'sales', 'code');
-const validChat = fc.record({ model: validModel, messages: fc.array(fc.record({ role: fc.constantFrom('system', 'user', 'assistant'), content: fc.string({ maxLength: 20 }) }), { minLength: 1, maxLength: 3 }), max_tokens: fc.integer({ min: 1, max: 8 }), n: fc.integer({ min: 1, max: 3 }), stream: fc.boolean(), temperature: fc.double({ min: 0, max: 2, noNaN: true }), logprobs: fc.boolean(), response_format: fc.constantFrom({ type: 'text' }, { type: 'json_object' }), stop: fc.array(fc.string({ minLength: 1, maxLength: 4 }), { maxLength: 2 }), seed: fc.integer() }, { requiredKeys: ['model', 'messages', 'max_tokens'] });
-const validCompletion = fc.record({ model: validModel, prompt: fc.oneof(fc.string({ maxLength: 20 }), fc.array(fc.string({ maxLength: 10 }), { minLength: 1, maxLength: 2 }), fc.array(fc.integer({ min: 0, max: 255 }), { minLength: 1, maxLength: 6 })), max_tokens: fc.integer({ min: 1, max: 8 }), n: fc.integer({ min: 1, max: 3 }), stream: fc.boolean(), echo: fc.boolean(), logprobs: fc.integer({ min: 0, max: 5 }), stream_options: fc.record({ include_usage: fc.boolean() }) }, { requiredKeys: ['model', 'prompt', 'max_tokens'] });
-const adminBody = fc.record({ name: field(fc.oneof(hostileStrings, fc.string({ maxLength: 10 }))), path: field(fc.oneof(hostileStrings, fc.constantFrom('support', 'sales', '.', '..', root, `${root}/../`, '/proc/self'))) }, { requiredKeys: [] });
+const validChat = fc.record(
+  {
+    model: validModel,
+    messages: fc.array(fc.record({ role: fc.constantFrom('system', 'user', 'assistant'), content: fc.string({ maxLength: 20 }) }), {
+      minLength: 1,
+      maxLength: 3,
+    }),
+    max_tokens: fc.integer({ min: 1, max: 8 }),
+    n: fc.integer({ min: 1, max: 3 }),
+    stream: fc.boolean(),
+    temperature: fc.double({ min: 0, max: 2, noNaN: true }),
+    logprobs: fc.boolean(),
+    response_format: fc.constantFrom({ type: 'text' }, { type: 'json_object' }),
+    stop: fc.array(fc.string({ minLength: 1, maxLength: 4 }), { maxLength: 2 }),
+    seed: fc.integer(),
+  },
+  { requiredKeys: ['model', 'messages', 'max_tokens'] },
+);
+const validCompletion = fc.record(
+  {
+    model: validModel,
+    prompt: fc.oneof(
+      fc.string({ maxLength: 20 }),
+      fc.array(fc.string({ maxLength: 10 }), { minLength: 1, maxLength: 2 }),
+      fc.array(fc.integer({ min: 0, max: 255 }), { minLength: 1, maxLength: 6 }),
+    ),
+    max_tokens: fc.integer({ min: 1, max: 8 }),
+    n: fc.integer({ min: 1, max: 3 }),
+    stream: fc.boolean(),
+    echo: fc.boolean(),
+    logprobs: fc.integer({ min: 0, max: 5 }),
+    stream_options: fc.record({ include_usage: fc.boolean() }),
+  },
+  { requiredKeys: ['model', 'prompt', 'max_tokens'] },
+);
+const adminBody = fc.record(
+  {
+    name: field(fc.oneof(hostileStrings, fc.string({ maxLength: 10 }))),
+    path: field(fc.oneof(hostileStrings, fc.constantFrom('support', 'sales', '.', '..', root, `${root}/../`, '/proc/self'))),
+  },
+  { requiredKeys: [] },
+);
 
 /** Raw JSON text no JS object literal can produce: __proto__ keys, duplicates, deep nesting, odd numbers. */
 const rawBodies = fc.oneof(
@@ -118,7 +270,16 @@ const rawBodies = fc.oneof(
     '{"prompt_token_ids": [1e400], "max_tokens": 2}',
     '{"prompt": "Hi", "max_tokens": 2,}',
     "{'prompt': 'Hi'}",
-    'null', 'true', '0', '"x"', '[]', '{}', '', ' ', '\u0000', '\ufeff{"prompt": "Hi", "max_tokens": 2}',
+    'null',
+    'true',
+    '0',
+    '"x"',
+    '[]',
+    '{}',
+    '',
+    ' ',
+    '\u0000',
+    '\ufeff{"prompt": "Hi", "max_tokens": 2}',
     `{"prompt": ${'['.repeat(5000)}${']'.repeat(5000)}}`,
     `${'['.repeat(100_000)}${']'.repeat(100_000)}`,
     `{"model": "support", "messages": ${'['.repeat(3000)}${']'.repeat(3000)}}`,
@@ -135,7 +296,30 @@ const name = fc.oneof(fc.constantFrom('support', 'sales', 'code', 'nope'), hosti
 const adminName = name.filter((n) => !['support', 'sales', 'code'].includes(n));
 const enc = (s: string) => encodeURIComponent((s as string & { toWellFormed(): string }).toWellFormed());
 const path = fc.oneof(
-  fc.constantFrom('/v1/generate', '/v1/generate', '/v1/generate', '/v1/completions', '/v1/chat/completions', '/v1/chat/completions', '/v1/adapters', '/v1/models', '/healthz', '/readyz', '/metrics', '/', '/v1', '/v1/', '//v1/generate', '/v1/generate/', '/V1/GENERATE', '/v1/./generate', '/v1/../v1/generate', '/%2e%2e/etc/passwd', '/v1/generate%00', '/v1/adapters/%2e%2e/pin'),
+  fc.constantFrom(
+    '/v1/generate',
+    '/v1/generate',
+    '/v1/generate',
+    '/v1/completions',
+    '/v1/chat/completions',
+    '/v1/chat/completions',
+    '/v1/adapters',
+    '/v1/models',
+    '/healthz',
+    '/readyz',
+    '/metrics',
+    '/',
+    '/v1',
+    '/v1/',
+    '//v1/generate',
+    '/v1/generate/',
+    '/V1/GENERATE',
+    '/v1/./generate',
+    '/v1/../v1/generate',
+    '/%2e%2e/etc/passwd',
+    '/v1/generate%00',
+    '/v1/adapters/%2e%2e/pin',
+  ),
   name.map((n) => `/v1/adapters/${enc(n)}`),
   name.map((n) => `/v1/adapters/${enc(n)}/pin`),
   name.map((n) => `/v1/adapters/${enc(n)}/unpin`),
@@ -147,14 +331,47 @@ const query = fc.oneof(
   fc.constant(''),
   name.map((n) => `?adapter=${enc(n)}`),
   name.map((n) => `?adapter=${n.replace(/[#&]/g, '')}`),
-  fc.constantFrom('?adapter=support&adapter=sales', '?adapter[]=support', '?adapter[__proto__]=x', '?__proto__[polluted]=yes', '?constructor[prototype][polluted]=yes', '?adapter=', '?adapter', '?route=bedrock', '?route=local&adapter=support', '?route=' + 'x'.repeat(3000), '?%E0%A4%A', '?adapter=%ZZ', '?&&&=&=='),
+  fc.constantFrom(
+    '?adapter=support&adapter=sales',
+    '?adapter[]=support',
+    '?adapter[__proto__]=x',
+    '?__proto__[polluted]=yes',
+    '?constructor[prototype][polluted]=yes',
+    '?adapter=',
+    '?adapter',
+    '?route=bedrock',
+    '?route=local&adapter=support',
+    '?route=' + 'x'.repeat(3000),
+    '?%E0%A4%A',
+    '?adapter=%ZZ',
+    '?&&&=&==',
+  ),
   fc.webQueryParameters().map((q) => `?${q}`),
 );
 const contentType = fc.constantFrom(
-  'application/json', 'application/json', 'application/json', 'application/json; charset=utf-8', 'application/json; charset=utf-16', 'application/json; charset=latin1', 'APPLICATION/JSON', 'application/json;;;',
-  'text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/octet-stream', 'application/xml', '*/*', 'json', '', undefined,
+  'application/json',
+  'application/json',
+  'application/json',
+  'application/json; charset=utf-8',
+  'application/json; charset=utf-16',
+  'application/json; charset=latin1',
+  'APPLICATION/JSON',
+  'application/json;;;',
+  'text/plain',
+  'application/x-www-form-urlencoded',
+  'multipart/form-data; boundary=x',
+  'application/octet-stream',
+  'application/xml',
+  '*/*',
+  'json',
+  '',
+  undefined,
 );
-const method = fc.oneof({ weight: 6, arbitrary: fc.constant('POST') }, { weight: 3, arbitrary: fc.constantFrom('GET', 'DELETE', 'PUT', 'PATCH', 'OPTIONS', 'HEAD') }, { weight: 1, arbitrary: fc.constantFrom('PROPFIND', 'SEARCH', 'MKCOL', 'LOCK', 'UNLINK', 'TRACE', 'QUERY') });
+const method = fc.oneof(
+  { weight: 6, arbitrary: fc.constant('POST') },
+  { weight: 3, arbitrary: fc.constantFrom('GET', 'DELETE', 'PUT', 'PATCH', 'OPTIONS', 'HEAD') },
+  { weight: 1, arbitrary: fc.constantFrom('PROPFIND', 'SEARCH', 'MKCOL', 'LOCK', 'UNLINK', 'TRACE', 'QUERY') },
+);
 const body = fc.oneof(
   { weight: 4, arbitrary: generateBody.map((b) => JSON.stringify(b)) },
   { weight: 3, arbitrary: openaiBody.map((b) => JSON.stringify(b)) },
@@ -162,18 +379,83 @@ const body = fc.oneof(
   { weight: 3, arbitrary: rawBodies },
   { weight: 1, arbitrary: fc.constant(undefined) },
 );
-// eslint-disable-next-line no-control-regex -- header values must hold no control characters (what the fuzzer generates against)
-const extraHeaders = fc.dictionary(fc.constantFrom('authorization', 'x-forwarded-for', 'accept', 'accept-encoding', 'x-request-id', 'origin', 'cookie', 'user-agent', 'expect'), fc.oneof(fc.string({ maxLength: 30 }), hostileStrings.filter((s) => !/[\r\n\u0000]/.test(s) && /^[\x20-\x7e]*$/.test(s))), { maxKeys: 3 });
-const randomRequest = fc.record({ method, url: fc.tuple(path, query).map(([p, q]) => (p.startsWith('/') ? p : `/${p}`) + q), contentType, body, headers: extraHeaders });
+// Header values must hold no control characters (what the fuzzer generates against).
+const extraHeaders = fc.dictionary(
+  fc.constantFrom('authorization', 'x-forwarded-for', 'accept', 'accept-encoding', 'x-request-id', 'origin', 'cookie', 'user-agent', 'expect'),
+  fc.oneof(
+    fc.string({ maxLength: 30 }),
+    // eslint-disable-next-line no-control-regex -- the NUL character is what this excludes
+    hostileStrings.filter((s) => !/[\r\n\u0000]/.test(s) && /^[\x20-\x7e]*$/.test(s)),
+  ),
+  { maxKeys: 3 },
+);
+const randomRequest = fc.record({
+  method,
+  url: fc.tuple(path, query).map(([p, q]) => (p.startsWith('/') ? p : `/${p}`) + q),
+  contentType,
+  body,
+  headers: extraHeaders,
+});
 /** Aimed at a real route with a JSON body of (mostly) its own shape, so the fuzz gets past routing into validation and the engine. */
 const targetedRequest = fc.oneof(
-  fc.record({ method: fc.constant('POST'), url: fc.oneof(fc.constantFrom('/v1/generate', '/v1/generate?adapter=support', '/v1/generate?adapter=sales', '/v1/generate?adapter=code'), query.map((q) => `/v1/generate${q}`)), contentType: fc.constant('application/json'), body: fc.oneof({ weight: 4, arbitrary: mutated(validGenerate, ['prompt', 'prompt_token_ids', 'max_tokens', 'temperature', 'top_p', 'top_k', 'seed', 'stop', 'stream']) }, { weight: 2, arbitrary: generateBody.map((b) => JSON.stringify(b)) }, { weight: 1, arbitrary: rawBodies }), headers: fc.constant({}) }),
-  fc.record({ method: fc.constant('POST'), url: fc.constant('/v1/chat/completions'), contentType: fc.constant('application/json'), body: fc.oneof({ weight: 4, arbitrary: mutated(validChat, ['model', 'messages', 'max_tokens', 'n', 'logprobs', 'top_logprobs', 'response_format', 'stream_options', 'tools']) }, { weight: 2, arbitrary: openaiBody.map((b) => JSON.stringify(b)) }, { weight: 1, arbitrary: rawBodies }), headers: fc.constant({}) }),
-  fc.record({ method: fc.constant('POST'), url: fc.constant('/v1/completions'), contentType: fc.constant('application/json'), body: fc.oneof({ weight: 4, arbitrary: mutated(validCompletion, ['model', 'prompt', 'max_tokens', 'n', 'logprobs', 'echo', 'suffix', 'best_of']) }, { weight: 2, arbitrary: openaiBody.map((b) => JSON.stringify(b)) }), headers: fc.constant({}) }),
+  fc.record({
+    method: fc.constant('POST'),
+    url: fc.oneof(
+      fc.constantFrom('/v1/generate', '/v1/generate?adapter=support', '/v1/generate?adapter=sales', '/v1/generate?adapter=code'),
+      query.map((q) => `/v1/generate${q}`),
+    ),
+    contentType: fc.constant('application/json'),
+    body: fc.oneof(
+      { weight: 4, arbitrary: mutated(validGenerate, ['prompt', 'prompt_token_ids', 'max_tokens', 'temperature', 'top_p', 'top_k', 'seed', 'stop', 'stream']) },
+      { weight: 2, arbitrary: generateBody.map((b) => JSON.stringify(b)) },
+      { weight: 1, arbitrary: rawBodies },
+    ),
+    headers: fc.constant({}),
+  }),
+  fc.record({
+    method: fc.constant('POST'),
+    url: fc.constant('/v1/chat/completions'),
+    contentType: fc.constant('application/json'),
+    body: fc.oneof(
+      {
+        weight: 4,
+        arbitrary: mutated(validChat, ['model', 'messages', 'max_tokens', 'n', 'logprobs', 'top_logprobs', 'response_format', 'stream_options', 'tools']),
+      },
+      { weight: 2, arbitrary: openaiBody.map((b) => JSON.stringify(b)) },
+      { weight: 1, arbitrary: rawBodies },
+    ),
+    headers: fc.constant({}),
+  }),
+  fc.record({
+    method: fc.constant('POST'),
+    url: fc.constant('/v1/completions'),
+    contentType: fc.constant('application/json'),
+    body: fc.oneof(
+      { weight: 4, arbitrary: mutated(validCompletion, ['model', 'prompt', 'max_tokens', 'n', 'logprobs', 'echo', 'suffix', 'best_of']) },
+      { weight: 2, arbitrary: openaiBody.map((b) => JSON.stringify(b)) },
+    ),
+    headers: fc.constant({}),
+  }),
   // (The fixture adapters are left registered here so that generation requests keep reaching them.)
-  fc.record({ method: fc.constantFrom('POST', 'DELETE'), url: fc.oneof(fc.constant('/v1/adapters'), adminName.map((n) => `/v1/adapters/${enc(n)}`), adminName.map((n) => `/v1/adapters/${enc(n)}/pin`)), contentType: fc.constant('application/json'), body: adminBody.map((b) => JSON.stringify(b)), headers: fc.constant({}) }),
+  fc.record({
+    method: fc.constantFrom('POST', 'DELETE'),
+    url: fc.oneof(
+      fc.constant('/v1/adapters'),
+      adminName.map((n) => `/v1/adapters/${enc(n)}`),
+      adminName.map((n) => `/v1/adapters/${enc(n)}/pin`),
+    ),
+    contentType: fc.constant('application/json'),
+    body: adminBody.map((b) => JSON.stringify(b)),
+    headers: fc.constant({}),
+  }),
 );
-const fuzzRequest = fc.oneof({ weight: 3, arbitrary: targetedRequest }, { weight: 2, arbitrary: randomRequest }) as fc.Arbitrary<{ method: string; url: string; contentType: string | undefined; body: string | undefined; headers: Record<string, string> }>;
+const fuzzRequest = fc.oneof({ weight: 3, arbitrary: targetedRequest }, { weight: 2, arbitrary: randomRequest }) as fc.Arbitrary<{
+  method: string;
+  url: string;
+  contentType: string | undefined;
+  body: string | undefined;
+  headers: Record<string, string>;
+}>;
 type FuzzRequest = typeof fuzzRequest extends fc.Arbitrary<infer R> ? R : never;
 
 // ---- checks -------------------------------------------------------------------------------------
@@ -192,7 +474,8 @@ function check(req: FuzzRequest, status: number, headers: Record<string, unknown
     } catch {
       code = undefined;
     }
-    if (typeof code !== 'string' || !/json/.test(String(headers['content-type']))) failures.push(`${status} without a JSON error code for ${where}: ${text.slice(0, 200)}`);
+    if (typeof code !== 'string' || !/json/.test(String(headers['content-type'])))
+      failures.push(`${status} without a JSON error code for ${where}: ${text.slice(0, 200)}`);
     else codes.set(code, (codes.get(code) ?? 0) + 1);
   }
 }
@@ -256,13 +539,28 @@ function send(base: string, req: FuzzRequest): Promise<{ status: number; headers
     let r: ReturnType<typeof httpRequest>;
     try {
       // The path is sent as is (a URL object would resolve "//x" to another host).
-      r = httpRequest({ host: hostname, port, path: req.url, method: req.method, agent: false, timeout: 10_000, headers: { ...req.headers, ...(req.contentType !== undefined ? { 'content-type': req.contentType } : {}), ...(payload ? { 'content-length': String(payload.length) } : {}) } }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (text += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text }));
-      res.on('error', (e) => resolve({ error: e.message }));
-    });
+      r = httpRequest(
+        {
+          host: hostname,
+          port,
+          path: req.url,
+          method: req.method,
+          agent: false,
+          timeout: 10_000,
+          headers: {
+            ...req.headers,
+            ...(req.contentType !== undefined ? { 'content-type': req.contentType } : {}),
+            ...(payload ? { 'content-length': String(payload.length) } : {}),
+          },
+        },
+        (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (text += c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text }));
+          res.on('error', (e) => resolve({ error: e.message }));
+        },
+      );
     } catch (e) {
       resolve({ error: (e as NodeJS.ErrnoException).code ?? (e as Error).message });
       return;
@@ -304,12 +602,15 @@ t.test('a shorter run against the listening server, and raw protocol garbage', a
         if ('error' in res) {
           transport++;
           // Node's client refuses some header values itself (e.g. invalid characters): not a server answer.
-          if (!/ERR_INVALID|ERR_UNESCAPED|Invalid URL|ERR_HTTP_INVALID/.test(res.error)) failures.push(`transport error ${res.error} for ${req.method} ${req.url.slice(0, 80)}`);
+          if (!/ERR_INVALID|ERR_UNESCAPED|Invalid URL|ERR_HTTP_INVALID/.test(res.error))
+            failures.push(`transport error ${res.error} for ${req.method} ${req.url.slice(0, 80)}`);
         } else check(req, res.status, res.headers, res.text);
       }),
     );
   }
-  t.comment(`${samples.length} requests over HTTP (${transport} refused by the client library); statuses ${JSON.stringify(Object.fromEntries([...statuses].sort()))}`);
+  t.comment(
+    `${samples.length} requests over HTTP (${transport} refused by the client library); statuses ${JSON.stringify(Object.fromEntries([...statuses].sort()))}`,
+  );
   t.same(failures.slice(0, 20), [], 'every answer is < 500 with a JSON error code');
 
   const garbage: Array<string | Buffer> = [

@@ -30,12 +30,16 @@ const nested = (depth: number) => '['.repeat(depth) + '1' + ']'.repeat(depth);
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 
 const cases: Array<[string, string | Record<string, unknown> | ((path: string) => void), RegExp]> = [
-  ['64 MiB file (sparse)', (p) => {
-    const fd = openSync(p, 'w');
-    writeSync(fd, Buffer.from('{"r": 8,'), 0, 8, 0);
-    writeSync(fd, Buffer.from('}'), 0, 1, (64 << 20) - 1);
-    closeSync(fd);
-  }, /is 67108864 bytes; adapter configs over \d+ bytes are refused/],
+  [
+    '64 MiB file (sparse)',
+    (p) => {
+      const fd = openSync(p, 'w');
+      writeSync(fd, Buffer.from('{"r": 8,'), 0, 8, 0);
+      writeSync(fd, Buffer.from('}'), 0, 1, (64 << 20) - 1);
+      closeSync(fd);
+    },
+    /is 67108864 bytes; adapter configs over \d+ bytes are refused/,
+  ],
   ['nested 100k deep at the top', nested(100_000), /nested more than \d+ levels deep/],
   ['r nested 100k deep', `{"r": ${nested(100_000)}, "lora_alpha": 16, "target_modules": ["q_proj"]}`, /nested more than \d+ levels deep/],
   ['bias nested deep', `{"r": 8, "lora_alpha": 16, "target_modules": ["q_proj"], "bias": ${nested(50_000)}}`, /nested more than/],
@@ -67,9 +71,21 @@ const cases: Array<[string, string | Record<string, unknown> | ((path: string) =
   ['alpha_pattern value a string', { alpha_pattern: { q_proj: 'x' } }, /alpha_pattern values must be finite numbers/],
   ['alpha_pattern value null', { alpha_pattern: { q_proj: null } }, /alpha_pattern values must be finite numbers/],
   ['alpha_pattern an array', { alpha_pattern: [16] }, /alpha_pattern must be an object/],
-  ['rank_pattern with 100k entries (over the size limit)', { rank_pattern: Object.fromEntries(Array.from({ length: 100_000 }, (_, i) => [`layers.${i}.q_proj`, 8])) }, /adapter configs over \d+ bytes are refused/],
-  ['rank_pattern with 5000 entries', { rank_pattern: Object.fromEntries(Array.from({ length: 5000 }, (_, i) => [`l${i}`, 8])) }, /rank_pattern has 5000 entries; at most \d+/],
-  ['100 regex keys', { rank_pattern: Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`layers\\.${i}\\.q_proj`, 8])) }, /more than 64 regular-expression keys/],
+  [
+    'rank_pattern with 100k entries (over the size limit)',
+    { rank_pattern: Object.fromEntries(Array.from({ length: 100_000 }, (_, i) => [`layers.${i}.q_proj`, 8])) },
+    /adapter configs over \d+ bytes are refused/,
+  ],
+  [
+    'rank_pattern with 5000 entries',
+    { rank_pattern: Object.fromEntries(Array.from({ length: 5000 }, (_, i) => [`l${i}`, 8])) },
+    /rank_pattern has 5000 entries; at most \d+/,
+  ],
+  [
+    '100 regex keys',
+    { rank_pattern: Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`layers\\.${i}\\.q_proj`, 8])) },
+    /more than 64 regular-expression keys/,
+  ],
   ['catastrophic backtracking key (.*)*x', { rank_pattern: { '(.*)*x': 8 } }, /rank_pattern key "\(\.\*\)\*x" is not allowed/],
   ['catastrophic backtracking key (a|a)+$', { alpha_pattern: { '(a|a)+$': 8 } }, /alpha_pattern key .* is not allowed/],
   ['polynomial backtracking key .*.*.*.*.*.*.*.*z', { rank_pattern: { '.*.*.*.*.*.*.*.*z': 8 } }, /rank_pattern key .* is not allowed/],
@@ -99,10 +115,37 @@ t.test('readAdapterConfig refuses each hostile config quickly, naming the file',
 });
 
 t.test('pattern keys: safe ones pass, backtracking ones are refused, and checking is fast', async (t) => {
-  for (const key of ['q_proj', 'model.layers.0.self_attn.q_proj', 'layers\\.\\d+\\.mlp\\.down_proj', '.*up_proj', '^model\\.layers\\.(0|1)\\.mlp$', '(?:q|k|v)_proj', '(?<which>q|k)_proj', '[a-z_]+proj', 'layers\\.[0-9]{1,2}\\.q_proj', '(q_proj)?', 'a.*?b']) {
+  for (const key of [
+    'q_proj',
+    'model.layers.0.self_attn.q_proj',
+    'layers\\.\\d+\\.mlp\\.down_proj',
+    '.*up_proj',
+    '^model\\.layers\\.(0|1)\\.mlp$',
+    '(?:q|k|v)_proj',
+    '(?<which>q|k)_proj',
+    '[a-z_]+proj',
+    'layers\\.[0-9]{1,2}\\.q_proj',
+    '(q_proj)?',
+    'a.*?b',
+  ]) {
     t.equal(patternKeyProblem(key), null, `${key} is fine`);
   }
-  for (const key of ['(a+)+', '(.*)*x', '(?:a|aa)+b', '(a|a){2,}', 'a**', 'a{2,}{3}', '.*.*.*', '\\w+\\w+\\w+x', '(a)\\1', '(?<n>a)\\k<n>', '(', '[', '', 'x'.repeat(257)]) {
+  for (const key of [
+    '(a+)+',
+    '(.*)*x',
+    '(?:a|aa)+b',
+    '(a|a){2,}',
+    'a**',
+    'a{2,}{3}',
+    '.*.*.*',
+    '\\w+\\w+\\w+x',
+    '(a)\\1',
+    '(?<n>a)\\k<n>',
+    '(',
+    '[',
+    '',
+    'x'.repeat(257),
+  ]) {
     t.ok(patternKeyProblem(key), `${JSON.stringify(key.slice(0, 20))} is refused: ${patternKeyProblem(key)}`);
   }
   t.equal(jsonNestingExceeds('{"a": "[[[[[[[[[["}', 3), false, 'brackets in strings do not count');
@@ -115,10 +158,19 @@ t.test('pattern keys: safe ones pass, backtracking ones are refused, and checkin
 
 t.test('patterns that are safe still work (PEFT semantics kept)', async (t) => {
   const spec = readModelSpec(FIXTURE_MODEL);
-  const ok = join(root, adapterWith({ rank_pattern: {}, alpha_pattern: { q_proj: 32, 'model.layers.0.self_attn.v_proj': 8, 'layers\\.\\d+\\.mlp\\.down_proj': 4, '.*up_proj': 2 } }));
+  const ok = join(
+    root,
+    adapterWith({
+      rank_pattern: {},
+      alpha_pattern: { q_proj: 32, 'model.layers.0.self_attn.v_proj': 8, 'layers\\.\\d+\\.mlp\\.down_proj': 4, '.*up_proj': 2 },
+    }),
+  );
   const adapter = loadPeftAdapter('ok', ok, spec, 64);
   t.ok(adapter.modules.size > 0, 'loads');
-  t.doesNotThrow(() => readAdapterConfig(join(root, adapterWith({ rank_pattern: { '^model\\.layers\\.(0|1)\\.self_attn\\.q_proj$': 8 } })), 64), 'anchors and a group without a quantifier are fine');
+  t.doesNotThrow(
+    () => readAdapterConfig(join(root, adapterWith({ rank_pattern: { '^model\\.layers\\.(0|1)\\.self_attn\\.q_proj$': 8 } })), 64),
+    'anchors and a group without a quantifier are fine',
+  );
 });
 
 t.test('at start-up and through the admin API, a hostile config errors that adapter only', async (t) => {
@@ -149,5 +201,9 @@ t.test('at start-up and through the admin API, a hostile config errors that adap
   t.match(res.json().error.message, /Adapter late was not registered: .*alpha_pattern key .* is not allowed/);
   const gen = await app.inject({ method: 'POST', url: '/v1/generate?adapter=late', payload: { prompt: 'Hi', max_tokens: 2 } });
   t.equal(gen.json().error.code, 'adapter_not_found', 'a refused registration leaves nothing behind');
-  t.equal((await app.inject({ method: 'POST', url: '/v1/generate?adapter=support', payload: { prompt: 'Hi', max_tokens: 2 } })).statusCode, 200, 'the others serve');
+  t.equal(
+    (await app.inject({ method: 'POST', url: '/v1/generate?adapter=support', payload: { prompt: 'Hi', max_tokens: 2 } })).statusCode,
+    200,
+    'the others serve',
+  );
 });

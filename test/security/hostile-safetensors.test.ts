@@ -135,7 +135,11 @@ t.test('tensor entries with wrong types, negative, non-integer and nested junk',
     ['shape product wraps to a small number in 32 bits', { w: { dtype: 'F32', shape: [65536, 65536, 2], data_offsets: [0, 8] } }, /needs/],
     ['many dims', { w: { dtype: 'F32', shape: Array.from({ length: 100_000 }, () => 1), data_offsets: [0, 8] } }, /needs 4/],
     ['overlapping tensors', { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }, /overlap/],
-    ['two tensors on the same bytes', { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } }, /overlap/],
+    [
+      'two tensors on the same bytes',
+      { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } },
+      /overlap/,
+    ],
     ['metadata an array', { __metadata__: [1, 2], w: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } }, /__metadata__/],
     ['metadata nested junk', { __metadata__: { format: { deep: [nested] } }, w: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } }, /__metadata__/],
     ['metadata a string', { __metadata__: 'pt' }, /__metadata__/],
@@ -154,7 +158,17 @@ t.test('tensor entries with wrong types, negative, non-integer and nested junk',
 });
 
 t.test('out of order but disjoint is a valid file; zero-size tensors do not overlap', async (t) => {
-  const file = write(withHeader({ b: { dtype: 'F32', shape: [2], data_offsets: [8, 16] }, a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, z: { dtype: 'F32', shape: [0], data_offsets: [8, 8] }, z2: { dtype: 'F32', shape: [0, 5], data_offsets: [8, 8] } }, f32(4)));
+  const file = write(
+    withHeader(
+      {
+        b: { dtype: 'F32', shape: [2], data_offsets: [8, 16] },
+        a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] },
+        z: { dtype: 'F32', shape: [0], data_offsets: [8, 8] },
+        z2: { dtype: 'F32', shape: [0, 5], data_offsets: [8, 8] },
+      },
+      f32(4),
+    ),
+  );
   const header = readSafetensorsHeader(file);
   t.same([...header.tensors.keys()], ['b', 'a', 'z', 'z2']);
   const ok = write(encodeSafetensors([{ name: 'w', dtype: 'F16', shape: [2, 2], data: Float32Array.from([1, 2, 3, 4]) }]));
@@ -183,18 +197,27 @@ t.test('the adapter loader refuses hostile weights files with the file named, qu
     return d;
   };
   const many: Record<string, unknown> = {};
-  for (let i = 0; i < 100_000; i++) many[`base_model.model.model.layers.${i}.self_attn.q_proj.lora_A.weight`] = { dtype: 'F32', shape: [0, 64], data_offsets: [0, 0] };
+  for (let i = 0; i < 100_000; i++)
+    many[`base_model.model.model.layers.${i}.self_attn.q_proj.lora_A.weight`] = { dtype: 'F32', shape: [0, 64], data_offsets: [0, 0] };
   const cases: Array<[string, Buffer, RegExp]> = [
     ['100k tensors for layers that do not exist', withHeader(many), /layer \d+ does not exist/],
-    ['100k tensors with junk names', withHeader(Object.fromEntries(Array.from({ length: 100_000 }, (_, i) => [`junk.${i}`, { dtype: 'U8', shape: [0], data_offsets: [0, 0] }]))), /not a LoRA weight/],
-    ['an A/B pair sharing its bytes with every other module', (() => {
-      const header: Record<string, unknown> = {};
-      for (let layer = 0; layer < spec.numLayers; layer++) {
-        header[`base_model.model.model.layers.${layer}.self_attn.q_proj.lora_A.weight`] = { dtype: 'F32', shape: [8, 64], data_offsets: [0, 2048] };
-        header[`base_model.model.model.layers.${layer}.self_attn.q_proj.lora_B.weight`] = { dtype: 'F32', shape: [64, 8], data_offsets: [0, 2048] };
-      }
-      return withHeader(header, f32(512));
-    })(), /overlap/],
+    [
+      '100k tensors with junk names',
+      withHeader(Object.fromEntries(Array.from({ length: 100_000 }, (_, i) => [`junk.${i}`, { dtype: 'U8', shape: [0], data_offsets: [0, 0] }]))),
+      /not a LoRA weight/,
+    ],
+    [
+      'an A/B pair sharing its bytes with every other module',
+      (() => {
+        const header: Record<string, unknown> = {};
+        for (let layer = 0; layer < spec.numLayers; layer++) {
+          header[`base_model.model.model.layers.${layer}.self_attn.q_proj.lora_A.weight`] = { dtype: 'F32', shape: [8, 64], data_offsets: [0, 2048] };
+          header[`base_model.model.model.layers.${layer}.self_attn.q_proj.lora_B.weight`] = { dtype: 'F32', shape: [64, 8], data_offsets: [0, 2048] };
+        }
+        return withHeader(header, f32(512));
+      })(),
+      /overlap/,
+    ],
     ['truncated header', raw('{"base_model.model.model.layers.0', Buffer.alloc(0), 1000n), /header claims/],
   ];
   for (const [name, bytes, message] of cases) {

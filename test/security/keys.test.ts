@@ -89,21 +89,43 @@ t.test('key configuration is validated with clear messages', async (t) => {
   t.match(problems, /server\.apiKeys\[5\] must be an object/);
   t.match(problems, /server\.adminKeys\[0\] must be the 64 hex digits/);
   t.notMatch(problems, /my-secret-key/, 'a key pasted by mistake is not echoed');
-  t.equal(problemsOf(() => loadConfig({ argv: [], env: {} })), '', 'defaults are fine');
+  t.equal(
+    problemsOf(() => loadConfig({ argv: [], env: {} })),
+    '',
+    'defaults are fine',
+  );
 });
 
 t.test('API_KEYS_FILE / --api-keys-file replaces the keys of the config file', async (t) => {
-  const keys = file('keys.json', { apiKeys: [{ name: 'svc', sha256: sha256Hex('svc-key').toUpperCase(), adapters: ['base'] }], adminKeys: [sha256Hex('root')] });
+  const keys = file('keys.json', {
+    apiKeys: [{ name: 'svc', sha256: sha256Hex('svc-key').toUpperCase(), adapters: ['base'] }],
+    adminKeys: [sha256Hex('root')],
+  });
   const c = loadConfig({ argv: [], env: { API_KEYS_FILE: keys } });
   t.equal(c.server.apiKeys[0].name, 'svc');
   t.equal(c.server.apiKeys[0].sha256, sha256Hex('svc-key'), 'hashes are normalised to lower case');
   t.same(c.server.adminKeys, [sha256Hex('root')]);
   t.equal(loadConfig({ argv: ['--api-keys-file', keys], env: {} }).server.apiKeys.length, 1);
-  t.match(problemsOf(() => loadConfig({ argv: [], env: { API_KEYS_FILE: join(dir, 'missing.json') } })), /apiKeysFile .* does not exist/);
-  t.match(problemsOf(() => loadConfig({ argv: [], env: { API_KEYS_FILE: file('notjson.json', '{') } })), /not valid JSON/);
-  t.match(problemsOf(() => loadConfig({ argv: [], env: { API_KEYS_FILE: file('array.json', []) } })), /must hold a JSON object/);
-  t.match(problemsOf(() => loadConfig({ argv: [], env: { API_KEYS_FILE: file('extra.json', { keys: [] }) } })), /unknown field "keys"/);
-  t.match(problemsOf(() => loadConfig({ argv: [], env: { API_KEYS_FILE: file('big.json', ' '.repeat((1 << 20) + 1)) } })), /bytes; the limit is/);
+  t.match(
+    problemsOf(() => loadConfig({ argv: [], env: { API_KEYS_FILE: join(dir, 'missing.json') } })),
+    /apiKeysFile .* does not exist/,
+  );
+  t.match(
+    problemsOf(() => loadConfig({ argv: [], env: { API_KEYS_FILE: file('notjson.json', '{') } })),
+    /not valid JSON/,
+  );
+  t.match(
+    problemsOf(() => loadConfig({ argv: [], env: { API_KEYS_FILE: file('array.json', []) } })),
+    /must hold a JSON object/,
+  );
+  t.match(
+    problemsOf(() => loadConfig({ argv: [], env: { API_KEYS_FILE: file('extra.json', { keys: [] }) } })),
+    /unknown field "keys"/,
+  );
+  t.match(
+    problemsOf(() => loadConfig({ argv: [], env: { API_KEYS_FILE: file('big.json', ' '.repeat((1 << 20) + 1)) } })),
+    /bytes; the limit is/,
+  );
 });
 
 t.test('no keys and a non-loopback host: refused unless allowUnauthenticated', async (t) => {
@@ -115,12 +137,24 @@ t.test('no keys and a non-loopback host: refused unless allowUnauthenticated', a
   t.equal(exposureProblem(loadConfig({ argv: ['--allow-unauthenticated', '--host', '0.0.0.0'], env: {} })), null, 'bare flag before another flag');
   t.equal(exposureProblem(loadConfig({ argv: ['--host', '0.0.0.0'], env: { ALLOW_UNAUTHENTICATED: 'true' } })), null, 'environment');
   t.match(exposureProblem(loadConfig({ argv: ['--host', '0.0.0.0'], env: { ALLOW_UNAUTHENTICATED: 'false' } })), /not loopback/);
-  t.match(problemsOf(() => loadConfig({ argv: [], env: { ALLOW_UNAUTHENTICATED: 'yes' } })), /server\.allowUnauthenticated must be true or false/);
-  t.equal(exposureProblem(loadConfig({ argv: ['--host', '0.0.0.0'], env: { API_KEYS_FILE: file('k.json', { adminKeys: [sha256Hex('a')] }) } })), null, 'keys configured');
+  t.match(
+    problemsOf(() => loadConfig({ argv: [], env: { ALLOW_UNAUTHENTICATED: 'yes' } })),
+    /server\.allowUnauthenticated must be true or false/,
+  );
+  t.equal(
+    exposureProblem(loadConfig({ argv: ['--host', '0.0.0.0'], env: { API_KEYS_FILE: file('k.json', { adminKeys: [sha256Hex('a')] }) } })),
+    null,
+    'keys configured',
+  );
 });
 
 t.test('the server refuses to start exposed without keys (exit 2, clear message)', async (t) => {
-  const run = spawnSync(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'src', 'server.ts'), '--host', '0.0.0.0', '--port', '0'], { cwd: PROJECT_ROOT, env: { ...process.env, ALLOW_UNAUTHENTICATED: '', API_KEYS_FILE: '' }, encoding: 'utf8', timeout: 30_000 });
+  const run = spawnSync(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'src', 'server.ts'), '--host', '0.0.0.0', '--port', '0'], {
+    cwd: PROJECT_ROOT,
+    env: { ...process.env, ALLOW_UNAUTHENTICATED: '', API_KEYS_FILE: '' },
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
   t.equal(run.status, 2);
   t.match(run.stderr, /server\.host is 0\.0\.0\.0, which is not loopback, and no API keys are configured/);
 });
@@ -128,9 +162,16 @@ t.test('the server refuses to start exposed without keys (exit 2, clear message)
 t.test('npm run key:hash prints the sha256 to paste into the config', async (t) => {
   const out = execFileSync(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'tools', 'key-hash.ts'), 'hello'], { cwd: PROJECT_ROOT, encoding: 'utf8' });
   t.equal(out.trim(), sha256Hex('hello'));
-  const piped = execFileSync(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'tools', 'key-hash.ts')], { cwd: PROJECT_ROOT, encoding: 'utf8', input: 'hello\n' });
+  const piped = execFileSync(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'tools', 'key-hash.ts')], {
+    cwd: PROJECT_ROOT,
+    encoding: 'utf8',
+    input: 'hello\n',
+  });
   t.equal(piped.trim(), sha256Hex('hello'), 'from stdin, trailing newline dropped');
-  const fresh = execFileSync(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'tools', 'key-hash.ts'), '--new'], { cwd: PROJECT_ROOT, encoding: 'utf8' });
+  const fresh = execFileSync(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'tools', 'key-hash.ts'), '--new'], {
+    cwd: PROJECT_ROOT,
+    encoding: 'utf8',
+  });
   const [, key, hash] = /key: +(\S+)\nsha256: ([0-9a-f]{64})/.exec(fresh) ?? [];
   t.equal(sha256Hex(key), hash, '--new prints a key and its hash');
 });

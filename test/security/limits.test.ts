@@ -41,7 +41,11 @@ t.test('load shedding: 503 overloaded with Retry-After while a threshold is exce
   t.match(res.json().error.message, /event-loop delay/);
   t.equal(res.headers['retry-after'], '2');
   for (const url of ['/healthz', '/readyz', '/metrics']) t.equal((await app.inject({ url })).statusCode, 200, `${url} is exempt`);
-  t.equal((await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: { model: 'support', messages: [{ role: 'user', content: 'Hi' }] } })).statusCode, 503, 'OpenAI routes are shed too');
+  t.equal(
+    (await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: { model: 'support', messages: [{ role: 'user', content: 'Hi' }] } })).statusCode,
+    503,
+    'OpenAI routes are shed too',
+  );
   t.equal((await app.inject({ url: '/v1/adapters' })).statusCode, 503, 'and the adapter API');
   t.match((await app.inject({ url: '/metrics' })).body, /lora_load_shedding 1/);
   t.match((await app.inject({ url: '/metrics' })).body, /lora_rejected_requests_total\{reason="overloaded"\} [1-9]/);
@@ -100,11 +104,20 @@ t.test('limits.maxPromptTokens', async (t) => {
 });
 
 t.test('body size, max_tokens, stop sequences and context', async (t) => {
-  const big = await app.inject({ method: 'POST', url: '/v1/generate', headers: { 'content-type': 'application/json' }, payload: JSON.stringify({ prompt: 'x'.repeat(70_000) }) });
+  const big = await app.inject({
+    method: 'POST',
+    url: '/v1/generate',
+    headers: { 'content-type': 'application/json' },
+    payload: JSON.stringify({ prompt: 'x'.repeat(70_000) }),
+  });
   t.equal(big.statusCode, 413);
   t.equal(big.json().error.code, 'payload_too_large');
   t.equal((await gen({ prompt: 'Hi', max_tokens: 1_000_000 })).json().error.code, 'invalid_request');
-  t.equal((await gen({ prompt_token_ids: [5, 6, 7, 8], max_tokens: 253 })).json().error.code, 'context_length_exceeded', 'prompt + max_tokens over the context');
+  t.equal(
+    (await gen({ prompt_token_ids: [5, 6, 7, 8], max_tokens: 253 })).json().error.code,
+    'context_length_exceeded',
+    'prompt + max_tokens over the context',
+  );
   t.equal((await gen({ prompt: 'Hi', max_tokens: 2, stop: Array.from({ length: 9 }, (_, i) => `s${i}`) })).json().error.code, 'invalid_request');
   t.equal((await gen({ prompt: 'Hi', max_tokens: 2, stop: 'x'.repeat(65) })).json().error.code, 'invalid_request');
   t.equal((await gen({ prompt: 'Hi', max_tokens: 2, stop: [''] })).json().error.code, 'invalid_request', 'empty stop strings');

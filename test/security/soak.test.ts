@@ -44,5 +44,8 @@ t.test('8 s of mixed traffic with disconnects and adapter churn: nothing lost, n
   t.ok(report.adaptersRemoved >= 1, 'and removed');
   t.same(report.idleAfter, { queueDepth: 0, batchSize: 0, adaptersInUse: 0 }, 'the server is at rest afterwards');
   t.ok(report.samples.length >= 3, 'RSS was sampled from /metrics');
-  t.ok(Object.keys(report.errorsByCode).every((c) => ['invalid_request', 'invalid_json', 'adapter_not_found'].includes(c)), `only expected error codes: ${JSON.stringify(report.errorsByCode)}`);
+  t.ok(
+    Object.keys(report.errorsByCode).every((c) => ['invalid_request', 'invalid_json', 'adapter_not_found'].includes(c)),
+    `only expected error codes: ${JSON.stringify(report.errorsByCode)}`,
+  );
 });

@@ -15,5 +15,7 @@ t.test('default none; config file < environment < flag', async (t) => {
 });
 
 t.test('an unknown format is refused naming the setting and the choices', async (t) => {
-  t.throws(() => loadConfig({ argv: ['--quantize', 'q4_k'], env: {} }), { message: /model.quantize must be one of none, int8, int4 \(got "q4_k" from flag --quantize\)/ });
+  t.throws(() => loadConfig({ argv: ['--quantize', 'q4_k'], env: {} }), {
+    message: /model.quantize must be one of none, int8, int4 \(got "q4_k" from flag --quantize\)/,
+  });
 });

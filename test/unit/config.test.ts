@@ -39,5 +39,8 @@ t.test('each bad value gets a clear message', async (t) => {
 t.test('state residency: a choice, validated with the accepted values in the message', async (t) => {
   t.equal(loadConfig({ argv: [], env: {} }).model.stateResidency, 'auto');
   t.equal(loadConfig({ argv: ['--state-residency', 'device'], env: { STATE_RESIDENCY: 'host' } }).model.stateResidency, 'device', 'flag beats environment');
-  t.throws(() => loadConfig({ argv: [], env: { STATE_RESIDENCY: 'gpu' } }), /model\.stateResidency must be one of auto, host, device \(got "gpu" from environment STATE_RESIDENCY\)/);
+  t.throws(
+    () => loadConfig({ argv: [], env: { STATE_RESIDENCY: 'gpu' } }),
+    /model\.stateResidency must be one of auto, host, device \(got "gpu" from environment STATE_RESIDENCY\)/,
+  );
 });

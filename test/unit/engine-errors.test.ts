@@ -30,8 +30,15 @@ t.test('every engine code maps to a catalogue entry', async (t) => {
 t.test('the app and OpenAI error paths render engine errors through the mapping', async (t) => {
   const e = new EngineError('context_length_exceeded', 'The prompt has 300 tokens.');
   t.same(toAppError(e).toBody(), { error: { code: 'context_length_exceeded', message: `The prompt has 300 tokens. ${ERRORS.context_length_exceeded.hint}` } });
-  const withParam = toOpenAIBody(toOpenAIError(new EngineError('invalid_request', 'This JSON schema is not supported: x.', { param: 'response_format.json_schema.schema' })));
-  t.same(withParam.error, { message: 'This JSON schema is not supported: x.', type: 'invalid_request_error', param: 'response_format.json_schema.schema', code: 'invalid_request' });
+  const withParam = toOpenAIBody(
+    toOpenAIError(new EngineError('invalid_request', 'This JSON schema is not supported: x.', { param: 'response_format.json_schema.schema' })),
+  );
+  t.same(withParam.error, {
+    message: 'This JSON schema is not supported: x.',
+    type: 'invalid_request_error',
+    param: 'response_format.json_schema.schema',
+    code: 'invalid_request',
+  });
   t.equal(toOpenAIBody(toOpenAIError(new EngineError('queue_full', 'full'))).error.type, 'rate_limit_error');
 });
 
@@ -40,7 +47,11 @@ t.test('errors as data across the worker boundary', async (t) => {
   const back = EngineError.fromData(structuredClone(e.toData()));
   t.ok(back instanceof EngineError);
   t.same([back.code, back.message, back.retryAfterSeconds, back.param], ['queue_full', 'full', 2, 'p']);
-  t.same(toEngineErrorData(new Error('boom')), { code: 'internal', message: 'The engine failed while running this request.' }, 'a plain error is internal, without its message');
+  t.same(
+    toEngineErrorData(new Error('boom')),
+    { code: 'internal', message: 'The engine failed while running this request.' },
+    'a plain error is internal, without its message',
+  );
   t.equal(toEngineErrorData({ code: 'request_timeout', message: 'cancelled' }, true).code, 'cancelled', 'a request_timeout the caller asked for is cancelled');
   t.equal(toEngineErrorData({ code: 'request_timeout', message: 'late' }).code, 'timeout');
   t.equal(toEngineErrorData({ code: 'adapter_errored', message: 'bad' }).code, 'adapter_errored', 'engine codes carried by other errors are kept');

@@ -6,9 +6,21 @@ import { seededRandom } from '../../src/engine/sampling.js';
 
 t.test('known values: zero, one, max, subnormals, ties to even, infinities and NaN', async (t) => {
   const cases: Array<[number, number]> = [
-    [0, 0x0000], [-0, 0x8000], [1, 0x3c00], [-2, 0xc000], [65504, 0x7bff], [65519, 0x7bff], [65520, 0x7c00],
-    [2 ** -14, 0x0400], [2 ** -24, 0x0001], [2 ** -25, 0x0000], [3 * 2 ** -26, 0x0001],
-    [1 + 2 ** -11, 0x3c00], [1 + 3 * 2 ** -11, 0x3c02], [Infinity, 0x7c00], [-Infinity, 0xfc00],
+    [0, 0x0000],
+    [-0, 0x8000],
+    [1, 0x3c00],
+    [-2, 0xc000],
+    [65504, 0x7bff],
+    [65519, 0x7bff],
+    [65520, 0x7c00],
+    [2 ** -14, 0x0400],
+    [2 ** -24, 0x0001],
+    [2 ** -25, 0x0000],
+    [3 * 2 ** -26, 0x0001],
+    [1 + 2 ** -11, 0x3c00],
+    [1 + 3 * 2 ** -11, 0x3c02],
+    [Infinity, 0x7c00],
+    [-Infinity, 0xfc00],
   ];
   const out = toFloat16(Float32Array.from(cases, (c) => c[0]));
   cases.forEach(([v, bits], i) => t.equal(out[i], bits, `${v} -> 0x${bits.toString(16)}`));

@@ -48,11 +48,53 @@ t.test('invalid adapters are refused with a reason naming the file and the probl
     ['unknown target', variant('support', editConfig({ target_modules: ['q_proj', 'lm_head'] })), /target_modules.*lm_head/],
     ['rank above maximum', variant('code', editConfig({})), /above this server's maximum of 8/],
     ['missing weights', variant('support', (d) => rmSync(join(d, 'adapter_model.safetensors'))), /adapter_model\.safetensors: is missing/],
-    ['corrupt weights', variant('support', (d) => writeFileSync(join(d, 'adapter_model.safetensors'), 'garbage!garbage!')), /adapter_model\.safetensors: header claims/],
-    ['shape does not fit', variant('support', editTensors((ts) => { const a = ts.find((x) => x.name.endsWith('q_proj.lora_A.weight'))!; a.shape = [4, 32]; a.data = a.data.slice(0, 128); })), /needs \[r, 64\]/],
-    ['NaN weights', variant('support', editTensors((ts) => { ts[0].data[0] = NaN; })), /NaN or Inf/],
-    ['bias tensor', variant('support', editTensors((ts) => { ts.push({ name: 'base_model.model.model.layers.0.self_attn.q_proj.lora_B.bias', dtype: 'F32', shape: [64], data: new Float32Array(64) }); })), /biases/],
-    ['layer out of range', variant('support', editTensors((ts) => { ts[0].name = ts[0].name.replace('layers.0', 'layers.9'); })), /layer 9 does not exist/],
+    [
+      'corrupt weights',
+      variant('support', (d) => writeFileSync(join(d, 'adapter_model.safetensors'), 'garbage!garbage!')),
+      /adapter_model\.safetensors: header claims/,
+    ],
+    [
+      'shape does not fit',
+      variant(
+        'support',
+        editTensors((ts) => {
+          const a = ts.find((x) => x.name.endsWith('q_proj.lora_A.weight'))!;
+          a.shape = [4, 32];
+          a.data = a.data.slice(0, 128);
+        }),
+      ),
+      /needs \[r, 64\]/,
+    ],
+    [
+      'NaN weights',
+      variant(
+        'support',
+        editTensors((ts) => {
+          ts[0].data[0] = NaN;
+        }),
+      ),
+      /NaN or Inf/,
+    ],
+    [
+      'bias tensor',
+      variant(
+        'support',
+        editTensors((ts) => {
+          ts.push({ name: 'base_model.model.model.layers.0.self_attn.q_proj.lora_B.bias', dtype: 'F32', shape: [64], data: new Float32Array(64) });
+        }),
+      ),
+      /biases/,
+    ],
+    [
+      'layer out of range',
+      variant(
+        'support',
+        editTensors((ts) => {
+          ts[0].name = ts[0].name.replace('layers.0', 'layers.9');
+        }),
+      ),
+      /layer 9 does not exist/,
+    ],
   ];
   for (const [name, dir, message] of cases) {
     const maxRank = name === 'rank above maximum' ? 8 : 64;

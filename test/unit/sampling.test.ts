@@ -54,5 +54,9 @@ t.test('distribution of draws: temperature reshapes it, top-k and top-p cut it',
   t.same(topK2.slice(2), [0, 0, 0], 'top-k 2 never draws the third token');
   const topP = draw({ temperature: 1, topK: 0, topP: 0.7 });
   t.ok(topP[0] > 0 && topP[1] > 0 && topP[2] === 0, 'top-p 0.7 keeps the two tokens that reach 0.7');
-  t.equal(sampleToken(logits, { temperature: 0, topK: 0, topP: 1 }, () => 0.99), 0, 'temperature 0 is greedy');
+  t.equal(
+    sampleToken(logits, { temperature: 0, topK: 0, topP: 1 }, () => 0.99),
+    0,
+    'temperature 0 is greedy',
+  );
 });

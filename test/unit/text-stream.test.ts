@@ -78,23 +78,50 @@ function expectWhole(tokenizer: Detokenizer, ids: number[], stops: string[] = []
   const want = oracle(tokenizer, ids, stops);
   const got = run.chunks.join('') + run.flushed;
   if (got !== want.text || run.fullText !== want.text || run.stopped !== want.stopped || run.pushed !== want.tokens) {
-    throw new Error(`${label}: streamed text differs from the whole decode: ${JSON.stringify({ ids, stops, got, fullText: run.fullText, pushed: run.pushed, want })}`);
+    throw new Error(
+      `${label}: streamed text differs from the whole decode: ${JSON.stringify({ ids, stops, got, fullText: run.fullText, pushed: run.pushed, want })}`,
+    );
   }
   return run;
 }
 
 /** Pieces of text a model could produce: words, whitespace, emoji (also ZWJ sequences), CJK, accents, anything. */
 const piece = fc.oneof(
-  fc.constantFrom('Hello', ' world', ',', '.', '\n', '\n\n', '  ', ' ', '\t', 'é', ' naïve', 'Ω', 'ß', '😀', '🦙', ' 👩‍👩‍👧', '🇯🇵', '中文', ' 日本語のテキスト', '한국어', 'ﬁ', '```ts\n', '</s>', '<|im_end|>', '\u00a0', '12345', 'ÿ'),
+  fc.constantFrom(
+    'Hello',
+    ' world',
+    ',',
+    '.',
+    '\n',
+    '\n\n',
+    '  ',
+    ' ',
+    '\t',
+    'é',
+    ' naïve',
+    'Ω',
+    'ß',
+    '😀',
+    '🦙',
+    ' 👩‍👩‍👧',
+    '🇯🇵',
+    '中文',
+    ' 日本語のテキスト',
+    '한국어',
+    'ﬁ',
+    '```ts\n',
+    '</s>',
+    '<|im_end|>',
+    '\u00a0',
+    '12345',
+    'ÿ',
+  ),
   fc.string({ unit: 'grapheme', maxLength: 6 }),
   fc.string({ unit: 'binary', maxLength: 4 }),
   fc.string({ unit: 'grapheme-ascii', maxLength: 8 }),
 );
 /** A stop: a slice of the decoded text (so it does occur), or any short string. */
-const stopSpec = fc.oneof(
-  fc.record({ start: fc.nat(), length: fc.integer({ min: 1, max: 6 }) }),
-  fc.string({ unit: 'grapheme', minLength: 1, maxLength: 3 }),
-);
+const stopSpec = fc.oneof(fc.record({ start: fc.nat(), length: fc.integer({ min: 1, max: 6 }) }), fc.string({ unit: 'grapheme', minLength: 1, maxLength: 3 }));
 const stopsFrom = (text: string, specs: Array<{ start: number; length: number } | string>) =>
   specs
     .map((s) => (typeof s === 'string' ? s : text.length ? text.slice(s.start % text.length, (s.start % text.length) + s.length) : 'x'))
@@ -140,7 +167,10 @@ for (const { name, tokenizer, vocab } of tokenizers) {
       const ids = tokenizer.encode(text);
       const run = expectWhole(tokenizer, ids, [], 'emoji');
       t.equal(run.chunks.join('') + run.flushed, tokenizer.decode(ids));
-      t.notOk(run.chunks.some((c) => c.includes('\uFFFD')), 'no chunk shows a replacement character');
+      t.notOk(
+        run.chunks.some((c) => c.includes('\uFFFD')),
+        'no chunk shows a replacement character',
+      );
       const partial = ids.filter((id) => tokenizer.decode([id]).includes('\uFFFD')).length;
       t.comment(`${partial} of ${ids.length} tokens are part of a character`);
       // An incomplete character at the very end is flushed as the whole decode has it (U+FFFD).

@@ -44,7 +44,18 @@ async function waitFor(check: () => boolean, ms = 5000): Promise<boolean> {
   return check();
 }
 
-const long = (extra: Partial<GenerateRequest> = {}): GenerateRequest => ({ adapter: null, prompt: 'Tell me a long story.', maxTokens: 200, temperature: 0, topP: 1, topK: 0, stop: [], ignoreEos: true, logprobs: false, ...extra });
+const long = (extra: Partial<GenerateRequest> = {}): GenerateRequest => ({
+  adapter: null,
+  prompt: 'Tell me a long story.',
+  maxTokens: 200,
+  temperature: 0,
+  topP: 1,
+  topK: 0,
+  stop: [],
+  ignoreEos: true,
+  logprobs: false,
+  ...extra,
+});
 
 async function collect(events: AsyncIterable<GenerationEvent>): Promise<GenerationEvent[]> {
   const out: GenerationEvent[] = [];
@@ -58,7 +69,7 @@ t.test('start-up phases arrive in order, then ready with the engine facts', asyn
   t.equal(client.modelName, 'llama-tiny');
   t.equal(client.provider, 'cpu');
   t.same(client.adapters.names().sort(), ['broken', 'code', 'sales', 'support']);
-  t.equal(client.adapters.get('broken').status, 'errored', 'the mirror holds the worker\'s adapter states');
+  t.equal(client.adapters.get('broken').status, 'errored', "the mirror holds the worker's adapter states");
 });
 
 t.test('token bytes (for log-probability strings) are built in the worker and arrive packed after ready', async (t) => {
@@ -66,7 +77,10 @@ t.test('token bytes (for log-probability strings) are built in the worker and ar
   const expected = new TextTokenizer(FIXTURE_MODEL).tokenBytes();
   const table = client.tokenBytes();
   t.equal(table.length, expected.length);
-  t.ok(table.every((b, i) => b.length === expected[i].length && b.every((x, j) => x === expected[i][j])), 'the same bytes as the tokenizer\'s own table');
+  t.ok(
+    table.every((b, i) => b.length === expected[i].length && b.every((x, j) => x === expected[i][j])),
+    "the same bytes as the tokenizer's own table",
+  );
 });
 
 t.test('a greedy generation through the worker equals the reference (tokens and log-probabilities)', async (t) => {
@@ -111,8 +125,15 @@ t.test('aborting mid-stream cancels the request in the worker and frees its row'
   t.ok(error instanceof EngineError, 'the stream ends with an EngineError');
   t.equal((error as EngineError).code, 'cancelled');
   t.ok(seen < 200, `stopped after ${seen} tokens`);
-  t.ok(await waitFor(() => client.stats.cancelled > before && client.batchSize === 0 && client.queueDepth === 0 && client.workerInFlight === 0), 'the worker dropped it: no row, no queue, nothing in flight');
-  t.equal(client.adapters.list().reduce((n, a) => n + a.inUse, 0), 0, 'no adapter reference held');
+  t.ok(
+    await waitFor(() => client.stats.cancelled > before && client.batchSize === 0 && client.queueDepth === 0 && client.workerInFlight === 0),
+    'the worker dropped it: no row, no queue, nothing in flight',
+  );
+  t.equal(
+    client.adapters.list().reduce((n, a) => n + a.inUse, 0),
+    0,
+    'no adapter reference held',
+  );
 });
 
 t.test('breaking off the iteration cancels too', async (t) => {
@@ -131,10 +152,23 @@ t.test('errors keep their engine codes across the boundary', async (t) => {
     }
     return 'no error';
   };
-  t.equal(code(() => client.start(long({ adapter: 'nope' }))), 'adapter_not_found', 'unknown adapter (checked on the mirror)');
-  t.equal(code(() => client.start(long({ adapter: 'broken' }))), 'adapter_errored');
-  t.equal(code(() => client.start(long({ maxTokens: 10_000 }))), 'context_length_exceeded');
-  t.equal(code(() => client.start(long({ prompt: undefined, promptTokenIds: [1, 99999] }))), 'invalid_request');
+  t.equal(
+    code(() => client.start(long({ adapter: 'nope' }))),
+    'adapter_not_found',
+    'unknown adapter (checked on the mirror)',
+  );
+  t.equal(
+    code(() => client.start(long({ adapter: 'broken' }))),
+    'adapter_errored',
+  );
+  t.equal(
+    code(() => client.start(long({ maxTokens: 10_000 }))),
+    'context_length_exceeded',
+  );
+  t.equal(
+    code(() => client.start(long({ prompt: undefined, promptTokenIds: [1, 99999] }))),
+    'invalid_request',
+  );
 
   // maxBatch 4 + maxQueue 6: of 16 at once some are refused by the worker, through their events.
   const abort = new AbortController();
@@ -150,7 +184,10 @@ t.test('errors keep their engine codes across the boundary', async (t) => {
     }),
   );
   t.ok(outcomes.includes('queue_full'), `queue_full from the worker (${outcomes.join(', ')})`);
-  t.ok(outcomes.every((o) => o === 'queue_full' || o === 'cancelled' || o === 'finished'), 'the rest were cancelled');
+  t.ok(
+    outcomes.every((o) => o === 'queue_full' || o === 'cancelled' || o === 'finished'),
+    'the rest were cancelled',
+  );
   t.ok(await waitFor(() => client.batchSize === 0 && client.queueDepth === 0 && client.workerInFlight === 0));
 
   const timed = EngineClient.spawn(engineOptions({ adaptersDir, requestTimeoutMs: 100 }));
@@ -164,10 +201,17 @@ t.test('errors keep their engine codes across the boundary', async (t) => {
 });
 
 t.test('JSON mode crosses as data: the worker compiles the constraint; output is valid against the schema', async (t) => {
-  const schema = { type: 'object', properties: { ok: { type: 'boolean' }, n: { type: 'integer' } }, required: ['ok', 'n'], additionalProperties: false } as const;
+  const schema = {
+    type: 'object',
+    properties: { ok: { type: 'boolean' }, n: { type: 'integer' } },
+    required: ['ok', 'n'],
+    additionalProperties: false,
+  } as const;
   let finished = 0;
   for (const seed of [1, 2, 3, 4]) {
-    const events = await collect(client.start(long({ maxTokens: 120, temperature: 1, seed, ignoreEos: false }), { responseFormat: { schema, strict: true } }).events);
+    const events = await collect(
+      client.start(long({ maxTokens: 120, temperature: 1, seed, ignoreEos: false }), { responseFormat: { schema, strict: true } }).events,
+    );
     const finish = events.at(-1);
     if (finish?.type !== 'finish' || finish.finishReason !== 'stop') continue;
     finished++;
@@ -184,7 +228,11 @@ t.test('adapter admin calls: register, validate, pin, unpin, remove, with their 
   t.equal((await client.adapters.pin('support2', true)).pinned, true);
   t.equal(client.adapters.get('support2').pinned, true);
   t.equal((await client.adapters.pin('support2', false)).pinned, false);
-  const rejected = async (p: Promise<unknown>) => p.then(() => 'resolved', (e: unknown) => (e instanceof EngineError ? e.code : String(e)));
+  const rejected = async (p: Promise<unknown>) =>
+    p.then(
+      () => 'resolved',
+      (e: unknown) => (e instanceof EngineError ? e.code : String(e)),
+    );
   t.equal(await rejected(client.adapters.register('support2', 'support')), 'adapter_exists');
   t.equal(await rejected(client.adapters.register('outside', '../..')), 'invalid_request');
   t.equal(await rejected(client.adapters.register('bad name!', 'support')), 'invalid_adapter_name');

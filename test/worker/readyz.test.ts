@@ -45,13 +45,20 @@ t.test('a model that cannot load: the process exits 1 within seconds, the reason
   const badModel = mkdtempSync(join(tmpdir(), 'bad-model-'));
   writeFileSync(join(badModel, 'config.json'), '{"architectures": ["GemmaForCausalLM"]}');
   writeFileSync(join(badModel, 'tokenizer.json'), '{}');
-  const server = await startServer(['--model', badModel, '--adapters', FIXTURE_ADAPTERS, '--cache-dir', mkdtempSync(join(tmpdir(), 'bad-cache-'))], {}, { waitReady: false });
+  const server = await startServer(
+    ['--model', badModel, '--adapters', FIXTURE_ADAPTERS, '--cache-dir', mkdtempSync(join(tmpdir(), 'bad-cache-'))],
+    {},
+    { waitReady: false },
+  );
   t.teardown(() => server.stop('SIGKILL'));
   const code = await Promise.race([server.exited, new Promise<'still running'>((resolve) => setTimeout(() => resolve('still running'), 30_000))]);
   t.equal(code, 1, 'exit code 1');
   const stderr = server.stderr.join('');
   t.match(stderr, /the model could not be loaded: .*architecture GemmaForCausalLM is not supported; supported: LlamaForCausalLM/, `stderr: ${stderr.trim()}`);
-  const logLine = server.logs.map((chunk) => chunk.split('\n')).flat().find((line) => line.includes('the model failed to load; exiting'));
+  const logLine = server.logs
+    .map((chunk) => chunk.split('\n'))
+    .flat()
+    .find((line) => line.includes('the model failed to load; exiting'));
   t.match(logLine, /GemmaForCausalLM/, 'the JSON log says why too');
   t.notMatch(server.logs.join(''), /retrying/, 'an unsupported architecture is not retried');
 });

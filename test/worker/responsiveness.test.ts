@@ -69,9 +69,29 @@ function pollHealth(url: string): { stop(): Promise<number[]>; worst(n: number):
   };
 }
 
-const summary = (l: number[]) => `${l.length} polls, p50 ${percentile(l, 0.5).toFixed(1)} ms, p99 ${percentile(l, 0.99).toFixed(1)} ms, max ${Math.max(...l).toFixed(1)} ms (load average ${loadavg().map((x) => x.toFixed(1)).join(' ')})`;
+const summary = (l: number[]) =>
+  `${l.length} polls, p50 ${percentile(l, 0.5).toFixed(1)} ms, p99 ${percentile(l, 0.99).toFixed(1)} ms, max ${Math.max(...l).toFixed(1)} ms (load average ${loadavg()
+    .map((x) => x.toFixed(1))
+    .join(' ')})`;
 
-const args = ['--model', modelDir, '--adapters', adaptersDir, '--cache-dir', join(dir, 'cache'), '--max-sequence-length', String(PROMPT_TOKENS + 64), '--max-batch', String(STREAMS), '--max-batch-tokens', String(STREAMS * (PROMPT_TOKENS + 64)), '--prefill-chunk', '512', '--log-level', 'info'];
+const args = [
+  '--model',
+  modelDir,
+  '--adapters',
+  adaptersDir,
+  '--cache-dir',
+  join(dir, 'cache'),
+  '--max-sequence-length',
+  String(PROMPT_TOKENS + 64),
+  '--max-batch',
+  String(STREAMS),
+  '--max-batch-tokens',
+  String(STREAMS * (PROMPT_TOKENS + 64)),
+  '--prefill-chunk',
+  '512',
+  '--log-level',
+  'info',
+];
 // The test process's first fetch pays for loading its HTTP client: not the server's latency.
 const warm = createServer((_req, res) => res.end('ok'));
 await new Promise<void>((resolve) => warm.listen(0, '127.0.0.1', resolve));
@@ -81,7 +101,13 @@ warm.close();
 t.setTimeout(180_000);
 const server = await startServer(args, {}, { waitReady: false });
 t.teardown(() => server.stop('SIGKILL'));
-const serverLog = () => server.logs.join('').split('\n').filter((l) => !l.includes('onnxruntime')).slice(-12).join('\n');
+const serverLog = () =>
+  server.logs
+    .join('')
+    .split('\n')
+    .filter((l) => !l.includes('onnxruntime'))
+    .slice(-12)
+    .join('\n');
 
 t.test('(a) /healthz p99 under 100 ms while the server starts and builds the graph', { timeout: 60_000 }, async (t) => {
   const poller = pollHealth(server.url);
@@ -123,15 +149,26 @@ t.test('(b) /healthz p99 under 100 ms while 16 streams with 2,000-token prompts 
         body: JSON.stringify({ prompt_token_ids, max_tokens: MAX_TOKENS, ignore_eos: true, temperature: 0, stream: true }),
       });
       const text = await res.text();
-      const events = text.split('\n\n').filter((e) => e.startsWith('data: {')).map((e) => JSON.parse(e.slice(6)) as { token_id?: number; finish_reason?: string; usage?: { prompt_tokens: number } });
+      const events = text
+        .split('\n\n')
+        .filter((e) => e.startsWith('data: {'))
+        .map((e) => JSON.parse(e.slice(6)) as { token_id?: number; finish_reason?: string; usage?: { prompt_tokens: number } });
       const finish = events.find((e) => e.finish_reason);
-      return { status: res.status, tokens: events.filter((e) => e.token_id !== undefined).length, finish: finish?.finish_reason, promptTokens: finish?.usage?.prompt_tokens };
+      return {
+        status: res.status,
+        tokens: events.filter((e) => e.token_id !== undefined).length,
+        finish: finish?.finish_reason,
+        promptTokens: finish?.usage?.prompt_tokens,
+      };
     }),
   );
   const latencies = await poller.stop();
   const seconds = (performance.now() - started) / 1000;
   t.comment(`16 streams done in ${seconds.toFixed(1)} s; /healthz meanwhile: ${summary(latencies)}; slowest: ${poller.worst(5)}`);
-  t.ok(outcomes.every((o) => o.status === 200 && o.finish === 'length' && o.tokens === MAX_TOKENS && o.promptTokens === PROMPT_TOKENS), `every stream ran to the end: ${JSON.stringify(outcomes.filter((o) => o.finish !== 'length'))}`);
+  t.ok(
+    outcomes.every((o) => o.status === 200 && o.finish === 'length' && o.tokens === MAX_TOKENS && o.promptTokens === PROMPT_TOKENS),
+    `every stream ran to the end: ${JSON.stringify(outcomes.filter((o) => o.finish !== 'length'))}`,
+  );
   t.ok(latencies.length >= 20, 'polled throughout');
   t.ok(percentile(latencies, 0.99) < P99_LIMIT_MS, `p99 ${percentile(latencies, 0.99).toFixed(1)} ms < ${P99_LIMIT_MS} ms`);
 });

@@ -144,7 +144,12 @@ export function checkDataset(data: Uint8Array | string, options: CheckOptions = 
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1); // a UTF-8 byte order mark is tolerated
 
   if (bytes > options.maxFileBytes) {
-    issues.push({ line: 0, severity: 'error', code: 'file-too-large', message: `file is ${formatBytes(bytes)}, over the ${formatBytes(options.maxFileBytes)} limit` });
+    issues.push({
+      line: 0,
+      severity: 'error',
+      code: 'file-too-large',
+      message: `file is ${formatBytes(bytes)}, over the ${formatBytes(options.maxFileBytes)} limit`,
+    });
   }
 
   const lines = text.split('\n');
@@ -170,7 +175,12 @@ export function checkDataset(data: Uint8Array | string, options: CheckOptions = 
 
   if (nonBlank === 0) issues.push({ line: 0, severity: 'error', code: 'no-records', message: 'the file has no records' });
   if (nonBlank > options.maxRecords) {
-    issues.push({ line: 0, severity: 'error', code: 'too-many-records', message: `${nonBlank} records, over the limit of ${options.maxRecords} (training + validation records quota; see --max-records)` });
+    issues.push({
+      line: 0,
+      severity: 'error',
+      code: 'too-many-records',
+      message: `${nonBlank} records, over the limit of ${options.maxRecords} (training + validation records quota; see --max-records)`,
+    });
   }
 
   const dup = findDuplicates(valid, issues);
@@ -221,7 +231,12 @@ function parseRecord(raw: string, line: number, issues: Issue[], options: CheckO
     return null;
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    issues.push({ line, severity: 'error', code: 'not-object', message: `expected a JSON object, got ${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}` });
+    issues.push({
+      line,
+      severity: 'error',
+      code: 'not-object',
+      message: `expected a JSON object, got ${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}`,
+    });
     return null;
   }
   const obj = value as Record<string, unknown>;
@@ -231,13 +246,23 @@ function parseRecord(raw: string, line: number, issues: Issue[], options: CheckO
       issues.push({ line, severity: 'error', code: 'missing-field', message: `missing "${field}"` });
       ok = false;
     } else if (typeof obj[field] !== 'string') {
-      issues.push({ line, severity: 'error', code: 'not-string', message: `"${field}" must be a string, got ${obj[field] === null ? 'null' : typeof obj[field]}` });
+      issues.push({
+        line,
+        severity: 'error',
+        code: 'not-string',
+        message: `"${field}" must be a string, got ${obj[field] === null ? 'null' : typeof obj[field]}`,
+      });
       ok = false;
     }
   }
   const extra = Object.keys(obj).filter((k) => k !== 'prompt' && k !== 'completion');
   if (extra.length > 0) {
-    issues.push({ line, severity: 'warning', code: 'extra-field', message: `fields other than prompt/completion: ${extra.map((k) => JSON.stringify(k)).join(', ')}` });
+    issues.push({
+      line,
+      severity: 'warning',
+      code: 'extra-field',
+      message: `fields other than prompt/completion: ${extra.map((k) => JSON.stringify(k)).join(', ')}`,
+    });
   }
   if (!ok) return null;
   const prompt = obj.prompt as string;
@@ -255,7 +280,12 @@ function parseRecord(raw: string, line: number, issues: Issue[], options: CheckO
   const chars = [...prompt].length + [...completion].length;
   const tokens = options.tokenCounter.count(prompt) + options.tokenCounter.count(completion);
   if (tokens > options.maxTokens) {
-    issues.push({ line, severity: 'error', code: 'too-many-tokens', message: `${tokens} tokens (prompt + completion${options.tokenCounter.exact ? '' : ', estimated'}), over the limit of ${options.maxTokens}` });
+    issues.push({
+      line,
+      severity: 'error',
+      code: 'too-many-tokens',
+      message: `${tokens} tokens (prompt + completion${options.tokenCounter.exact ? '' : ', estimated'}), over the limit of ${options.maxTokens}`,
+    });
   }
   if (chars > options.maxChars) {
     issues.push({ line, severity: 'error', code: 'too-many-chars', message: `${chars} characters, over the limit of ${options.maxChars}` });
@@ -282,7 +312,12 @@ function findDuplicates(records: ValidRecord[], issues: Issue[]): { duplicates: 
     const samePrompt = byPrompt.get(r.prompt);
     if (samePrompt) {
       conflicting++;
-      issues.push({ line: r.line, severity: 'warning', code: 'conflicting-completion', message: `same prompt as line ${samePrompt.line} with a different completion` });
+      issues.push({
+        line: r.line,
+        severity: 'warning',
+        code: 'conflicting-completion',
+        message: `same prompt as line ${samePrompt.line} with a different completion`,
+      });
     } else {
       byPrompt.set(r.prompt, { line: r.line, completion: r.completion });
     }
@@ -300,7 +335,11 @@ const ROWS = NUM_HASHES / BANDS;
 const MAX_CANDIDATES_PER_RECORD = 200;
 
 export function normalizeText(text: string): string {
-  return text.normalize('NFKC').toLowerCase().replace(/[^\p{L}\p{N}]+/gu, ' ').trim();
+  return text
+    .normalize('NFKC')
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N}]+/gu, ' ')
+    .trim();
 }
 
 export function shingles(normalized: string, n = 3): Set<string> {
@@ -376,7 +415,12 @@ function findNearDuplicates(records: ValidRecord[], threshold: number, skip: Set
     const sameNorm = byNormalized.get(norm);
     let reported = false;
     if (sameNorm !== undefined) {
-      issues.push({ line: r.line, severity: 'warning', code: 'near-duplicate', message: `near-duplicate of line ${records[sameNorm].line} (same text after normalizing case, punctuation and spacing)` });
+      issues.push({
+        line: r.line,
+        severity: 'warning',
+        code: 'near-duplicate',
+        message: `near-duplicate of line ${records[sameNorm].line} (same text after normalizing case, punctuation and spacing)`,
+      });
       found++;
       reported = true;
     } else {
@@ -402,7 +446,12 @@ function findNearDuplicates(records: ValidRecord[], threshold: number, skip: Set
         }
       }
       if (best >= 0) {
-        issues.push({ line: r.line, severity: 'warning', code: 'near-duplicate', message: `near-duplicate of line ${records[best].line} (Jaccard ${bestSim.toFixed(2)} over word 3-grams)` });
+        issues.push({
+          line: r.line,
+          severity: 'warning',
+          code: 'near-duplicate',
+          message: `near-duplicate of line ${records[best].line} (Jaccard ${bestSim.toFixed(2)} over word 3-grams)`,
+        });
         found++;
       }
     }
@@ -442,7 +491,12 @@ export function splitRecords(records: ValidRecord[], fraction: number, seed = 'd
     unique.push(r);
   }
   const ranked = unique
-    .map((r) => ({ r, h: createHash('sha256').update(JSON.stringify([seed, r.prompt, r.completion])).digest('hex') }))
+    .map((r) => ({
+      r,
+      h: createHash('sha256')
+        .update(JSON.stringify([seed, r.prompt, r.completion]))
+        .digest('hex'),
+    }))
     .sort((a, b) => (a.h < b.h ? -1 : a.h > b.h ? 1 : 0));
   let nVal = Math.round(fraction * unique.length);
   if (nVal === 0 && unique.length >= 2) nVal = 1;
@@ -474,14 +528,20 @@ export function formatSummary(file: string, report: CheckReport, maxIssues = 50)
   const o = report.options;
   const out: string[] = [];
   out.push(`dataset-check: ${file}`);
-  out.push(`  records:    ${report.lines} lines with content, ${report.valid.length} valid, ${report.invalidRecords} invalid${report.blankLines ? `, ${report.blankLines} blank lines` : ''} (limit ${o.maxRecords.toLocaleString('en-US')})`);
+  out.push(
+    `  records:    ${report.lines} lines with content, ${report.valid.length} valid, ${report.invalidRecords} invalid${report.blankLines ? `, ${report.blankLines} blank lines` : ''} (limit ${o.maxRecords.toLocaleString('en-US')})`,
+  );
   out.push(`  file size:  ${formatBytes(report.bytes)} (limit ${formatBytes(o.maxFileBytes)})`);
   if (report.tokens) {
     const t = report.tokens;
-    out.push(`  tokens:     prompt + completion per record: min ${t.min}, mean ${t.mean.toFixed(1)}, p95 ${t.p95}, max ${t.max}; limit ${o.maxTokens} (${t.overLimit} over)`);
+    out.push(
+      `  tokens:     prompt + completion per record: min ${t.min}, mean ${t.mean.toFixed(1)}, p95 ${t.p95}, max ${t.max}; limit ${o.maxTokens} (${t.overLimit} over)`,
+    );
     out.push(`              ${t.exact ? 'exact' : 'estimated'}: ${t.method}`);
   }
-  out.push(`  duplicates: ${report.duplicates} exact, ${report.conflictingPrompts} prompts with conflicting completions, ${report.nearDuplicates} near-duplicates (Jaccard >= ${o.nearDuplicateThreshold} over word 3-grams)`);
+  out.push(
+    `  duplicates: ${report.duplicates} exact, ${report.conflictingPrompts} prompts with conflicting completions, ${report.nearDuplicates} near-duplicates (Jaccard >= ${o.nearDuplicateThreshold} over word 3-grams)`,
+  );
   out.push(`  result:     ${report.errors} error${report.errors === 1 ? '' : 's'}, ${report.warnings} warning${report.warnings === 1 ? '' : 's'}`);
   const shown = report.issues.slice(0, maxIssues);
   for (const x of shown) out.push(`${x.line > 0 ? `line ${x.line}` : 'file'}: ${x.severity}: ${x.message}`);

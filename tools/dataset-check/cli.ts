@@ -46,7 +46,8 @@ function fail(message: string): never {
 function numberOption(value: string | undefined, name: string, { integer = true, min = 1 } = {}): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
-  if (!Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < min) fail(`--${name} must be ${integer ? 'an integer' : 'a number'} >= ${min}, got ${JSON.stringify(value)}`);
+  if (!Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < min)
+    fail(`--${name} must be ${integer ? 'an integer' : 'a number'} >= ${min}, got ${JSON.stringify(value)}`);
   return n;
 }
 
@@ -101,7 +102,9 @@ function main(): number {
     maxTokens,
     maxChars: numberOption(values['max-chars'], 'max-chars') ?? maxTokens * BEDROCK_LIMITS.charsPerToken,
     maxRecords: numberOption(values['max-records'], 'max-records') ?? BEDROCK_LIMITS.maxRecords,
-    maxFileBytes: numberOption(values['max-file-bytes'], 'max-file-bytes') ?? (values.validation ? BEDROCK_LIMITS.maxValidationFileBytes : BEDROCK_LIMITS.maxTrainingFileBytes),
+    maxFileBytes:
+      numberOption(values['max-file-bytes'], 'max-file-bytes') ??
+      (values.validation ? BEDROCK_LIMITS.maxValidationFileBytes : BEDROCK_LIMITS.maxTrainingFileBytes),
     ...(threshold !== undefined ? { nearDuplicateThreshold: threshold } : {}),
     ...(tokenCounter ? { tokenCounter } : {}),
   });

@@ -34,5 +34,4 @@ export const BEDROCK_LIMITS = {
   maxRecords: 10_000,
 } as const;
 
-export const BEDROCK_LIMITS_SOURCE =
-  'https://docs.aws.amazon.com/bedrock/latest/userguide/model-training-validation-requirements.html';
+export const BEDROCK_LIMITS_SOURCE = 'https://docs.aws.amazon.com/bedrock/latest/userguide/model-training-validation-requirements.html';

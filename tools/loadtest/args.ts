@@ -187,8 +187,19 @@ export function normalizeUrl(spec: string): string {
 }
 
 const FLAGS_WITH_VALUE = new Set([
-  'url', 'adapters', 'concurrency', 'duration', 'requests', 'prompt-tokens', 'max-tokens',
-  'temperature', 'seed', 'out', 'timeout', 'wait-ready', 'route',
+  'url',
+  'adapters',
+  'concurrency',
+  'duration',
+  'requests',
+  'prompt-tokens',
+  'max-tokens',
+  'temperature',
+  'seed',
+  'out',
+  'timeout',
+  'wait-ready',
+  'route',
 ]);
 const BOOLEAN_FLAGS = new Set(['stream', 'ignore-eos', 'no-out', 'ignore-retry-after', 'quiet', 'help']);
 
@@ -226,13 +237,27 @@ export function parseArgs(argv: readonly string[], now: Date = new Date()): Load
     const flag = `--${name}`;
     const v = value ?? '';
     switch (name) {
-      case 'url': o.url = normalizeUrl(v); break;
-      case 'adapters': o.adapters = parseAdapterMix(v); break;
-      case 'concurrency': o.concurrency = parseInteger(v, flag, 1); break;
-      case 'duration': o.durationS = parseDuration(v, flag); break;
-      case 'requests': o.maxRequests = parseInteger(v, flag, 1); break;
-      case 'prompt-tokens': o.promptTokens = parseRange(v, flag); break;
-      case 'max-tokens': o.maxTokens = parseInteger(v, flag, 1); break;
+      case 'url':
+        o.url = normalizeUrl(v);
+        break;
+      case 'adapters':
+        o.adapters = parseAdapterMix(v);
+        break;
+      case 'concurrency':
+        o.concurrency = parseInteger(v, flag, 1);
+        break;
+      case 'duration':
+        o.durationS = parseDuration(v, flag);
+        break;
+      case 'requests':
+        o.maxRequests = parseInteger(v, flag, 1);
+        break;
+      case 'prompt-tokens':
+        o.promptTokens = parseRange(v, flag);
+        break;
+      case 'max-tokens':
+        o.maxTokens = parseInteger(v, flag, 1);
+        break;
       case 'temperature': {
         const t = parseNumber(v, flag);
         if (t < 0) throw new UsageError(`${flag}: must not be negative`);
@@ -243,20 +268,38 @@ export function parseArgs(argv: readonly string[], now: Date = new Date()): Load
         if (!['auto', 'local', 'bedrock'].includes(v)) throw new UsageError(`${flag}: expected auto, local or bedrock, got "${v}"`);
         o.route = v;
         break;
-      case 'seed': o.seed = parseInteger(v, flag, 0); break;
+      case 'seed':
+        o.seed = parseInteger(v, flag, 0);
+        break;
       case 'out':
         if (v.trim() === '') throw new UsageError(`${flag} needs a directory`);
         o.outDir = v;
         outGiven = true;
         break;
-      case 'timeout': o.timeoutS = parseDuration(v, flag); break;
-      case 'wait-ready': o.waitReadyS = parseDuration(v, flag); break;
-      case 'stream': o.stream = true; break;
-      case 'ignore-eos': o.ignoreEos = true; break;
-      case 'no-out': noOut = true; break;
-      case 'ignore-retry-after': o.honorRetryAfter = false; break;
-      case 'quiet': o.progress = false; break;
-      case 'help': o.help = true; break;
+      case 'timeout':
+        o.timeoutS = parseDuration(v, flag);
+        break;
+      case 'wait-ready':
+        o.waitReadyS = parseDuration(v, flag);
+        break;
+      case 'stream':
+        o.stream = true;
+        break;
+      case 'ignore-eos':
+        o.ignoreEos = true;
+        break;
+      case 'no-out':
+        noOut = true;
+        break;
+      case 'ignore-retry-after':
+        o.honorRetryAfter = false;
+        break;
+      case 'quiet':
+        o.progress = false;
+        break;
+      case 'help':
+        o.help = true;
+        break;
     }
   }
   if (outGiven && noOut) throw new UsageError('--out and --no-out exclude each other');
@@ -267,5 +310,8 @@ export function parseArgs(argv: readonly string[], now: Date = new Date()): Load
 }
 
 export function timestampForPath(d: Date): string {
-  return d.toISOString().replace(/\.\d+Z$/, 'Z').replace(/:/g, '-');
+  return d
+    .toISOString()
+    .replace(/\.\d+Z$/, 'Z')
+    .replace(/:/g, '-');
 }

@@ -92,7 +92,10 @@ export function parseRetryAfter(value: string | null, nowDate: number = Date.now
 }
 
 class OutcomeError extends Error {
-  constructor(readonly code: string, message: string) {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
     super(message);
   }
 }

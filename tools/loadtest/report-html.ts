@@ -81,9 +81,7 @@ export interface Series {
 }
 
 function legend(series: readonly { label: string; color: string }[]): string {
-  return `<div class="legend">${series
-    .map((s) => `<span><i style="background:${s.color}"></i>${escapeHtml(s.label)}</span>`)
-    .join(' ')}</div>`;
+  return `<div class="legend">${series.map((s) => `<span><i style="background:${s.color}"></i>${escapeHtml(s.label)}</span>`).join(' ')}</div>`;
 }
 
 function svgOpen(f: Frame, title: string): string {
@@ -282,12 +280,14 @@ export function renderHtml(report: LoadTestReport): string {
       { label: 'all', color: '#222', values: tl.map((b) => perS(b, b.tokens)) },
     ];
     charts.push(
-      `<figure><figcaption>Generated tokens per second${stream ? ' (counted as the token events arrive)' : ' (counted when each answer arrives)'}</figcaption>${svgLines({
-        title: 'Generated tokens per second',
-        series: tokenSeries,
-        xLabel: 'seconds since start',
-        yLabel: 'tokens/s',
-      })}${legend(tokenSeries)}<p class="muted">${escapeHtml(`Each point is one second of the run.${cutNote}`)}</p></figure>`,
+      `<figure><figcaption>Generated tokens per second${stream ? ' (counted as the token events arrive)' : ' (counted when each answer arrives)'}</figcaption>${svgLines(
+        {
+          title: 'Generated tokens per second',
+          series: tokenSeries,
+          xLabel: 'seconds since start',
+          yLabel: 'tokens/s',
+        },
+      )}${legend(tokenSeries)}<p class="muted">${escapeHtml(`Each point is one second of the run.${cutNote}`)}</p></figure>`,
     );
     const reqSeries: Series[] = [
       ...labels.map((l, i) => ({ label: l, color: colorFor(i), values: tl.map((b) => perS(b, b.byAdapter[l]?.requests ?? 0)) })),
@@ -325,7 +325,12 @@ export function renderHtml(report: LoadTestReport): string {
   ];
   if (report.run.abortedInFlight) config.push(['aborted in flight', `${report.run.abortedInFlight} (run was stopped; not counted)`]);
 
-  const finish = labels.map((l) => `<tr><th scope="row">${escapeHtml(l)}</th><td class="l">${escapeHtml(kv(report.perAdapter[l].finishReasons))}</td><td class="l">${escapeHtml(kv(report.perAdapter[l].routes))}</td></tr>`).join('');
+  const finish = labels
+    .map(
+      (l) =>
+        `<tr><th scope="row">${escapeHtml(l)}</th><td class="l">${escapeHtml(kv(report.perAdapter[l].finishReasons))}</td><td class="l">${escapeHtml(kv(report.perAdapter[l].routes))}</td></tr>`,
+    )
+    .join('');
 
   // JSON inside <script> must not contain "</script" or "<!--".
   const embedded = JSON.stringify(report).replace(/</g, '\\u003c');

@@ -146,11 +146,7 @@ export function groupStats(outcomes: readonly RequestOutcome[], elapsedS: number
   };
 }
 
-function sharedHistogram(
-  outcomes: readonly RequestOutcome[],
-  labels: readonly string[],
-  pick: (x: RequestOutcome) => number | null,
-): SharedHistogram | null {
+function sharedHistogram(outcomes: readonly RequestOutcome[], labels: readonly string[], pick: (x: RequestOutcome) => number | null): SharedHistogram | null {
   const values: number[] = [];
   const byLabel: Record<string, number[]> = {};
   for (const l of labels) byLabel[l] = [];

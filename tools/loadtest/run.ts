@@ -153,13 +153,7 @@ export async function runLoadTest(o: LoadTestOptions, hooks: RunHooks = {}): Pro
       intervalFinished++;
       if (outcome.ok) intervalLatencies.push(outcome.latencyMs);
       else errors++;
-      if (
-        o.honorRetryAfter &&
-        !outcome.ok &&
-        outcome.retryAfterS !== null &&
-        outcome.retryAfterS > 0 &&
-        (outcome.status === 429 || outcome.status === 503)
-      ) {
+      if (o.honorRetryAfter && !outcome.ok && outcome.retryAfterS !== null && outcome.retryAfterS > 0 && (outcome.status === 429 || outcome.status === 503)) {
         const wait = outcome.retryAfterS * 1000;
         // A pause that reaches past the deadline ends this client's part of the run.
         if (wait >= deadlineMs - now()) return;

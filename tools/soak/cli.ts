@@ -47,7 +47,21 @@ function parse(argv: string[]): { o: Omit<SoakOptions, 'url' | 'log'> & { url?: 
     if (!name.startsWith('--') || value === undefined) throw new Error(`bad argument ${a}`);
     flags.set(name.slice(2), value);
   }
-  const known = ['duration', 'warmup', 'concurrency', 'abort-rate', 'invalid-rate', 'churn-interval', 'url', 'adapters-root', 'api-key', 'admin-key', 'max-batch', 'report', 'seed'];
+  const known = [
+    'duration',
+    'warmup',
+    'concurrency',
+    'abort-rate',
+    'invalid-rate',
+    'churn-interval',
+    'url',
+    'adapters-root',
+    'api-key',
+    'admin-key',
+    'max-batch',
+    'report',
+    'seed',
+  ];
   for (const k of flags.keys()) if (!known.includes(k)) throw new Error(`unknown option --${k}`);
   const num = (k: string, d: number, min: number, max: number) => {
     const v = flags.has(k) ? Number(flags.get(k)) : d;
@@ -80,11 +94,33 @@ function parse(argv: string[]): { o: Omit<SoakOptions, 'url' | 'log'> & { url?: 
 }
 
 async function startServer(adaptersRoot: string, cacheDir: string, maxBatch: number): Promise<{ url: string; child: ChildProcess; tail: string[] }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'server.ts'), '--port', '0', '--host', '127.0.0.1', '--model', FIXTURE_MODEL, '--adapters', adaptersRoot, '--cache-dir', cacheDir, '--max-batch', String(maxBatch), '--max-queue', '256'], {
-    cwd: ROOT,
-    env: { ...process.env, API_KEYS_FILE: '', LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      join(ROOT, 'src', 'server.ts'),
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+      '--model',
+      FIXTURE_MODEL,
+      '--adapters',
+      adaptersRoot,
+      '--cache-dir',
+      cacheDir,
+      '--max-batch',
+      String(maxBatch),
+      '--max-queue',
+      '256',
+    ],
+    {
+      cwd: ROOT,
+      env: { ...process.env, API_KEYS_FILE: '', LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   const tail: string[] = [];
   const keep = (chunk: Buffer) => {
     for (const line of chunk.toString().split('\n')) if (line && !line.includes('"msg":"request"')) tail.push(line);
@@ -139,7 +175,9 @@ export async function main(argv: string[]): Promise<number> {
     o.churnIntervalS = 0;
   }
   const url = o.url ?? server!.url;
-  process.stderr.write(`soak: ${o.durationS} s against ${url}, ${o.concurrency} clients, machine: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), node ${process.version}\n`);
+  process.stderr.write(
+    `soak: ${o.durationS} s against ${url}, ${o.concurrency} clients, machine: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), node ${process.version}\n`,
+  );
   const report = await runSoak({ ...o, url, log: (line) => process.stderr.write(`${line}\n`) });
   let exitCode: number | null = null;
   if (server) {

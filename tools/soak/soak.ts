@@ -88,7 +88,14 @@ interface JsonAnswer {
   transportError: string | null;
 }
 
-function jsonRequest(url: string, method: string, payload: unknown, headers: Record<string, string>, signal?: AbortSignal, timeoutMs = 120_000): Promise<JsonAnswer> {
+function jsonRequest(
+  url: string,
+  method: string,
+  payload: unknown,
+  headers: Record<string, string>,
+  signal?: AbortSignal,
+  timeoutMs = 120_000,
+): Promise<JsonAnswer> {
   return new Promise((resolve) => {
     const data = payload === undefined ? undefined : typeof payload === 'string' ? payload : JSON.stringify(payload);
     let settled = false;
@@ -98,24 +105,33 @@ function jsonRequest(url: string, method: string, payload: unknown, headers: Rec
         resolve(a);
       }
     };
-    const req = httpRequest(url, { method, signal, timeout: timeoutMs, headers: { ...headers, ...(data !== undefined ? { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(data)) } : {}) } }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (text += c));
-      res.on('end', () => {
-        let body: unknown = text;
-        try {
-          body = text ? JSON.parse(text) : null;
-        } catch {
-          /* not JSON */
-        }
-        done({ status: res.statusCode ?? 0, body, transportError: null });
-      });
-      res.on('error', (e) => done({ status: res.statusCode ?? 0, body: null, transportError: e.message }));
-      res.on('close', () => {
-        if (!res.complete) done({ status: res.statusCode ?? 0, body: null, transportError: 'response closed before its end' });
-      });
-    });
+    const req = httpRequest(
+      url,
+      {
+        method,
+        signal,
+        timeout: timeoutMs,
+        headers: { ...headers, ...(data !== undefined ? { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(data)) } : {}) },
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (text += c));
+        res.on('end', () => {
+          let body: unknown = text;
+          try {
+            body = text ? JSON.parse(text) : null;
+          } catch {
+            /* not JSON */
+          }
+          done({ status: res.statusCode ?? 0, body, transportError: null });
+        });
+        res.on('error', (e) => done({ status: res.statusCode ?? 0, body: null, transportError: e.message }));
+        res.on('close', () => {
+          if (!res.complete) done({ status: res.statusCode ?? 0, body: null, transportError: 'response closed before its end' });
+        });
+      },
+    );
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', (e: NodeJS.ErrnoException) => done({ status: 0, body: null, transportError: e.code ?? e.message }));
     req.end(data);
@@ -190,7 +206,12 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
     const adapter = adapters[Math.floor(rand() * adapters.length)];
     const query = adapter === 'base' ? '' : `?adapter=${encodeURIComponent(adapter)}`;
     const maxTokens = 8 + Math.floor(rand() * 57);
-    const body = { prompt: `Soak request ${report.requests}: summarise the ticket.`, max_tokens: maxTokens, ignore_eos: rand() < 0.5, temperature: rand() < 0.5 ? 0 : 0.8 };
+    const body = {
+      prompt: `Soak request ${report.requests}: summarise the ticket.`,
+      max_tokens: maxTokens,
+      ignore_eos: rand() < 0.5,
+      temperature: rand() < 0.5 ? 0 : 0.8,
+    };
     const roll = rand();
     if (roll < o.invalidRate) {
       // Invalid on purpose: the server must answer 4xx with a code, and nothing may leak.
@@ -209,18 +230,23 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
     let abortedByUs = false;
     try {
       if (streaming) {
-        const outcome: StreamOutcome = await streamGenerate(`${o.url}/v1/generate${query}`, { ...body, stream: true }, {
-          headers: auth(o.apiKey),
-          signal: controller.signal,
-          onToken: (n) => {
-            if (abortAt !== null && n >= abortAt && !abortedByUs) {
-              abortedByUs = true;
-              controller.abort();
-            }
+        const outcome: StreamOutcome = await streamGenerate(
+          `${o.url}/v1/generate${query}`,
+          { ...body, stream: true },
+          {
+            headers: auth(o.apiKey),
+            signal: controller.signal,
+            onToken: (n) => {
+              if (abortAt !== null && n >= abortAt && !abortedByUs) {
+                abortedByUs = true;
+                controller.abort();
+              }
+            },
           },
-        });
+        );
         if (abortedByUs) report.abortedByClient++;
-        else if (outcome.transportError) lose(`stream ${adapter}: ${controller.signal.aborted ? 'timed out' : outcome.transportError} after ${outcome.tokens} tokens`);
+        else if (outcome.transportError)
+          lose(`stream ${adapter}: ${controller.signal.aborted ? 'timed out' : outcome.transportError} after ${outcome.tokens} tokens`);
         else if (outcome.status !== 200) {
           if (outcome.status >= 400 && codeOf(outcome.body) !== 'no_code') countError(codeOf(outcome.body));
           else lose(`stream ${adapter}: status ${outcome.status} without an error code`);
@@ -312,7 +338,9 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
       }
       if (now >= nextProgress) {
         const rss = report.samples.at(-1)?.rssBytes;
-        o.log(`[${now.toFixed(0)}s/${o.durationS}s] requests ${report.requests} completed ${report.completed} aborted ${report.abortedByClient} errors ${report.failedWithAnswer} lost ${report.lost} adapters +${report.adaptersRegistered}/-${report.adaptersRemoved} rss ${rss ? (rss / 2 ** 20).toFixed(0) : '?'} MiB`);
+        o.log(
+          `[${now.toFixed(0)}s/${o.durationS}s] requests ${report.requests} completed ${report.completed} aborted ${report.abortedByClient} errors ${report.failedWithAnswer} lost ${report.lost} adapters +${report.adaptersRegistered}/-${report.adaptersRemoved} rss ${rss ? (rss / 2 ** 20).toFixed(0) : '?'} MiB`,
+        );
         nextProgress = now + 30;
       }
       await new Promise((r) => setTimeout(r, 250));
@@ -335,7 +363,9 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
   report.idleAfter = {
     queueDepth: r?.queue_depth ?? null,
     batchSize: r?.batch_size ?? null,
-    adaptersInUse: Array.isArray((adapters.body as { data?: unknown[] })?.data) ? (adapters.body as { data: Array<{ in_use: number }> }).data.reduce((n, a) => n + a.in_use, 0) : null,
+    adaptersInUse: Array.isArray((adapters.body as { data?: unknown[] })?.data)
+      ? (adapters.body as { data: Array<{ in_use: number }> }).data.reduce((n, a) => n + a.in_use, 0)
+      : null,
   };
 
   const afterWarmup = report.samples.filter((s) => s.t >= o.warmupS);

@@ -38,57 +38,70 @@ export function streamGenerate(url: string, payload: unknown, options: StreamOpt
       }
     };
     const body = JSON.stringify(payload);
-    const req = httpRequest(url, { method: 'POST', agent: options.agent, signal: options.signal, headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), ...options.headers } }, (res: IncomingMessage) => {
-      out.status = res.statusCode ?? 0;
-      let buffer = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        buffer += chunk;
-        let at: number;
-        while ((at = buffer.indexOf('\n\n')) >= 0) {
-          const block = buffer.slice(0, at);
-          buffer = buffer.slice(at + 2);
-          if (out.status !== 200) continue;
-          const isError = /^event: error$/m.test(block);
-          const data = block.split('\n').filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n');
-          if (data === '[DONE]') {
-            out.done = true;
-            continue;
-          }
-          try {
-            const event = JSON.parse(data);
-            if (isError || event.error) out.errorCode = event.error?.code ?? 'unknown';
-            else if (event.finish_reason) {
-              out.finishReason = event.finish_reason;
-              out.completionTokens = event.usage?.completion_tokens ?? null;
-            } else if (typeof event.token_id === 'number' && event.token_id >= 0) {
-              out.tokens++;
-              options.onToken?.(out.tokens);
+    const req = httpRequest(
+      url,
+      {
+        method: 'POST',
+        agent: options.agent,
+        signal: options.signal,
+        headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), ...options.headers },
+      },
+      (res: IncomingMessage) => {
+        out.status = res.statusCode ?? 0;
+        let buffer = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          buffer += chunk;
+          let at: number;
+          while ((at = buffer.indexOf('\n\n')) >= 0) {
+            const block = buffer.slice(0, at);
+            buffer = buffer.slice(at + 2);
+            if (out.status !== 200) continue;
+            const isError = /^event: error$/m.test(block);
+            const data = block
+              .split('\n')
+              .filter((l) => l.startsWith('data: '))
+              .map((l) => l.slice(6))
+              .join('\n');
+            if (data === '[DONE]') {
+              out.done = true;
+              continue;
             }
-          } catch {
-            out.errorCode = 'unparseable_event';
+            try {
+              const event = JSON.parse(data);
+              if (isError || event.error) out.errorCode = event.error?.code ?? 'unknown';
+              else if (event.finish_reason) {
+                out.finishReason = event.finish_reason;
+                out.completionTokens = event.usage?.completion_tokens ?? null;
+              } else if (typeof event.token_id === 'number' && event.token_id >= 0) {
+                out.tokens++;
+                options.onToken?.(out.tokens);
+              }
+            } catch {
+              out.errorCode = 'unparseable_event';
+            }
           }
-        }
-      });
-      res.on('end', () => {
-        if (out.status !== 200) {
-          try {
-            out.body = JSON.parse(buffer);
-          } catch {
-            out.body = buffer;
+        });
+        res.on('end', () => {
+          if (out.status !== 200) {
+            try {
+              out.body = JSON.parse(buffer);
+            } catch {
+              out.body = buffer;
+            }
           }
-        }
-        finish();
-      });
-      res.on('error', (e) => {
-        out.transportError = e.message;
-        finish();
-      });
-      res.on('close', () => {
-        if (!res.complete && !out.transportError) out.transportError = 'response closed before its end';
-        finish();
-      });
-    });
+          finish();
+        });
+        res.on('error', (e) => {
+          out.transportError = e.message;
+          finish();
+        });
+        res.on('close', () => {
+          if (!res.complete && !out.transportError) out.transportError = 'response closed before its end';
+          finish();
+        });
+      },
+    );
     req.on('error', (e: NodeJS.ErrnoException) => {
       out.transportError = e.code ?? e.message;
       finish();

@@ -7,9 +7,7 @@
  * would otherwise be discovered later (a property name already used, an array that may not
  * grow, a number that may not get longer) is made on the byte that would lead there.
  */
-import {
-  CLOSE_BRACE, CLOSE_BRACKET, COLON, COMMA, isJsonWhitespace, OPEN_BRACE, OPEN_BRACKET, QUOTE,
-} from './json-bytes.js';
+import { CLOSE_BRACE, CLOSE_BRACKET, COLON, COMMA, isJsonWhitespace, OPEN_BRACE, OPEN_BRACKET, QUOTE } from './json-bytes.js';
 import { continueNumber, isNumberComplete, startNumber } from './number-scanner.js';
 import type { ArrayNode, LiteralNode, NumberNode, ObjectNode, SchemaNode } from './schema-nodes.js';
 import { resolveRef } from './schema-nodes.js';

@@ -88,8 +88,13 @@ function assertVocabularyCanFinishJson(vocabulary: TokenVocabulary): void {
   for (let byte = 0x20; byte <= 0x7e; byte++) if (vocabulary.singleByteTokenIds[byte] < 0) missing.push(byte);
   if (vocabulary.hasPartialUtf8Tokens) for (let byte = 0x80; byte <= 0xbf; byte++) if (vocabulary.singleByteTokenIds[byte] < 0) missing.push(byte);
   if (missing.length > 0) {
-    const shown = missing.slice(0, 8).map((byte) => `0x${byte.toString(16)}`).join(', ');
-    throw new Error(`JSON mode needs a single-byte token for every printable ASCII byte (and UTF-8 continuation byte); this vocabulary lacks ${missing.length}: ${shown}`);
+    const shown = missing
+      .slice(0, 8)
+      .map((byte) => `0x${byte.toString(16)}`)
+      .join(', ');
+    throw new Error(
+      `JSON mode needs a single-byte token for every printable ASCII byte (and UTF-8 continuation byte); this vocabulary lacks ${missing.length}: ${shown}`,
+    );
   }
   if (vocabulary.eosTokenIds.length === 0) throw new Error('JSON mode needs at least one EOS token id');
 }

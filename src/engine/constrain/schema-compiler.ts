@@ -19,12 +19,33 @@ export class UnsupportedSchemaError extends Error {
 }
 
 export const SUPPORTED_KEYWORDS: readonly string[] = [
-  'type', 'properties', 'required', 'additionalProperties', 'items', 'minItems', 'maxItems',
-  'enum', 'const', 'anyOf', 'oneOf', '$ref', '$defs', 'definitions',
+  'type',
+  'properties',
+  'required',
+  'additionalProperties',
+  'items',
+  'minItems',
+  'maxItems',
+  'enum',
+  'const',
+  'anyOf',
+  'oneOf',
+  '$ref',
+  '$defs',
+  'definitions',
 ];
 /** Accepted and ignored: they do not constrain values. */
 export const ANNOTATION_KEYWORDS: readonly string[] = [
-  'title', 'description', 'default', 'examples', '$schema', '$id', '$comment', 'deprecated', 'readOnly', 'writeOnly',
+  'title',
+  'description',
+  'default',
+  'examples',
+  '$schema',
+  '$id',
+  '$comment',
+  'deprecated',
+  'readOnly',
+  'writeOnly',
 ];
 const TYPE_NAMES = ['object', 'array', 'string', 'number', 'integer', 'boolean', 'null'] as const;
 type TypeName = (typeof TYPE_NAMES)[number];
@@ -148,7 +169,10 @@ class SchemaCompiler {
     // oneOf: a value listed by two branches matches both, so it is not valid.
     const texts = [...branchCount].filter(([, count]) => keyword === 'anyOf' || count === 1).map(([text]) => text);
     if (texts.length === 0) throw new UnsupportedSchemaError(`"oneOf" at ${path}: every constant is listed by more than one branch`);
-    const merged = this.literal(texts.map((text) => JSON.parse(text) as unknown), `${path}/${keyword}`);
+    const merged = this.literal(
+      texts.map((text) => JSON.parse(text) as unknown),
+      `${path}/${keyword}`,
+    );
     return [merged, ...nodes.filter((node) => node.kind !== 'literal')];
   }
 
@@ -295,7 +319,9 @@ class SchemaCompiler {
   private onlyWith(schema: Record<string, unknown>, keyword: string, path: string): void {
     for (const other of Object.keys(schema)) {
       if (other === keyword || ANNOTATION_KEYWORDS.includes(other) || CONTAINER_KEYWORDS.includes(other)) continue;
-      throw new UnsupportedSchemaError(`"${keyword}" at ${path} cannot be combined with "${other}"; move "${other}" into the referenced or alternative schemas`);
+      throw new UnsupportedSchemaError(
+        `"${keyword}" at ${path} cannot be combined with "${other}"; move "${other}" into the referenced or alternative schemas`,
+      );
     }
   }
 

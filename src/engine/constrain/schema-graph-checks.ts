@@ -93,7 +93,9 @@ export function checkNodesTerminate(root: SchemaNode): string | null {
       node.kind === 'object'
         ? [...node.properties.map((property) => property.node), ...(node.additional ? [node.additional] : [])]
         : node.kind === 'array'
-          ? node.maxItems > 0 ? [node.items] : []
+          ? node.maxItems > 0
+            ? [node.items]
+            : []
           : node.kind === 'union'
             ? node.options
             : [];

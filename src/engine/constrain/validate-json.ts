@@ -98,8 +98,10 @@ class Validator {
   }
 
   private checkArray(value: unknown[], schema: Record<string, unknown>, path: string, refDepth: number): void {
-    if (typeof schema.minItems === 'number' && value.length < schema.minItems) this.fail(path, `has ${value.length} items, fewer than minItems ${schema.minItems}`);
-    if (typeof schema.maxItems === 'number' && value.length > schema.maxItems) this.fail(path, `has ${value.length} items, more than maxItems ${schema.maxItems}`);
+    if (typeof schema.minItems === 'number' && value.length < schema.minItems)
+      this.fail(path, `has ${value.length} items, fewer than minItems ${schema.minItems}`);
+    if (typeof schema.maxItems === 'number' && value.length > schema.maxItems)
+      this.fail(path, `has ${value.length} items, more than maxItems ${schema.maxItems}`);
     if (schema.items !== undefined && !Array.isArray(schema.items)) {
       value.forEach((item, index) => this.check(item, schema.items, `${path}[${index}]`, refDepth));
     }

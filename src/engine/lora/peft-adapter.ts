@@ -32,7 +32,10 @@ export interface LoadedAdapter {
 }
 
 export class AdapterError extends Error {
-  constructor(readonly file: string, problem: string) {
+  constructor(
+    readonly file: string,
+    problem: string,
+  ) {
     super(`${file}: ${problem}`);
     this.name = 'AdapterError';
   }
@@ -66,14 +69,16 @@ export function readAdapterConfig(dir: string, maxRank: number): AdapterConfig {
   if (raw.use_dora === true) refuse('use_dora is true: DoRA adapters are not supported');
   if (raw.bias != null && raw.bias !== 'none') refuse(`bias ${JSON.stringify(raw.bias)}: adapters with trained biases are not supported (bias must be "none")`);
   if (raw.lora_bias === true) refuse('lora_bias is true: adapters with trained biases are not supported');
-  if (Array.isArray(raw.modules_to_save) && raw.modules_to_save.length > 0) refuse(`modules_to_save ${JSON.stringify(raw.modules_to_save)}: fully trained modules are not supported, only LoRA deltas`);
+  if (Array.isArray(raw.modules_to_save) && raw.modules_to_save.length > 0)
+    refuse(`modules_to_save ${JSON.stringify(raw.modules_to_save)}: fully trained modules are not supported, only LoRA deltas`);
   if (raw.fan_in_fan_out === true) refuse('fan_in_fan_out is true: not supported for Llama-family models');
   if (raw.layers_to_transform != null) refuse('layers_to_transform is not supported yet');
   for (const key of ['use_qalora', 'use_bdlora'] as const) if (raw[key] === true) refuse(`${key} is not supported`);
   if (raw.target_parameters != null) refuse('target_parameters is not supported');
   if (!Number.isInteger(raw.r) || (raw.r as number) < 1) refuse(`r must be a positive integer, got ${JSON.stringify(raw.r)}`);
   if (typeof raw.lora_alpha !== 'number' || !Number.isFinite(raw.lora_alpha)) refuse(`lora_alpha must be a number, got ${JSON.stringify(raw.lora_alpha)}`);
-  if (Math.abs(raw.lora_alpha as number) > MAX_LORA_ALPHA) refuse(`lora_alpha must be a finite number of magnitude at most ${MAX_LORA_ALPHA}, got ${raw.lora_alpha}`);
+  if (Math.abs(raw.lora_alpha as number) > MAX_LORA_ALPHA)
+    refuse(`lora_alpha must be a finite number of magnitude at most ${MAX_LORA_ALPHA}, got ${raw.lora_alpha}`);
   const targets = raw.target_modules;
   if (targets !== 'all-linear' && !(Array.isArray(targets) && targets.length > 0 && targets.every((t) => typeof t === 'string'))) {
     refuse(`target_modules must be a non-empty list of module names or "all-linear", got ${JSON.stringify(targets)}`);
@@ -145,7 +150,8 @@ function* parseAdapterSteps(name: string, dir: string, spec: ModelSpec, maxRank:
     }
     const [, layerText, , projection, part] = m;
     const layer = Number(layerText);
-    if (!(PROJECTIONS as readonly string[]).includes(projection)) throw new AdapterError(file, `targets ${projection}, which is not one of ${PROJECTIONS.join(', ')}`);
+    if (!(PROJECTIONS as readonly string[]).includes(projection))
+      throw new AdapterError(file, `targets ${projection}, which is not one of ${PROJECTIONS.join(', ')}`);
     if (layer >= spec.numLayers) throw new AdapterError(file, `${tensorName}: layer ${layer} does not exist, the base model has ${spec.numLayers} layers`);
     const key = moduleKey(layer, projection as Projection);
     const entry = found.get(key) ?? {};
@@ -165,8 +171,10 @@ function* parseAdapterSteps(name: string, dir: string, spec: ModelSpec, maxRank:
     const aInfo = header.tensors.get(names.a)!;
     const bInfo = header.tensors.get(names.b)!;
     const rank = aInfo.shape[0];
-    if (aInfo.shape.length !== 2 || aInfo.shape[1] !== inSize) throw new AdapterError(file, `${names.a} has shape [${aInfo.shape}], the base model needs [r, ${inSize}]`);
-    if (bInfo.shape.length !== 2 || bInfo.shape[0] !== outSize || bInfo.shape[1] !== rank) throw new AdapterError(file, `${names.b} has shape [${bInfo.shape}], the base model needs [${outSize}, ${rank}]`);
+    if (aInfo.shape.length !== 2 || aInfo.shape[1] !== inSize)
+      throw new AdapterError(file, `${names.a} has shape [${aInfo.shape}], the base model needs [r, ${inSize}]`);
+    if (bInfo.shape.length !== 2 || bInfo.shape[0] !== outSize || bInfo.shape[1] !== rank)
+      throw new AdapterError(file, `${names.b} has shape [${bInfo.shape}], the base model needs [${outSize}, ${rank}]`);
     const moduleName = `model.layers.${layerText}.${projection === 'gate_proj' || projection === 'up_proj' || projection === 'down_proj' ? 'mlp' : 'self_attn'}.${projection}`;
     const expectedRank = patternValue(config.rank_pattern, moduleName) ?? config.r;
     if (rank !== expectedRank) throw new AdapterError(file, `${names.a} has rank ${rank}, adapter_config.json says ${expectedRank}`);
@@ -175,7 +183,10 @@ function* parseAdapterSteps(name: string, dir: string, spec: ModelSpec, maxRank:
     const scale = config.use_rslora ? alpha / Math.sqrt(rank) : alpha / rank;
     const a = readTensorAsFloat32(header, names.a);
     const b = readTensorAsFloat32(header, names.b);
-    for (const [tensor, tensorName] of [[a, names.a], [b, names.b]] as const) {
+    for (const [tensor, tensorName] of [
+      [a, names.a],
+      [b, names.b],
+    ] as const) {
       for (let i = 0; i < tensor.length; i++) if (!Number.isFinite(tensor[i])) throw new AdapterError(file, `${tensorName} holds NaN or Inf values`);
     }
     modules.set(key, { rank, a: transpose(a, rank, inSize), b: transposeScaled(b, outSize, rank, scale) });

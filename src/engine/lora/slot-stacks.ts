@@ -34,7 +34,10 @@ export class SlotStacks {
   private rankValue = 1;
   private readonly listeners: Array<(slot: number | 'all') => void> = [];
 
-  constructor(private readonly spec: ModelSpec, readonly slotCount: number) {
+  constructor(
+    private readonly spec: ModelSpec,
+    readonly slotCount: number,
+  ) {
     if (slotCount < 2) throw new Error('slotCount must be at least 2 (slot 0 is the bare base model)');
     this.allocate(1);
   }
@@ -123,7 +126,8 @@ export class SlotStacks {
       const previous = old.get(p);
       if (previous) {
         for (let e = 0; e < blocks; e++) {
-          for (let i = 0; i < inSize; i++) stack.a.set(previous.a.subarray((e * inSize + i) * oldRank, (e * inSize + i) * oldRank + kept), (e * inSize + i) * rank);
+          for (let i = 0; i < inSize; i++)
+            stack.a.set(previous.a.subarray((e * inSize + i) * oldRank, (e * inSize + i) * oldRank + kept), (e * inSize + i) * rank);
           stack.b.set(previous.b.subarray(e * oldRank * outSize, (e * oldRank + kept) * outSize), e * rank * outSize);
         }
       }

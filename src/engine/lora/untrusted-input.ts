@@ -24,7 +24,8 @@ export function jsonNestingExceeds(text: string, max: number): boolean {
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (inString) {
-      if (c === 0x5c) i++; // backslash: skip the escaped character
+      if (c === 0x5c)
+        i++; // backslash: skip the escaped character
       else if (c === 0x22) inString = false;
     } else if (c === 0x22) inString = true;
     else if (c === 0x7b || c === 0x5b) {
@@ -111,7 +112,8 @@ export function patternKeyProblem(key: string): string | null {
     }
     prev = 'atom';
   }
-  if (unbounded > MAX_UNBOUNDED_QUANTIFIERS) return `it has more than ${MAX_UNBOUNDED_QUANTIFIERS} repetitions (*, +, {n,m}), which can backtrack for a long time`;
+  if (unbounded > MAX_UNBOUNDED_QUANTIFIERS)
+    return `it has more than ${MAX_UNBOUNDED_QUANTIFIERS} repetitions (*, +, {n,m}), which can backtrack for a long time`;
   try {
     new RegExp(`^(.*\\.)?(${key})$`);
   } catch {
@@ -125,12 +127,14 @@ const preview = (key: string) => JSON.stringify(key.length > 60 ? `${key.slice(0
 /** Checks rank_pattern / alpha_pattern: a plain object, bounded, safe keys, values of the right type. */
 export function patternMapProblem(name: 'rank_pattern' | 'alpha_pattern', value: unknown): string | null {
   if (value === undefined || value === null) return null;
-  if (typeof value !== 'object' || Array.isArray(value)) return `${name} must be an object of module-name patterns, got ${Array.isArray(value) ? 'an array' : typeof value}`;
+  if (typeof value !== 'object' || Array.isArray(value))
+    return `${name} must be an object of module-name patterns, got ${Array.isArray(value) ? 'an array' : typeof value}`;
   const entries = Object.entries(value as Record<string, unknown>);
   if (entries.length > MAX_PATTERN_ENTRIES) return `${name} has ${entries.length} entries; at most ${MAX_PATTERN_ENTRIES} are accepted`;
   let regexKeys = 0;
   for (const [key, v] of entries) {
-    if (name === 'rank_pattern' && !(Number.isSafeInteger(v) && (v as number) >= 1)) return `rank_pattern values must be positive integers (got ${typeof v === 'string' ? preview(v) : typeof v === 'number' ? v : typeof v} for ${preview(key)})`;
+    if (name === 'rank_pattern' && !(Number.isSafeInteger(v) && (v as number) >= 1))
+      return `rank_pattern values must be positive integers (got ${typeof v === 'string' ? preview(v) : typeof v === 'number' ? v : typeof v} for ${preview(key)})`;
     if (name === 'alpha_pattern' && !(typeof v === 'number' && Number.isFinite(v) && Math.abs(v) <= MAX_LORA_ALPHA)) {
       return `alpha_pattern values must be finite numbers of magnitude at most ${MAX_LORA_ALPHA} (got ${typeof v === 'string' ? preview(v) : typeof v === 'number' ? v : v === null ? 'null' : typeof v} for ${preview(key)})`;
     }

@@ -28,7 +28,10 @@ export class CheckpointLinks {
   private readonly links = new Map<string, { location: string } | { error: string }>();
   readonly report: DataLayoutReport = { referenced: {}, copied: {} };
 
-  constructor(private readonly entryDir: string, private readonly weights: CheckpointWeights) {}
+  constructor(
+    private readonly entryDir: string,
+    private readonly weights: CheckpointWeights,
+  ) {}
 
   /** Where the stored bytes of `source` can be read in place, or null (and why, in the report) when they cannot. */
   reference(source: string): { location: string; offset: number } | null {

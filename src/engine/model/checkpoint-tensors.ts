@@ -30,7 +30,10 @@ export function checkNoForeignTensors(spec: ModelSpec, weights: CheckpointWeight
     if (h.usedBy(spec)) continue;
     const foreign = weights.names().filter((n) => h.pattern.test(n));
     if (foreign.length) {
-      throw new ModelConfigError(weights.modelDir, `the checkpoint holds ${foreign.length} tensor(s) that ${spec.architecture} does not use: ${foreign.slice(0, 4).join(', ')}${foreign.length > 4 ? ` and ${foreign.length - 4} more` : ''}. Serving without them would not compute what the model's authors trained; check "architectures" in config.json (${h.hint})`);
+      throw new ModelConfigError(
+        weights.modelDir,
+        `the checkpoint holds ${foreign.length} tensor(s) that ${spec.architecture} does not use: ${foreign.slice(0, 4).join(', ')}${foreign.length > 4 ? ` and ${foreign.length - 4} more` : ''}. Serving without them would not compute what the model's authors trained; check "architectures" in config.json (${h.hint})`,
+      );
     }
   }
 }

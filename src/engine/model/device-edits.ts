@@ -75,7 +75,12 @@ export class DeviceEdits {
    * slot index `slot` of `slots`. One run for all of them; returns the edited tensors by name (the caller
    * disposes the old ones).
    */
-  async writeSlots(blocks: Array<{ name: string; block: ort.Tensor; axis: 0 | 1 }>, current: Record<string, ort.Tensor>, slot: number, slots: number): Promise<Record<string, ort.Tensor>> {
+  async writeSlots(
+    blocks: Array<{ name: string; block: ort.Tensor; axis: 0 | 1 }>,
+    current: Record<string, ort.Tensor>,
+    slot: number,
+    slots: number,
+  ): Promise<Record<string, ort.Tensor>> {
     const type = onnxType(blocks[0].block);
     const key = `slots:${blocks[0].block.type}:${blocks.map((b) => b.axis).join('')}`;
     const session = await this.session(key, () =>

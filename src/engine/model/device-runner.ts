@@ -112,7 +112,10 @@ export class DeviceRunner implements BatchRunner {
     if (this.options.maxBatch > 1) {
       try {
         // Two short prompts into rows 0 and 1 (rows that hold nothing yet): a prompt batch from a zero-length cache.
-        await this.prefillTogether([{ row: 0, tokens: [0], slot: 0 }, { row: 1, tokens: [0, 0], slot: 0 }]);
+        await this.prefillTogether([
+          { row: 0, tokens: [0], slot: 0 },
+          { row: 1, tokens: [0, 0], slot: 0 },
+        ]);
         this.prefillsTogether = true;
       } catch {
         this.prefillsTogether = false; // prompts then go one at a time, which every provider runs
@@ -163,9 +166,21 @@ export class DeviceRunner implements BatchRunner {
     const results: RowOutput[] = [];
     if (plan.decode.length) {
       const sampling = allSampling(plan.decode);
-      results.push(...splitOutput(await this.decode(plan.decode.map((r) => ({ token: r.tokens[0], pastLength: r.pastLength, slot: r.slot })), sampling), plan.decode, this.spec.vocabSize));
+      results.push(
+        ...splitOutput(
+          await this.decode(
+            plan.decode.map((r) => ({ token: r.tokens[0], pastLength: r.pastLength, slot: r.slot })),
+            sampling,
+          ),
+          plan.decode,
+          this.spec.vocabSize,
+        ),
+      );
     }
-    const whole = plan.prefill.length > 1 && this.prefillsTogether && plan.prefill.every((r) => r.pastLength === 0 && r.logitPositions.length === 1 && r.logitPositions[0] === r.tokens.length - 1);
+    const whole =
+      plan.prefill.length > 1 &&
+      this.prefillsTogether &&
+      plan.prefill.every((r) => r.pastLength === 0 && r.logitPositions.length === 1 && r.logitPositions[0] === r.tokens.length - 1);
     if (whole) {
       results.push(...splitOutput(await this.prefillTogether(plan.prefill, allSampling(plan.prefill)), plan.prefill, this.spec.vocabSize));
       return results;
@@ -193,12 +208,17 @@ export class DeviceRunner implements BatchRunner {
     if (!past) throw new Error(`DeviceRunner: row ${row} continues a prefill that was never started`);
     if (sampling && logitPositions.length !== 1) throw new Error('DeviceRunner: sampling needs exactly one logit position');
     const T = tokens.length;
-    const { outputs, present } = await this.run(past, {
-      input_ids: new ort.Tensor('int64', BigInt64Array.from(tokens, BigInt), [1, T]),
-      logit_rows: new ort.Tensor('int64', BigInt64Array.from(logitPositions, BigInt), [logitPositions.length]),
-      seqlens_k: new ort.Tensor('int32', Int32Array.of(pastLength + T - 1), [1]),
-      total_sequence_length: new ort.Tensor('int32', Int32Array.of(pastLength + T), []),
-    }, [slot], sampling ? [sampling] : undefined);
+    const { outputs, present } = await this.run(
+      past,
+      {
+        input_ids: new ort.Tensor('int64', BigInt64Array.from(tokens, BigInt), [1, T]),
+        logit_rows: new ort.Tensor('int64', BigInt64Array.from(logitPositions, BigInt), [logitPositions.length]),
+        seqlens_k: new ort.Tensor('int32', Int32Array.of(pastLength + T - 1), [1]),
+        total_sequence_length: new ort.Tensor('int32', Int32Array.of(pastLength + T), []),
+      },
+      [slot],
+      sampling ? [sampling] : undefined,
+    );
     if (pastLength > 0) disposeAll(past);
     this.pending.set(row, present);
     return outputs;
@@ -221,13 +241,30 @@ export class DeviceRunner implements BatchRunner {
     });
     const ids = new BigInt64Array(n * T);
     rows.forEach((r, j) => r.tokens.forEach((id, k) => (ids[j * T + k] = BigInt(id))));
-    const { outputs, present } = await this.run(this.emptyKvOfLength(n, 0), {
-      input_ids: new ort.Tensor('int64', ids, [n, T]),
-      logit_rows: new ort.Tensor('int64', BigInt64Array.from(rows, (r, j) => BigInt(j * T + r.tokens.length - 1)), [n]),
-      seqlens_k: new ort.Tensor('int32', Int32Array.from(rows, (r) => r.tokens.length - 1), [n]),
-      total_sequence_length: new ort.Tensor('int32', Int32Array.of(T), []),
-    }, rows.map((r) => r.slot), sampling);
-    const merged = await this.edits.insertRows(this.batchKv, present, rows.map((r) => this.physical[r.row]));
+    const { outputs, present } = await this.run(
+      this.emptyKvOfLength(n, 0),
+      {
+        input_ids: new ort.Tensor('int64', ids, [n, T]),
+        logit_rows: new ort.Tensor(
+          'int64',
+          BigInt64Array.from(rows, (r, j) => BigInt(j * T + r.tokens.length - 1)),
+          [n],
+        ),
+        seqlens_k: new ort.Tensor(
+          'int32',
+          Int32Array.from(rows, (r) => r.tokens.length - 1),
+          [n],
+        ),
+        total_sequence_length: new ort.Tensor('int32', Int32Array.of(T), []),
+      },
+      rows.map((r) => r.slot),
+      sampling,
+    );
+    const merged = await this.edits.insertRows(
+      this.batchKv,
+      present,
+      rows.map((r) => this.physical[r.row]),
+    );
     disposeAll(this.batchKv);
     disposeAll(present);
     this.batchKv = merged;
@@ -246,12 +283,21 @@ export class DeviceRunner implements BatchRunner {
       seqlens[p] = row.pastLength;
       slots[p] = row.slot;
     });
-    const { outputs, present } = await this.run(this.batchKv, {
-      input_ids: new ort.Tensor('int64', ids, [B, 1]),
-      logit_rows: new ort.Tensor('int64', BigInt64Array.from(rows, (_, r) => BigInt(this.physical[r])), [rows.length]),
-      seqlens_k: new ort.Tensor('int32', seqlens, [B]),
-      total_sequence_length: new ort.Tensor('int32', Int32Array.of(Math.max(...rows.map((r) => r.pastLength)) + 1), []),
-    }, slots, sampling);
+    const { outputs, present } = await this.run(
+      this.batchKv,
+      {
+        input_ids: new ort.Tensor('int64', ids, [B, 1]),
+        logit_rows: new ort.Tensor(
+          'int64',
+          BigInt64Array.from(rows, (_, r) => BigInt(this.physical[r])),
+          [rows.length],
+        ),
+        seqlens_k: new ort.Tensor('int32', seqlens, [B]),
+        total_sequence_length: new ort.Tensor('int32', Int32Array.of(Math.max(...rows.map((r) => r.pastLength)) + 1), []),
+      },
+      slots,
+      sampling,
+    );
     disposeAll(this.batchKv);
     this.batchKv = present;
     return outputs;
@@ -280,7 +326,12 @@ export class DeviceRunner implements BatchRunner {
     }
   }
 
-  private async run(past: KvSet, feeds: Record<string, ort.Tensor>, slots: number[], sampling?: RowSampling[]): Promise<{ outputs: StepOutput; present: KvSet }> {
+  private async run(
+    past: KvSet,
+    feeds: Record<string, ort.Tensor>,
+    slots: number[],
+    sampling?: RowSampling[],
+  ): Promise<{ outputs: StepOutput; present: KvSet }> {
     Object.assign(feeds, past);
     if (this.stacks) Object.assign(feeds, await this.loraFeeds(slots));
     Object.assign(feeds, samplingFeeds(sampling ?? new Array(feeds.logit_rows.dims[0]).fill(GREEDY_ROW), this.spec.vocabSize));

@@ -47,11 +47,16 @@ export function readGenerationConfig(modelDir: string, mode: GenerationConfigMod
 export function parseGenerationConfig(raw: Record<string, unknown>, mode: GenerationConfigMode, file = 'generation_config.json'): GenerationDefaults {
   const eos = raw.eos_token_id;
   const eosTokenIds = eos == null ? [] : Array.isArray(eos) ? eos : [eos];
-  if (!eosTokenIds.every((id) => Number.isInteger(id) && (id as number) >= 0)) throw new ModelConfigError(file, `eos_token_id must be a token id or a list of them, got ${JSON.stringify(eos)}`);
+  if (!eosTokenIds.every((id) => Number.isInteger(id) && (id as number) >= 0))
+    throw new ModelConfigError(file, `eos_token_id must be a token id or a list of them, got ${JSON.stringify(eos)}`);
   const defaults: GenerationDefaults = { source: null, eosTokenIds: eosTokenIds as number[], ignored: [] };
   if (mode === 'none') return defaults;
 
-  const problem = (key: string, range: string) => new ModelConfigError(file, `${key} ${JSON.stringify(raw[key])} is outside what this server accepts (${range}); fix the file or start with --generation-config none`);
+  const problem = (key: string, range: string) =>
+    new ModelConfigError(
+      file,
+      `${key} ${JSON.stringify(raw[key])} is outside what this server accepts (${range}); fix the file or start with --generation-config none`,
+    );
   const number = (key: string, ok: (v: number) => boolean, range: string): number | undefined => {
     if (raw[key] == null) return undefined;
     const v = raw[key];

@@ -69,13 +69,18 @@ export function projectionShape(spec: ModelSpec, p: Projection): [number, number
   const q = spec.numHeads * spec.headDim;
   const kv = spec.numKvHeads * spec.headDim;
   switch (p) {
-    case 'q_proj': return [spec.hiddenSize, q];
+    case 'q_proj':
+      return [spec.hiddenSize, q];
     case 'k_proj':
-    case 'v_proj': return [spec.hiddenSize, kv];
-    case 'o_proj': return [q, spec.hiddenSize];
+    case 'v_proj':
+      return [spec.hiddenSize, kv];
+    case 'o_proj':
+      return [q, spec.hiddenSize];
     case 'gate_proj':
-    case 'up_proj': return [spec.hiddenSize, spec.intermediateSize];
-    case 'down_proj': return [spec.intermediateSize, spec.hiddenSize];
+    case 'up_proj':
+      return [spec.hiddenSize, spec.intermediateSize];
+    case 'down_proj':
+      return [spec.intermediateSize, spec.hiddenSize];
   }
 }
 
@@ -101,7 +106,10 @@ export type WeightSink = (name: string, data: Float32Array | Uint16Array | Uint8
 /** The packed layout's attention; the step's rotated keys and values are outputs for the caller's cache. */
 function packedAttention(g: Graph, layout: PackedLayout, layer: number, q: string, k: string, v: string): string {
   const kRotated = layout.rotary(k, layout.kvHeads);
-  for (const [value, kind] of [[kRotated, 'key'], [v, 'value']] as const) {
+  for (const [value, kind] of [
+    [kRotated, 'key'],
+    [v, 'value'],
+  ] as const) {
     g.node('Identity', [value]);
     g.nodes[g.nodes.length - 1].outputs[0] = newKvName(layer, kind);
   }
@@ -109,10 +117,29 @@ function packedAttention(g: Graph, layout: PackedLayout, layer: number, q: strin
 }
 
 /** onnxruntime's GroupQueryAttention: rotary inside, the KV buffers passed in as past and out as present. */
-function fusedAttention(g: Graph, spec: ModelSpec, layer: number, q: string, k: string, v: string, shapeBT: string, flat: (x: string, width: number) => string): string {
+function fusedAttention(
+  g: Graph,
+  spec: ModelSpec,
+  layer: number,
+  q: string,
+  k: string,
+  v: string,
+  shapeBT: string,
+  flat: (x: string, width: number) => string,
+): string {
   const [attn] = g.node(
     'GroupQueryAttention',
-    [g.one('Reshape', [q, shapeBT]), g.one('Reshape', [k, shapeBT]), g.one('Reshape', [v, shapeBT]), pastName(layer, 'key'), pastName(layer, 'value'), 'seqlens_k', 'total_sequence_length', 'rotary.cos', 'rotary.sin'],
+    [
+      g.one('Reshape', [q, shapeBT]),
+      g.one('Reshape', [k, shapeBT]),
+      g.one('Reshape', [v, shapeBT]),
+      pastName(layer, 'key'),
+      pastName(layer, 'value'),
+      'seqlens_k',
+      'total_sequence_length',
+      'rotary.cos',
+      'rotary.sin',
+    ],
     { num_heads: spec.numHeads, kv_num_heads: spec.numKvHeads, do_rotary: 1, rotary_interleaved: 0 },
     3,
     'com.microsoft',
@@ -165,11 +192,14 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
   };
 
   const quantized = QuantizedWeights.create(g, weights, options.quantize ?? 'none', half, sink);
-  const embeddings = quantized?.embedding('input_ids', 'model.embed_tokens.weight', V, H) ?? g.one('Gather', [weight('model.embed_tokens.weight', [V, H]), 'input_ids'], { axis: 0 });
+  const embeddings =
+    quantized?.embedding('input_ids', 'model.embed_tokens.weight', V, H) ??
+    g.one('Gather', [weight('model.embed_tokens.weight', [V, H]), 'input_ids'], { axis: 0 });
   let hidden = flat(embeddings, H);
 
   const packed = options.attention === 'packed';
-  if (packed && (options.loraFormulation || options.sampling || options.argmax)) throw new Error('GraphOptions: the packed layout has its own LoRA formulation and greedy selection only');
+  if (packed && (options.loraFormulation || options.sampling || options.argmax))
+    throw new Error('GraphOptions: the packed layout has its own LoRA formulation and greedy selection only');
   const layout = packed ? new PackedLayout(g, spec, 'rotary.cos', 'rotary.sin', float) : null;
   const masked = options.loraFormulation === 'masked';
   // Masked: each token's row of lora_mask, [batch, width] -> [batch*seq, width], once for the whole graph.
@@ -192,7 +222,9 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
   const linear = (x: string, layer: number, p: Projection): string => {
     const [inSize, outSize] = projectionShape(spec, p);
     const bias = spec.qkvBias && (p === 'q_proj' || p === 'k_proj' || p === 'v_proj') ? [weight(hfWeightName(layer, p, 'bias'), [outSize])] : [];
-    const base = quantized?.linear(x, [hfWeightName(layer, p)], [outSize], inSize, bias[0]) ?? g.one('Gemm', [x, weight(hfWeightName(layer, p), [outSize, inSize]), ...bias], { transB: 1 });
+    const base =
+      quantized?.linear(x, [hfWeightName(layer, p)], [outSize], inSize, bias[0]) ??
+      g.one('Gemm', [x, weight(hfWeightName(layer, p), [outSize, inSize]), ...bias], { transB: 1 });
     if (!options.lora) return base;
     if (layout) return g.one('Add', [base, layout.loraDelta(x, layer, p)]);
     if (!loraMask) return g.one('Add', [base, perRowDelta(x, layer, p)]);
@@ -204,7 +236,11 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
   const headNorm = (x: string, layer: number, which: 'q_norm' | 'k_norm', heads: number): string => {
     if (!spec.qkNorm) return x;
     const perHead = g.one('Reshape', [x, g.int64('shape.heads', [0, -1, D])]);
-    const normedHeads = g.one('SimplifiedLayerNormalization', [perHead, weight(`model.layers.${layer}.self_attn.${which}.weight`, [D])], { axis: -1, epsilon: eps, stash_type: 1 });
+    const normedHeads = g.one('SimplifiedLayerNormalization', [perHead, weight(`model.layers.${layer}.self_attn.${which}.weight`, [D])], {
+      axis: -1,
+      epsilon: eps,
+      stash_type: 1,
+    });
     return flat(normedHeads, heads * D);
   };
 
@@ -216,7 +252,13 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
     const v = linear(attnIn, layer, 'v_proj');
     const attn2 = layout ? packedAttention(g, layout, layer, q, k, v) : fusedAttention(g, spec, layer, q, k, v, shapeBT, flat);
     const o = linear(attn2, layer, 'o_proj');
-    const [mlpIn, , , residual] = g.node('SkipSimplifiedLayerNormalization', [o, hidden, weight(`model.layers.${layer}.post_attention_layernorm.weight`, [H])], { epsilon: eps }, 4, 'com.microsoft');
+    const [mlpIn, , , residual] = g.node(
+      'SkipSimplifiedLayerNormalization',
+      [o, hidden, weight(`model.layers.${layer}.post_attention_layernorm.weight`, [H])],
+      { epsilon: eps },
+      4,
+      'com.microsoft',
+    );
     const gate = linear(mlpIn, layer, 'gate_proj');
     const up = linear(mlpIn, layer, 'up_proj');
     const act = g.one('Mul', [g.one('Mul', [gate, g.one('Sigmoid', [gate])]), up]);
@@ -232,7 +274,11 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
 
   const kvShape = ['batch', spec.numKvHeads, 'max_seq', D];
   const inputs: OnnxModel['inputs'] = packed
-    ? packedInputs(spec, float, options.lora ? PROJECTIONS.map((p) => ({ projection: p, inSize: projectionShape(spec, p)[0], outSize: projectionShape(spec, p)[1] })) : null)
+    ? packedInputs(
+        spec,
+        float,
+        options.lora ? PROJECTIONS.map((p) => ({ projection: p, inSize: projectionShape(spec, p)[0], outSize: projectionShape(spec, p)[1] })) : null,
+      )
     : [
         { name: 'input_ids', dataType: DataType.INT64, shape: ['batch', 'seq'] },
         { name: 'logit_rows', dataType: DataType.INT64, shape: ['rows'] },
@@ -289,6 +335,9 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
     outputs,
     externalInitializers: [],
     inlineInitializers: g.inline,
-    opsets: [{ domain: '', version: 17 }, { domain: 'com.microsoft', version: 1 }],
+    opsets: [
+      { domain: '', version: 17 },
+      { domain: 'com.microsoft', version: 1 },
+    ],
   };
 }

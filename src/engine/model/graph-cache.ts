@@ -67,7 +67,8 @@ export function pruneCache(cacheDir: string, maxBytes: number, keep: string[] = 
   const kept = new Set(keep.map((d) => basename(d)));
   if (existsSync(cacheDir)) {
     for (const name of readdirSync(cacheDir)) {
-      if (name.includes('.tmp-') && Date.now() - statSync(join(cacheDir, name)).mtimeMs > STALE_TMP_MS) rmSync(join(cacheDir, name), { recursive: true, force: true });
+      if (name.includes('.tmp-') && Date.now() - statSync(join(cacheDir, name)).mtimeMs > STALE_TMP_MS)
+        rmSync(join(cacheDir, name), { recursive: true, force: true });
     }
   }
   const entries = listEntries(cacheDir);

@@ -61,7 +61,10 @@ export function parseModelSpec(raw: Record<string, unknown>, file = 'config.json
   const architectures = raw.architectures as string[] | undefined;
   const architecture = architectures?.find((a): a is Architecture => (SUPPORTED_ARCHITECTURES as readonly string[]).includes(a));
   if (!architecture) {
-    throw new ModelConfigError(file, `architecture ${architectures?.length ? architectures.join(', ') : '(none: config.json has no "architectures")'} is not supported; supported: ${SUPPORTED_ARCHITECTURES.join(', ')}`);
+    throw new ModelConfigError(
+      file,
+      `architecture ${architectures?.length ? architectures.join(', ') : '(none: config.json has no "architectures")'} is not supported; supported: ${SUPPORTED_ARCHITECTURES.join(', ')}`,
+    );
   }
   const int = (key: string, fallback?: number): number => {
     const v = raw[key] ?? fallback;
@@ -72,14 +75,16 @@ export function parseModelSpec(raw: Record<string, unknown>, file = 'config.json
   const numHeads = int('num_attention_heads');
   const numKvHeads = int('num_key_value_heads', numHeads);
   const headDim = raw.head_dim == null ? hiddenSize / numHeads : int('head_dim');
-  if (!Number.isInteger(headDim)) throw new ModelConfigError(file, `hidden_size ${hiddenSize} is not divisible by num_attention_heads ${numHeads}; set head_dim`);
+  if (!Number.isInteger(headDim))
+    throw new ModelConfigError(file, `hidden_size ${hiddenSize} is not divisible by num_attention_heads ${numHeads}; set head_dim`);
   if (numHeads % numKvHeads !== 0) throw new ModelConfigError(file, `num_attention_heads ${numHeads} must be a multiple of num_key_value_heads ${numKvHeads}`);
   // Rotary splits each head in halves. (The device path's fused attention also needs a multiple of 16: start-runner.ts.)
   if (headDim % 2 !== 0) throw new ModelConfigError(file, `head_dim ${headDim} is odd; rotary embeddings need an even head_dim`);
   const act = raw.hidden_act ?? 'silu';
   if (act !== 'silu') throw new ModelConfigError(file, `hidden_act ${JSON.stringify(act)} is not supported (only silu)`);
   if (raw.mlp_bias === true) throw new ModelConfigError(file, 'mlp_bias true is not supported');
-  if (architecture !== 'Qwen2ForCausalLM' && raw.attention_bias === true) throw new ModelConfigError(file, `attention_bias true is not supported for ${architecture}`);
+  if (architecture !== 'Qwen2ForCausalLM' && raw.attention_bias === true)
+    throw new ModelConfigError(file, `attention_bias true is not supported for ${architecture}`);
   if (raw.sliding_window != null && raw.use_sliding_window === true) {
     throw new ModelConfigError(file, 'sliding-window attention is not supported');
   }

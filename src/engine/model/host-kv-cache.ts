@@ -33,7 +33,10 @@ export class HostKvCache {
   /** Re-layouts so far (growth and shrinking), for stats and tests. */
   relayouts = 0;
 
-  constructor(private readonly spec: ModelSpec, private readonly limits: KvCacheLimits) {}
+  constructor(
+    private readonly spec: ModelSpec,
+    private readonly limits: KvCacheLimits,
+  ) {}
 
   /** Bytes one cached token takes over all layers, keys and values. */
   static bytesPerToken(spec: ModelSpec): number {
@@ -125,7 +128,10 @@ export class HostKvCache {
   /** Rows [first, first+count) of a layer's keys, [count, kv, D, capacity], and values, [count, kv, capacity, D]: views, no copy. */
   view(layer: number, first: number, count: number): { keys: Float32Array; values: Float32Array } {
     const stride = this.rowStride;
-    return { keys: this.keys[layer].subarray(first * stride, (first + count) * stride), values: this.values[layer].subarray(first * stride, (first + count) * stride) };
+    return {
+      keys: this.keys[layer].subarray(first * stride, (first + count) * stride),
+      values: this.values[layer].subarray(first * stride, (first + count) * stride),
+    };
   }
 
   /**

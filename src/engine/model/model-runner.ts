@@ -8,7 +8,17 @@ import { availableParallelism } from 'node:os';
 import * as ort from 'onnxruntime-node';
 import type { ModelSpec } from './hf-config.js';
 import { PROJECTIONS } from './graph-builder.js';
-import { ATTENTION_GROUPS, MASKED, groupGatherName, newKvName, usedLoraName, newMaskName, packedPastName, pastMaskName, type AttentionGroup } from './packed-attention.js';
+import {
+  ATTENTION_GROUPS,
+  MASKED,
+  groupGatherName,
+  newKvName,
+  usedLoraName,
+  newMaskName,
+  packedPastName,
+  pastMaskName,
+  type AttentionGroup,
+} from './packed-attention.js';
 import { HostKvCache } from './host-kv-cache.js';
 import type { SlotStacks } from '../lora/slot-stacks.js';
 import type { BatchRunner, RowOutput, StepPlan, StepRow } from './batch-runner.js';
@@ -58,10 +68,12 @@ function logitSelection(parts: StepRow[], firstToken: number[]): { greedy: boole
   const logitRows: number[] = [];
   const wanted: number[] = [];
   const greedy = parts.map((r) => r.logitPositions.length === 1 && r.sampling !== undefined && r.sampling.temperature === 0);
-  parts.forEach((r, i) => r.logitPositions.forEach((p) => {
-    if (!greedy[i]) wanted.push(logitRows.length);
-    logitRows.push(firstToken[i] + p);
-  }));
+  parts.forEach((r, i) =>
+    r.logitPositions.forEach((p) => {
+      if (!greedy[i]) wanted.push(logitRows.length);
+      logitRows.push(firstToken[i] + p);
+    }),
+  );
   // At least one logits row: onnxruntime's reductions mis-shape an empty input (the extra row is never read).
   const rowsFed = logitRows.length ? logitRows : [0];
   return {

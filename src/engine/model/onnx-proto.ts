@@ -181,7 +181,11 @@ export function encodeModel(model: OnnxModel): Uint8Array {
         for (const d of t.dims) m.int(1, d);
         m.int(2, t.dataType);
         m.string(8, t.name);
-        for (const [key, value] of [['location', t.location], ['offset', String(t.offset)], ['length', String(t.length)]]) {
+        for (const [key, value] of [
+          ['location', t.location],
+          ['offset', String(t.offset)],
+          ['length', String(t.length)],
+        ]) {
           m.message(13, (e) => {
             e.string(1, key);
             e.string(2, value);

@@ -43,7 +43,11 @@ export const newMaskName = (group: AttentionGroup) => `${group}.new_mask`;
 /** A masked-out score: large enough to vanish in softmax, finite so a fully masked padding row stays NaN-free. */
 export const MASKED = -1e30;
 
-export function packedInputs(spec: ModelSpec, float: DataTypeCode, lora: Array<{ projection: string; inSize: number; outSize: number }> | null): OnnxModel['inputs'] {
+export function packedInputs(
+  spec: ModelSpec,
+  float: DataTypeCode,
+  lora: Array<{ projection: string; inSize: number; outSize: number }> | null,
+): OnnxModel['inputs'] {
   const { numKvHeads: KV, headDim: D, numLayers: L } = spec;
   const inputs: OnnxModel['inputs'] = [
     { name: 'input_ids', dataType: DataType.INT64, shape: ['tokens'] },
@@ -106,7 +110,8 @@ export function packedOutputs(spec: ModelSpec, float: DataTypeCode): OnnxModel['
     { name: 'wanted_logits', dataType: DataType.FLOAT, shape: ['wanted', spec.vocabSize] },
   ];
   for (let layer = 0; layer < spec.numLayers; layer++) {
-    for (const kv of ['key', 'value'] as const) outputs.push({ name: newKvName(layer, kv), dataType: float, shape: ['tokens', spec.numKvHeads * spec.headDim] });
+    for (const kv of ['key', 'value'] as const)
+      outputs.push({ name: newKvName(layer, kv), dataType: float, shape: ['tokens', spec.numKvHeads * spec.headDim] });
   }
   return outputs;
 }
@@ -119,7 +124,13 @@ export class PackedLayout {
   readonly heads: number;
   readonly kvHeads: number;
 
-  constructor(private readonly g: Graph, private readonly spec: ModelSpec, private readonly cosTable: string, private readonly sinTable: string, private readonly float: DataTypeCode) {
+  constructor(
+    private readonly g: Graph,
+    private readonly spec: ModelSpec,
+    private readonly cosTable: string,
+    private readonly sinTable: string,
+    private readonly float: DataTypeCode,
+  ) {
     this.heads = spec.numHeads;
     this.kvHeads = spec.numKvHeads;
     this.positions = g.one('Unsqueeze', ['positions', g.int64('packed.axis1', [1])]); // [T, 1]
@@ -150,7 +161,11 @@ export class PackedLayout {
   unpad(perGroup: Record<AttentionGroup, string>, size: number): string {
     const g = this.g;
     const flat = g.int64(`packed.shape.flat.${size}`, [-1, size]);
-    const all = g.one('Concat', ATTENTION_GROUPS.map((group) => g.one('Reshape', [perGroup[group], flat])), { axis: 0 });
+    const all = g.one(
+      'Concat',
+      ATTENTION_GROUPS.map((group) => g.one('Reshape', [perGroup[group], flat])),
+      { axis: 0 },
+    );
     return g.one('Gather', [all, 'unpad'], { axis: 0 });
   }
 
@@ -172,7 +187,12 @@ export class PackedLayout {
       const newScores = g.one('Add', [g.one('MatMul', [q4, kNewT]), newMaskName(group)]);
       const probs = g.one('Softmax', [g.one('Concat', [pastScores, newScores], { axis: 3 })], { axis: -1 });
       const capacity = g.one('Shape', [pastScores], { start: 3, end: 4 });
-      const [pastProbs, newProbs] = g.node('Split', [probs, g.one('Concat', [capacity, g.one('Shape', [newScores], { start: 3, end: 4 })], { axis: 0 })], { axis: 3 }, 2);
+      const [pastProbs, newProbs] = g.node(
+        'Split',
+        [probs, g.one('Concat', [capacity, g.one('Shape', [newScores], { start: 3, end: 4 })], { axis: 0 })],
+        { axis: 3 },
+        2,
+      );
       const out = g.one('Add', [g.one('MatMul', [pastProbs, packedPastName(group, layer, 'value')]), g.one('MatMul', [newProbs, vNew])]);
       // [rows, KV, groups*w, D] -> [rows, KV, groups, w, D] -> [rows, w, KV, groups, D]
       const out5 = g.one('Reshape', [out, g.int64('packed.shape.o5', [0, 0, groups, -1, D])]);

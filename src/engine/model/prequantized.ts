@@ -31,7 +31,8 @@ export interface PrequantizedFormat {
   label: string;
 }
 
-export const SUPPORTED_PREQUANTIZED = 'GPTQ (4 or 8 bits, checkpoint_format gptq or gptq_v2, desc_act false or a trivial g_idx) and AWQ GEMM (4 bits with zero points)';
+export const SUPPORTED_PREQUANTIZED =
+  'GPTQ (4 or 8 bits, checkpoint_format gptq or gptq_v2, desc_act false or a trivial g_idx) and AWQ GEMM (4 bits with zero points)';
 
 /** AWQ packs column j of each group of 8 into nibble AWQ_NIBBLE[j]. */
 const AWQ_NIBBLE = [0, 4, 1, 5, 2, 6, 3, 7];
@@ -41,7 +42,10 @@ export function readQuantizationConfig(config: Record<string, unknown>, file: st
   const q = config.quantization_config as Record<string, unknown> | undefined;
   if (q === undefined || q === null) return null;
   const refuse = (what: string): never => {
-    throw new ModelConfigError(file, `quantization_config: ${what} is not supported. Supported pre-quantized checkpoints: ${SUPPORTED_PREQUANTIZED}; or serve a float checkpoint with --quantize int8|int4`);
+    throw new ModelConfigError(
+      file,
+      `quantization_config: ${what} is not supported. Supported pre-quantized checkpoints: ${SUPPORTED_PREQUANTIZED}; or serve a float checkpoint with --quantize int8|int4`,
+    );
   };
   if (typeof q !== 'object' || Array.isArray(q)) return refuse('a value that is not an object');
   const method = String(q.quant_method ?? (q.load_in_4bit || q.load_in_8bit ? 'bitsandbytes' : 'unknown')).toLowerCase();
@@ -121,5 +125,13 @@ export function readPrequantizedLinear(weights: CheckpointWeights, prefix: strin
       if (zero(row, g) > mask) fail(`a zero point of ${zero(row, g)} does not fit ${bits} bits (a GPTQ v1 zero of 0)`);
     }
   }
-  return packBlockwise(n, k, bits, blockSize, value, (row, b) => scales[Math.floor(b / subBlocks) * n + row], (row, b) => zero(row, Math.floor(b / subBlocks)));
+  return packBlockwise(
+    n,
+    k,
+    bits,
+    blockSize,
+    value,
+    (row, b) => scales[Math.floor(b / subBlocks) * n + row],
+    (row, b) => zero(row, Math.floor(b / subBlocks)),
+  );
 }

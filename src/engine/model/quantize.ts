@@ -157,7 +157,8 @@ export function concatRows(parts: BlockQuantized[]): BlockQuantized {
   if (parts.length === 1) return parts[0];
   const [first] = parts;
   for (const p of parts) {
-    if (p.bits !== first.bits || p.blockSize !== first.blockSize || p.k !== first.k || !p.zeroPoints !== !first.zeroPoints) throw new Error('concatRows: parts differ in bits, block size, K or zero points');
+    if (p.bits !== first.bits || p.blockSize !== first.blockSize || p.k !== first.k || !p.zeroPoints !== !first.zeroPoints)
+      throw new Error('concatRows: parts differ in bits, block size, K or zero points');
   }
   const cat = <T extends Uint8Array | Float32Array>(arrays: T[], make: (n: number) => T): T => {
     const out = make(arrays.reduce((s, a) => s + a.length, 0));
@@ -171,9 +172,20 @@ export function concatRows(parts: BlockQuantized[]): BlockQuantized {
   return {
     ...first,
     n: parts.reduce((s, p) => s + p.n, 0),
-    packed: cat(parts.map((p) => p.packed), (n) => new Uint8Array(n)),
-    scales: cat(parts.map((p) => p.scales), (n) => new Float32Array(n)),
-    zeroPoints: first.zeroPoints ? cat(parts.map((p) => p.zeroPoints!), (n) => new Uint8Array(n)) : null,
+    packed: cat(
+      parts.map((p) => p.packed),
+      (n) => new Uint8Array(n),
+    ),
+    scales: cat(
+      parts.map((p) => p.scales),
+      (n) => new Float32Array(n),
+    ),
+    zeroPoints: first.zeroPoints
+      ? cat(
+          parts.map((p) => p.zeroPoints!),
+          (n) => new Uint8Array(n),
+        )
+      : null,
   };
 }
 

@@ -127,7 +127,8 @@ export class QuantizedWeights {
       const zpRow = zeroPointBytesPerRow(blocks, q.bits);
       const zeros = new Uint8Array(v * blocks);
       for (let row = 0; row < v; row++) {
-        for (let b = 0; b < blocks; b++) zeros[row * blocks + b] = q.bits === 8 ? q.zeroPoints[row * zpRow + b] : (q.zeroPoints[row * zpRow + (b >> 1)] >> ((b & 1) * 4)) & 15;
+        for (let b = 0; b < blocks; b++)
+          zeros[row * blocks + b] = q.bits === 8 ? q.zeroPoints[row * zpRow + b] : (q.zeroPoints[row * zpRow + (b >> 1)] >> ((b & 1) * 4)) & 15;
       }
       this.sink(`${name}.gather_zero_points`, zeros, [v, blocks, 1]);
       inputs.push(`${name}.gather_zero_points`);

@@ -84,7 +84,10 @@ function checkNoOverlap(file: string, tensors: Map<string, TensorInfo>): void {
   const sorted = [...tensors.values()].filter((t) => t.end > t.begin).sort((a, b) => a.begin - b.begin);
   for (let i = 1; i < sorted.length; i++) {
     if (sorted[i].begin < sorted[i - 1].end) {
-      throw new SafetensorsError(file, `tensors ${short(sorted[i - 1].name)} and ${short(sorted[i].name)} overlap (bytes ${sorted[i].begin} to ${Math.min(sorted[i].end, sorted[i - 1].end)})`);
+      throw new SafetensorsError(
+        file,
+        `tensors ${short(sorted[i - 1].name)} and ${short(sorted[i].name)} overlap (bytes ${sorted[i].begin} to ${Math.min(sorted[i].end, sorted[i - 1].end)})`,
+      );
     }
   }
 }
@@ -113,7 +116,10 @@ function checkTensorEntry(file: string, name: string, raw: unknown, dataSize: nu
   const elements = (shape as number[]).reduce((a, b) => a * b, 1);
   const expected = elements * BYTES_PER_ELEMENT[dtype];
   if (end < begin || end - begin !== expected) {
-    throw new SafetensorsError(file, `tensor ${label}: data_offsets [${begin}, ${end}] hold ${end - begin} bytes, shape ${short(shape)} of ${dtype} needs ${expected}`);
+    throw new SafetensorsError(
+      file,
+      `tensor ${label}: data_offsets [${begin}, ${end}] hold ${end - begin} bytes, shape ${short(shape)} of ${dtype} needs ${expected}`,
+    );
   }
   if (end > dataSize) {
     throw new SafetensorsError(file, `tensor ${label}: data ends at byte ${end} but the data section has ${dataSize} bytes (truncated file?)`);
@@ -179,7 +185,7 @@ export function floatToHalf(value: number): number {
   const exp = (x >>> 23) & 0xff;
   let mant = x & 0x7fffff;
   if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  let e = exp - 127 + 15;
+  const e = exp - 127 + 15;
   if (e >= 0x1f) return sign | 0x7c00;
   if (e <= 0) {
     if (e < -10) return sign;
@@ -206,7 +212,12 @@ export function floatToBfloat16(value: number): number {
 }
 
 /** Writes a safetensors file (used by tests, benchmarks and tools). */
-export function encodeSafetensors(tensors: Array<{ name: string; dtype: SafetensorsDtype; shape: number[]; data: Float32Array } | { name: string; dtype: 'I32'; shape: number[]; data: Int32Array }>, metadata: Record<string, string> = { format: 'pt' }): Buffer {
+export function encodeSafetensors(
+  tensors: Array<
+    { name: string; dtype: SafetensorsDtype; shape: number[]; data: Float32Array } | { name: string; dtype: 'I32'; shape: number[]; data: Int32Array }
+  >,
+  metadata: Record<string, string> = { format: 'pt' },
+): Buffer {
   const header: Record<string, unknown> = { __metadata__: metadata };
   const parts: Buffer[] = [];
   let offset = 0;

@@ -94,7 +94,10 @@ export function encodeSamplingModel(vocabSize: number): Uint8Array {
     graphName: 'sampling',
     nodes: g.nodes,
     inputs: [{ name: 'logits', dataType: DataType.FLOAT, shape: ['rows', vocabSize] }, ...samplingInputs()],
-    outputs: [{ name: token, dataType: DataType.INT64, shape: ['rows'] }, { name: logprob, dataType: DataType.FLOAT, shape: ['rows'] }],
+    outputs: [
+      { name: token, dataType: DataType.INT64, shape: ['rows'] },
+      { name: logprob, dataType: DataType.FLOAT, shape: ['rows'] },
+    ],
     externalInitializers: [],
     inlineInitializers: g.inline,
     opsets: [{ domain: '', version: 17 }],
@@ -109,10 +112,26 @@ export function samplingFeeds(rows: readonly RowSampling[], vocabSize: number): 
   const n = rows.length;
   const candidates = Math.max(1, ...rows.map((r) => (r.temperature > 0 ? (r.topK > 0 ? Math.min(r.topK, vocabSize) : vocabSize) : 1)));
   return {
-    sample_temperature: new ort.Tensor('float32', Float32Array.from(rows, (r) => r.temperature), [n]),
-    sample_top_k: new ort.Tensor('int64', BigInt64Array.from(rows, (r) => BigInt(r.topK)), [n]),
-    sample_top_p: new ort.Tensor('float32', Float32Array.from(rows, (r) => r.topP), [n]),
-    sample_uniform: new ort.Tensor('float32', Float32Array.from(rows, (r) => r.uniform), [n]),
+    sample_temperature: new ort.Tensor(
+      'float32',
+      Float32Array.from(rows, (r) => r.temperature),
+      [n],
+    ),
+    sample_top_k: new ort.Tensor(
+      'int64',
+      BigInt64Array.from(rows, (r) => BigInt(r.topK)),
+      [n],
+    ),
+    sample_top_p: new ort.Tensor(
+      'float32',
+      Float32Array.from(rows, (r) => r.topP),
+      [n],
+    ),
+    sample_uniform: new ort.Tensor(
+      'float32',
+      Float32Array.from(rows, (r) => r.uniform),
+      [n],
+    ),
     sample_candidates: new ort.Tensor('int64', BigInt64Array.of(BigInt(candidates)), [1]),
   };
 }

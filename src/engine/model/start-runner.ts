@@ -63,7 +63,10 @@ function boundGraphCache(options: StartRunnerOptions, entry: string, log?: Start
   if (options.cacheMaxBytes === undefined) return;
   const { removed, keptBytes } = pruneCache(options.cacheDir, options.cacheMaxBytes, [entry]);
   if (removed.length) {
-    log?.info({ removed: removed.map((e) => ({ entry: basename(e.dir), bytes: e.bytes })), keptBytes, boundBytes: options.cacheMaxBytes }, 'graph cache over its bound (--cache-max-mb): least recently used entries removed');
+    log?.info(
+      { removed: removed.map((e) => ({ entry: basename(e.dir), bytes: e.bytes })), keptBytes, boundBytes: options.cacheMaxBytes },
+      'graph cache over its bound (--cache-max-mb): least recently used entries removed',
+    );
   }
 }
 
@@ -97,18 +100,29 @@ async function start(provider: string, options: StartRunnerOptions, log?: StartL
   }
 }
 
-async function startAs(provider: string, residency: 'host' | 'device', dtype: 'float32' | 'float16', options: StartRunnerOptions, log?: StartLog): Promise<StartedRunner> {
+async function startAs(
+  provider: string,
+  residency: 'host' | 'device',
+  dtype: 'float32' | 'float16',
+  options: StartRunnerOptions,
+  log?: StartLog,
+): Promise<StartedRunner> {
   if (residency === 'device' && options.spec.headDim % 16 !== 0) {
-    throw new Error(`head_dim ${options.spec.headDim} is not a multiple of 16, which the device path's fused attention (GroupQueryAttention) needs; serve it with --state-residency host`);
+    throw new Error(
+      `head_dim ${options.spec.headDim} is not a multiple of 16, which the device path's fused attention (GroupQueryAttention) needs; serve it with --state-residency host`,
+    );
   }
-  const graph: GraphOptions = residency === 'device' ? { ...options.graph, sampling: true, loraFormulation: 'masked' } : { ...options.graph, attention: 'packed' };
+  const graph: GraphOptions =
+    residency === 'device' ? { ...options.graph, sampling: true, loraFormulation: 'masked' } : { ...options.graph, attention: 'packed' };
   if (dtype === 'float16') graph.dtype = 'float16';
   checkNoForeignTensors(options.spec, options.weights);
   const started = performance.now();
   const onnx = ensureOnnxModel(options.modelDir, options.spec, options.weights, graph, options.cacheDir);
   log?.info({ path: onnx.path, built: onnx.built, ms: Math.round(performance.now() - started) }, onnx.built ? 'built ONNX graph' : 'reused cached ONNX graph');
-  if (onnx.dataLayout) log?.info({ dtype, ...onnx.dataLayout }, 'graph weights: checkpoint bytes referenced in place (F32) and copied (converted), by stored dtype');
-  if (onnx.skippedTensors?.length) log?.info({ tensors: onnx.skippedTensors }, 'checkpoint tensors not used by the graph, as transformers does not use them either');
+  if (onnx.dataLayout)
+    log?.info({ dtype, ...onnx.dataLayout }, 'graph weights: checkpoint bytes referenced in place (F32) and copied (converted), by stored dtype');
+  if (onnx.skippedTensors?.length)
+    log?.info({ tensors: onnx.skippedTensors }, 'checkpoint tensors not used by the graph, as transformers does not use them either');
   boundGraphCache(options, dirname(onnx.path), log);
   options.onGraphReady?.(onnx.built);
   const { spec, stacks, maxBatch, intraOpThreads } = options;
@@ -116,9 +130,17 @@ async function startAs(provider: string, residency: 'host' | 'device', dtype: 'f
   const runner: BatchRunner =
     residency === 'device'
       ? await DeviceRunner.create(onnx.path, spec, { maxBatch, maxSequenceLength, provider, intraOpThreads, dtype }, stacks)
-      : await ModelRunner.create(onnx.path, spec, { maxBatch, maxSequenceLength, executionProviders: [provider], intraOpThreads, kvBudgetBytes: options.kvBudgetBytes }, stacks);
+      : await ModelRunner.create(
+          onnx.path,
+          spec,
+          { maxBatch, maxSequenceLength, executionProviders: [provider], intraOpThreads, kvBudgetBytes: options.kvBudgetBytes },
+          stacks,
+        );
   const weightFormat = weightFormatLabel(checkpointQuantization(options.modelDir), graph.quantize ?? 'none', dtype);
-  log?.info({ provider, residency, dtype, weightFormat, weightBytes: onnx.weightBytes }, `serving on ${provider}, ${dtype}, decoding state in ${residency} memory; base weights ${weightFormat}, ${(onnx.weightBytes / 2 ** 20).toFixed(1)} MiB`);
+  log?.info(
+    { provider, residency, dtype, weightFormat, weightBytes: onnx.weightBytes },
+    `serving on ${provider}, ${dtype}, decoding state in ${residency} memory; base weights ${weightFormat}, ${(onnx.weightBytes / 2 ** 20).toFixed(1)} MiB`,
+  );
   return { runner, provider, residency, dtype, weightFormat, weightBytes: onnx.weightBytes };
 }
 

@@ -85,9 +85,11 @@ export class CheckpointWeights {
   /** A cheap fingerprint of the weight files (names, sizes, modification times, headers) for the graph cache key. */
   fingerprint(): string {
     const files = [...new Set(this.fileOf.values())].sort();
-    return JSON.stringify(files.map((f) => {
-      const st = statSync(join(this.modelDir, f));
-      return [f, st.size, st.mtimeMs, [...this.header(f).tensors.values()].map((t) => [t.name, t.dtype, t.shape, t.begin])];
-    }));
+    return JSON.stringify(
+      files.map((f) => {
+        const st = statSync(join(this.modelDir, f));
+        return [f, st.size, st.mtimeMs, [...this.header(f).tensors.values()].map((t) => [t.name, t.dtype, t.shape, t.begin])];
+      }),
+    );
   }
 }

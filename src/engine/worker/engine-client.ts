@@ -15,7 +15,16 @@ import { EngineError } from '../errors.js';
 import { EventQueue } from '../event-queue.js';
 import { checkRequest } from '../request-check.js';
 import { TextTokenizer } from '../model/tokenizer.js';
-import { adapterCannotServe, adapterNotFound, checkAdapterName, EMPTY_ADAPTER_COUNTERS, type AdapterCounters, type AdapterInfo, type AdapterTiers, type ReloadResult } from '../lora/adapter-manager.js';
+import {
+  adapterCannotServe,
+  adapterNotFound,
+  checkAdapterName,
+  EMPTY_ADAPTER_COUNTERS,
+  type AdapterCounters,
+  type AdapterInfo,
+  type AdapterTiers,
+  type ReloadResult,
+} from '../lora/adapter-manager.js';
 import type { EngineLog, EngineOptions, Generation, ResponseFormatData, StartPhase } from '../engine.js';
 import { NO_GENERATION_DEFAULTS, type GenerationDefaults } from '../model/generation-config.js';
 import type { GenerationObserver, PromptScores, SchedulerStats } from '../scheduler.js';
@@ -133,7 +142,10 @@ export class AdapterMirror {
 
 /** Why the engine did not start; `transient` when another try may succeed (see engine-worker.ts). */
 export class StartupError extends Error {
-  constructor(message: string, readonly transient: boolean) {
+  constructor(
+    message: string,
+    readonly transient: boolean,
+  ) {
     super(message);
     this.name = 'StartupError';
   }
@@ -145,7 +157,9 @@ export class StartupError extends Error {
  */
 export function notReadyError(phase: StartPhase | undefined, failure: string | null): EngineError {
   if (failure) return new EngineError('unavailable', `The model is not available: ${failure}.`);
-  return new EngineError('not_ready', `The model is starting${phase && phase !== 'starting' ? ` (${phase.replace(/_/g, ' ')})` : ''}.`, { retryAfterSeconds: 5 });
+  return new EngineError('not_ready', `The model is starting${phase && phase !== 'starting' ? ` (${phase.replace(/_/g, ' ')})` : ''}.`, {
+    retryAfterSeconds: 5,
+  });
 }
 
 export class EngineClient {
@@ -404,7 +418,14 @@ export class EngineClient {
     this.updateRef();
     const { signal, prompt: _prompt, promptTokenIds: _ids, ...rest } = request;
     const wire: WireRequest = rest;
-    this.send({ type: 'submit', id, request: wire, promptIds, ...(extras.responseFormat ? { responseFormat: extras.responseFormat } : {}), ...(extras.promptLogprobs ? { promptLogprobs: true } : {}) });
+    this.send({
+      type: 'submit',
+      id,
+      request: wire,
+      promptIds,
+      ...(extras.responseFormat ? { responseFormat: extras.responseFormat } : {}),
+      ...(extras.promptLogprobs ? { promptLogprobs: true } : {}),
+    });
     const cancel = () => {
       if (!stream.done) this.send({ type: 'cancel', id });
     };

@@ -91,7 +91,10 @@ export class EngineHost {
     const abort = new AbortController();
     try {
       if (this.closing) throw new EngineError('shutting_down', 'The engine is shutting down.', { retryAfterSeconds: 1 });
-      const generation = this.engine.start({ ...m.request, promptTokenIds: m.promptIds, signal: abort.signal }, { responseFormat: m.responseFormat, promptLogprobs: m.promptLogprobs });
+      const generation = this.engine.start(
+        { ...m.request, promptTokenIds: m.promptIds, signal: abort.signal },
+        { responseFormat: m.responseFormat, promptLogprobs: m.promptLogprobs },
+      );
       this.live.set(m.id, abort);
       void this.pump(m.id, abort, generation.events, generation.scores);
     } catch (e) {
@@ -99,7 +102,12 @@ export class EngineHost {
     }
   }
 
-  private async pump(id: number, abort: AbortController, events: AsyncIterable<import('../types.js').GenerationEvent>, scores: () => { promptLogprobs: number[]; lastLogprobs: Float32Array } | undefined): Promise<void> {
+  private async pump(
+    id: number,
+    abort: AbortController,
+    events: AsyncIterable<import('../types.js').GenerationEvent>,
+    scores: () => { promptLogprobs: number[]; lastLogprobs: Float32Array } | undefined,
+  ): Promise<void> {
     try {
       for await (const event of events) {
         const s = event.type === 'finish' ? scores() : undefined;
@@ -119,7 +127,11 @@ export class EngineHost {
 
   private errorData(e: unknown, abort: AbortController) {
     const data = toEngineErrorData(e, abort.signal.aborted);
-    if (data.code === 'internal') this.log?.warn({ err: e instanceof Error ? { message: e.message, stack: e.stack, cause: String((e as { cause?: unknown }).cause ?? '') } : String(e) }, 'generation failed');
+    if (data.code === 'internal')
+      this.log?.warn(
+        { err: e instanceof Error ? { message: e.message, stack: e.stack, cause: String((e as { cause?: unknown }).cause ?? '') } : String(e) },
+        'generation failed',
+      );
     return data;
   }
 
@@ -154,7 +166,13 @@ export class EngineHost {
       snapshot = this.snapshot();
       this.lastSnapshot = JSON.stringify(snapshot);
     }
-    this.post({ type: 'batch', items, observed, load: { queueDepth: this.engine.scheduler.queueDepth, batchSize: this.engine.scheduler.batchSize }, ...(snapshot ? { snapshot } : {}) });
+    this.post({
+      type: 'batch',
+      items,
+      observed,
+      load: { queueDepth: this.engine.scheduler.queueDepth, batchSize: this.engine.scheduler.batchSize },
+      ...(snapshot ? { snapshot } : {}),
+    });
   }
 
   snapshot(): Snapshot {

@@ -90,4 +90,3 @@ try {
   post({ type: 'log', level: 'error', obj: plain({ err: e }), msg: 'the model failed to load' });
   post({ type: 'phase', phase: 'failed', error: (e as Error).message ?? String(e), transient: isTransientStartFailure(e) });
 }
-

@@ -4,12 +4,7 @@
  * stopReason and usage; the stream is messageStart, contentBlockDelta*, contentBlockStop,
  * messageStop (stopReason), metadata (usage).
  */
-import type {
-  ConverseCommandInput,
-  ConverseCommandOutput,
-  ConverseStreamOutput,
-  StopReason,
-} from '@aws-sdk/client-bedrock-runtime';
+import type { ConverseCommandInput, ConverseCommandOutput, ConverseStreamOutput, StopReason } from '@aws-sdk/client-bedrock-runtime';
 import type { FinishReason } from '../../engine/types.js';
 import { clampUnit, MalformedResponseError, type BedrockParams, type Completion, type StreamUpdate } from './types.js';
 

@@ -16,8 +16,10 @@ export function jsonModeFor(format: ResponseFormat | null | undefined): Response
   let schema: JsonSchema | null = null;
   let strict = false;
   if (format.type === 'json_schema') {
-    if (!format.json_schema) throw invalidParam('response_format.json_schema', "response_format of type 'json_schema' needs a json_schema object ({name, schema, strict}).");
-    if (format.json_schema.schema === undefined) throw invalidParam('response_format.json_schema.schema', 'json_schema.schema is required: the JSON Schema the output must follow.');
+    if (!format.json_schema)
+      throw invalidParam('response_format.json_schema', "response_format of type 'json_schema' needs a json_schema object ({name, schema, strict}).");
+    if (format.json_schema.schema === undefined)
+      throw invalidParam('response_format.json_schema.schema', 'json_schema.schema is required: the JSON Schema the output must follow.');
     strict = format.json_schema.strict === true;
     const reason = validateSchemaSupported(format.json_schema.schema, { strict });
     if (reason !== null) throw invalidParam('response_format.json_schema.schema', `This JSON schema is not supported: ${reason}.`);

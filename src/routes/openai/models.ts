@@ -68,7 +68,13 @@ export function bedrockOnlyModels(engine: ModelSource, bedrock: BedrockFallback 
 export const BEDROCK_OWNER = 'bedrock';
 
 export function modelNotFound(model: string): ParamError {
-  return new ParamError('adapter_not_found', `The model ${JSON.stringify(model.slice(0, 200))} does not exist.`, 'model', 'model_not_found', 'GET /v1/models lists the models this server serves.');
+  return new ParamError(
+    'adapter_not_found',
+    `The model ${JSON.stringify(model.slice(0, 200))} does not exist.`,
+    'model',
+    'model_not_found',
+    'GET /v1/models lists the models this server serves.',
+  );
 }
 
 /**

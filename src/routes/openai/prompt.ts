@@ -33,7 +33,8 @@ export function adapterChatTemplate(engine: Engine, adapter: string): Template |
   const stat = statSync(file);
   const cached = adapterTemplates.get(file);
   if (cached && cached.mtimeMs === stat.mtimeMs && cached.size === stat.size) return cached.template;
-  if (stat.size >= MAX_TEMPLATE_BYTES) throw new AppError('adapter_errored', `Adapter ${adapter}'s chat_template.jinja is larger than ${MAX_TEMPLATE_BYTES} bytes.`);
+  if (stat.size >= MAX_TEMPLATE_BYTES)
+    throw new AppError('adapter_errored', `Adapter ${adapter}'s chat_template.jinja is larger than ${MAX_TEMPLATE_BYTES} bytes.`);
   let template: Template;
   try {
     template = new Template(readFileSync(file, 'utf8'));
@@ -54,7 +55,10 @@ export function toTemplateMessages(messages: ChatMessageBody[]): ChatMessage[] {
       const texts: string[] = [];
       m.content.forEach((part, j) => {
         if (part.type !== 'text' || typeof part.text !== 'string') {
-          throw invalidParam(`messages[${i}].content[${j}]`, `Content parts of type ${JSON.stringify(part.type)} are not supported; this server takes text parts ({"type": "text", "text": ...}) only.`);
+          throw invalidParam(
+            `messages[${i}].content[${j}]`,
+            `Content parts of type ${JSON.stringify(part.type)} are not supported; this server takes text parts ({"type": "text", "text": ...}) only.`,
+          );
         }
         texts.push(part.text);
       });
@@ -73,7 +77,13 @@ export function chatPromptIds(request: FastifyRequest, engine: Engine, adapter: 
  * A chat rendered with the chat template: the text (what a Bedrock target gets, as one prompt) and its
  * token ids for the local engine.
  */
-export function chatPrompt(request: FastifyRequest, engine: Engine, adapter: string | null, messages: ChatMessageBody[], maxPromptChars: number): { ids: number[]; text: string } {
+export function chatPrompt(
+  request: FastifyRequest,
+  engine: Engine,
+  adapter: string | null,
+  messages: ChatMessageBody[],
+  maxPromptChars: number,
+): { ids: number[]; text: string } {
   const templateMessages = toTemplateMessages(messages);
   const own = adapter === null ? null : adapterChatTemplate(engine, adapter);
   if (!own && !engine.tokenizer.hasChatTemplate) {
@@ -93,13 +103,24 @@ export function chatPrompt(request: FastifyRequest, engine: Engine, adapter: str
 }
 
 /** A completions `prompt` (string, strings, token ids, or lists of token ids) as token-id prompts. */
-export function completionPromptIds(request: FastifyRequest, engine: Engine, prompt: string | string[] | number[] | number[][], maxPromptChars: number): number[][] {
+export function completionPromptIds(
+  request: FastifyRequest,
+  engine: Engine,
+  prompt: string | string[] | number[] | number[][],
+  maxPromptChars: number,
+): number[][] {
   return completionPrompts(request, engine, prompt, maxPromptChars).map((p) => p.ids);
 }
 
 /** A completions `prompt` as prompts with token ids, and their text where given as text (Bedrock needs it). */
-export function completionPrompts(request: FastifyRequest, engine: Engine, prompt: string | string[] | number[] | number[][], maxPromptChars: number): Array<{ ids: number[]; text?: string }> {
-  const prompts: Array<string | number[]> = typeof prompt === 'string' ? [prompt] : prompt.length && typeof prompt[0] === 'number' ? [prompt as number[]] : (prompt as Array<string | number[]>);
+export function completionPrompts(
+  request: FastifyRequest,
+  engine: Engine,
+  prompt: string | string[] | number[] | number[][],
+  maxPromptChars: number,
+): Array<{ ids: number[]; text?: string }> {
+  const prompts: Array<string | number[]> =
+    typeof prompt === 'string' ? [prompt] : prompt.length && typeof prompt[0] === 'number' ? [prompt as number[]] : (prompt as Array<string | number[]>);
   const vocab = engine.spec.vocabSize;
   return prompts.map((p, i) => {
     const param = prompts.length > 1 ? `prompt[${i}]` : 'prompt';

@@ -222,7 +222,13 @@ export interface StreamHandlers {
  * event, so a failure before any token (an adapter that fails to load, a timeout in the queue) still gets
  * its HTTP status; a later failure is sent as a `data: {"error": ...}` event, which OpenAI's clients raise.
  */
-export async function streamChoices(request: FastifyRequest, reply: FastifyReply, abort: AbortController, choices: Choice[], handlers: StreamHandlers): Promise<FastifyReply> {
+export async function streamChoices(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  abort: AbortController,
+  choices: Choice[],
+  handlers: StreamHandlers,
+): Promise<FastifyReply> {
   await peekChoices(abort, choices);
   const route = routeOf(choices);
   noteRoute(request, choices);
