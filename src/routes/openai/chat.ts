@@ -4,19 +4,16 @@
  * prompt), routed as /v1/generate is.
  */
 import type { FastifyInstance } from 'fastify';
-import { requireEngine } from '../engine-state.js';
-import { parseRequestedRoute } from '../../fallback/route-policy.js';
 import { abortOnDisconnect, sendSse } from '../sse.js';
 import { invalidParam } from './errors.js';
 import { jsonModeFor } from './json-mode.js';
 import { chatLogprob, tokenStringsFor } from './logprobs.js';
-import { resolveModel } from './models.js';
-import { prepareModel } from '../prepare-adapter.js';
 import { chatPrompt } from './prompt.js';
 import { chatBodySchema, type ChatBody } from './schemas.js';
 import { routeQuerySchema, type RouteQuery } from './schemas.js';
 import { collectAll, startChoices, streamChoices, usageOf } from './run.js';
-import { maxTokensFrom, rejectUnsupported, samplingFrom } from './parameters.js';
+import { maxTokensFrom, samplingFrom } from './parameters.js';
+import { openAiTarget } from './target.js';
 import { completionId, unixSeconds } from './response-fields.js';
 
 function rejectUnsupportedChat(body: ChatBody): void {
@@ -38,14 +35,8 @@ export async function chatRoutes(app: FastifyInstance): Promise<void> {
     '/v1/chat/completions',
     { schema: { body: chatBodySchema, querystring: routeQuerySchema } },
     async (request, reply) => {
-      const engine = requireEngine(app);
       const body = request.body;
-      const limits = app.config.limits;
-      await prepareModel(app, request, engine, body.model);
-      const adapter = resolveModel(request, engine, body.model, app.bedrock);
-      parseRequestedRoute(request.query.route);
-      request.requestLog.adapter = adapter;
-      rejectUnsupported(body);
+      const { engine, adapter, limits } = await openAiTarget(app, request, body);
       rejectUnsupportedChat(body);
       const prompt = chatPrompt(request, engine, adapter, body.messages, limits.maxPromptChars);
       const promptIds = prompt.ids;

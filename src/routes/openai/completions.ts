@@ -3,19 +3,16 @@
  * or the adapter's Bedrock target (text prompts only), routed as /v1/generate is.
  */
 import type { FastifyInstance } from 'fastify';
-import { requireEngine } from '../engine-state.js';
-import { parseRequestedRoute } from '../../fallback/route-policy.js';
 import { abortOnDisconnect, sendSse } from '../sse.js';
 import { invalidParam } from './errors.js';
 import { jsonModeFor } from './json-mode.js';
 import { addCompletionLogprob, emptyCompletionLogprobs, tokenStringsFor, type CompletionLogprobs } from './logprobs.js';
-import { resolveModel } from './models.js';
-import { prepareModel } from '../prepare-adapter.js';
 import { completionPrompts } from './prompt.js';
 import { completionBodySchema, type CompletionBody } from './schemas.js';
 import { routeQuerySchema, type RouteQuery } from './schemas.js';
 import { collectAll, startChoices, streamChoices, usageOf } from './run.js';
-import { maxTokensFrom, rejectUnsupported, samplingFrom } from './parameters.js';
+import { maxTokensFrom, samplingFrom } from './parameters.js';
+import { openAiTarget } from './target.js';
 import { codePoints, completionId, unixSeconds } from './response-fields.js';
 
 /** OpenAI's default max_tokens for completions. */
@@ -26,14 +23,8 @@ export async function completionRoutes(app: FastifyInstance): Promise<void> {
     '/v1/completions',
     { schema: { body: completionBodySchema, querystring: routeQuerySchema } },
     async (request, reply) => {
-      const engine = requireEngine(app);
       const body = request.body;
-      const limits = app.config.limits;
-      await prepareModel(app, request, engine, body.model);
-      const adapter = resolveModel(request, engine, body.model, app.bedrock);
-      parseRequestedRoute(request.query.route);
-      request.requestLog.adapter = adapter;
-      rejectUnsupported(body);
+      const { engine, adapter, limits } = await openAiTarget(app, request, body);
       if (body.echo) throw invalidParam('echo', 'echo is not supported by this server; leave it out or send false.');
       if (body.suffix) throw invalidParam('suffix', 'suffix is not supported by this server; leave it out.');
       const n = body.n ?? 1;
