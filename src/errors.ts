@@ -1,6 +1,9 @@
 /**
  * The one error catalogue. Every error a client can see has a stable code, an HTTP status and a
- * message that says what to do. Engine and fallback code throw AppError; routes render it.
+ * message that says what to do. Routes and the fallback throw AppError and render it; the engine throws its own
+ * EngineError (src/engine/errors.ts), mapped to this catalogue in src/routes/engine-errors.ts.
+ * (A typed table rather than @fastify/error: one entry per code holds the status and the hint that tells the
+ * client what to do, and tests iterate it; per-code error classes would split the catalogue in two.)
  */
 
 export const ERRORS = {
