@@ -16,9 +16,12 @@ import type { AdapterManager } from './lora/adapter-manager.js';
 import type { BatchRunner, RowOutput, RowSampling, StepRow } from './model/batch-runner.js';
 import { EventQueue } from './event-queue.js';
 import { CAPACITY_QUANTUM } from './model/host-kv-cache.js';
-import { logSumExp, sampleToken, seededRandom, topIndices } from './sampling.js';
+import { seededRandom } from './sampling.js';
 import { TextStream, type Detokenizer } from './text-stream.js';
-import type { GenerateRequest, GenerationEvent, TopLogprob } from './types.js';
+import type { GenerationEvent, TopLogprob } from './types.js';
+import { chooseToken, finishEvent, scorePrompt, wantsLogprobs, type PromptScores, type Sequence, type SequenceInput } from './sequence.js';
+
+export type { LogitsConstraint, PromptScores, SequenceInput } from './sequence.js';
 
 export interface SchedulerOptions {
   maxBatch: number;
@@ -34,13 +37,6 @@ export interface SchedulerOptions {
   eosTokenIds: number[];
 }
 
-/** Per-token logits hook, e.g. JSON-mode constraints: mask before sampling, advance after. */
-export interface LogitsConstraint {
-  maskLogits(logits: Float32Array): void;
-  accept(tokenId: number): void;
-  isComplete(): boolean;
-}
-
 /** Timing hooks for metrics; the engine stays free of any metrics library. */
 export interface GenerationObserver {
   firstToken(adapter: string | null, msSinceSubmit: number): void;
@@ -53,53 +49,6 @@ export interface GenerationObserver {
 export interface StepShape {
   decodeRows: number;
   promptTokens: number;
-}
-
-export interface SequenceInput {
-  request: GenerateRequest;
-  promptIds: number[];
-  constraint?: LogitsConstraint;
-  /** Also return the log-probability of every prompt token and the full distribution after the prompt. */
-  promptLogprobs?: boolean;
-}
-
-export interface PromptScores {
-  promptLogprobs: number[];
-  lastLogprobs: Float32Array;
-}
-
-interface Sequence extends SequenceInput {
-  id: number;
-  events: EventQueue<GenerationEvent>;
-  slot: number;
-  row: number;
-  /** Prompt tokens already run through the model. */
-  prefilled: number;
-  /** Tokens held in this sequence's KV row. */
-  cached: number;
-  nextToken: number | null;
-  /**
-   * The whole prompt has run: the sequence's row belongs to the decoding rows from then on, even when it finishes
-   * at its first token (rows are freed after the step, and a row that finished its prompt sits before every
-   * row still in prefill).
-   */
-  prefillDone: boolean;
-  generated: number[];
-  logprobs: number[];
-  text: TextStream;
-  random: () => number;
-  submittedAt: number;
-  admittedAt: number;
-  firstTokenAt: number;
-  lastTokenAt: number;
-  deadline: number;
-  done: boolean;
-  scores?: PromptScores;
-}
-
-/** Whether a request's tokens carry their log-probabilities (asked for, or implied by top_logprobs). */
-function wantsLogprobs(request: GenerateRequest): boolean {
-  return request.logprobs || (request.topLogprobs ?? 0) > 0;
 }
 
 export interface SchedulerStats {
@@ -370,7 +319,7 @@ export class Scheduler {
 
   /** A prompt chunk's results: prompt log-probabilities, and after the last chunk the first token. */
   private onPrefilled(seq: Sequence, start: number, out: RowOutput, drawn?: RowSampling): void {
-    if (seq.promptLogprobs) this.scorePrompt(seq, start, out.logits!, this.runner.spec.vocabSize);
+    if (seq.promptLogprobs) scorePrompt(seq, start, out.logits!, this.runner.spec.vocabSize);
     if (!seq.prefillDone) return;
     if (seq.request.maxTokens === 0) {
       this.finish(seq);
@@ -399,18 +348,6 @@ export class Scheduler {
     return { temperature, topK, topP, uniform: temperature > 0 ? seq.random() : 0 };
   }
 
-  private scorePrompt(seq: Sequence, start: number, logits: Float32Array, V: number): void {
-    seq.scores ??= { promptLogprobs: [], lastLogprobs: new Float32Array(V) };
-    const n = logits.length / V;
-    for (let i = 0; i < n; i++) {
-      const row = logits.subarray(i * V, (i + 1) * V);
-      const lse = logSumExp(row);
-      const next = seq.promptIds[start + i + 1];
-      if (next !== undefined) seq.scores.promptLogprobs.push(row[next] - lse);
-      else for (let v = 0; v < V; v++) seq.scores.lastLogprobs[v] = row[v] - lse;
-    }
-  }
-
   /** A failure in one sequence's own work (its logits hook, sampling, detokenizing) fails that sequence only. */
   private isolated(seq: Sequence, work: () => void): void {
     try {
@@ -423,18 +360,8 @@ export class Scheduler {
 
   /** `drawn`: the selection passed to the runner, whose draw is used when the runner returned logits instead. */
   private onLogits(seq: Sequence, logits: Float32Array, drawn?: RowSampling): void {
-    const { request } = seq;
-    const wantLogprobs = wantsLogprobs(request);
-    const lse = wantLogprobs ? logSumExp(logits) : 0;
-    let top: TopLogprob[] | undefined;
-    if ((request.topLogprobs ?? 0) > 0) {
-      top = topIndices(logits, request.topLogprobs!).map((id) => ({ tokenId: id, text: this.tokenizer.decode([id], false), logprob: logits[id] - lse }));
-    }
-    const modelLogprobs = wantLogprobs ? logits.slice() : null;
-    if (seq.constraint) seq.constraint.maskLogits(logits);
-    const token = sampleToken(logits, request, drawn ? () => drawn.uniform : seq.random);
-    seq.constraint?.accept(token);
-    this.onToken(seq, token, modelLogprobs ? modelLogprobs[token] - lse : undefined, top);
+    const { token, logprob, top } = chooseToken(seq, logits, this.tokenizer, drawn);
+    this.onToken(seq, token, logprob, top);
   }
 
   /** `logprob` is the chosen token's log-probability under the model (before any constraint or sampling cut). */
@@ -479,21 +406,7 @@ export class Scheduler {
     this.observer?.finished(seq.request.adapter, seq.generated.length);
     const tail = seq.text.flush();
     if (tail) seq.events.push({ type: 'token', tokenId: -1, text: tail });
-    const now = performance.now();
-    seq.events.push({
-      type: 'finish',
-      finishReason: reason,
-      usage: { promptTokens: seq.promptIds.length, completionTokens: seq.generated.length },
-      text: seq.text.fullText,
-      tokenIds: seq.generated,
-      ...(seq.request.logprobs ? { logprobs: seq.logprobs } : {}),
-      timings: {
-        queuedMs: seq.admittedAt - seq.submittedAt,
-        prefillMs: (seq.firstTokenAt || now) - seq.admittedAt,
-        decodeMs: seq.firstTokenAt ? now - seq.firstTokenAt : 0,
-        totalMs: now - seq.submittedAt,
-      },
-    });
+    seq.events.push(finishEvent(seq, reason, performance.now()));
     seq.events.close();
   }
 
