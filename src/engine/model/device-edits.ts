@@ -12,7 +12,7 @@
  * tensor (ONNX has no in-place update), so their cost is one pass over the edited tensor on the device.
  * On the CPU provider the same sessions run on host tensors, which is how this path is tested.
  */
-import * as ort from 'onnxruntime-node';
+import { ort } from './ort.js';
 import { DataType, encodeModel, type DataTypeCode, type OnnxModel } from './onnx-proto.js';
 
 export type TensorLocation = 'cpu' | 'gpu-buffer';

@@ -19,7 +19,7 @@
  *
  * On the CPU provider the same code runs on host tensors, which is how it is tested on machines without a GPU.
  */
-import * as ort from 'onnxruntime-node';
+import { ort } from './ort.js';
 import type { ModelSpec } from './hf-config.js';
 import { PROJECTIONS, loraInput, pastName, presentName } from './graph-builder.js';
 import type { SlotStacks } from '../lora/slot-stacks.js';

@@ -5,7 +5,7 @@
  * logits of the positions asked for; the scheduler samples on the host.
  */
 import { availableParallelism } from 'node:os';
-import * as ort from 'onnxruntime-node';
+import { ort } from './ort.js';
 import type { ModelSpec } from './hf-config.js';
 import { PROJECTIONS } from './graph-builder.js';
 import {

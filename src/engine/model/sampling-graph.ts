@@ -11,7 +11,7 @@
  * one of them has no top-k. Outputs: next_token (int64 [rows]) and next_logprob (float [rows], the chosen
  * token's log-probability under the unmodified logits).
  */
-import * as ort from 'onnxruntime-node';
+import { ort } from './ort.js';
 import { DataType, encodeModel, type OnnxModel } from './onnx-proto.js';
 import { Graph } from './graph.js';
 import type { RowSampling } from './batch-runner.js';

@@ -1,0 +1,22 @@
+/**
+ * onnxruntime-node as the engine imports it, with one fix made before any tensor exists.
+ *
+ * onnxruntime-common keeps float16 tensor data in a Float16Array where the JavaScript runtime has one (Node 24
+ * does; Node 20 does not), but onnxruntime-node 1.30's native binding cannot read a Float16Array: it sees zero
+ * bytes and every float16 run fails with "not enough space: expected N, got 0". onnxruntime-common makes that
+ * choice once per process, at its first tensor, so a first tensor made while Float16Array is hidden keeps float16
+ * data in a Uint16Array, which is how the engine writes and reads float16 on every Node version.
+ */
+import * as ort from 'onnxruntime-node';
+
+const float16ArrayProperty = Object.getOwnPropertyDescriptor(globalThis, 'Float16Array');
+if (float16ArrayProperty?.configurable) {
+  delete (globalThis as { Float16Array?: unknown }).Float16Array;
+  try {
+    new ort.Tensor('float32', new Float32Array(1), [1]);
+  } finally {
+    Object.defineProperty(globalThis, 'Float16Array', float16ArrayProperty);
+  }
+}
+
+export { ort };
