@@ -26,6 +26,7 @@ import {
   median,
   percentile,
   promptMaker,
+  reportEnding,
   splitArgs,
   stamp,
   startOurs,
@@ -149,13 +150,7 @@ for (const [i, b] of bursts.entries()) {
 md.push(`| all bursts | ${all.length} | ${fmt(summary.burstP50Ms, 0)} | ${fmt(summary.burstP90Ms, 0)} | ${fmt(summary.burstMaxMs, 0)} | | |`);
 md.push('');
 md.push(`**p90(burst) / median(lone) = ${fmt(summary.ratioP90ToLoneMedian, 2)}** (target <= 3: ${meets ? 'met' : 'missed'}).`);
-if (errors.length) {
-  md.push('');
-  md.push(`Errors (${errors.length}):`);
-  for (const e of errors) md.push(`- ${e.slice(0, 300)}`);
-}
-md.push('');
-md.push(`Finished ${new Date().toISOString()}; load average at the end ${loadavg()}.`);
+reportEnding(md, errors);
 const text = md.join('\n');
 const report = {
   benchmark: 'bench:burst',

@@ -28,6 +28,7 @@ import {
   median,
   procStatus,
   promptMaker,
+  reportEnding,
   scrapeMetrics,
   splitArgs,
   stamp,
@@ -191,13 +192,7 @@ md.push(
     `RSS ${hi} / ${lo} = **${fmt(ratios.rss, 3)}** (target within 10%: ${meets.memory ? 'met' : 'missed'}); peak RSS ${fmt(ratios.hwm, 3)}.`,
 );
 if (!metricNames.some((n) => /step/.test(n))) md.push('(/metrics exposes no step-time histogram; the inter-token latency mean stands in for the step time.)');
-if (errors.length) {
-  md.push('');
-  md.push(`Errors (${errors.length}):`);
-  for (const e of errors) md.push(`- ${e.slice(0, 300)}`);
-}
-md.push('');
-md.push(`Finished ${new Date().toISOString()}; load average at the end ${loadavg()}.`);
+reportEnding(md, errors);
 const text = md.join('\n');
 const report = {
   benchmark: 'bench:context',

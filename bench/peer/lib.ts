@@ -610,6 +610,17 @@ export function machine() {
   };
 }
 
+/** The end every report shares: the errors seen (each cut to 300 characters), then when it finished and the load. */
+export function reportEnding(md: string[], errors: string[]): void {
+  if (errors.length) {
+    md.push('');
+    md.push(`Errors (${errors.length}):`);
+    for (const e of errors) md.push(`- ${e.slice(0, 300)}`);
+  }
+  md.push('');
+  md.push(`Finished ${new Date().toISOString()}; load average at the end ${loadavg()}.`);
+}
+
 export function writeReport(dir: string, stem: string, json: unknown, markdown: string): { json: string; md: string } {
   mkdirSync(dir, { recursive: true });
   const j = join(dir, `${stem}.json`);
