@@ -1,13 +1,18 @@
 /**
  * A quantized base (--quantize int8 / int4: MatMulNBits projections and LM head, GatherBlockQuantized
- * embeddings) against float32.
+ * embeddings) against float32 references.
  *
+ * - The Qwen3 reference (qwen3-tiny + alpha/beta, a float64 forward pass of transformers' Qwen3 and PEFT's LoRA,
+ *   reference-qwen3.test.ts), both paths: int8 must give every greedy token of each case whose
+ *   greedy_min_margin is at least 0.05; int4 agreement is reported.
  * - The HF reference cases (llama-tiny + support/sales/code, both paths): agreement with HF's greedy tokens is
- *   reported for int8 and int4; mixed adapters in one batch must give each request exactly its solo tokens.
- *   int8 does NOT give every greedy token of the cases with greedy_min_margin >= 0.05 on this fixture (the
- *   count is reported, not asserted): its random, untrained weights have unit-variance embeddings and LM head, so logits
- *   are large and int8 rounding alone moves them by ~0.1 (the float32 graph on the int8-dequantized weights
- *   gives the same mean teacher-forced logprob error, 0.11, as the int8 graph at accuracy level 0).
+ *   reported for int8 and int4, not asserted. This fixture is beyond what 8-bit weights can reproduce: its
+ *   random weights (unit-variance embeddings and LM head, projections of std 0.25 on hidden 64) give logits of
+ *   std ~8, so rounding the weights to int8 (0.54% relative error per tensor) moves logits by ~0.1, more than
+ *   the 0.05 margins. Measured: the float32 graph run on the int8-rounded weights keeps every token in only
+ *   4 of the 13 clear-margin cases, as does our int8 graph at accuracy level 0 (the same 9 cases, at the same
+ *   tokens); the served int8 graph (accuracy level 4, int8 activations) keeps 3.
+ * - In every case, mixed adapters in one batch must give each request exactly its solo tokens.
  * - The trained demo model (models/demo + its adapters) on its held-out eval prompts, base and adapter:
  *   int8 must give every greedy token of float32 (which equals HF within 1e-4, reference.test.ts) on the cases
  *   whose float32 greedy path keeps a top-1/top-2 margin of at least 0.05, over 24 tokens (the HF cases'
@@ -17,7 +22,7 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Engine } from '../../src/engine/engine.js';
-import { engineOptions, freshCacheDir, greedyRequest, loadFixtureEngine, maxAbsDiff, reference } from '../helpers/engine.js';
+import { FIXTURES, engineOptions, freshCacheDir, greedyRequest, loadFixtureEngine, maxAbsDiff, reference, type ReferenceCase } from '../helpers/engine.js';
 import { PROJECT_ROOT } from '../helpers/server-process.js';
 
 const CLEAR_MARGIN = 0.05;
@@ -51,7 +56,7 @@ for (const residency of ['host', 'device'] as const) {
       t.comment(
         `${quantize} ${residency}: ${agree}/${total} greedy tokens agree with HF float32 before the first difference; last-position logprobs max diff ${worstLast.toExponential(2)}`,
       );
-      // Reported, not asserted: the issue's int8 criterion is not met on this fixture (see the header).
+      // Reported, not asserted: 8-bit weights cannot meet it on this fixture (see the header).
       t.comment(`${quantize} ${residency}: ${clear.equal}/${clear.total} cases with greedy_min_margin >= ${CLEAR_MARGIN} give every HF greedy token`);
 
       const mixed = await Promise.all(reference.cases.map((c) => engine.generate(greedyRequest(c))));
@@ -59,6 +64,41 @@ for (const residency of ['host', 'device'] as const) {
       t.ok(new Set(reference.cases.map((c) => c.adapter)).size > 2, 'the batch mixes several adapters and the base');
     });
   }
+}
+
+const qwen3 = {
+  options: { modelDir: join(FIXTURES, 'qwen3-tiny'), adaptersDir: join(FIXTURES, 'qwen3-adapters') },
+  cases: (
+    JSON.parse(readFileSync(join(FIXTURES, 'qwen3-reference.json'), 'utf8')) as { cases: Array<Omit<ReferenceCase, 'prompt' | 'greedy_text'>> }
+  ).cases.map((c): ReferenceCase => ({ ...c, prompt: '', greedy_text: '' })),
+};
+
+for (const residency of ['host', 'device'] as const) {
+  t.test(`Qwen3 reference on the ${residency} path: int8 keeps every greedy token where the margin is clear; int4 reported`, async (t) => {
+    t.ok(qwen3.cases.filter((c) => c.greedy_min_margin >= CLEAR_MARGIN).length >= qwen3.cases.length / 2, 'most cases have a clear greedy path');
+    for (const quantize of ['int8', 'int4'] as const) {
+      const engine = await loadFixtureEngine({ ...qwen3.options, quantize, stateResidency: residency, dtype: 'float32', cacheDir: freshCacheDir() });
+      try {
+        let agree = 0;
+        for (const [i, c] of qwen3.cases.entries()) {
+          const r = await engine.generate(greedyRequest(c));
+          let same = 0;
+          while (same < c.greedy_token_ids.length && r.tokenIds[same] === c.greedy_token_ids[same]) same++;
+          agree += same;
+          if (quantize === 'int8' && c.greedy_min_margin >= CLEAR_MARGIN)
+            t.same(
+              r.tokenIds,
+              c.greedy_token_ids,
+              `int8 case ${i} (${c.adapter ?? 'base'}, margin ${c.greedy_min_margin.toFixed(3)}): the reference's greedy tokens`,
+            );
+        }
+        const total = qwen3.cases.reduce((n, c) => n + c.greedy_token_ids.length, 0);
+        t.comment(`Qwen3 ${quantize} ${residency}: ${agree}/${total} greedy tokens agree with the float64 reference before the first difference`);
+      } finally {
+        await engine.close();
+      }
+    }
+  });
 }
 
 t.test('demo model: int8 gives the float32 greedy tokens wherever the choice is clear; int4 agreement reported', async (t) => {
