@@ -6,16 +6,17 @@
  * step (the idea of vLLM's max_num_batched_tokens), so several prompts prefill together and admission goes on
  * while they do. Finished or cancelled sequences leave at once.
  *
- * KV rows: decoding sequences occupy rows 0..d-1, those in prefill the rows after in admission order. Prompt
- * tokens go to the rows in prefill in that order, so the rows that finish their prompt in a step are always the
- * first ones in prefill: they become decoders without moving. Rows are freed only after a step's results are
- * all handled, which keeps that order intact.
+ * The scheduler runs the loop and each sequence's lifecycle (submit, admit, step, token, finish); who is admitted
+ * is the admission policy's (admission-policy.ts), what a step holds the step planner's (step-planner.ts), which
+ * KV row each sequence holds the row allocator's (kv-row-allocator.ts), a sequence's own token work sequence.ts's.
  */
 import { EngineError } from './errors.js';
 import type { AdapterManager } from './lora/adapter-manager.js';
-import type { BatchRunner, RowOutput, RowSampling, StepRow } from './model/batch-runner.js';
+import type { BatchRunner, RowOutput, RowSampling } from './model/batch-runner.js';
+import { AdmissionPolicy } from './admission-policy.js';
 import { EventQueue } from './event-queue.js';
-import { CAPACITY_QUANTUM } from './model/host-kv-cache.js';
+import { KvRowAllocator } from './kv-row-allocator.js';
+import { planStep } from './step-planner.js';
 import { seededRandom } from './sampling.js';
 import { TextStream, type Detokenizer } from './text-stream.js';
 import type { GenerationEvent, TopLogprob } from './types.js';
@@ -69,11 +70,10 @@ export interface SchedulerStats {
 export class Scheduler {
   observer: GenerationObserver | null = null;
   private waiting: Sequence[] = [];
-  private rows: Sequence[] = [];
+  private readonly rows: KvRowAllocator<Sequence>;
+  private readonly admission: AdmissionPolicy;
   private nextId = 1;
   private looping = false;
-  /** Sequences finished while a step's results are handled; their rows are freed after. */
-  private finishedInStep: Sequence[] | null = null;
   private wake: (() => void) | null = null;
   readonly stats: SchedulerStats = {
     steps: 0,
@@ -93,14 +93,17 @@ export class Scheduler {
     private readonly adapters: AdapterManager,
     private readonly tokenizer: Detokenizer & { idToToken(id: number): string | undefined },
     private readonly options: SchedulerOptions,
-  ) {}
+  ) {
+    this.rows = new KvRowAllocator((from, to, length) => runner.moveRow(from, to, length));
+    this.admission = new AdmissionPolicy(options, runner.kvBytesPerToken);
+  }
 
   get queueDepth(): number {
     return this.waiting.length;
   }
 
   get batchSize(): number {
-    return this.rows.length;
+    return this.rows.count;
   }
 
   /**
@@ -109,10 +112,7 @@ export class Scheduler {
    */
   get load(): { waitingAdapters: string[]; kvUsage: number } {
     const waitingAdapters = [...new Set(this.waiting.flatMap((s) => (s.request.adapter === null ? [] : [s.request.adapter])))];
-    const longest = this.rows.reduce((n, s) => Math.max(n, s.promptIds.length + s.request.maxTokens), 0);
-    const budget = this.options.kvBudgetBytes;
-    const kvUsage = budget > 0 ? Math.min(1, this.kvBytes(this.rows.length, longest) / budget) : this.rows.length / this.options.maxBatch;
-    return { waitingAdapters, kvUsage };
+    return { waitingAdapters, kvUsage: this.admission.kvUsage(this.rows.sequences) };
   }
 
   /** Queues a sequence; throws queue_full when the queue is at its bound. */
@@ -120,13 +120,7 @@ export class Scheduler {
     if (this.waiting.length >= this.options.maxQueue) {
       throw new EngineError('queue_full', `The queue holds ${this.waiting.length} requests, its limit.`, { retryAfterSeconds: 1 });
     }
-    const length = input.promptIds.length + input.request.maxTokens;
-    if (this.kvBytes(1, length) > this.options.kvBudgetBytes && this.options.kvBudgetBytes > 0) {
-      throw new EngineError(
-        'kv_budget_exceeded',
-        `${input.promptIds.length} prompt tokens + max_tokens ${input.request.maxTokens} need ${Math.ceil(this.kvBytes(1, length) / 2 ** 20)} MiB of KV cache, more than the server's KV-cache budget of ${Math.floor(this.options.kvBudgetBytes / 2 ** 20)} MiB (--kv-cache-mb).`,
-      );
-    }
+    this.admission.refuseIfNeverFits(input);
     const now = performance.now();
     const seq: Sequence = {
       ...input,
@@ -169,19 +163,14 @@ export class Scheduler {
   }
 
   private async loop(): Promise<void> {
-    while (this.waiting.length || this.rows.length) {
+    while (this.waiting.length || this.rows.count) {
       this.dropCancelled();
       this.admit();
-      if (this.rows.length) {
+      if (this.rows.count) {
         await this.step();
         this.stats.steps++;
       } else if (this.waiting.length) await this.idle();
     }
-  }
-
-  /** KV bytes `rows` rows of up to `length` positions take (the host cache's capacities are rounded up). */
-  private kvBytes(rows: number, length: number): number {
-    return rows * Math.ceil(length / CAPACITY_QUANTUM) * CAPACITY_QUANTUM * this.runner.kvBytesPerToken;
   }
 
   /** Waits for an adapter load or slot release, or a new request, with a timeout to re-check deadlines. */
@@ -198,7 +187,7 @@ export class Scheduler {
 
   private dropCancelled(): void {
     const now = performance.now();
-    for (const s of [...this.waiting, ...this.rows]) {
+    for (const s of [...this.waiting, ...this.rows.sequences]) {
       if (s.request.signal?.aborted) {
         this.stats.cancelled++;
         this.finish(s, new EngineError('cancelled', 'The request was cancelled.'));
@@ -209,65 +198,24 @@ export class Scheduler {
     }
   }
 
-  /**
-   * Admits waiting sequences, in order, while the batch has room: rows, KV positions claimed (prompt +
-   * max_tokens), the KV-cache budget and a device slot for the adapter. One that does not fit now waits; later
-   * ones whose adapter is resident may go ahead of it.
-   */
+  /** Moves the waiting sequences the admission policy lets in to rows of the batch, in order. */
   private admit(): void {
-    let claimed = this.rows.reduce((n, s) => n + s.promptIds.length + s.request.maxTokens, 0);
-    let longest = this.rows.reduce((n, s) => Math.max(n, s.promptIds.length + s.request.maxTokens), 0);
-    for (const seq of [...this.waiting]) {
-      if (this.rows.length >= this.options.maxBatch) return;
-      const claim = seq.promptIds.length + seq.request.maxTokens;
-      if (this.rows.length > 0 && claimed + claim > this.options.maxBatchTokens) continue;
-      const kvAfter = this.kvBytes(this.rows.length + 1, Math.max(longest, claim));
-      if (this.rows.length > 0 && this.options.kvBudgetBytes > 0 && kvAfter > this.options.kvBudgetBytes) continue;
-      let slot: number | null;
-      try {
-        slot = this.adapters.tryAcquire(seq.request.adapter);
-      } catch (e) {
-        this.finish(seq, e);
-        continue;
-      }
-      if (slot === null) continue;
-      this.waiting = this.waiting.filter((s) => s !== seq);
+    const { admitted, failed } = this.admission.admit(this.waiting, this.rows.sequences, (seq) => this.adapters.tryAcquire(seq.request.adapter));
+    for (const { seq, error } of failed) this.finish(seq, error);
+    if (!admitted.length) return;
+    const now = performance.now();
+    const joining = new Set(admitted.map((a) => a.seq));
+    this.waiting = this.waiting.filter((s) => !joining.has(s));
+    for (const { seq, slot } of admitted) {
       seq.slot = slot;
-      seq.row = this.rows.length;
-      seq.admittedAt = performance.now();
-      this.rows.push(seq);
-      claimed += claim;
-      longest = Math.max(longest, claim);
+      seq.admittedAt = now;
+      this.rows.assign(seq);
     }
   }
 
   /** One forward run: every decoding row's next token, then prompt chunks up to the step's prompt budget. */
   private async step(): Promise<void> {
-    const decoders = this.rows.filter((s) => s.prefillDone);
-    const prefills: Array<{ seq: Sequence; start: number; chunk: number[] }> = [];
-    let budget = this.options.prefillChunk;
-    for (const seq of this.rows.slice(decoders.length)) {
-      if (budget <= 0) break;
-      const chunk = seq.promptIds.slice(seq.prefilled, seq.prefilled + budget);
-      prefills.push({ seq, start: seq.prefilled, chunk });
-      budget -= chunk.length;
-    }
-    const plan = {
-      decode: decoders.map((s): StepRow => ({
-        row: s.row,
-        tokens: [s.nextToken!],
-        pastLength: s.cached,
-        slot: s.slot,
-        logitPositions: [0],
-        sampling: this.selection(s),
-      })),
-      prefill: prefills.map(({ seq, start, chunk }): StepRow => {
-        const last = start + chunk.length === seq.promptIds.length;
-        const logitPositions = seq.promptLogprobs ? chunk.map((_, i) => i) : last ? [chunk.length - 1] : [];
-        const sampling = last && !seq.promptLogprobs && seq.request.maxTokens > 0 ? this.selection(seq) : undefined;
-        return { row: seq.row, tokens: chunk, pastLength: seq.cached, slot: seq.slot, logitPositions, sampling };
-      }),
-    };
+    const { plan, decoders, prefills } = planStep(this.rows.decoders(), this.rows.inPrefill(), this.options.prefillChunk, (s) => this.selection(s));
     const all = [...decoders, ...prefills.map((p) => p.seq)];
     let outputs: RowOutput[];
     const startedAt = performance.now();
@@ -291,7 +239,7 @@ export class Scheduler {
       p.seq.cached += p.chunk.length;
       if (p.seq.prefilled === p.seq.promptIds.length) p.seq.prefillDone = true;
     }
-    this.finishedInStep = [];
+    this.rows.holdFrees();
     try {
       decoders.forEach((s, i) => {
         if (!s.done) this.isolated(s, () => this.onOutput(s, outputs[i], plan.decode[i].sampling));
@@ -300,9 +248,7 @@ export class Scheduler {
         if (!seq.done) this.isolated(seq, () => this.onPrefilled(seq, start, outputs[decoders.length + i], plan.prefill[i].sampling));
       });
     } finally {
-      const finished = this.finishedInStep;
-      this.finishedInStep = null;
-      for (const s of finished) this.freeRow(s);
+      this.rows.releaseHeldFrees();
     }
   }
 
@@ -393,10 +339,7 @@ export class Scheduler {
     if (seq.done) return;
     seq.done = true;
     this.waiting = this.waiting.filter((s) => s !== seq);
-    if (seq.row >= 0) {
-      if (this.finishedInStep) this.finishedInStep.push(seq);
-      else this.freeRow(seq);
-    }
+    this.rows.free(seq);
     if (seq.slot >= 0) this.adapters.release(seq.slot);
     if (error) {
       seq.events.fail(error);
@@ -408,24 +351,5 @@ export class Scheduler {
     if (tail) seq.events.push({ type: 'token', tokenId: -1, text: tail });
     seq.events.push(finishEvent(seq, reason, performance.now()));
     seq.events.close();
-  }
-
-  /** Removes a sequence's KV row and keeps rows contiguous: decoders first, then those in prefill. */
-  private freeRow(seq: Sequence): void {
-    const r = seq.row;
-    seq.row = -1;
-    const last = this.rows.length - 1;
-    if (seq.prefillDone) {
-      const lastDecoder = this.rows.filter((s) => s.prefillDone).length - 1;
-      if (r !== lastDecoder) this.moveTo(this.rows[lastDecoder], r);
-      if (lastDecoder !== last) this.moveTo(this.rows[last], lastDecoder);
-    } else if (r !== last) this.moveTo(this.rows[last], r);
-    this.rows.length = last;
-  }
-
-  private moveTo(seq: Sequence, row: number): void {
-    this.runner.moveRow(seq.row, row, seq.cached);
-    this.rows[row] = seq;
-    seq.row = row;
   }
 }
