@@ -8,7 +8,7 @@
  * ONNX graphs, server logs) and `bench-results/` (the reports), both ignored by git. llama.cpp is installed
  * into a folder of its own at run time: it is a peer to measure against, never a dependency of the product.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { availableParallelism, cpus, totalmem } from 'node:os';
@@ -68,18 +68,21 @@ export interface ModelFiles {
 }
 
 /**
- * Writes (once) a random F32 checkpoint of the shape in HF format (tiled random blocks: random for timing,
- * quick to make), a word-level tokenizer and a rank-16 PEFT adapter on q/k/v/o in its own adapters folder.
+ * Writes (once) a random F32 checkpoint of the shape in HF format, a word-level tokenizer and a rank-16 PEFT
+ * adapter on q/k/v/o in its own adapters folder. Every tensor holds its own random values: a checkpoint tiled
+ * from one random block (quicker to write; the folder `hf` of earlier runs) has only six distinct tensors, and
+ * onnxruntime then held the float32 base in 0.5x its bytes of memory, which made every memory ratio against
+ * float32 wrong.
  */
 export function makeModel(shape: Shape, tag = shape.name): ModelFiles {
   const base = join(CACHE, 'models', tag);
-  const hf = join(base, 'hf');
+  const hf = join(base, 'hf-random');
   const adapters = join(base, 'adapters');
   const adapter = join(adapters, ADAPTER_NAME);
   mkdirSync(hf, { recursive: true });
   const t0 = Date.now();
   const fresh = !existsSync(join(hf, 'model.safetensors'));
-  const params = writeRandomModel(hf, shape, 1, true);
+  const params = writeRandomModel(hf, shape, 1);
   if (!existsSync(join(hf, 'tokenizer.json'))) writeWordTokenizer(hf, shape.vocab);
   if (!existsSync(join(adapter, 'adapter_model.safetensors'))) writeRandomAdapter(adapter, shape, 16, ['q_proj', 'k_proj', 'v_proj', 'o_proj']);
   if (fresh) log(`${tag}: wrote ${(params / 1e6).toFixed(1)}M random parameters in ${Date.now() - t0} ms -> ${hf}`);
@@ -273,6 +276,28 @@ export async function startOurs(name: string, model: { hf: string; adapters: str
   log(`${name}: pid ${s.pid}, ${s.url}, node ${args.slice(2).join(' ')} (log ${s.logFile})`);
   await waitReady(s, '/readyz', (status, body) => status === 200 || (body?.status === 'failed' ? 'failed' : false), timeoutS);
   return s;
+}
+
+/** The graph a server of ours serves, from its start log ("built ONNX graph" / "reused cached ONNX graph"). */
+export function servedGraphPath(s: ServerProcess): string {
+  const line = readFileSync(s.logFile, 'utf8')
+    .split('\n')
+    .find((l) => l.includes('ONNX graph') && l.includes('"path"'));
+  const path = line ? (JSON.parse(line) as { path?: string }).path : undefined;
+  if (!path) throw new Error(`${s.name}: no ONNX graph path in its log ${s.logFile}`);
+  return path;
+}
+
+/**
+ * Host bytes the base's weights take: the resident growth of a fresh process while onnxruntime creates a session
+ * on the served graph (bench/peer/session-resident.ts; a fresh process, as a running server reuses freed memory).
+ */
+export function baseResidentBytes(onnxPath: string, threads: number): number {
+  const out = execFileSync(process.execPath, ['--import', 'tsx', join(PEER_DIR, 'session-resident.ts'), onnxPath, String(threads)], {
+    cwd: PROJECT_ROOT,
+    encoding: 'utf8',
+  });
+  return (JSON.parse(out.trim().split('\n').at(-1)!) as { residentBytes: number }).residentBytes;
 }
 
 /** llama.cpp (node-llama-cpp) behind the same /v1/generate shape: bench/peer/llama-http.ts. */

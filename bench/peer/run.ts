@@ -32,6 +32,7 @@ import {
   load1,
   quietGate,
   SHAPES,
+  baseResidentBytes,
   batch1Figures,
   concurrentFigures,
   ensureLlamaCpp,
@@ -47,6 +48,7 @@ import {
   procStatus,
   promptMaker,
   readBandwidth,
+  servedGraphPath,
   splitArgs,
   stamp,
   startLlama,
@@ -257,7 +259,15 @@ for (const shapeName of shapeNames) {
           }),
       ),
     ) as Record<string, { format: string; bytes: number }>;
-    log(`servers ready; load ${loadavg()}`);
+    // The host memory each of our bases takes, measured in a fresh process on the graph that server serves.
+    const oursResident = Object.fromEntries(
+      Object.keys(oursWeights).map((name) => [name, baseResidentBytes(servedGraphPath(targets.find((t) => t.name === name)!.server), THREADS)]),
+    ) as Record<string, number>;
+    log(
+      `servers ready; base resident MiB ${Object.entries(oursResident)
+        .map(([n, b]) => `${n} ${fmt(b / 2 ** 20, 0)}`)
+        .join(', ')}; load ${loadavg()}`,
+    );
 
     const prompt = promptMaker(1, shape.vocab, PROMPT);
     const b1: Record<string, Batch1Sample[]> = Object.fromEntries(targets.map((t) => [t.name, []]));
@@ -360,6 +370,7 @@ for (const shapeName of shapeNames) {
       bytesPerToken: bytes,
       llamaInfo,
       oursWeights,
+      oursResident,
       rssAfterLoad,
       rssAfter,
       firstTokens,
@@ -419,20 +430,20 @@ for (const shapeName of shapeNames) {
     ).filter(([o, l]) => summary.batch1[`ours-${o}`] && summary.batch1[`llama-${l}`]);
     if (pairs.length) {
       md.push(
-        'Quantized base, ours against llama.cpp at equal bits (ratios of the medians above; resident = RSS after load; base weights = bytes in our graph from /readyz):',
+        'Quantized base, ours against llama.cpp at equal bits (ratios of the medians above; resident = process RSS after load; base resident = host memory the base took, measured as the RSS growth of a fresh process creating a session on the served graph (bench/peer/session-resident.ts); base weights = bytes in our graph from /readyz):',
       );
       md.push('');
       md.push(
-        '| ours | llama.cpp | batch-1 decode ours / llama | 8 concurrent aggregate ours / llama | ours resident MiB | llama resident MiB | ours resident / ours-f32 | ours base weight bytes / ours-f32 |',
+        '| ours | llama.cpp | batch-1 decode ours / llama | 8 concurrent aggregate ours / llama | ours resident MiB | llama resident MiB | ours resident / ours-f32 | ours base resident MiB | ours base resident / ours-f32 | ours base weight bytes / ours-f32 |',
       );
-      md.push('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |');
+      md.push('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
       for (const [o, l] of pairs) {
         const on = `ours-${o}`;
         const ln = `llama-${l}`;
         const ls = servers.find((s) => s.name === `llama-${shapeName}-${l}`)!;
         const os = targets.find((t) => t.name === on)!.server;
         md.push(
-          `| ${on} (${oursWeights[on].format}) | ${ln} | ${fmt(summary.batch1[on].decodeTokPerS / summary.batch1[ln].decodeTokPerS, 2)} | ${fmt(summary.concurrent[on].aggregateTokPerS / summary.concurrent[ln].aggregateTokPerS, 2)} | ${fmt(rssAfterLoad[os.name].rssMiB, 0)} | ${fmt(rssAfterLoad[ls.name].rssMiB, 0)} | ${fmt(rssAfterLoad[os.name].rssMiB / rssAfterLoad[ours.name].rssMiB, 3)} | ${fmt(oursWeights[on].bytes / oursWeights['ours-f32'].bytes, 3)} |`,
+          `| ${on} (${oursWeights[on].format}) | ${ln} | ${fmt(summary.batch1[on].decodeTokPerS / summary.batch1[ln].decodeTokPerS, 2)} | ${fmt(summary.concurrent[on].aggregateTokPerS / summary.concurrent[ln].aggregateTokPerS, 2)} | ${fmt(rssAfterLoad[os.name].rssMiB, 0)} | ${fmt(rssAfterLoad[ls.name].rssMiB, 0)} | ${fmt(rssAfterLoad[os.name].rssMiB / rssAfterLoad[ours.name].rssMiB, 3)} | ${fmt(oursResident[on] / 2 ** 20, 0)} | ${fmt(oursResident[on] / oursResident['ours-f32'], 3)} | ${fmt(oursWeights[on].bytes / oursWeights['ours-f32'].bytes, 3)} |`,
         );
       }
       md.push('');
