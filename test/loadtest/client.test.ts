@@ -146,7 +146,7 @@ t.test('stopping the run aborts requests in flight and keeps what finished', asy
     signal: ac.signal,
   });
   t.equal(r.stoppedBy, 'signal');
-  t.ok(r.issueEndS < 5);
+  t.ok(r.issueEndS < 30, `stopped at the signal (${r.issueEndS.toFixed(2)} s), not at the 30 s duration`);
   t.ok(r.abortedInFlight >= 1, `aborted ${r.abortedInFlight}`);
   t.ok(
     r.outcomes.every((x) => x.adapter === 'base' && x.ok),

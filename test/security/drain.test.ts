@@ -137,10 +137,11 @@ t.test('past DRAIN_DEADLINE_MS the process exits (1) instead of hanging', async 
   const code = await exited;
   const tookMs = performance.now() - signalledAt;
   const outcomes = await Promise.all(streams);
+  // That it exited because of the deadline is shown by the status and the log line below, not by a time bound
+  // (a hang would end at the test's timeout); how long it took is printed.
   t.equal(code, 1, 'exit status 1: the drain did not finish in time');
-  t.ok(tookMs < 5000, `exited ${tookMs.toFixed(0)} ms after SIGTERM`);
   const cut = outcomes.filter((o) => !o.done).length;
-  t.comment(`${cut} of 8 streams were cut at the deadline, ${8 - cut} finished before it`);
+  t.comment(`exited ${tookMs.toFixed(0)} ms after SIGTERM; ${cut} of 8 streams were cut at the deadline, ${8 - cut} finished before it`);
   // A request whose connection was accepted before the signal but not yet handled is refused with 503.
   const answered = (o: (typeof outcomes)[number]) =>
     o.done || o.transportError || (o.status === 503 && (o.body as { error?: { code?: string } })?.error?.code === 'shutting_down');

@@ -1,8 +1,18 @@
 /**
- * The HTTP thread stays responsive because the engine runs in its worker thread: against the real server
- * process, a client polls GET /healthz every ~20 ms and the 99th percentile of its measured latencies stays
- * under 100 ms (a) while the server starts and builds the ONNX graph of a random checkpoint (fresh cache
- * directory, so the graph is really built) and (b) while 16 streams with 2,000-token prompts run.
+ * The HTTP thread stays responsive because the engine runs in its worker thread. Against the real server
+ * process, checked as properties that hold on a slow or loaded machine but not if the engine's work ran on the
+ * HTTP thread (each is measured against the engine work it overlaps, not against a fixed number of ms):
+ *
+ * (a) while the server builds the ONNX graph of a random checkpoint (fresh cache directory, so the graph is
+ *     really built), /healthz is sent every 20 ms without waiting for earlier answers, and every poll sent while
+ *     the build ran is answered in under a quarter of the build's duration. A build on the HTTP thread holds the
+ *     polls sent at its start until it ends.
+ * (b) while 16 streams with 2,000-token prompts run, the HTTP thread's longest event-loop stall
+ *     (`monitorEventLoopDelay` in the server, read through /metrics: lora_nodejs_eventloop_lag_max_seconds, reset
+ *     at each scrape) is under half of the engine's mean step (lora_engine_step_seconds over the same window). A
+ *     step run on the HTTP thread stalls it for the whole step.
+ *
+ * /healthz latencies (p50, p99, max) are printed as diagnostics, not asserted.
  */
 import t from 'tap';
 import { mkdirSync, mkdtempSync } from 'node:fs';
@@ -13,7 +23,6 @@ import type { AddressInfo } from 'node:net';
 import { writeRandomModel, writeWordTokenizer, type RandomModelShape } from '../../bench/random-checkpoint.js';
 import { startServer } from '../helpers/server-process.js';
 
-const P99_LIMIT_MS = 100;
 const PROMPT_TOKENS = 2000;
 const STREAMS = 16;
 const MAX_TOKENS = 16;
@@ -34,33 +43,48 @@ function percentile(values: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))];
 }
 
-/** Polls /healthz every ~20 ms (one request at a time), recording each request's latency. */
-function pollHealth(url: string): { stop(): Promise<number[]>; worst(n: number): string } {
-  const latencies: number[] = [];
-  const at: number[] = [];
+interface Poll {
+  sentAt: number;
+  /** performance.now() when the answer was read; Infinity for an error status or none at all. */
+  answeredAt: number;
+}
+
+/**
+ * Sends GET /healthz every 20 ms, each without waiting for the earlier ones (so polls held by a blocked server
+ * pile up rather than pause the polling), recording when each was sent and answered.
+ */
+function pollHealth(url: string): { stop(): Promise<number[]>; polls: Poll[]; worst(n: number): string } {
+  const polls: Poll[] = [];
+  const pending: Array<Promise<void>> = [];
   const t0 = performance.now();
-  let running = true;
-  const loop = (async () => {
-    while (running) {
-      const started = performance.now();
-      const res = await fetch(`${url}/healthz`);
-      await res.arrayBuffer();
-      const ms = performance.now() - started;
-      latencies.push(res.status === 200 ? ms : Infinity);
-      at.push(started - t0);
-      await new Promise((r) => setTimeout(r, Math.max(0, 20 - ms)));
-    }
-  })();
+  const send = () => {
+    const poll: Poll = { sentAt: performance.now(), answeredAt: Infinity };
+    polls.push(poll);
+    pending.push(
+      fetch(`${url}/healthz`)
+        .then(async (res) => {
+          await res.arrayBuffer();
+          if (res.status === 200) poll.answeredAt = performance.now();
+        })
+        .catch(() => undefined),
+    );
+  };
+  send();
+  const timer = setInterval(send, 20);
+  const latencies = () => polls.map((p) => p.answeredAt - p.sentAt);
+  const at = () => polls.map((p) => p.sentAt - t0);
   return {
+    polls,
     async stop() {
-      running = false;
-      await loop;
-      return latencies;
+      clearInterval(timer);
+      await Promise.all(pending);
+      return latencies();
     },
     /** The n slowest polls as `latency@start` (ms since polling began). */
     worst(n: number) {
-      return latencies
-        .map((ms, i) => [ms, at[i]])
+      const sent = at();
+      return latencies()
+        .map((ms, i) => [ms, sent[i]])
         .sort((a, b) => b[0] - a[0])
         .slice(0, n)
         .map(([ms, t]) => `${ms.toFixed(0)}@${t.toFixed(0)}`)
@@ -98,7 +122,8 @@ await new Promise<void>((resolve) => warm.listen(0, '127.0.0.1', resolve));
 await (await fetch(`http://127.0.0.1:${(warm.address() as AddressInfo).port}/`)).text();
 warm.close();
 
-t.setTimeout(180_000);
+// Generous bounds against a hang only: a loaded machine stretches the build and the streams (3 min seen at load 8).
+t.setTimeout(480_000);
 const server = await startServer(args, {}, { waitReady: false });
 t.teardown(() => server.stop('SIGKILL'));
 const serverLog = () =>
@@ -109,35 +134,78 @@ const serverLog = () =>
     .slice(-12)
     .join('\n');
 
-t.test('(a) /healthz p99 under 100 ms while the server starts and builds the graph', { timeout: 60_000 }, async (t) => {
-  const poller = pollHealth(server.url);
-  const phases: string[] = [];
-  const until = Date.now() + 50_000;
-  let ready = false;
-  while (Date.now() < until) {
-    const res = await fetch(`${server.url}/readyz`);
-    const body = (await res.json()) as { phase: string };
-    if (phases.at(-1) !== body.phase) phases.push(body.phase);
-    if (res.status === 200) {
-      ready = true;
-      break;
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  const latencies = await poller.stop();
-  t.ok(ready, `ready (phases seen by /readyz: ${phases.join(' -> ')})`);
-  if (!ready) t.comment(serverLog());
-  t.ok(phases.includes('building_graph') || phases.includes('creating_session'), '/readyz showed the start-up phase while not ready');
-  const built = /"ms":(\d+)[^\n]*"msg":"built ONNX graph"/.exec(server.logs.join(''));
-  t.ok(built, 'the graph was built (fresh cache)');
-  const buildMs = Number(built?.[1] ?? 0);
-  t.comment(`graph build ${buildMs} ms; /healthz during start-up: ${summary(latencies)}; slowest: ${poller.worst(5)}`);
-  t.ok(buildMs > 1000, `the build took over a second (${buildMs} ms)`);
-  t.ok(latencies.length >= 20, 'polled throughout');
-  t.ok(percentile(latencies, 0.99) < P99_LIMIT_MS, `p99 ${percentile(latencies, 0.99).toFixed(1)} ms < ${P99_LIMIT_MS} ms`);
+/** When (performance.now() here) the server's "built ONNX graph" line arrived, and the build's own duration. */
+const buildLine = new Promise<{ arrivedAt: number; buildMs: number }>((resolve) => {
+  let text = '';
+  const onData = (chunk: Buffer) => {
+    text += chunk.toString();
+    const m = /"ms":(\d+)[^\n]*"msg":"built ONNX graph"/.exec(text);
+    if (!m) return;
+    server.child.stdout!.off('data', onData);
+    resolve({ arrivedAt: performance.now(), buildMs: Number(m[1]) });
+  };
+  server.child.stdout!.on('data', onData);
 });
 
-t.test('(b) /healthz p99 under 100 ms while 16 streams with 2,000-token prompts run', { timeout: 120_000 }, async (t) => {
+/** The server's /metrics as name{labels} -> value, summed over labels when asked by bare name. */
+async function scrape(): Promise<(name: string) => number> {
+  const text = await (await fetch(`${server.url}/metrics`)).text();
+  const rows = text
+    .split('\n')
+    .filter((l) => l && !l.startsWith('#'))
+    .map((l) => {
+      const at = l.lastIndexOf(' ');
+      return [l.slice(0, at), Number(l.slice(at + 1))] as const;
+    });
+  return (name) => rows.filter(([key]) => key === name || key.startsWith(`${name}{`)).reduce((n, [, v]) => n + v, 0);
+}
+
+t.test(
+  '(a) /healthz answers while the server builds the graph: every poll sent during the build, in under a quarter of it',
+  { timeout: 120_000 },
+  async (t) => {
+    const poller = pollHealth(server.url);
+    const phases: string[] = [];
+    const until = Date.now() + 50_000;
+    let ready = false;
+    while (Date.now() < until) {
+      const res = await fetch(`${server.url}/readyz`);
+      const body = (await res.json()) as { phase: string };
+      if (phases.at(-1) !== body.phase) phases.push(body.phase);
+      if (res.status === 200) {
+        ready = true;
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const latencies = await poller.stop();
+    t.ok(ready, `ready (phases seen by /readyz: ${phases.join(' -> ')})`);
+    if (!ready) t.comment(serverLog());
+    t.ok(phases.includes('building_graph') || phases.includes('creating_session'), '/readyz showed the start-up phase while not ready');
+    const built = await Promise.race([buildLine, new Promise<null>((r) => setTimeout(() => r(null), 5_000))]);
+    t.ok(built, 'the graph was built (fresh cache)');
+    if (!built) return;
+    const { arrivedAt, buildMs } = built;
+    t.ok(buildMs > 1000, `the build took over a second (${buildMs} ms), long enough to hold many polls`);
+    // The build's window as seen here: it ended before its line arrived, and lasted buildMs.
+    const during = poller.polls.filter((p) => p.sentAt >= arrivedAt - buildMs && p.sentAt <= arrivedAt);
+    const worstDuring = Math.max(...during.map((p) => p.answeredAt - p.sentAt));
+    t.comment(
+      `graph build ${buildMs} ms; ${during.length} polls sent during it, the slowest answered in ${worstDuring.toFixed(0)} ms; ` +
+        `/healthz during start-up: ${summary(latencies)}; slowest: ${poller.worst(5)}`,
+    );
+    t.ok(during.length >= buildMs / 20 / 2, `polled throughout the build (${during.length} polls sent during it)`);
+    const late = during.filter((p) => p.answeredAt - p.sentAt >= buildMs / 4);
+    t.same(
+      late.map((p) => `sent ${(p.sentAt - (arrivedAt - buildMs)).toFixed(0)} ms into the build, answered after ${(p.answeredAt - p.sentAt).toFixed(0)} ms`),
+      [],
+      `every poll sent during the build was answered in under a quarter of it (${(buildMs / 4).toFixed(0)} ms)`,
+    );
+  },
+);
+
+t.test('(b) while 16 streams with 2,000-token prompts run, the HTTP thread never stalls for half an engine step', { timeout: 300_000 }, async (t) => {
+  const before = await scrape(); // also resets the event-loop delay histogram behind lora_nodejs_eventloop_lag_max_seconds
   const poller = pollHealth(server.url);
   const started = performance.now();
   const outcomes = await Promise.all(
@@ -162,13 +230,25 @@ t.test('(b) /healthz p99 under 100 ms while 16 streams with 2,000-token prompts 
       };
     }),
   );
+  const after = await scrape();
   const latencies = await poller.stop();
   const seconds = (performance.now() - started) / 1000;
-  t.comment(`16 streams done in ${seconds.toFixed(1)} s; /healthz meanwhile: ${summary(latencies)}; slowest: ${poller.worst(5)}`);
+  const steps = after('lora_engine_step_seconds_count') - before('lora_engine_step_seconds_count');
+  const stepMs = ((after('lora_engine_step_seconds_sum') - before('lora_engine_step_seconds_sum')) * 1000) / steps;
+  const stallMs = after('lora_nodejs_eventloop_lag_max_seconds') * 1000;
+  t.comment(
+    `16 streams done in ${seconds.toFixed(1)} s; ${steps} engine steps, mean ${stepMs.toFixed(0)} ms; longest HTTP-thread stall ${stallMs.toFixed(0)} ms; ` +
+      `/healthz meanwhile: ${summary(latencies)}; slowest: ${poller.worst(5)}`,
+  );
   t.ok(
     outcomes.every((o) => o.status === 200 && o.finish === 'length' && o.tokens === MAX_TOKENS && o.promptTokens === PROMPT_TOKENS),
     `every stream ran to the end: ${JSON.stringify(outcomes.filter((o) => o.finish !== 'length'))}`,
   );
-  t.ok(latencies.length >= 20, 'polled throughout');
-  t.ok(percentile(latencies, 0.99) < P99_LIMIT_MS, `p99 ${percentile(latencies, 0.99).toFixed(1)} ms < ${P99_LIMIT_MS} ms`);
+  t.ok(steps >= (STREAMS * PROMPT_TOKENS) / 512, `the engine ran the prompts in ${steps} steps of at most 512 prompt tokens`);
+  t.ok(stallMs > 0, 'the server reports its event-loop delay');
+  t.ok(stallMs < stepMs / 2, `the HTTP thread's longest stall (${stallMs.toFixed(0)} ms) is under half the mean engine step (${stepMs.toFixed(0)} ms)`);
+  t.ok(
+    latencies.every((ms) => Number.isFinite(ms)),
+    'every /healthz poll was answered 200',
+  );
 });

@@ -122,6 +122,8 @@ export interface CheckReport {
   duplicates: number;
   conflictingPrompts: number;
   nearDuplicates: number;
+  /** Jaccard comparisons the near-duplicate search made: at most MAX_CANDIDATES_PER_RECORD per record. */
+  nearDuplicateComparisons: number;
   tokens: TokenStats | null;
   options: CheckOptions;
 }
@@ -184,7 +186,7 @@ export function checkDataset(data: Uint8Array | string, options: CheckOptions = 
   }
 
   const dup = findDuplicates(valid, issues);
-  const nearDuplicates = findNearDuplicates(valid, options.nearDuplicateThreshold, dup.duplicateLines, issues);
+  const near = findNearDuplicates(valid, options.nearDuplicateThreshold, dup.duplicateLines, issues);
 
   let tokens: TokenStats | null = null;
   const counted = valid.map((r) => r.tokens);
@@ -216,7 +218,8 @@ export function checkDataset(data: Uint8Array | string, options: CheckOptions = 
     warnings: issues.filter((x) => x.severity === 'warning').length,
     duplicates: dup.duplicates,
     conflictingPrompts: dup.conflicting,
-    nearDuplicates,
+    nearDuplicates: near.found,
+    nearDuplicateComparisons: near.comparisons,
     tokens,
     options,
   };
@@ -332,7 +335,7 @@ const NUM_HASHES = 64;
 const BANDS = 16;
 const ROWS = NUM_HASHES / BANDS;
 /** Each record is compared with at most this many earlier candidates (bounds the work on templated data). */
-const MAX_CANDIDATES_PER_RECORD = 200;
+export const MAX_CANDIDATES_PER_RECORD = 200;
 
 export function normalizeText(text: string): string {
   return text
@@ -402,11 +405,12 @@ function minhash(set: Set<string>): Uint32Array {
   return sig;
 }
 
-function findNearDuplicates(records: ValidRecord[], threshold: number, skip: Set<number>, issues: Issue[]): number {
+function findNearDuplicates(records: ValidRecord[], threshold: number, skip: Set<number>, issues: Issue[]): { found: number; comparisons: number } {
   const buckets = new Map<string, number[]>();
   const byNormalized = new Map<string, number>();
   const sets: Array<Set<string>> = [];
   let found = 0;
+  let comparisons = 0;
   records.forEach((r, idx) => {
     const norm = normalizeText(`${r.prompt}\n${r.completion}`);
     const set = shingles(norm);
@@ -438,6 +442,7 @@ function findNearDuplicates(records: ValidRecord[], threshold: number, skip: Set
           if (seen.has(j)) continue;
           seen.add(j);
           const sim = jaccard(set, sets[j]);
+          comparisons++;
           if (sim >= threshold && sim > bestSim) {
             best = j;
             bestSim = sim;
@@ -461,7 +466,7 @@ function findNearDuplicates(records: ValidRecord[], threshold: number, skip: Set
       else buckets.set(key, [idx]);
     }
   });
-  return found;
+  return { found, comparisons };
 }
 
 // ---------------------------------------------------------------------------------------------------------
