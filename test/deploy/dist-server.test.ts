@@ -11,6 +11,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
+import { childEnv } from '../helpers/child-env.js';
 import { PROJECT_ROOT, startServer } from '../helpers/server-process.js';
 
 const require = createRequire(import.meta.url);
@@ -23,6 +24,7 @@ t.test('tsc -p tsconfig.build.json builds dist/ with the worker bootstrap', { ti
   const argv = [require.resolve('typescript/bin/tsc'), '-p', join(PROJECT_ROOT, 'tsconfig.build.json'), '--outDir', join(app, 'dist'), '--noCheck'];
   const tsc = spawnSync(process.execPath, argv, {
     cwd: PROJECT_ROOT,
+    env: childEnv(),
     encoding: 'utf8',
     timeout: 220_000,
   });

@@ -1,5 +1,6 @@
 /** The graph cache's bound: least recently used entries evicted, never the one served; npm run cache:prune. */
 import t from 'tap';
+import { childEnv } from '../helpers/child-env.js';
 import { mkdirSync, utimesSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -63,7 +64,7 @@ t.test('npm run cache:prune', async (t) => {
   const run = (args: string[]) =>
     spawnSync(process.execPath, ['--import', 'tsx', 'tools/cache-prune.ts', '--cache-dir', cache, ...args], {
       encoding: 'utf8',
-      env: { ...process.env, CACHE_MAX_MB: '' },
+      env: { ...childEnv(), CACHE_MAX_MB: '' },
     });
   let out = run(['--cache-max-mb', '4']);
   t.equal(out.status, 0, out.stderr);

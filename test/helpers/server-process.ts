@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { childEnv } from './child-env.js';
 
 export const PROJECT_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -30,7 +31,7 @@ export async function startServer(args: string[], env: NodeJS.ProcessEnv = {}, o
   const entry = options.entry ?? ['--import', 'tsx', join(PROJECT_ROOT, 'src', 'server.ts')];
   const child = spawn(process.execPath, [...entry, '--port', '0', '--host', '127.0.0.1', ...args], {
     cwd: options.cwd ?? PROJECT_ROOT,
-    env: { ...process.env, ...env },
+    env: { ...childEnv(), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: string[] = [];

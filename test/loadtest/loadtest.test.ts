@@ -13,6 +13,7 @@ import { main } from '../../tools/loadtest/cli.js';
 import { RequestPlanner } from '../../tools/loadtest/prompts.js';
 import { buildReport, TTFT_NOTE_NON_STREAMING, type LoadTestReport } from '../../tools/loadtest/report.js';
 import { runLoadTest } from '../../tools/loadtest/run.js';
+import { childEnv } from '../helpers/child-env.js';
 import { startFakeServer, type FakeServer } from './fixtures/fake-server.js';
 import { checkHtml } from './fixtures/html-check.js';
 
@@ -197,7 +198,7 @@ t.test('the CLI writes report.json, report.html and requests.jsonl and prints pr
       '--out',
       out,
     ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+    { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv() },
   );
   let stdout = '';
   let stderr = '';

@@ -1,5 +1,6 @@
 /** Keys and their configuration: hashing, lookup, validation, the keys file, the exposure rule, the token bucket. */
 import t from 'tap';
+import { childEnv } from '../helpers/child-env.js';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -151,7 +152,7 @@ t.test('no keys and a non-loopback host: refused unless allowUnauthenticated', a
 t.test('the server refuses to start exposed without keys (exit 2, clear message)', async (t) => {
   const run = spawnSync(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'src', 'server.ts'), '--host', '0.0.0.0', '--port', '0'], {
     cwd: PROJECT_ROOT,
-    env: { ...process.env, ALLOW_UNAUTHENTICATED: '', API_KEYS_FILE: '' },
+    env: { ...childEnv(), ALLOW_UNAUTHENTICATED: '', API_KEYS_FILE: '' },
     encoding: 'utf8',
     timeout: 30_000,
   });
@@ -160,16 +161,22 @@ t.test('the server refuses to start exposed without keys (exit 2, clear message)
 });
 
 t.test('npm run key:hash prints the sha256 to paste into the config', async (t) => {
-  const out = execFileSync(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'tools', 'key-hash.ts'), 'hello'], { cwd: PROJECT_ROOT, encoding: 'utf8' });
+  const out = execFileSync(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'tools', 'key-hash.ts'), 'hello'], {
+    cwd: PROJECT_ROOT,
+    env: childEnv(),
+    encoding: 'utf8',
+  });
   t.equal(out.trim(), sha256Hex('hello'));
   const piped = execFileSync(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'tools', 'key-hash.ts')], {
     cwd: PROJECT_ROOT,
+    env: childEnv(),
     encoding: 'utf8',
     input: 'hello\n',
   });
   t.equal(piped.trim(), sha256Hex('hello'), 'from stdin, trailing newline dropped');
   const fresh = execFileSync(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'tools', 'key-hash.ts'), '--new'], {
     cwd: PROJECT_ROOT,
+    env: childEnv(),
     encoding: 'utf8',
   });
   const [, key, hash] = /key: +(\S+)\nsha256: ([0-9a-f]{64})/.exec(fresh) ?? [];
