@@ -128,7 +128,7 @@ async function throughput(gbps: number): Promise<void> {
   const modelDir = join(root, small ? 'llama-small' : 'llama-1b');
   const adaptersDir = join(root, 'adapters');
   const t0 = performance.now();
-  const params = writeRandomModel(modelDir, SHAPE, 1, true);
+  const params = writeRandomModel(modelDir, SHAPE, 1);
   writeWordTokenizer(modelDir, SHAPE.vocab);
   for (let i = 0; i < 8; i++) writeRandomAdapter(join(adaptersDir, `a${i}`), SHAPE, 16, ['q_proj', 'k_proj', 'v_proj', 'o_proj'], 50 + i);
   const maxSequenceLength = PROMPT + NEW_TOKENS + 8;

@@ -44,9 +44,11 @@ export function modelConfig(shape: RandomModelShape): Record<string, unknown> {
 /**
  * Writes config.json + model.safetensors (F32) unless the directory already holds them, streaming tensor by
  * tensor (a 1B-parameter checkpoint is larger than one Node buffer). Returns the parameter count.
- * With `tiled`, each tensor repeats one random block: as good as random for timing, much faster to make.
+ * Every tensor holds its own random values. (A checkpoint tiled from one random block, quicker to write, is not
+ * as good for timing: onnxruntime held its identical tensors once, and on m100 our float32 decode ran ~1.9x and
+ * int8/int4 ~1.2-1.4x faster on it than on random weights, while llama.cpp read every byte; docs/benchmarks.md.)
  */
-export function writeRandomModel(dir: string, shape: RandomModelShape, seed = 1, tiled = false): number {
+export function writeRandomModel(dir: string, shape: RandomModelShape, seed = 1): number {
   const config = modelConfig(shape);
   const spec = parseModelSpec(config);
   const entries: Array<{ name: string; dims: number[]; scale: number }> = [
@@ -80,16 +82,9 @@ export function writeRandomModel(dir: string, shape: RandomModelShape, seed = 1,
   writeSync(fd, length);
   writeSync(fd, headerJson);
   const random = seededRandom(seed);
-  const block = tiled ? randomTensor(1 << 20, 1, random) : null;
   for (const e of entries) {
     const n = e.dims.reduce((a, b) => a * b, 1);
-    let data: Float32Array;
-    if (e.scale === 1) data = new Float32Array(n).fill(1);
-    else if (block) {
-      data = new Float32Array(n);
-      for (let i = 0; i < n; i += block.length) data.set(block.subarray(0, Math.min(block.length, n - i)), i);
-      for (let i = 0; i < n; i++) data[i] *= e.scale;
-    } else data = randomTensor(n, e.scale, random);
+    const data = e.scale === 1 ? new Float32Array(n).fill(1) : randomTensor(n, e.scale, random);
     writeSync(fd, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
   }
   closeSync(fd);

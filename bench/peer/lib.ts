@@ -82,7 +82,7 @@ export function makeModel(shape: Shape, tag = shape.name): ModelFiles {
   mkdirSync(hf, { recursive: true });
   const t0 = Date.now();
   const fresh = !existsSync(join(hf, 'model.safetensors'));
-  const params = writeRandomModel(hf, shape, 1);
+  const params = writeRandomModel(hf, shape);
   if (!existsSync(join(hf, 'tokenizer.json'))) writeWordTokenizer(hf, shape.vocab);
   if (!existsSync(join(adapter, 'adapter_model.safetensors'))) writeRandomAdapter(adapter, shape, 16, ['q_proj', 'k_proj', 'v_proj', 'o_proj']);
   if (fresh) log(`${tag}: wrote ${(params / 1e6).toFixed(1)}M random parameters in ${Date.now() - t0} ms -> ${hf}`);
