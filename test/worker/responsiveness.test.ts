@@ -7,10 +7,14 @@
  *     really built), /healthz is sent every 20 ms without waiting for earlier answers, and every poll sent while
  *     the build ran is answered in under a quarter of the build's duration. A build on the HTTP thread holds the
  *     polls sent at its start until it ends.
- * (b) while 16 streams with 2,000-token prompts run, the HTTP thread's longest event-loop stall
- *     (`monitorEventLoopDelay` in the server, read through /metrics: lora_nodejs_eventloop_lag_max_seconds, reset
- *     at each scrape) is under half of the engine's mean step (lora_engine_step_seconds over the same window). A
- *     step run on the HTTP thread stalls it for the whole step.
+ * (b) while 16 streams with 2,000-token prompts run, the median /healthz latency is under a quarter of the
+ *     engine's mean step (lora_engine_step_seconds over the same window, from /metrics). Polls go out every 20 ms
+ *     whatever the server does, so they sample its time evenly: a step run on the HTTP thread holds each poll
+ *     that arrives during it until the step ends, half a step on average, and the engine steps nearly all the
+ *     time. The median, not the maximum: on a loaded machine a single stall of the HTTP thread (GC, or no core
+ *     for it) can reach a step's length (227 ms against 388 ms steps was seen at load 4.5), but not half its polls.
+ *     The longest event-loop stall (`monitorEventLoopDelay` in the server: lora_nodejs_eventloop_lag_max_seconds,
+ *     reset at each scrape) is printed.
  *
  * /healthz latencies (p50, p99, max) are printed as diagnostics, not asserted.
  */
@@ -204,7 +208,7 @@ t.test(
   },
 );
 
-t.test('(b) while 16 streams with 2,000-token prompts run, the HTTP thread never stalls for half an engine step', { timeout: 300_000 }, async (t) => {
+t.test('(b) while 16 streams with 2,000-token prompts run, /healthz is answered between and during engine steps', { timeout: 300_000 }, async (t) => {
   const before = await scrape(); // also resets the event-loop delay histogram behind lora_nodejs_eventloop_lag_max_seconds
   const poller = pollHealth(server.url);
   const started = performance.now();
@@ -246,7 +250,13 @@ t.test('(b) while 16 streams with 2,000-token prompts run, the HTTP thread never
   );
   t.ok(steps >= (STREAMS * PROMPT_TOKENS) / 512, `the engine ran the prompts in ${steps} steps of at most 512 prompt tokens`);
   t.ok(stallMs > 0, 'the server reports its event-loop delay');
-  t.ok(stallMs < stepMs / 2, `the HTTP thread's longest stall (${stallMs.toFixed(0)} ms) is under half the mean engine step (${stepMs.toFixed(0)} ms)`);
+  const during = poller.polls.filter((p) => p.sentAt >= started);
+  const median = percentile(
+    during.map((p) => p.answeredAt - p.sentAt),
+    0.5,
+  );
+  t.ok(during.length >= 20, `polled throughout (${during.length} polls)`);
+  t.ok(median < stepMs / 4, `median /healthz latency ${median.toFixed(1)} ms is under a quarter of the mean engine step (${stepMs.toFixed(0)} ms)`);
   t.ok(
     latencies.every((ms) => Number.isFinite(ms)),
     'every /healthz poll was answered 200',
