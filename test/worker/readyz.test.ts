@@ -51,7 +51,8 @@ t.test('a model that cannot load: the process exits 1 within seconds, the reason
     { waitReady: false },
   );
   t.teardown(() => server.stop('SIGKILL'));
-  const code = await Promise.race([server.exited, new Promise<'still running'>((resolve) => setTimeout(() => resolve('still running'), 30_000))]);
+  // unref: a pending 30 s timer kept this test's process alive ~25 s after its last test ended.
+  const code = await Promise.race([server.exited, new Promise<'still running'>((resolve) => setTimeout(() => resolve('still running'), 30_000).unref())]);
   t.equal(code, 1, 'exit code 1');
   const stderr = server.stderr.join('');
   t.match(stderr, /the model could not be loaded: .*architecture GemmaForCausalLM is not supported; supported: LlamaForCausalLM/, `stderr: ${stderr.trim()}`);

@@ -186,7 +186,7 @@ t.test(
     t.ok(ready, `ready (phases seen by /readyz: ${phases.join(' -> ')})`);
     if (!ready) t.comment(serverLog());
     t.ok(phases.includes('building_graph') || phases.includes('creating_session'), '/readyz showed the start-up phase while not ready');
-    const built = await Promise.race([buildLine, new Promise<null>((r) => setTimeout(() => r(null), 5_000))]);
+    const built = await Promise.race([buildLine, new Promise<null>((r) => setTimeout(() => r(null), 5_000).unref())]);
     t.ok(built, 'the graph was built (fresh cache)');
     if (!built) return;
     const { arrivedAt, buildMs } = built;
