@@ -7,7 +7,8 @@
  *     64 new tokens, batch 1, 8 and 32: no adapter vs 8 rank-16 q/k/v/o adapters mixed, generated tokens/s,
  *     and the bandwidth bound (weight bytes per step / measured bandwidth);
  *  4. onnxruntime's per-op profile of the same model's decode steps (batch 8, mixed adapters).
- * BENCH_SHAPE=small runs the same on a small shape (for a dry run on CPU).
+ * BENCH_SHAPE=small runs the same on a small shape (for a dry run on CPU). `--quantize int8|int4` serves the base
+ * quantized (MatMulNBits / GatherBlockQuantized; the bound then counts the graph's packed bytes).
  */
 import { mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -30,6 +31,9 @@ const dtypeFlag = process.argv.indexOf('--dtype');
 const dtype = (dtypeFlag >= 0 ? process.argv[dtypeFlag + 1] : 'float16') as 'float16' | 'float32';
 if (dtype !== 'float16' && dtype !== 'float32') throw new Error(`--dtype must be float16 or float32, got ${dtype}`);
 const bytesPerWeight = dtype === 'float16' ? 2 : 4;
+const quantizeFlag = process.argv.indexOf('--quantize');
+const quantize = (quantizeFlag >= 0 ? process.argv[quantizeFlag + 1] : 'none') as 'none' | 'int8' | 'int4';
+if (!['none', 'int8', 'int4'].includes(quantize)) throw new Error(`--quantize must be none, int8 or int4, got ${quantize}`);
 const small = process.env.BENCH_SHAPE === 'small';
 const SHAPE: RandomModelShape = small
   ? { hidden: 256, intermediate: 512, layers: 2, heads: 4, kvHeads: 2, vocab: 4096, maxPositions: 512 }
@@ -49,6 +53,7 @@ function deviceEngine(modelDir: string, adaptersDir: string, maxBatch: number, m
     executionProviders: [provider],
     stateResidency: 'device',
     dtype,
+    quantize,
     maxBatch,
     maxBatchTokens: maxBatch * maxSequenceLength,
     maxQueue: 1024,
@@ -135,12 +140,16 @@ async function throughput(gbps: number): Promise<void> {
   log(
     `model: ${(params / 1e9).toFixed(2)}B parameters, ${dtype} weights (${((params * bytesPerWeight) / 2 ** 30).toFixed(2)} GiB); prepared in ${((performance.now() - t0) / 1000).toFixed(0)} s`,
   );
-  const stepBytes = params * bytesPerWeight;
+  let stepBytes = params * bytesPerWeight;
   log(`\n| batch | base (no adapter) tok/s | 8 adapters mixed tok/s | mixed / base | bandwidth bound tok/s |`);
   log('| ---: | ---: | ---: | ---: | ---: |');
   for (const B of BATCHES) {
     const engine = await deviceEngine(modelDir, adaptersDir, B, maxSequenceLength);
     if (engine.provider !== provider) throw new Error(`${provider} did not start (the engine fell back to ${engine.provider}); see the log above`);
+    if (quantize !== 'none') {
+      stepBytes = engine.baseWeights.bytes; // packed weights, scales and zero points, as the graph holds them
+      log(`(base weights ${engine.baseWeights.format}: ${(stepBytes / 2 ** 30).toFixed(2)} GiB in the graph)`);
+    }
     const prompts = Array.from({ length: B }, (_, r) => Array.from({ length: PROMPT }, (_, k) => 2 + ((r * 977 + k * 7919) % (SHAPE.vocab - 2))));
     const measure = async (adapterOf: (row: number) => string | null) => {
       await Promise.all(prompts.map((p, r) => engine.generate(greedy(adapterOf(r), p, 4))));
@@ -178,7 +187,7 @@ async function profile(): Promise<void> {
     modelDir,
     spec,
     new CheckpointWeights(modelDir),
-    { maxSequenceLength, lora: true, sampling: true, loraFormulation: 'masked', ...(dtype === 'float16' ? { dtype } : {}) },
+    { maxSequenceLength, lora: true, sampling: true, loraFormulation: 'masked', quantize, ...(dtype === 'float16' ? { dtype } : {}) },
     join(root, 'onnx'),
   );
   const stacks = new SlotStacks(spec, 9);
@@ -237,7 +246,9 @@ async function profile(): Promise<void> {
 }
 
 mkdirSync(root, { recursive: true });
-log(`provider ${provider}, ${dtype}; host ${cpus()[0]?.model ?? '?'} x${availableParallelism()}; node ${process.version}`);
+log(
+  `provider ${provider}, ${dtype}${quantize === 'none' ? '' : `, --quantize ${quantize}`}; host ${cpus()[0]?.model ?? '?'} x${availableParallelism()}; node ${process.version}`,
+);
 const phases: Array<[string, () => Promise<unknown>]> = [['correctness', correctness]];
 let gbps = 0;
 phases.push(['bandwidth', async () => (gbps = await bandwidth())]);
