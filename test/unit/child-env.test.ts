@@ -10,9 +10,12 @@ t.test('drops the processinfo loader, quoted or not, and keeps the other options
   t.same(childEnv({ C: '3' }), { C: '3' });
 });
 
-t.test('under tap, the test process has the loader in NODE_OPTIONS and its children do not', async (t) => {
-  const own = process.env.NODE_OPTIONS ?? '';
-  if (!own.includes('@tapjs/processinfo')) return t.skip('not run by tap (no processinfo loader in NODE_OPTIONS)');
-  t.notMatch(childEnv().NODE_OPTIONS ?? '', /@tapjs\/processinfo/);
-  t.equal(childEnv().PATH, process.env.PATH);
-});
+const underTap = (process.env.NODE_OPTIONS ?? '').includes('@tapjs/processinfo');
+t.test(
+  'under tap, the test process has the loader in NODE_OPTIONS and its children do not',
+  { skip: !underTap && 'not run by tap (no processinfo loader in NODE_OPTIONS)' },
+  async (t) => {
+    t.notMatch(childEnv().NODE_OPTIONS ?? '', /@tapjs\/processinfo/);
+    t.equal(childEnv().PATH, process.env.PATH);
+  },
+);

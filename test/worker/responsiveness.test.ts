@@ -39,7 +39,7 @@ const modelDir = join(dir, 'model');
 const adaptersDir = join(dir, 'adapters');
 mkdirSync(modelDir);
 mkdirSync(adaptersDir);
-writeRandomModel(modelDir, shape, 1, true);
+writeRandomModel(modelDir, shape, 1);
 writeWordTokenizer(modelDir, shape.vocab);
 
 function percentile(values: number[], p: number): number {
