@@ -118,7 +118,9 @@ t.test('timeouts and refused connections are counted, not thrown', async (t) => 
   );
   server.closeAllConnections();
   await new Promise<void>((r) => server.close(() => r()));
-  const refused = await runLoadTest(parseArgs(['--url', url, '--concurrency', '1', '--requests', '3', '--no-out']));
+  // Port 5 on loopback: a privileged port nothing here listens on, and not one of fetch's blocked ports (1 is).
+  // (The port just closed could be taken by another test process.)
+  const refused = await runLoadTest(parseArgs(['--url', 'http://127.0.0.1:5', '--concurrency', '1', '--requests', '3', '--no-out']));
   t.same(
     refused.outcomes.map((x) => x.errorCode),
     ['network_error', 'network_error', 'network_error'],
