@@ -7,6 +7,7 @@
  *   node --import tsx bench/peer/session-resident.ts PATH/model.onnx [threads]   # prints {"residentBytes": N, ...}
  */
 import { ort } from '../../src/engine/model/ort.js';
+import { ModelRunner } from '../../src/engine/model/model-runner.js';
 
 const [onnxPath, threads = '2'] = process.argv.slice(2);
 if (!onnxPath) {
@@ -14,13 +15,7 @@ if (!onnxPath) {
   process.exit(2);
 }
 const before = process.memoryUsage.rss();
-const session = await ort.InferenceSession.create(onnxPath, {
-  executionProviders: ['cpu'],
-  graphOptimizationLevel: 'all',
-  intraOpNumThreads: Number(threads),
-  interOpNumThreads: 1,
-  executionMode: 'sequential',
-});
+const session = await ort.InferenceSession.create(onnxPath, ModelRunner.sessionOptions(['cpu'], Number(threads)));
 const after = process.memoryUsage.rss();
 process.stdout.write(JSON.stringify({ onnxPath, beforeBytes: before, afterBytes: after, residentBytes: after - before }) + '\n');
 await session.release();

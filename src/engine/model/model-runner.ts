@@ -106,15 +106,19 @@ export class ModelRunner implements BatchRunner {
     });
   }
 
-  static async create(onnxPath: string, spec: ModelSpec, options: RunnerOptions, stacks: SlotStacks | null): Promise<ModelRunner> {
-    const threads = options.intraOpThreads ?? availableParallelism();
-    const session = await ort.InferenceSession.create(onnxPath, {
-      executionProviders: options.executionProviders,
+  /** The host path's session options (bench/peer/session-resident.ts creates its sessions with them too). */
+  static sessionOptions(executionProviders: string[], intraOpThreads?: number): ort.InferenceSession.SessionOptions {
+    return {
+      executionProviders,
       graphOptimizationLevel: 'all',
-      intraOpNumThreads: threads,
+      intraOpNumThreads: intraOpThreads ?? availableParallelism(),
       interOpNumThreads: 1,
       executionMode: 'sequential',
-    });
+    };
+  }
+
+  static async create(onnxPath: string, spec: ModelSpec, options: RunnerOptions, stacks: SlotStacks | null): Promise<ModelRunner> {
+    const session = await ort.InferenceSession.create(onnxPath, ModelRunner.sessionOptions(options.executionProviders, options.intraOpThreads));
     if (!session.inputNames.includes('unpad')) throw new Error("ModelRunner needs a graph built with attention: 'packed'");
     return new ModelRunner(spec, session, options, options.executionProviders[0], stacks);
   }
