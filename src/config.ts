@@ -22,6 +22,9 @@ export const MODEL_DTYPES = ['auto', 'float32', 'float16'] as const;
 export type ModelDtype = (typeof MODEL_DTYPES)[number];
 export const QUANTIZE_MODES = ['none', 'int8', 'int4'] as const;
 export type QuantizeMode = (typeof QUANTIZE_MODES)[number];
+/** Block sizes MatMulNBits takes (powers of two from 16); auto = the mode's own (quantize.ts MODE_FORMAT). */
+export const QUANTIZE_BLOCK_SIZES = ['auto', '16', '32', '64', '128', '256'] as const;
+export type QuantizeBlockSize = (typeof QUANTIZE_BLOCK_SIZES)[number];
 export const GENERATION_CONFIG_MODES = ['auto', 'none'] as const;
 export type GenerationConfigMode = (typeof GENERATION_CONFIG_MODES)[number];
 
@@ -48,6 +51,8 @@ export interface Config {
     dtype: ModelDtype;
     /** Weight-only quantization of the base's linear projections, embeddings and LM head (MatMulNBits). */
     quantize: QuantizeMode;
+    /** Weights per quantization block along K (one scale each); auto = 32 for int8, 128 for int4. */
+    quantizeBlockSize: QuantizeBlockSize;
     intraOpThreads: number;
     /** Adapters from S3 are downloaded here (bounded by adapterCacheMb, least recently used evicted). */
     adapterCacheDir: string;
@@ -106,6 +111,7 @@ export const DEFAULTS: Config = {
     stateResidency: 'auto',
     dtype: 'auto',
     quantize: 'none',
+    quantizeBlockSize: 'auto',
     intraOpThreads: 0,
     adapterCacheDir: '.cache/adapters',
     adapterCacheMb: 4096,
@@ -237,7 +243,15 @@ export const SETTINGS: Setting[] = [
     flag: '--quantize',
     kind: 'choice',
     choices: QUANTIZE_MODES,
-    help: 'base weights quantized at graph build: none, int8 or int4 (block 32; LoRA stays float); a GPTQ/AWQ checkpoint is read as it is',
+    help: 'base weights quantized at graph build: none, int8 or int4 (LoRA stays float); a GPTQ/AWQ checkpoint is read as it is',
+  },
+  {
+    path: 'model.quantizeBlockSize',
+    env: 'QUANTIZE_BLOCK_SIZE',
+    flag: '--quantize-block-size',
+    kind: 'choice',
+    choices: QUANTIZE_BLOCK_SIZES,
+    help: 'weights per quantization block (one scale each) with --quantize int8|int4: auto = 32 for int8, 128 for int4; larger blocks take less memory and decode faster for a larger rounding error (docs/benchmarks.md)',
   },
   { path: 'model.intraOpThreads', env: 'INTRA_OP_THREADS', flag: '--threads', kind: 'int', min: 0, max: 1024, help: 'onnxruntime threads (0 = one per core)' },
   { path: 'engine.maxBatch', env: 'MAX_BATCH', flag: '--max-batch', kind: 'int', min: 1, max: 256, help: 'sequences decoded together' },

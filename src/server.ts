@@ -33,6 +33,7 @@ export function engineOptionsFrom(config: Config) {
     stateResidency: config.model.stateResidency,
     dtype: config.model.dtype,
     quantize: config.model.quantize,
+    ...(config.model.quantizeBlockSize !== 'auto' ? { quantizeBlockSize: Number(config.model.quantizeBlockSize) } : {}),
     intraOpThreads: config.model.intraOpThreads || undefined,
     maxBatch: e.maxBatch,
     maxBatchTokens: e.maxBatchTokens,

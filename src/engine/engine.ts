@@ -74,6 +74,8 @@ export interface EngineOptions {
   generationConfig?: GenerationConfigMode;
   /** Weight-only quantization of the base (MatMulNBits, quantized-weights.ts); default none. */
   quantize?: QuantizeMode;
+  /** Weights per quantization block instead of the mode's (quantize.ts MODE_FORMAT). */
+  quantizeBlockSize?: number;
   maxBatch: number;
   maxBatchTokens: number;
   maxQueue: number;
@@ -153,7 +155,7 @@ export class Engine {
         weights,
         cacheDir: resolve(options.cacheDir),
         cacheMaxBytes: options.graphCacheMaxBytes,
-        graph: { maxSequenceLength, lora: true, quantize: options.quantize ?? 'none' },
+        graph: { maxSequenceLength, lora: true, quantize: options.quantize ?? 'none', quantizeBlockSize: options.quantizeBlockSize },
         executionProviders: options.executionProviders,
         residency: options.stateResidency ?? 'auto',
         dtype: options.dtype ?? 'auto',

@@ -50,10 +50,10 @@ for (const { label, format, group } of FORMATS) {
 t.test('a GPTQ 4-bit checkpoint serves the same tokens as the float checkpoint quantized the same way at build', async (t) => {
   const dir = join(scratch, 'gptq-serve');
   writePrequantizedCheckpoint(FIXTURE_MODEL, dir, { method: 'gptq', bits: 4, version: 'gptq', gIdx: 'trivial' }, 32);
-  // The float checkpoint with --quantize int4 gets byte-identical projections (block 32, zero points); the
-  // embeddings and LM head are quantized from the same float values in both.
-  const fromFloat = await loadFixtureEngine({ quantize: 'int4', cacheDir: freshCacheDir() });
-  const fromGptq = await loadFixtureEngine({ modelDir: dir, quantize: 'int4', cacheDir: freshCacheDir() });
+  // The float checkpoint with --quantize int4 --quantize-block-size 32 gets byte-identical projections (block 32,
+  // zero points); the embeddings and LM head are quantized from the same float values in both.
+  const fromFloat = await loadFixtureEngine({ quantize: 'int4', quantizeBlockSize: 32, cacheDir: freshCacheDir() });
+  const fromGptq = await loadFixtureEngine({ modelDir: dir, quantize: 'int4', quantizeBlockSize: 32, cacheDir: freshCacheDir() });
   t.teardown(async () => {
     await fromFloat.close();
     await fromGptq.close();

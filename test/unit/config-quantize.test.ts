@@ -19,3 +19,12 @@ t.test('an unknown format is refused naming the setting and the choices', async 
     message: /model.quantize must be one of none, int8, int4 \(got "q4_k" from flag --quantize\)/,
   });
 });
+
+t.test('--quantize-block-size / QUANTIZE_BLOCK_SIZE: default auto, powers of two from 16, anything else refused', async (t) => {
+  t.equal(loadConfig({ argv: [], env: {} }).model.quantizeBlockSize, 'auto');
+  t.equal(loadConfig({ argv: [], env: { QUANTIZE_BLOCK_SIZE: '64' } }).model.quantizeBlockSize, '64');
+  t.equal(loadConfig({ argv: ['--quantize-block-size', '128'], env: { QUANTIZE_BLOCK_SIZE: '64' } }).model.quantizeBlockSize, '128');
+  t.throws(() => loadConfig({ argv: ['--quantize-block-size', '48'], env: {} }), {
+    message: /model.quantizeBlockSize must be one of auto, 16, 32, 64, 128, 256 \(got "48" from flag --quantize-block-size\)/,
+  });
+});

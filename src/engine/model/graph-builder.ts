@@ -62,6 +62,8 @@ export interface GraphOptions {
    * (quantized-weights.ts; default none). A GPTQ/AWQ checkpoint's packed projections are read as they are.
    */
   quantize?: QuantizeMode;
+  /** Weights per quantization block instead of the mode's (quantize.ts MODE_FORMAT). */
+  quantizeBlockSize?: number;
 }
 
 /** Input and output sizes of each projection, as [in, out]. */
@@ -191,7 +193,7 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
     return g.one('Reshape', [x, flatShapes.get(width)!]);
   };
 
-  const quantized = QuantizedWeights.create(g, weights, options.quantize ?? 'none', half, sink);
+  const quantized = QuantizedWeights.create(g, weights, options.quantize ?? 'none', half, sink, options.quantizeBlockSize);
   const embeddings =
     quantized?.embedding('input_ids', 'model.embed_tokens.weight', V, H) ??
     g.one('Gather', [weight('model.embed_tokens.weight', [V, H]), 'input_ids'], { axis: 0 });

@@ -14,7 +14,7 @@ import { checkEveryTensorUsed } from './checkpoint-tensors.js';
 import { CheckpointLinks, type DataLayoutReport } from './checkpoint-links.js';
 
 /** Bump when the graph layout changes so old cache entries are not reused. */
-export const GRAPH_BUILDER_VERSION = 14;
+export const GRAPH_BUILDER_VERSION = 15;
 const MODEL_FILE = 'model.onnx';
 const DATA_FILE = 'model.onnx.data';
 /** Facts about the build that a reused graph still needs (the base's weight bytes). */

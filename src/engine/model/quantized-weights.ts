@@ -34,6 +34,23 @@ export function weightFormatLabel(prequantized: PrequantizedFormat | null, quant
   return prequantized ? `${prequantized.label}; other weights ${rest}` : rest;
 }
 
+/** The mode's block size, or for a K shorter than it the power of two (>= 16, MatMulNBits' smallest) that covers K, not padding it twice over. */
+export function weightBlockSize(k: number, modeBlockSize: number): number {
+  let b = 16;
+  while (b < k && b < modeBlockSize) b *= 2;
+  return b;
+}
+
+/**
+ * GatherBlockQuantized needs blocks that tile each embedding row exactly: the mode's block size, or the largest
+ * power-of-two fraction of it (down to 16, the op's smallest) that divides the hidden size; null when none does
+ * (the embeddings then stay float).
+ */
+export function embeddingBlockSize(hidden: number, modeBlockSize: number): number | null {
+  for (let b = modeBlockSize; b >= 16; b /= 2) if (hidden % b === 0) return b;
+  return null;
+}
+
 export class QuantizedWeights {
   private readonly cache = new Map<string, BlockQuantized>();
   /** The packed-values initializer of each weight written so far: a tied embedding and LM head share one. */
@@ -46,25 +63,30 @@ export class QuantizedWeights {
     private readonly half: boolean,
     private readonly sink: QuantizedSink,
     readonly prequantized: PrequantizedFormat | null,
+    /** The largest block along K (MODE_FORMAT's, or the operator's choice). */
+    private readonly blockSize: number,
   ) {}
 
   /** Null when nothing is quantized: a float checkpoint with --quantize none keeps today's graph. */
-  static create(g: Graph, weights: CheckpointWeights, mode: QuantizeMode, half: boolean, sink: QuantizedSink): QuantizedWeights | null {
+  static create(g: Graph, weights: CheckpointWeights, mode: QuantizeMode, half: boolean, sink: QuantizedSink, blockSize?: number): QuantizedWeights | null {
     const prequantized = checkpointQuantization(weights.modelDir);
     if (mode === 'none' && !prequantized) return null;
-    return new QuantizedWeights(g, weights, mode, half, sink, prequantized);
+    if (blockSize !== undefined && !(blockSize >= 16 && Number.isInteger(Math.log2(blockSize))))
+      throw new Error(`quantize block size ${blockSize}: MatMulNBits takes a power of two from 16`);
+    return new QuantizedWeights(g, weights, mode, half, sink, prequantized, blockSize ?? (mode === 'none' ? 0 : MODE_FORMAT[mode].blockSize));
   }
 
   /**
    * The float weight `name` [n, k] in the mode's format (null with --quantize none). `keep`: hold it for a second
    * reader (the embedding matrix, which a tied LM head reads again); projections are dropped once written.
+   * `blockSize`: instead of the mode's (the embeddings need one that divides the hidden size).
    */
-  private quantizeFloat(name: string, n: number, k: number, keep = false): BlockQuantized | null {
+  private quantizeFloat(name: string, n: number, k: number, keep = false, blockSize?: number): BlockQuantized | null {
     if (this.mode === 'none') return null;
     let q = this.cache.get(name);
     if (!q) {
-      const { bits, blockSize, symmetric } = MODE_FORMAT[this.mode];
-      q = quantizeBlockwise(this.weights.read(name, [n, k]), n, k, bits, blockSize, symmetric);
+      const format = MODE_FORMAT[this.mode];
+      q = quantizeBlockwise(this.weights.read(name, [n, k]), n, k, format.bits, blockSize ?? weightBlockSize(k, this.blockSize), format.symmetric);
       if (keep) this.cache.set(name, q);
     }
     return q;
@@ -118,8 +140,10 @@ export class QuantizedWeights {
    * are its own, MatMulNBits refusing that shape.
    */
   embedding(ids: string, name: string, v: number, h: number): string | null {
-    const q = this.quantizeFloat(name, v, h, true);
-    if (!q || h % q.blockSize !== 0) return null;
+    if (this.mode === 'none') return null;
+    const blockSize = embeddingBlockSize(h, this.blockSize);
+    if (!blockSize) return null;
+    const q = this.quantizeFloat(name, v, h, true, blockSize)!;
     const blocks = h / q.blockSize;
     const inputs = [this.data(name, q), ids, `${name}.gather_scales`];
     this.sink(`${name}.gather_scales`, this.half ? toFloat16(q.scales) : q.scales, [v, blocks, 1]);

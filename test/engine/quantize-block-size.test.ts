@@ -1,0 +1,49 @@
+/**
+ * The quantization block size: the modes' defaults, the operator's override (--quantize-block-size), blocks
+ * shortened for a K below the block, embeddings blocks that tile the hidden size, and refusal of a size
+ * MatMulNBits does not take.
+ */
+import t from 'tap';
+import { MODE_FORMAT } from '../../src/engine/model/quantize.js';
+import { embeddingBlockSize, weightBlockSize } from '../../src/engine/model/quantized-weights.js';
+import { freshCacheDir, greedyRequest, loadFixtureEngine, reference } from '../helpers/engine.js';
+
+t.test('defaults: int8 blocks of 32, int4 blocks of 128', async (t) => {
+  t.equal(MODE_FORMAT.int8.blockSize, 32);
+  t.equal(MODE_FORMAT.int4.blockSize, 128);
+});
+
+t.test('a K shorter than the block gets the power of two that covers it, from 16', async (t) => {
+  t.equal(weightBlockSize(4864, 128), 128);
+  t.equal(weightBlockSize(688, 128), 128, 'longer than the block: padded, not shortened');
+  t.equal(weightBlockSize(64, 128), 64);
+  t.equal(weightBlockSize(40, 128), 64);
+  t.equal(weightBlockSize(8, 32), 16);
+});
+
+t.test('embedding blocks divide the hidden size: the block, or a power-of-two fraction of it down to 16', async (t) => {
+  t.equal(embeddingBlockSize(896, 128), 128);
+  t.equal(embeddingBlockSize(2880, 128), 64);
+  t.equal(embeddingBlockSize(64, 128), 64);
+  t.equal(embeddingBlockSize(200, 32), null, 'no block of 16 or more tiles 200: the embeddings stay float');
+});
+
+t.test('--quantize-block-size 64 on int8: fewer bytes than the default 32, and still serves', async (t) => {
+  const byDefault = await loadFixtureEngine({ quantize: 'int8', cacheDir: freshCacheDir() });
+  const larger = await loadFixtureEngine({ quantize: 'int8', quantizeBlockSize: 64, cacheDir: freshCacheDir() });
+  t.teardown(async () => {
+    await byDefault.close();
+    await larger.close();
+  });
+  t.ok(larger.baseWeights.bytes < byDefault.baseWeights.bytes, `block 64 ${larger.baseWeights.bytes} bytes < block 32 ${byDefault.baseWeights.bytes}`);
+  const c = reference.cases[0];
+  const out = await larger.generate(greedyRequest(c));
+  t.equal(out.tokenIds.length, c.greedy_token_ids.length);
+});
+
+t.test('a block size MatMulNBits does not take is refused at build', async (t) => {
+  await t.rejects(
+    loadFixtureEngine({ quantize: 'int4', quantizeBlockSize: 48, cacheDir: freshCacheDir() }),
+    /quantize block size 48: MatMulNBits takes a power of two from 16/,
+  );
+});
