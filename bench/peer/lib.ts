@@ -290,14 +290,15 @@ export function servedGraphPath(s: ServerProcess): string {
 
 /**
  * Host bytes the base's weights take: the resident growth of a fresh process while onnxruntime creates a session
- * on the served graph (bench/peer/session-resident.ts; a fresh process, as a running server reuses freed memory).
+ * on the served graph (bench/peer/session-resident.ts; a fresh process, as a running server reuses freed memory);
+ * `baseBytes` leaves out the pages of onnxruntime's code that the session first touches (`codeBytes`).
  */
-export function baseResidentBytes(onnxPath: string, threads: number): number {
+export function baseResidentBytes(onnxPath: string, threads: number): { residentBytes: number; codeBytes: number; baseBytes: number } {
   const out = execFileSync(process.execPath, ['--import', 'tsx', join(PEER_DIR, 'session-resident.ts'), onnxPath, String(threads)], {
     cwd: PROJECT_ROOT,
     encoding: 'utf8',
   });
-  return (JSON.parse(out.trim().split('\n').at(-1)!) as { residentBytes: number }).residentBytes;
+  return JSON.parse(out.trim().split('\n').at(-1)!) as { residentBytes: number; codeBytes: number; baseBytes: number };
 }
 
 /** llama.cpp (node-llama-cpp) behind the same /v1/generate shape: bench/peer/llama-http.ts. */

@@ -262,10 +262,10 @@ for (const shapeName of shapeNames) {
     // The host memory each of our bases takes, measured in a fresh process on the graph that server serves.
     const oursResident = Object.fromEntries(
       Object.keys(oursWeights).map((name) => [name, baseResidentBytes(servedGraphPath(targets.find((t) => t.name === name)!.server), THREADS)]),
-    ) as Record<string, number>;
+    ) as Record<string, ReturnType<typeof baseResidentBytes>>;
     log(
-      `servers ready; base resident MiB ${Object.entries(oursResident)
-        .map(([n, b]) => `${n} ${fmt(b / 2 ** 20, 0)}`)
+      `servers ready; base resident MiB (with code pages) ${Object.entries(oursResident)
+        .map(([n, b]) => `${n} ${fmt(b.baseBytes / 2 ** 20, 0)} (${fmt(b.residentBytes / 2 ** 20, 0)})`)
         .join(', ')}; load ${loadavg()}`,
     );
 
@@ -430,7 +430,7 @@ for (const shapeName of shapeNames) {
     ).filter(([o, l]) => summary.batch1[`ours-${o}`] && summary.batch1[`llama-${l}`]);
     if (pairs.length) {
       md.push(
-        'Quantized base, ours against llama.cpp at equal bits (ratios of the medians above; resident = process RSS after load; base resident = host memory the base took, measured as the RSS growth of a fresh process creating a session on the served graph (bench/peer/session-resident.ts); base weights = bytes in our graph from /readyz):',
+        'Quantized base, ours against llama.cpp at equal bits (ratios of the medians above; resident = process RSS after load; base resident = host memory the base took, measured as the RSS growth of a fresh process creating a session on the served graph, less the pages of the onnxruntime library code that creating it touched (bench/peer/session-resident.ts; in brackets: with them); base weights = bytes in our graph from /readyz):',
       );
       md.push('');
       md.push(
@@ -443,7 +443,7 @@ for (const shapeName of shapeNames) {
         const ls = servers.find((s) => s.name === `llama-${shapeName}-${l}`)!;
         const os = targets.find((t) => t.name === on)!.server;
         md.push(
-          `| ${on} (${oursWeights[on].format}) | ${ln} | ${fmt(summary.batch1[on].decodeTokPerS / summary.batch1[ln].decodeTokPerS, 2)} | ${fmt(summary.concurrent[on].aggregateTokPerS / summary.concurrent[ln].aggregateTokPerS, 2)} | ${fmt(rssAfterLoad[os.name].rssMiB, 0)} | ${fmt(rssAfterLoad[ls.name].rssMiB, 0)} | ${fmt(rssAfterLoad[os.name].rssMiB / rssAfterLoad[ours.name].rssMiB, 3)} | ${fmt(oursResident[on] / 2 ** 20, 0)} | ${fmt(oursResident[on] / oursResident['ours-f32'], 3)} | ${fmt(oursWeights[on].bytes / oursWeights['ours-f32'].bytes, 3)} |`,
+          `| ${on} (${oursWeights[on].format}) | ${ln} | ${fmt(summary.batch1[on].decodeTokPerS / summary.batch1[ln].decodeTokPerS, 2)} | ${fmt(summary.concurrent[on].aggregateTokPerS / summary.concurrent[ln].aggregateTokPerS, 2)} | ${fmt(rssAfterLoad[os.name].rssMiB, 0)} | ${fmt(rssAfterLoad[ls.name].rssMiB, 0)} | ${fmt(rssAfterLoad[os.name].rssMiB / rssAfterLoad[ours.name].rssMiB, 3)} | ${fmt(oursResident[on].baseBytes / 2 ** 20, 0)} (${fmt(oursResident[on].residentBytes / 2 ** 20, 0)}) | ${fmt(oursResident[on].baseBytes / oursResident['ours-f32'].baseBytes, 3)} (${fmt(oursResident[on].residentBytes / oursResident['ours-f32'].residentBytes, 3)}) | ${fmt(oursWeights[on].bytes / oursWeights['ours-f32'].bytes, 3)} |`,
         );
       }
       md.push('');
