@@ -7,7 +7,7 @@
 import { availableParallelism } from 'node:os';
 import { ort } from './ort.js';
 import type { ModelSpec } from './hf-config.js';
-import { PROJECTIONS } from './graph-builder.js';
+import { PROJECTIONS, projectionShape } from './graph-builder.js';
 import {
   ATTENTION_GROUPS,
   MASKED,
@@ -91,6 +91,8 @@ export class ModelRunner implements BatchRunner {
   private readonly cache: HostKvCache;
   /** The graph's LoRA inputs for the last set of used slots (see loraStepFeeds). */
   private usedLora: { key: string; slots: number[]; feeds: Record<string, ort.Tensor> } | null = null;
+  /** The LoRA inputs of a step without adapters (noAdapterFeeds). */
+  private noAdapter: Record<string, ort.Tensor> | null = null;
 
   private constructor(
     readonly spec: ModelSpec,
@@ -231,11 +233,11 @@ export class ModelRunner implements BatchRunner {
   /**
    * The adapters this step uses, as the graph's `lora_used.*` inputs (laid out by layOutUsed, kept while the same
    * set is used), and each token's columns (`lora_mask` [T, used*rank]). Rows of the bare base model (slot 0)
-   * are in no adapter's columns; a step without adapters multiplies the zero block of slot 0.
+   * are in no adapter's columns; a step without adapters gets width-1 zeros (noAdapterFeeds).
    */
   private loraStepFeeds(parts: StepRow[], T: number): Record<string, ort.Tensor> {
     const used = [...new Set(parts.map((r) => r.slot).filter((slot) => slot > 0))].sort((x, y) => x - y);
-    if (used.length === 0) used.push(0); // the inputs never have an empty dimension
+    if (used.length === 0) return { ...this.noAdapterFeeds(), lora_mask: new ort.Tensor('float32', new Float32Array(T), [T, 1]) };
     const key = used.join(',');
     if (this.usedLora?.key !== key) this.usedLora = { key, slots: used, feeds: this.layOutUsed(used) };
     const R = this.stacks!.rank;
@@ -247,6 +249,24 @@ export class ModelRunner implements BatchRunner {
       for (let i = 0; i < r.tokens.length; i++, t++) if (u >= 0) mask.fill(1, t * width + u * R, t * width + (u + 1) * R);
     }
     return { ...this.usedLora.feeds, lora_mask: new ort.Tensor('float32', mask, [T, width]) };
+  }
+
+  /**
+   * A step in which no row uses an adapter: width-1 zero matrices (the inputs never have an empty dimension), so
+   * the LoRA products read next to nothing instead of slot 0's rank-wide block of zeros.
+   */
+  private noAdapterFeeds(): Record<string, ort.Tensor> {
+    if (!this.noAdapter) {
+      this.noAdapter = {};
+      for (let l = 0; l < this.spec.numLayers; l++) {
+        for (const p of PROJECTIONS) {
+          const [inSize, outSize] = projectionShape(this.spec, p);
+          this.noAdapter[usedLoraName(l, p, 'a')] = new ort.Tensor('float32', new Float32Array(inSize), [inSize, 1]);
+          this.noAdapter[usedLoraName(l, p, 'b')] = new ort.Tensor('float32', new Float32Array(outSize), [1, outSize]);
+        }
+      }
+    }
+    return this.noAdapter;
   }
 
   /**
