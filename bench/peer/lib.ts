@@ -15,6 +15,7 @@ import { availableParallelism, cpus, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeRandomAdapter, writeRandomModel, writeWordTokenizer, type RandomModelShape } from '../random-checkpoint.js';
+import { MODE_FORMAT } from '../../src/engine/model/quantize.js';
 
 export const PEER_DIR = dirname(fileURLToPath(import.meta.url));
 export const PROJECT_ROOT = resolve(PEER_DIR, '..', '..');
@@ -46,10 +47,18 @@ export const SHAPES: Record<string, Shape> = {
   q05: { name: 'q05', hidden: 896, intermediate: 4864, layers: 24, heads: 14, kvHeads: 2, vocab: 151936, maxPositions: 2048, tied: true },
 };
 
-/** llama.cpp's GGUF kinds, and ours: f32, or `int8`/`int4` (--quantize: MatMulNBits blocks of 32, float32 scales, int4 with a zero point per block). */
+/** llama.cpp's GGUF kinds, and ours: f32, or `int8`/`int4` (--quantize: MatMulNBits, quantize.ts MODE_FORMAT's blocks, float32 scales, int4 with a zero point per block). */
 export type WeightKind = 'f32' | 'f16' | 'q8_0' | 'q4_0' | 'int8' | 'int4';
-/** Bytes per weight of each kind, scales and zero points included. */
-export const BYTES_PER_WEIGHT: Record<WeightKind, number> = { f32: 4, f16: 2, q8_0: 34 / 32, q4_0: 18 / 32, int8: 1 + 4 / 32, int4: 0.5 + 4 / 32 + 0.5 / 32 };
+const quantizedBytes = (bits: 4 | 8, zeroPoints: boolean, block: number) => bits / 8 + 4 / block + (zeroPoints ? 0.5 / block : 0);
+/** Bytes per weight of each kind, scales and zero points included: the projections' and the embedding matrix's (LM head). */
+export const BYTES_PER_WEIGHT: Record<WeightKind, { projections: number; head: number }> = {
+  f32: { projections: 4, head: 4 },
+  f16: { projections: 2, head: 2 },
+  q8_0: { projections: 34 / 32, head: 34 / 32 },
+  q4_0: { projections: 18 / 32, head: 18 / 32 },
+  int8: { projections: quantizedBytes(8, false, MODE_FORMAT.int8.blockSize), head: quantizedBytes(8, false, MODE_FORMAT.int8.headBlockSize) },
+  int4: { projections: quantizedBytes(4, true, MODE_FORMAT.int4.blockSize), head: quantizedBytes(4, true, MODE_FORMAT.int4.headBlockSize) },
+};
 export const ADAPTER_NAME = 'r16qkvo';
 
 // ---------------------------------------------------------------------------------------------------- logging
@@ -130,9 +139,9 @@ export function weightBytesPerToken(shape: Shape, kind: WeightKind): number {
   const kv = 2 * shape.hidden * shape.kvHeads * headDim;
   const o = shape.heads * headDim * shape.hidden;
   const mlp = 3 * shape.hidden * shape.intermediate;
-  const matrices = shape.layers * (q + kv + o + mlp) + shape.vocab * shape.hidden;
   const norms = (2 * shape.layers + 1) * shape.hidden;
-  return matrices * BYTES_PER_WEIGHT[kind] + norms * 4;
+  const { projections, head } = BYTES_PER_WEIGHT[kind];
+  return shape.layers * (q + kv + o + mlp) * projections + shape.vocab * shape.hidden * head + norms * 4;
 }
 
 // ---------------------------------------------------------------------------------------------------- llama.cpp

@@ -62,6 +62,7 @@ import {
   type StreamResult,
   type WeightKind,
 } from './lib.js';
+import { MODE_FORMAT } from '../../src/engine/model/quantize.js';
 
 const { values: a } = parseArgs({
   options: {
@@ -389,7 +390,7 @@ for (const shapeName of shapeNames) {
     md.push('');
     const usedKinds = [...new Set(targets.map((t) => t.kind))];
     md.push(
-      `Weights read per token: ${usedKinds.map((k) => `${k} ${(bytes[k] / 1e6).toFixed(1)} MB`).join(', ')}; weights bound at ${fmt(boundGBs, 2)} GB/s: ${usedKinds.map((k) => `${k} ${fmt(bound1(k))}`).join(', ')} tok/s (x${CONC} for ${CONC} concurrent). Ours int8/int4: MatMulNBits blocks of 32 with float32 scales (int4 with zero points), accuracy level 4; llama.cpp q8_0/q4_0: blocks of 32 with f16 scales (bench/peer/hf2gguf.py, every matrix including the tied embedding).`,
+      `Weights read per token: ${usedKinds.map((k) => `${k} ${(bytes[k] / 1e6).toFixed(1)} MB`).join(', ')}; weights bound at ${fmt(boundGBs, 2)} GB/s: ${usedKinds.map((k) => `${k} ${fmt(bound1(k))}`).join(', ')} tok/s (x${CONC} for ${CONC} concurrent). Ours int8/int4: MatMulNBits with float32 scales (int4 with zero points), accuracy level 4, projections in blocks of ${MODE_FORMAT.int8.blockSize}, the embedding matrix in blocks of ${MODE_FORMAT.int8.headBlockSize} (int8) / ${MODE_FORMAT.int4.headBlockSize} (int4) unless --server-args set --quantize-block-size; llama.cpp q8_0/q4_0: blocks of 32 with f16 scales (bench/peer/hf2gguf.py, every matrix including the tied embedding).`,
     );
     md.push('');
     md.push(`Batch 1 (prefill = ${PROMPT} / time to first token; decode = ${TOKENS - 1} / (last token - first token); client side, medians of ${ROUNDS}):`);

@@ -8,9 +8,8 @@ import { MODE_FORMAT } from '../../src/engine/model/quantize.js';
 import { embeddingBlockSize, weightBlockSize } from '../../src/engine/model/quantized-weights.js';
 import { freshCacheDir, greedyRequest, loadFixtureEngine, reference } from '../helpers/engine.js';
 
-t.test('defaults: int8 blocks of 32, int4 blocks of 128', async (t) => {
-  t.equal(MODE_FORMAT.int8.blockSize, 32);
-  t.equal(MODE_FORMAT.int4.blockSize, 128);
+t.test('defaults: projections in blocks of 128; the embeddings and LM head in 32 (int8) and 128 (int4)', async (t) => {
+  t.same([MODE_FORMAT.int8.blockSize, MODE_FORMAT.int8.headBlockSize, MODE_FORMAT.int4.blockSize, MODE_FORMAT.int4.headBlockSize], [128, 32, 128, 128]);
 });
 
 t.test('a K shorter than the block gets the power of two that covers it, from 16', async (t) => {
@@ -28,14 +27,14 @@ t.test('embedding blocks divide the hidden size: the block, or a power-of-two fr
   t.equal(embeddingBlockSize(200, 32), null, 'no block of 16 or more tiles 200: the embeddings stay float');
 });
 
-t.test('--quantize-block-size 64 on int8: fewer bytes than the default 32, and still serves', async (t) => {
-  const byDefault = await loadFixtureEngine({ quantize: 'int8', cacheDir: freshCacheDir() });
-  const larger = await loadFixtureEngine({ quantize: 'int8', quantizeBlockSize: 64, cacheDir: freshCacheDir() });
+t.test('--quantize-block-size 64 on int4: fewer bytes than 16, and still serves', async (t) => {
+  const byDefault = await loadFixtureEngine({ quantize: 'int4', quantizeBlockSize: 16, cacheDir: freshCacheDir() });
+  const larger = await loadFixtureEngine({ quantize: 'int4', quantizeBlockSize: 64, cacheDir: freshCacheDir() });
   t.teardown(async () => {
     await byDefault.close();
     await larger.close();
   });
-  t.ok(larger.baseWeights.bytes < byDefault.baseWeights.bytes, `block 64 ${larger.baseWeights.bytes} bytes < block 32 ${byDefault.baseWeights.bytes}`);
+  t.ok(larger.baseWeights.bytes < byDefault.baseWeights.bytes, `block 64 ${larger.baseWeights.bytes} bytes < block 16 ${byDefault.baseWeights.bytes}`);
   const c = reference.cases[0];
   const out = await larger.generate(greedyRequest(c));
   t.equal(out.tokenIds.length, c.greedy_token_ids.length);

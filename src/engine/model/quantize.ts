@@ -29,18 +29,19 @@ export interface BlockQuantized {
 
 /**
  * The choices of the `int8` and `int4` modes (measured on this machine, docs/benchmarks.md "Quantized base"):
- * - int8: blocks of 32 along K (as llama.cpp's Q8_0), symmetric (the default zero point). Larger blocks take less
- *   memory and decode faster, but accuracy level 4 also quantizes the activations per block, and at 64 the Qwen3
- *   reference loses greedy tokens of clear margin that 32 keeps (test/engine/reference-quantized.test.ts).
- * - int4: blocks of 128 (GPTQ's and AWQ's usual group size) with a zero point per block (min/max), which Q4_0
- *   lacks. onnxruntime's packed copy of a MatMulNBits weight carries about 12 bytes per block beside the values,
- *   so on a 100M-parameter model 128 against 32 cuts the resident base by 31 MiB and decodes 6-9% faster, for a
- *   perplexity within 2% of float32 on the demo model (32: within 0.1%).
- * `--quantize-block-size` overrides either.
+ * - `blockSize`, the projections': 128 along K (GPTQ's and AWQ's usual group size; llama.cpp's Q8_0/Q4_0 use
+ *   32). onnxruntime's packed copy of a MatMulNBits weight carries about 12 bytes per block beside the values, so
+ *   on a 100M-parameter model 128 against 32 holds ~30 MiB less and decodes 6-18% faster.
+ * - `headBlockSize`, the embedding matrix's and the LM head's (one matrix when tied): int8 32, int4 128. The LM
+ *   head's rounding goes straight into the logits, and accuracy level 4 also quantizes its input per block: with
+ *   it at 64 or more, the Qwen3 reference loses int8 greedy tokens of clear margin that 32 keeps
+ *   (test/engine/reference-quantized.test.ts). int4 keeps 128 there too, for memory (its agreement is reported).
+ * int8 is symmetric (the default zero point, as Q8_0), int4 has a zero point per block (min/max), which Q4_0
+ * lacks. `--quantize-block-size` sets the projections' block; the head's is then the smaller of the two.
  */
-export const MODE_FORMAT: Record<Exclude<QuantizeMode, 'none'>, { bits: Bits; blockSize: number; symmetric: boolean }> = {
-  int8: { bits: 8, blockSize: 32, symmetric: true },
-  int4: { bits: 4, blockSize: 128, symmetric: false },
+export const MODE_FORMAT: Record<Exclude<QuantizeMode, 'none'>, { bits: Bits; blockSize: number; headBlockSize: number; symmetric: boolean }> = {
+  int8: { bits: 8, blockSize: 128, headBlockSize: 32, symmetric: true },
+  int4: { bits: 4, blockSize: 128, headBlockSize: 128, symmetric: false },
 };
 
 export const blocksOf = (k: number, blockSize: number) => Math.ceil(k / blockSize);

@@ -63,8 +63,10 @@ export class QuantizedWeights {
     private readonly half: boolean,
     private readonly sink: QuantizedSink,
     readonly prequantized: PrequantizedFormat | null,
-    /** The largest block along K (MODE_FORMAT's, or the operator's choice). */
+    /** The projections' block along K (MODE_FORMAT's, or the operator's choice). */
     private readonly blockSize: number,
+    /** The embedding matrix's and LM head's (MODE_FORMAT.headBlockSize, or the projections' when smaller). */
+    private readonly headBlockSize: number,
   ) {}
 
   /** Null when nothing is quantized: a float checkpoint with --quantize none keeps today's graph. */
@@ -73,20 +75,22 @@ export class QuantizedWeights {
     if (mode === 'none' && !prequantized) return null;
     if (blockSize !== undefined && !(blockSize >= 16 && Number.isInteger(Math.log2(blockSize))))
       throw new Error(`quantize block size ${blockSize}: MatMulNBits takes a power of two from 16`);
-    return new QuantizedWeights(g, weights, mode, half, sink, prequantized, blockSize ?? (mode === 'none' ? 0 : MODE_FORMAT[mode].blockSize));
+    const format = mode === 'none' ? null : MODE_FORMAT[mode];
+    const projections = blockSize ?? format?.blockSize ?? 0;
+    return new QuantizedWeights(g, weights, mode, half, sink, prequantized, projections, Math.min(projections, format?.headBlockSize ?? 0));
   }
 
   /**
    * The float weight `name` [n, k] in the mode's format (null with --quantize none). `keep`: hold it for a second
    * reader (the embedding matrix, which a tied LM head reads again); projections are dropped once written.
-   * `blockSize`: instead of the mode's (the embeddings need one that divides the hidden size).
+   * `blockSize`: the block to cover K with (default the projections'; the embeddings' must divide the hidden size).
    */
-  private quantizeFloat(name: string, n: number, k: number, keep = false, blockSize?: number): BlockQuantized | null {
+  private quantizeFloat(name: string, n: number, k: number, keep = false, blockSize = this.blockSize): BlockQuantized | null {
     if (this.mode === 'none') return null;
     let q = this.cache.get(name);
     if (!q) {
       const format = MODE_FORMAT[this.mode];
-      q = quantizeBlockwise(this.weights.read(name, [n, k]), n, k, format.bits, blockSize ?? weightBlockSize(k, this.blockSize), format.symmetric);
+      q = quantizeBlockwise(this.weights.read(name, [n, k]), n, k, format.bits, weightBlockSize(k, blockSize), format.symmetric);
       if (keep) this.cache.set(name, q);
     }
     return q;
@@ -141,7 +145,7 @@ export class QuantizedWeights {
    */
   embedding(ids: string, name: string, v: number, h: number): string | null {
     if (this.mode === 'none') return null;
-    const blockSize = embeddingBlockSize(h, this.blockSize);
+    const blockSize = embeddingBlockSize(h, this.headBlockSize);
     if (!blockSize) return null;
     const q = this.quantizeFloat(name, v, h, true, blockSize)!;
     const blocks = h / q.blockSize;
@@ -163,7 +167,7 @@ export class QuantizedWeights {
 
   /** Logits = x [rows, h] times the LM head [v, h] (the embeddings when tied) as MatMulNBits, or null when float. */
   lmHead(x: string, name: string, v: number, h: number): string | null {
-    const q = this.quantizeFloat(name, v, h);
+    const q = this.quantizeFloat(name, v, h, false, this.headBlockSize);
     return q ? this.matMul(x, name, q) : null;
   }
 }
