@@ -12,6 +12,7 @@ import { DataType, encodeModel, type DataTypeCode } from './onnx-proto.js';
 import type { CheckpointWeights } from './weights.js';
 import { checkEveryTensorUsed } from './checkpoint-tensors.js';
 import { CheckpointLinks, type DataLayoutReport } from './checkpoint-links.js';
+import { MODE_FORMAT } from './quantize.js';
 
 /** Bump when the graph layout changes so old cache entries are not reused. */
 export const GRAPH_BUILDER_VERSION = 15;
@@ -34,7 +35,14 @@ export interface CachedModel {
 
 export function cacheKey(modelDir: string, weights: CheckpointWeights, options: GraphOptions): string {
   const hash = createHash('sha256');
-  hash.update(JSON.stringify({ v: GRAPH_BUILDER_VERSION, options }));
+  // The quantized modes' formats too, so that changing a default block size never reuses an old graph.
+  hash.update(
+    JSON.stringify({
+      v: GRAPH_BUILDER_VERSION,
+      options,
+      ...(options.quantize && options.quantize !== 'none' ? { format: MODE_FORMAT[options.quantize] } : {}),
+    }),
+  );
   hash.update(readFileSync(join(modelDir, 'config.json')));
   hash.update(weights.fingerprint());
   return hash.digest('hex').slice(0, 24);
