@@ -58,7 +58,7 @@ t.test('a GPTQ 4-bit checkpoint serves the same tokens as the float checkpoint q
     await fromFloat.close();
     await fromGptq.close();
   });
-  t.equal(fromGptq.baseWeights.format, 'gptq-int4 (group 32); other weights int4');
+  t.equal(fromGptq.baseWeights.format, 'gptq-int4 (group 32); other weights int4 (blocks of 32)');
   t.equal(fromGptq.baseWeights.bytes, fromFloat.baseWeights.bytes, 'the same bytes in the graph');
   for (const c of reference.cases.slice(0, 8)) {
     const [a, b] = await Promise.all([fromFloat.generate(greedyRequest(c)), fromGptq.generate(greedyRequest(c))]);

@@ -28,9 +28,27 @@ export function checkpointQuantization(modelDir: string): PrequantizedFormat | n
   return readQuantizationConfig(JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>, file);
 }
 
-/** What /readyz and the start log call the base's weight format, e.g. `int4`, `float32`, `gptq-int4 (group 128)`. */
-export function weightFormatLabel(prequantized: PrequantizedFormat | null, quantize: QuantizeMode, dtype: 'float32' | 'float16'): string {
-  const rest = quantize === 'none' ? dtype : quantize;
+/**
+ * The blocks along K of a mode: the projections' (MODE_FORMAT's, or `override`, --quantize-block-size) and the
+ * embedding matrix's and LM head's (MODE_FORMAT.headBlockSize, or the projections' when smaller).
+ */
+export function quantizedBlocks(mode: Exclude<QuantizeMode, 'none'>, override?: number): { projections: number; head: number } {
+  if (override !== undefined && !(override >= 16 && Number.isInteger(Math.log2(override))))
+    throw new Error(`quantize block size ${override}: MatMulNBits takes a power of two from 16`);
+  const projections = override ?? MODE_FORMAT[mode].blockSize;
+  return { projections, head: Math.min(projections, MODE_FORMAT[mode].headBlockSize) };
+}
+
+/**
+ * What /readyz and the start log call the base's weight format, e.g. `float32`, `int4 (blocks of 128)`,
+ * `int8 (blocks of 128; embeddings and LM head 32)`, `gptq-int4 (group 128); other weights int4 (blocks of 128)`.
+ */
+export function weightFormatLabel(prequantized: PrequantizedFormat | null, quantize: QuantizeMode, dtype: 'float32' | 'float16', blockSize?: number): string {
+  let rest: string = dtype;
+  if (quantize !== 'none') {
+    const { projections, head } = quantizedBlocks(quantize, blockSize);
+    rest = `${quantize} (blocks of ${projections}${head !== projections ? `; embeddings and LM head ${head}` : ''})`;
+  }
   return prequantized ? `${prequantized.label}; other weights ${rest}` : rest;
 }
 
@@ -73,11 +91,8 @@ export class QuantizedWeights {
   static create(g: Graph, weights: CheckpointWeights, mode: QuantizeMode, half: boolean, sink: QuantizedSink, blockSize?: number): QuantizedWeights | null {
     const prequantized = checkpointQuantization(weights.modelDir);
     if (mode === 'none' && !prequantized) return null;
-    if (blockSize !== undefined && !(blockSize >= 16 && Number.isInteger(Math.log2(blockSize))))
-      throw new Error(`quantize block size ${blockSize}: MatMulNBits takes a power of two from 16`);
-    const format = mode === 'none' ? null : MODE_FORMAT[mode];
-    const projections = blockSize ?? format?.blockSize ?? 0;
-    return new QuantizedWeights(g, weights, mode, half, sink, prequantized, projections, Math.min(projections, format?.headBlockSize ?? 0));
+    const blocks = mode === 'none' ? { projections: 0, head: 0 } : quantizedBlocks(mode, blockSize);
+    return new QuantizedWeights(g, weights, mode, half, sink, prequantized, blocks.projections, blocks.head);
   }
 
   /**

@@ -136,7 +136,7 @@ async function startAs(
           { maxBatch, maxSequenceLength, executionProviders: [provider], intraOpThreads, kvBudgetBytes: options.kvBudgetBytes },
           stacks,
         );
-  const weightFormat = weightFormatLabel(checkpointQuantization(options.modelDir), graph.quantize ?? 'none', dtype);
+  const weightFormat = weightFormatLabel(checkpointQuantization(options.modelDir), graph.quantize ?? 'none', dtype, graph.quantizeBlockSize);
   log?.info(
     { provider, residency, dtype, weightFormat, weightBytes: onnx.weightBytes },
     `serving on ${provider}, ${dtype}, decoding state in ${residency} memory; base weights ${weightFormat}, ${(onnx.weightBytes / 2 ** 20).toFixed(1)} MiB`,
