@@ -15,6 +15,7 @@ import { join, resolve } from 'node:path';
 import { availableParallelism, cpus } from 'node:os';
 import * as ort from 'onnxruntime-node';
 import { Engine } from '../src/engine/engine.js';
+import { QUANTIZE_MODES, type QuantizeMode } from '../src/config.js';
 import { readModelSpec } from '../src/engine/model/hf-config.js';
 import { CheckpointWeights } from '../src/engine/model/weights.js';
 import { ensureOnnxModel } from '../src/engine/model/model-cache.js';
@@ -32,8 +33,8 @@ const dtype = (dtypeFlag >= 0 ? process.argv[dtypeFlag + 1] : 'float16') as 'flo
 if (dtype !== 'float16' && dtype !== 'float32') throw new Error(`--dtype must be float16 or float32, got ${dtype}`);
 const bytesPerWeight = dtype === 'float16' ? 2 : 4;
 const quantizeFlag = process.argv.indexOf('--quantize');
-const quantize = (quantizeFlag >= 0 ? process.argv[quantizeFlag + 1] : 'none') as 'none' | 'int8' | 'int4';
-if (!['none', 'int8', 'int4'].includes(quantize)) throw new Error(`--quantize must be none, int8 or int4, got ${quantize}`);
+const quantize = (quantizeFlag >= 0 ? process.argv[quantizeFlag + 1] : 'none') as QuantizeMode;
+if (!QUANTIZE_MODES.includes(quantize)) throw new Error(`--quantize must be one of ${QUANTIZE_MODES.join(', ')}, got ${quantize}`);
 const small = process.env.BENCH_SHAPE === 'small';
 const SHAPE: RandomModelShape = small
   ? { hidden: 256, intermediate: 512, layers: 2, heads: 4, kvHeads: 2, vocab: 4096, maxPositions: 512 }

@@ -89,7 +89,7 @@ export class ModelRunner implements BatchRunner {
   /** Greedy rows only: a row passing temperature-0 sampling gets its argmax from the graph, the others logits. */
   readonly selectsTokens = true;
   private readonly cache: HostKvCache;
-  /** The graph's LoRA inputs for the last set of used slots (see loraStepFeeds). */
+  /** The graph's LoRA inputs for the last set of used slots (see addLoraFeeds). */
   private usedLora: { key: string; slots: number[]; feeds: Record<string, ort.Tensor> } | null = null;
   /** The LoRA inputs of a step without adapters (noAdapterFeeds). */
   private noAdapter: Record<string, ort.Tensor> | null = null;
@@ -167,7 +167,7 @@ export class ModelRunner implements BatchRunner {
     feeds.unpad = new ort.Tensor('int64', unpad, [T]);
     const { greedy, feeds: logitFeeds } = logitSelection(parts, firstToken);
     Object.assign(feeds, logitFeeds);
-    if (this.stacks) Object.assign(feeds, this.loraStepFeeds(parts, T));
+    if (this.stacks) this.addLoraFeeds(feeds, parts, T);
 
     const fetches = ['next_token', 'next_logprob', 'wanted_logits'];
     for (let l = 0; l < this.spec.numLayers; l++) fetches.push(newKvName(l, 'key'), newKvName(l, 'value'));
@@ -231,13 +231,17 @@ export class ModelRunner implements BatchRunner {
   }
 
   /**
-   * The adapters this step uses, as the graph's `lora_used.*` inputs (laid out by layOutUsed, kept while the same
+   * Adds to `feeds` the adapters this step uses, as the graph's `lora_used.*` inputs (laid out by layOutUsed, kept while the same
    * set is used), and each token's columns (`lora_mask` [T, used*rank]). Rows of the bare base model (slot 0)
    * are in no adapter's columns; a step without adapters gets width-1 zeros (noAdapterFeeds).
    */
-  private loraStepFeeds(parts: StepRow[], T: number): Record<string, ort.Tensor> {
+  private addLoraFeeds(feeds: Record<string, ort.Tensor>, parts: StepRow[], T: number): void {
     const used = [...new Set(parts.map((r) => r.slot).filter((slot) => slot > 0))].sort((x, y) => x - y);
-    if (used.length === 0) return { ...this.noAdapterFeeds(), lora_mask: new ort.Tensor('float32', new Float32Array(T), [T, 1]) };
+    if (used.length === 0) {
+      Object.assign(feeds, this.noAdapterFeeds());
+      feeds.lora_mask = new ort.Tensor('float32', new Float32Array(T), [T, 1]);
+      return;
+    }
     const key = used.join(',');
     if (this.usedLora?.key !== key) this.usedLora = { key, slots: used, feeds: this.layOutUsed(used) };
     const R = this.stacks!.rank;
@@ -248,7 +252,8 @@ export class ModelRunner implements BatchRunner {
       const u = r.slot > 0 ? used.indexOf(r.slot) : -1;
       for (let i = 0; i < r.tokens.length; i++, t++) if (u >= 0) mask.fill(1, t * width + u * R, t * width + (u + 1) * R);
     }
-    return { ...this.usedLora.feeds, lora_mask: new ort.Tensor('float32', mask, [T, width]) };
+    Object.assign(feeds, this.usedLora.feeds);
+    feeds.lora_mask = new ort.Tensor('float32', mask, [T, width]);
   }
 
   /**
