@@ -221,17 +221,43 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
     return flat(g.one('MatMul', [g.one('MatMul', [g.one('Reshape', [x, shapeBT]), a]), b]), outSize);
   };
 
+  const loraDelta = (x: string, layer: number, p: Projection): string => {
+    if (layout) return layout.loraDelta(x, layer, p);
+    if (!loraMask) return perRowDelta(x, layer, p);
+    const down = g.one('Mul', [g.one('MatMul', [x, loraInput(layer, p, 'a')]), loraMask]);
+    return g.one('MatMul', [down, loraInput(layer, p, 'b')]);
+  };
+  const bias = (layer: number, p: Projection): string | undefined =>
+    spec.qkvBias && (p === 'q_proj' || p === 'k_proj' || p === 'v_proj') ? weight(hfWeightName(layer, p, 'bias'), [projectionShape(spec, p)[1]]) : undefined;
+  /** x times the base projection p, plus its bias and the step's LoRA delta. */
   const linear = (x: string, layer: number, p: Projection): string => {
     const [inSize, outSize] = projectionShape(spec, p);
-    const bias = spec.qkvBias && (p === 'q_proj' || p === 'k_proj' || p === 'v_proj') ? [weight(hfWeightName(layer, p, 'bias'), [outSize])] : [];
+    const b = bias(layer, p);
     const base =
-      quantized?.linear(x, [hfWeightName(layer, p)], [outSize], inSize, bias[0]) ??
-      g.one('Gemm', [x, weight(hfWeightName(layer, p), [outSize, inSize]), ...bias], { transB: 1 });
-    if (!options.lora) return base;
-    if (layout) return g.one('Add', [base, layout.loraDelta(x, layer, p)]);
-    if (!loraMask) return g.one('Add', [base, perRowDelta(x, layer, p)]);
-    const down = g.one('Mul', [g.one('MatMul', [x, loraInput(layer, p, 'a')]), loraMask]);
-    return g.one('Add', [base, g.one('MatMul', [down, loraInput(layer, p, 'b')])]);
+      quantized?.linear(x, [hfWeightName(layer, p)], [outSize], inSize, b) ??
+      g.one('Gemm', [x, weight(hfWeightName(layer, p), [outSize, inSize]), ...(b ? [b] : [])], { transB: 1 });
+    return options.lora ? g.one('Add', [base, loraDelta(x, layer, p)]) : base;
+  };
+  /**
+   * Projections that read the same input (q, k, v; gate, up): quantized, one MatMulNBits over their rows
+   * stacked, split after (fewer, larger kernels: 4-6% faster batch-1 decode on m100 int8, docs/benchmarks.md);
+   * float, one Gemm each (the float weights stay where the checkpoint has them).
+   */
+  const linears = (x: string, layer: number, ps: Projection[]): string[] => {
+    const rows = ps.map((p) => projectionShape(spec, p)[1]);
+    const fused = quantized?.linear(
+      x,
+      ps.map((p) => hfWeightName(layer, p)),
+      rows,
+      projectionShape(spec, ps[0])[0],
+    );
+    if (!fused) return ps.map((p) => linear(x, layer, p));
+    const parts = g.node('Split', [fused, g.int64(`split.${rows.join('.')}`, rows)], { axis: -1 }, ps.length);
+    return parts.map((part, i) => {
+      const b = bias(layer, ps[i]);
+      const y = b ? g.one('Add', [part, b]) : part;
+      return options.lora ? g.one('Add', [y, loraDelta(x, layer, ps[i])]) : y;
+    });
   };
 
   // Qwen3's q_norm / k_norm: an RMSNorm over each head ([tokens, heads*D] viewed as [tokens, heads, D]), before rotary.
@@ -249,9 +275,9 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
   let normed = g.one('SimplifiedLayerNormalization', [hidden, weight('model.layers.0.input_layernorm.weight', [H])], { axis: -1, epsilon: eps, stash_type: 1 });
   for (let layer = 0; layer < L; layer++) {
     const attnIn = normed;
-    const q = headNorm(linear(attnIn, layer, 'q_proj'), layer, 'q_norm', spec.numHeads);
-    const k = headNorm(linear(attnIn, layer, 'k_proj'), layer, 'k_norm', spec.numKvHeads);
-    const v = linear(attnIn, layer, 'v_proj');
+    const [qProj, kProj, v] = linears(attnIn, layer, ['q_proj', 'k_proj', 'v_proj']);
+    const q = headNorm(qProj, layer, 'q_norm', spec.numHeads);
+    const k = headNorm(kProj, layer, 'k_norm', spec.numKvHeads);
     const attn2 = layout ? packedAttention(g, layout, layer, q, k, v) : fusedAttention(g, spec, layer, q, k, v, shapeBT, flat);
     const o = linear(attn2, layer, 'o_proj');
     const [mlpIn, , , residual] = g.node(
@@ -261,8 +287,7 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
       4,
       'com.microsoft',
     );
-    const gate = linear(mlpIn, layer, 'gate_proj');
-    const up = linear(mlpIn, layer, 'up_proj');
+    const [gate, up] = linears(mlpIn, layer, ['gate_proj', 'up_proj']);
     const act = g.one('Mul', [g.one('Mul', [gate, g.one('Sigmoid', [gate])]), up]);
     const down = linear(act, layer, 'down_proj');
     const nextNorm = layer + 1 < L ? `model.layers.${layer + 1}.input_layernorm.weight` : 'model.norm.weight';

@@ -159,14 +159,17 @@ export function packBlockwise(
   return { bits, blockSize, n, k, packed, scales, zeroPoints };
 }
 
+/** Whether `parts` can be stacked into one weight: the same bits, block size, K and zero points or none. */
+export function canConcatRows(parts: BlockQuantized[]): boolean {
+  const [first] = parts;
+  return parts.every((p) => p.bits === first.bits && p.blockSize === first.blockSize && p.k === first.k && !p.zeroPoints === !first.zeroPoints);
+}
+
 /** Stacks quantized weights along N (rows), e.g. to fuse projections that share an input. */
 export function concatRows(parts: BlockQuantized[]): BlockQuantized {
   if (parts.length === 1) return parts[0];
+  if (!canConcatRows(parts)) throw new Error('concatRows: parts differ in bits, block size, K or zero points');
   const [first] = parts;
-  for (const p of parts) {
-    if (p.bits !== first.bits || p.blockSize !== first.blockSize || p.k !== first.k || !p.zeroPoints !== !first.zeroPoints)
-      throw new Error('concatRows: parts differ in bits, block size, K or zero points');
-  }
   const cat = <T extends Uint8Array | Float32Array>(arrays: T[], make: (n: number) => T): T => {
     const out = make(arrays.reduce((s, a) => s + a.length, 0));
     let at = 0;

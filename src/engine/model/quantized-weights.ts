@@ -14,7 +14,16 @@ import { join } from 'node:path';
 import type { Graph } from './graph.js';
 import type { CheckpointWeights } from './weights.js';
 import { toFloat16 } from './float16.js';
-import { MODE_FORMAT, blocksOf, concatRows, quantizeBlockwise, zeroPointBytesPerRow, type BlockQuantized, type QuantizeMode } from './quantize.js';
+import {
+  MODE_FORMAT,
+  blocksOf,
+  canConcatRows,
+  concatRows,
+  quantizeBlockwise,
+  zeroPointBytesPerRow,
+  type BlockQuantized,
+  type QuantizeMode,
+} from './quantize.js';
 import { readPrequantizedLinear, readQuantizationConfig, type PrequantizedFormat } from './prequantized.js';
 
 export const ACCURACY_LEVEL = 4;
@@ -134,20 +143,20 @@ export class QuantizedWeights {
   }
 
   /**
-   * x [tokens, k] times the HF weights `names` ([rows[i], k] each, `<prefix>.weight`) stacked along N, plus
-   * `bias` when given; null when these weights stay float (the caller emits its Gemm).
+   * x [tokens, k] times the HF weights `names` ([rows[i], k] each, `<prefix>.weight`) stacked along N (one
+   * MatMulNBits for projections that read the same input), plus `bias` when given; null when any of them stays
+   * float or they cannot share one MatMulNBits (pre-quantized parts of different formats): the caller then
+   * emits one projection at a time.
    */
   linear(x: string, names: string[], rows: number[], k: number, bias?: string): string | null {
     const parts: BlockQuantized[] = [];
     for (let i = 0; i < names.length; i++) {
       const prefix = names[i].replace(/\.weight$/, '');
       const q = (this.prequantized && readPrequantizedLinear(this.weights, prefix, rows[i], k, this.prequantized)) || this.quantizeFloat(names[i], rows[i], k);
-      if (!q) {
-        if (parts.length) throw new Error(`${names.join(', ')}: fused projections mix pre-quantized and float weights`);
-        return null;
-      }
+      if (!q) return null;
       parts.push(q);
     }
+    if (!canConcatRows(parts)) return null;
     const y = this.matMul(x, names.join('+'), concatRows(parts));
     return bias ? this.g.one('Add', [y, bias]) : y;
   }

@@ -1,0 +1,46 @@
+/**
+ * A quantized base fuses the projections that read one input (q, k, v; gate, up) into one MatMulNBits each,
+ * split after; a float base keeps one Gemm per projection (its weights stay in place in the checkpoint). The
+ * fused graph's answers are checked against HF and float32 in reference-quantized.test.ts; this checks the shape
+ * of the graph and that each split part is exactly its own projection's output.
+ */
+import t from 'tap';
+import { buildDecoderGraph } from '../../src/engine/model/graph-builder.js';
+import { readModelSpec } from '../../src/engine/model/hf-config.js';
+import { CheckpointWeights } from '../../src/engine/model/weights.js';
+import { FIXTURE_MODEL } from '../helpers/engine.js';
+
+const spec = readModelSpec(FIXTURE_MODEL);
+const build = (quantize: 'none' | 'int8' | 'int4', lora: boolean) =>
+  buildDecoderGraph(spec, new CheckpointWeights(FIXTURE_MODEL), { maxSequenceLength: 64, lora, attention: 'packed', quantize }, () => {});
+const count = (nodes: Array<{ opType: string }>, op: string) => nodes.filter((n) => n.opType === op).length;
+
+for (const quantize of ['int8', 'int4'] as const) {
+  for (const lora of [false, true]) {
+    t.test(`${quantize}${lora ? ' with LoRA' : ''}: q/k/v and gate/up are one MatMulNBits each`, async (t) => {
+      const model = build(quantize, lora);
+      const L = spec.numLayers;
+      t.equal(count(model.nodes, 'MatMulNBits'), 4 * L + 1, 'per layer qkv, o, gate+up, down; and the LM head');
+      const matmuls = model.nodes.filter((n) => n.opType === 'MatMulNBits');
+      const qkv = matmuls.find((n) => n.inputs[1].startsWith('model.layers.0.self_attn.q_proj.weight+'))!;
+      t.ok(qkv, 'layer 0 stacks q, k and v');
+      const D = spec.headDim;
+      t.equal(qkv.attributes!.N, (spec.numHeads + 2 * spec.numKvHeads) * D, 'N = q rows + k rows + v rows');
+      const split = model.nodes.find((n) => n.opType === 'Split' && n.inputs[0] === qkv.outputs[0])!;
+      t.equal(split.outputs.length, 3, 'split into q, k and v');
+      const sizes = model.inlineInitializers.find((i) => i.name === split.inputs[1])!;
+      t.same([...new BigInt64Array(sizes.raw.slice().buffer)].map(Number), [spec.numHeads * D, spec.numKvHeads * D, spec.numKvHeads * D]);
+      const gateUp = matmuls.find((n) => n.inputs[1].startsWith('model.layers.0.mlp.gate_proj.weight+'))!;
+      t.equal(gateUp.attributes!.N, 2 * spec.intermediateSize, 'gate and up stacked');
+      // With LoRA each split part gets its own projection's delta added.
+      const adds = model.nodes.filter((n) => n.opType === 'Add' && split.outputs.includes(n.inputs[0]));
+      t.equal(adds.length, lora ? 3 : 0, lora ? 'a LoRA delta per part' : 'no LoRA delta');
+    });
+  }
+}
+
+t.test('float32: one Gemm per projection, nothing fused', async (t) => {
+  const model = build('none', true);
+  t.equal(count(model.nodes, 'Gemm'), 7 * spec.numLayers + 1);
+  t.equal(count(model.nodes, 'MatMulNBits'), 0);
+});
