@@ -19,7 +19,7 @@
  *
  * On the CPU provider the same code runs on host tensors, which is how it is tested on machines without a GPU.
  */
-import { ort } from './ort.js';
+import { intraOpThreadCount, ort } from './ort.js';
 import type { ModelSpec } from './hf-config.js';
 import { PROJECTIONS, loraInput, pastName, presentName } from './graph-builder.js';
 import type { SlotStacks } from '../lora/slot-stacks.js';
@@ -87,7 +87,7 @@ export class DeviceRunner implements BatchRunner {
     const session = await ort.InferenceSession.create(onnxPath, {
       executionProviders: [options.provider],
       graphOptimizationLevel: 'all',
-      ...(options.intraOpThreads ? { intraOpNumThreads: options.intraOpThreads } : {}),
+      intraOpNumThreads: intraOpThreadCount(options.intraOpThreads),
       preferredOutputLocation,
       ...(options.profileFilePrefix ? { enableProfiling: true, profileFilePrefix: options.profileFilePrefix } : {}),
     });

@@ -4,8 +4,7 @@
  * (host-kv-cache.ts) fed as read-only inputs and the step's new keys and values written back into it. Returns
  * logits of the positions asked for; the scheduler samples on the host.
  */
-import { availableParallelism } from 'node:os';
-import { ort } from './ort.js';
+import { intraOpThreadCount, ort } from './ort.js';
 import type { ModelSpec } from './hf-config.js';
 import { PROJECTIONS, projectionShape } from './graph-builder.js';
 import {
@@ -113,7 +112,7 @@ export class ModelRunner implements BatchRunner {
     return {
       executionProviders,
       graphOptimizationLevel: 'all',
-      intraOpNumThreads: intraOpThreads ?? availableParallelism(),
+      intraOpNumThreads: intraOpThreadCount(intraOpThreads),
       interOpNumThreads: 1,
       executionMode: 'sequential',
     };
