@@ -25,7 +25,7 @@ export { ort };
 /**
  * onnxruntime's intra-op thread count for a configured value: 0 or unset means one per core, passed explicitly.
  * Left at 0, onnxruntime picks its own default, which measured 40-50% slower at batch-8 decode and ~6% at
- * batch 1 than the same count given explicitly on the 2-core VM (docs/benchmarks.md, "Intra-op threads").
+ * batch 1 than the same count given explicitly on the 2-core VM (docs/benchmarks.md, "Quantized base").
  */
 export function intraOpThreadCount(configured?: number): number {
   return configured || availableParallelism();
