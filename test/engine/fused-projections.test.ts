@@ -5,8 +5,12 @@
  * of the graph and that each split part is exactly its own projection's output.
  */
 import t from 'tap';
+import { copyFileSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { buildDecoderGraph } from '../../src/engine/model/graph-builder.js';
 import { readModelSpec } from '../../src/engine/model/hf-config.js';
+import { encodeSafetensors } from '../../src/engine/model/safetensors.js';
 import { CheckpointWeights } from '../../src/engine/model/weights.js';
 import { FIXTURE_MODEL } from '../helpers/engine.js';
 
@@ -43,4 +47,43 @@ t.test('float32: one Gemm per projection, nothing fused', async (t) => {
   const model = build('none', true);
   t.equal(count(model.nodes, 'Gemm'), 7 * spec.numLayers + 1);
   t.equal(count(model.nodes, 'MatMulNBits'), 0);
+});
+
+/** llama-tiny relabelled Qwen2ForCausalLM, with q/k/v biases (Qwen2's attention_bias). */
+function withQkvBias(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'qkv-bias-'));
+  for (const f of readdirSync(FIXTURE_MODEL)) if (f !== 'model.safetensors' && f !== 'config.json') copyFileSync(join(FIXTURE_MODEL, f), join(dir, f));
+  const config = JSON.parse(readFileSync(join(FIXTURE_MODEL, 'config.json'), 'utf8'));
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, architectures: ['Qwen2ForCausalLM'], attention_bias: true }));
+  const weights = new CheckpointWeights(FIXTURE_MODEL);
+  const tensors = weights
+    .names()
+    .map((name) => ({ name, dtype: 'F32' as const, shape: weights.info(name).shape, data: weights.read(name, weights.info(name).shape) }));
+  for (let layer = 0; layer < spec.numLayers; layer++) {
+    for (const [p, rows] of [
+      ['q_proj', spec.numHeads * spec.headDim],
+      ['k_proj', spec.numKvHeads * spec.headDim],
+      ['v_proj', spec.numKvHeads * spec.headDim],
+    ] as const)
+      tensors.push({ name: `model.layers.${layer}.self_attn.${p}.bias`, dtype: 'F32', shape: [rows], data: new Float32Array(rows).fill(0.5) });
+  }
+  writeFileSync(join(dir, 'model.safetensors'), encodeSafetensors(tensors));
+  return dir;
+}
+
+t.test("int8 with q/k/v biases (Qwen2): each split part gets its own projection's bias, in order", async (t) => {
+  const dir = withQkvBias();
+  const biased = readModelSpec(dir);
+  t.ok(biased.qkvBias, 'the variant has q/k/v biases');
+  const model = buildDecoderGraph(biased, new CheckpointWeights(dir), { maxSequenceLength: 64, lora: false, attention: 'packed', quantize: 'int8' }, () => {});
+  for (let layer = 0; layer < biased.numLayers; layer++) {
+    const qkv = model.nodes.find((n) => n.opType === 'MatMulNBits' && n.inputs[1].startsWith(`model.layers.${layer}.self_attn.q_proj.weight+`))!;
+    const split = model.nodes.find((n) => n.opType === 'Split' && n.inputs[0] === qkv.outputs[0])!;
+    const biasOf = split.outputs.map((part) => model.nodes.find((n) => n.opType === 'Add' && n.inputs[0] === part)?.inputs[1]);
+    t.same(
+      biasOf,
+      ['q_proj', 'k_proj', 'v_proj'].map((p) => `model.layers.${layer}.self_attn.${p}.bias`),
+      `layer ${layer}`,
+    );
+  }
 });
