@@ -9,6 +9,7 @@
  */
 import { availableParallelism } from 'node:os';
 import * as ort from 'onnxruntime-node';
+import { cgroupCpuLimit } from './cpu-limit.js';
 
 const float16ArrayProperty = Object.getOwnPropertyDescriptor(globalThis, 'Float16Array');
 if (float16ArrayProperty?.configurable) {
@@ -23,10 +24,11 @@ if (float16ArrayProperty?.configurable) {
 export { ort };
 
 /**
- * onnxruntime's intra-op thread count for a configured value: 0 or unset means one per core, passed explicitly.
- * Left at 0, onnxruntime picks its own default, which measured 40-50% slower at batch-8 decode and ~6% at
- * batch 1 than the same count given explicitly on the 2-core VM (docs/benchmarks.md, "Quantized base").
+ * onnxruntime's intra-op thread count for a configured value: 0 or unset means one per core the process may use
+ * (the host's cores, capped by a container CPU limit: cpu-limit.ts), passed explicitly. Left at 0, onnxruntime
+ * picks its own default, which measured 40-50% slower at batch-8 decode and ~6% at batch 1 than the same count
+ * given explicitly on the 2-core VM (docs/benchmarks.md, "Quantized base").
  */
-export function intraOpThreadCount(configured?: number): number {
-  return configured || availableParallelism();
+export function intraOpThreadCount(configured?: number, cpuLimit: number | null = cgroupCpuLimit()): number {
+  return configured || Math.min(availableParallelism(), cpuLimit ?? Infinity);
 }
