@@ -13,6 +13,7 @@ import { readModelSpec } from '../../src/engine/model/hf-config.js';
 import { encodeSafetensors } from '../../src/engine/model/safetensors.js';
 import { CheckpointWeights } from '../../src/engine/model/weights.js';
 import { FIXTURE_MODEL } from '../helpers/engine.js';
+import { writePrequantizedCheckpoint } from '../helpers/prequantized-checkpoint.js';
 
 const spec = readModelSpec(FIXTURE_MODEL);
 const build = (quantize: 'none' | 'int8' | 'int4', lora: boolean) =>
@@ -86,4 +87,27 @@ t.test("int8 with q/k/v biases (Qwen2): each split part gets its own projection'
       `layer ${layer}`,
     );
   }
+});
+
+t.test('a GPTQ checkpoint with k_proj left in float: q and v get a MatMulNBits each, k its Gemm (no fusion)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'gptq-float-k-'));
+  writePrequantizedCheckpoint(FIXTURE_MODEL, dir, { method: 'gptq', bits: 4, version: 'gptq', gIdx: 'trivial' }, 32, (name) => name.endsWith('k_proj.weight'));
+  const model = buildDecoderGraph(
+    readModelSpec(dir),
+    new CheckpointWeights(dir),
+    { maxSequenceLength: 64, lora: false, attention: 'packed', quantize: 'none' },
+    () => {},
+  );
+  const matmuls = model.nodes.filter((n) => n.opType === 'MatMulNBits').map((n) => n.inputs[1]);
+  const gemms = model.nodes.filter((n) => n.opType === 'Gemm').map((n) => n.inputs[1]);
+  t.ok(matmuls.includes('model.layers.0.self_attn.q_proj.weight.quantized'), 'q alone');
+  t.ok(matmuls.includes('model.layers.0.self_attn.v_proj.weight.quantized'), 'v alone');
+  t.ok(gemms.includes('model.layers.0.self_attn.k_proj.weight'), 'k in float');
+  t.ok(matmuls.includes('model.layers.0.mlp.gate_proj.weight+model.layers.0.mlp.up_proj.weight.quantized'), 'gate and up, both packed, still fused');
+  const packedOutputs = new Set(model.nodes.filter((n) => n.opType === 'MatMulNBits').flatMap((n) => n.outputs));
+  t.equal(
+    model.nodes.filter((n) => n.opType === 'Split' && packedOutputs.has(n.inputs[0])).length,
+    spec.numLayers,
+    'one split of packed rows per layer (gate/up)',
+  );
 });

@@ -85,7 +85,14 @@ export function quantizationConfig(format: PackedFormat, groupSize: number): Rec
  * along K; int8 symmetric, int4 with zero points, as --quantize does) and packed in `format`. Returns the
  * quantized projections by name, to compare the reader's result against.
  */
-export function writePrequantizedCheckpoint(src: string, dst: string, format: PackedFormat, groupSize: number): Map<string, BlockQuantized> {
+export function writePrequantizedCheckpoint(
+  src: string,
+  dst: string,
+  format: PackedFormat,
+  groupSize: number,
+  /** Projections left in float, as a checkpoint made with modules_to_not_convert has them. */
+  keepFloat: (name: string) => boolean = () => false,
+): Map<string, BlockQuantized> {
   mkdirSync(dst, { recursive: true });
   for (const f of readdirSync(src)) if (f !== 'model.safetensors' && f !== 'config.json') copyFileSync(join(src, f), join(dst, f));
   const config = JSON.parse(readFileSync(join(src, 'config.json'), 'utf8')) as Record<string, unknown>;
@@ -101,7 +108,7 @@ export function writePrequantizedCheckpoint(src: string, dst: string, format: Pa
   for (const name of Object.keys(header).filter((n) => n !== '__metadata__')) {
     const { shape } = weights.info(name);
     const data = weights.read(name, shape);
-    if (!name.endsWith('_proj.weight')) {
+    if (!name.endsWith('_proj.weight') || keepFloat(name)) {
       tensors.push({ name, dtype: 'F32', shape, data });
       continue;
     }
