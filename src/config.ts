@@ -253,7 +253,15 @@ export const SETTINGS: Setting[] = [
     choices: QUANTIZE_BLOCK_SIZES,
     help: 'weights per quantization block (one scale each) of the projections with --quantize int8|int4: auto = 128; the embeddings and LM head use 32 (int8) or 128 (int4), or this when smaller; smaller blocks round more finely for more memory and slower decode (docs/benchmarks.md)',
   },
-  { path: 'model.intraOpThreads', env: 'INTRA_OP_THREADS', flag: '--threads', kind: 'int', min: 0, max: 1024, help: 'onnxruntime threads (0 = one per core, capped by the container CPU limit)' },
+  {
+    path: 'model.intraOpThreads',
+    env: 'INTRA_OP_THREADS',
+    flag: '--threads',
+    kind: 'int',
+    min: 0,
+    max: 1024,
+    help: 'onnxruntime threads (0 = one per core, capped by the container CPU limit)',
+  },
   { path: 'engine.maxBatch', env: 'MAX_BATCH', flag: '--max-batch', kind: 'int', min: 1, max: 256, help: 'sequences decoded together' },
   {
     path: 'engine.maxBatchTokens',
