@@ -34,7 +34,7 @@ export function engineOptionsFrom(config: Config) {
     dtype: config.model.dtype,
     quantize: config.model.quantize,
     ...(config.model.quantizeBlockSize !== 'auto' ? { quantizeBlockSize: Number(config.model.quantizeBlockSize) } : {}),
-    intraOpThreads: config.model.intraOpThreads || undefined,
+    intraOpThreads: config.model.intraOpThreads,
     maxBatch: e.maxBatch,
     maxBatchTokens: e.maxBatchTokens,
     maxQueue: e.maxQueue,

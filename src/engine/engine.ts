@@ -88,6 +88,7 @@ export interface EngineOptions {
   /** Bytes the KV cache may hold for the sequences in flight (admission waits beyond it); 0 = unbounded. */
   kvCacheBudgetBytes?: number;
   requestTimeoutMs: number;
+  /** onnxruntime intra-op threads; 0 or unset: one per usable core (ort.ts intraOpThreadCount). */
   intraOpThreads?: number;
   /**
    * Niceness added to the engine's worker thread (and the onnxruntime threads it starts) on Linux, so the
