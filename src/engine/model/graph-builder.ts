@@ -227,6 +227,8 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
     const down = g.one('Mul', [g.one('MatMul', [x, loraInput(layer, p, 'a')]), loraMask]);
     return g.one('MatMul', [down, loraInput(layer, p, 'b')]);
   };
+  /** y plus projection p's LoRA delta for the step (y itself in a graph without LoRA inputs). */
+  const plusLora = (y: string, x: string, layer: number, p: Projection): string => (options.lora ? g.one('Add', [y, loraDelta(x, layer, p)]) : y);
   const bias = (layer: number, p: Projection): string | undefined =>
     spec.qkvBias && (p === 'q_proj' || p === 'k_proj' || p === 'v_proj') ? weight(hfWeightName(layer, p, 'bias'), [projectionShape(spec, p)[1]]) : undefined;
   /** x times the base projection p, plus its bias and the step's LoRA delta. */
@@ -236,12 +238,12 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
     const base =
       quantized?.linear(x, [hfWeightName(layer, p)], [outSize], inSize, b) ??
       g.one('Gemm', [x, weight(hfWeightName(layer, p), [outSize, inSize]), ...(b ? [b] : [])], { transB: 1 });
-    return options.lora ? g.one('Add', [base, loraDelta(x, layer, p)]) : base;
+    return plusLora(base, x, layer, p);
   };
   /**
    * Projections that read the same input (q, k, v; gate, up): quantized, one MatMulNBits over their rows
-   * stacked, split after (fewer, larger kernels: 4-6% faster batch-1 decode on m100 int8, docs/benchmarks.md);
-   * float, one Gemm each (the float weights stay where the checkpoint has them).
+   * stacked, split after (fewer, larger kernels: 3-11% faster batch-1 decode of the served m100 int8 graph,
+   * docs/benchmarks.md); float, one Gemm each (the float weights stay where the checkpoint has them).
    */
   const linears = (x: string, layer: number, ps: Projection[]): string[] => {
     const rows = ps.map((p) => projectionShape(spec, p)[1]);
@@ -255,8 +257,7 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
     const parts = g.node('Split', [fused, g.int64(`split.${rows.join('.')}`, rows)], { axis: -1 }, ps.length);
     return parts.map((part, i) => {
       const b = bias(layer, ps[i]);
-      const y = b ? g.one('Add', [part, b]) : part;
-      return options.lora ? g.one('Add', [y, loraDelta(x, layer, ps[i])]) : y;
+      return plusLora(b ? g.one('Add', [part, b]) : part, x, layer, ps[i]);
     });
   };
 
