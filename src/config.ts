@@ -51,7 +51,7 @@ export interface Config {
     dtype: ModelDtype;
     /** Weight-only quantization of the base's linear projections, embeddings and LM head (MatMulNBits). */
     quantize: QuantizeMode;
-    /** Weights per quantization block along K (one scale each) of the projections; auto = 128 (quantize.ts MODE_FORMAT). */
+    /** Weights per quantization block along K (one scale each) of the projections and the LM head; auto = 128 (quantize.ts MODE_FORMAT). */
     quantizeBlockSize: QuantizeBlockSize;
     intraOpThreads: number;
     /** Adapters from S3 are downloaded here (bounded by adapterCacheMb, least recently used evicted). */
@@ -251,7 +251,7 @@ export const SETTINGS: Setting[] = [
     flag: '--quantize-block-size',
     kind: 'choice',
     choices: QUANTIZE_BLOCK_SIZES,
-    help: 'weights per quantization block (one scale each) of the projections with --quantize int8|int4: auto = 128; the embeddings and LM head use 32 (int8) or 128 (int4), or this when smaller; smaller blocks round more finely for more memory and slower decode (docs/benchmarks.md)',
+    help: 'weights per quantization block (one scale each) of the projections and the LM head with --quantize int8|int4: auto = 128; the embeddings use 32 (int8) or 128 (int4), or this when smaller; smaller blocks round more finely for more memory and slower decode (docs/benchmarks.md)',
   },
   {
     path: 'model.intraOpThreads',

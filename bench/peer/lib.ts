@@ -50,14 +50,14 @@ export const SHAPES: Record<string, Shape> = {
 /** llama.cpp's GGUF kinds, and ours: f32, or `int8`/`int4` (--quantize: MatMulNBits, quantize.ts MODE_FORMAT's blocks, float32 scales, int4 with a zero point per block). */
 export type WeightKind = 'f32' | 'f16' | 'q8_0' | 'q4_0' | 'int8' | 'int4';
 const quantizedBytes = (bits: 4 | 8, zeroPoints: boolean, block: number) => bits / 8 + 4 / block + (zeroPoints ? 0.5 / block : 0);
-/** Bytes per weight of each kind, scales and zero points included: the projections' and the embedding matrix's (LM head). */
+/** Bytes per weight of each kind, scales and zero points included: the projections' and the LM head's (ours: the same blocks; a decode step reads only a few embedding rows). */
 export const BYTES_PER_WEIGHT: Record<WeightKind, { projections: number; head: number }> = {
   f32: { projections: 4, head: 4 },
   f16: { projections: 2, head: 2 },
   q8_0: { projections: 34 / 32, head: 34 / 32 },
   q4_0: { projections: 18 / 32, head: 18 / 32 },
-  int8: { projections: quantizedBytes(8, false, MODE_FORMAT.int8.blockSize), head: quantizedBytes(8, false, MODE_FORMAT.int8.headBlockSize) },
-  int4: { projections: quantizedBytes(4, true, MODE_FORMAT.int4.blockSize), head: quantizedBytes(4, true, MODE_FORMAT.int4.headBlockSize) },
+  int8: { projections: quantizedBytes(8, false, MODE_FORMAT.int8.blockSize), head: quantizedBytes(8, false, MODE_FORMAT.int8.blockSize) },
+  int4: { projections: quantizedBytes(4, true, MODE_FORMAT.int4.blockSize), head: quantizedBytes(4, true, MODE_FORMAT.int4.blockSize) },
 };
 export const ADAPTER_NAME = 'r16qkvo';
 
@@ -300,14 +300,18 @@ export function servedGraphPath(s: ServerProcess): string {
 /**
  * Host bytes the base's weights take: the resident growth of a fresh process while onnxruntime creates a session
  * on the served graph (bench/peer/session-resident.ts; a fresh process, as a running server reuses freed memory);
- * `baseBytes` leaves out the pages of onnxruntime's code that the session first touches (`codeBytes`).
+ * `baseBytes` leaves out the pages of onnxruntime's code that the session first touches (`codeBytes`) and counts
+ * the graph's mapped pages not read yet (`mappedUnreadBytes`: embedding rows no token has used) as resident.
  */
-export function baseResidentBytes(onnxPath: string, threads: number): { residentBytes: number; codeBytes: number; baseBytes: number } {
+export function baseResidentBytes(
+  onnxPath: string,
+  threads: number,
+): { residentBytes: number; codeBytes: number; mappedUnreadBytes: number; baseBytes: number } {
   const out = execFileSync(process.execPath, ['--import', 'tsx', join(PEER_DIR, 'session-resident.ts'), onnxPath, String(threads)], {
     cwd: PROJECT_ROOT,
     encoding: 'utf8',
   });
-  return JSON.parse(out.trim().split('\n').at(-1)!) as { residentBytes: number; codeBytes: number; baseBytes: number };
+  return JSON.parse(out.trim().split('\n').at(-1)!) as { residentBytes: number; codeBytes: number; mappedUnreadBytes: number; baseBytes: number };
 }
 
 /** llama.cpp (node-llama-cpp) behind the same /v1/generate shape: bench/peer/llama-http.ts. */

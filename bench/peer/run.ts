@@ -390,7 +390,7 @@ for (const shapeName of shapeNames) {
     md.push('');
     const usedKinds = [...new Set(targets.map((t) => t.kind))];
     md.push(
-      `Weights read per token: ${usedKinds.map((k) => `${k} ${(bytes[k] / 1e6).toFixed(1)} MB`).join(', ')}; weights bound at ${fmt(boundGBs, 2)} GB/s: ${usedKinds.map((k) => `${k} ${fmt(bound1(k))}`).join(', ')} tok/s (x${CONC} for ${CONC} concurrent). Ours int8/int4: MatMulNBits with float32 scales (int4 with zero points), accuracy level 4, projections in blocks of ${MODE_FORMAT.int8.blockSize}, the embedding matrix in blocks of ${MODE_FORMAT.int8.headBlockSize} (int8) / ${MODE_FORMAT.int4.headBlockSize} (int4) unless --server-args set --quantize-block-size; llama.cpp q8_0/q4_0: blocks of 32 with f16 scales (bench/peer/hf2gguf.py, every matrix including the tied embedding).`,
+      `Weights read per token: ${usedKinds.map((k) => `${k} ${(bytes[k] / 1e6).toFixed(1)} MB`).join(', ')}; weights bound at ${fmt(boundGBs, 2)} GB/s: ${usedKinds.map((k) => `${k} ${fmt(bound1(k))}`).join(', ')} tok/s (x${CONC} for ${CONC} concurrent). Ours int8/int4: MatMulNBits with float32 scales (int4 with zero points), accuracy level 4, projections and LM head in blocks of ${MODE_FORMAT.int8.blockSize}, the embeddings' gather in blocks of ${MODE_FORMAT.int8.embeddingBlockSize} (int8) / ${MODE_FORMAT.int4.embeddingBlockSize} (int4) unless --server-args set --quantize-block-size; llama.cpp q8_0/q4_0: blocks of 32 with f16 scales (bench/peer/hf2gguf.py, every matrix including the tied embedding).`,
     );
     md.push('');
     md.push(`Batch 1 (prefill = ${PROMPT} / time to first token; decode = ${TOKENS - 1} / (last token - first token); client side, medians of ${ROUNDS}):`);
@@ -431,7 +431,7 @@ for (const shapeName of shapeNames) {
     ).filter(([o, l]) => summary.batch1[`ours-${o}`] && summary.batch1[`llama-${l}`]);
     if (pairs.length) {
       md.push(
-        'Quantized base, ours against llama.cpp at equal bits (ratios of the medians above; resident = process RSS after load; base resident = host memory the base took, measured as the RSS growth of a fresh process creating a session on the served graph, less the pages of the onnxruntime library code that creating it touched (bench/peer/session-resident.ts; in brackets: with them); base weights = bytes in our graph from /readyz):',
+        'Quantized base, ours against llama.cpp at equal bits (ratios of the medians above; resident = process RSS after load; base resident = host memory the base took, measured as the RSS growth of a fresh process creating a session on the served graph, less the pages of the onnxruntime library code that creating it touched, plus the pages of the graph files it maps but has not read yet, as if every embedding row had been used (bench/peer/session-resident.ts; in brackets: the raw growth at creation); base weights = bytes in our graph from /readyz):',
       );
       md.push('');
       md.push(

@@ -6,10 +6,17 @@
 import t from 'tap';
 import { MODE_FORMAT } from '../../src/engine/model/quantize.js';
 import { embeddingBlockSize, weightBlockSize } from '../../src/engine/model/quantized-weights.js';
-import { freshCacheDir, greedyRequest, loadFixtureEngine, reference } from '../helpers/engine.js';
+import { join } from 'node:path';
+import { buildDecoderGraph } from '../../src/engine/model/graph-builder.js';
+import { readModelSpec } from '../../src/engine/model/hf-config.js';
+import { CheckpointWeights } from '../../src/engine/model/weights.js';
+import { FIXTURES, freshCacheDir, greedyRequest, loadFixtureEngine, reference } from '../helpers/engine.js';
 
-t.test('defaults: projections in blocks of 128; the embeddings and LM head in 32 (int8) and 128 (int4)', async (t) => {
-  t.same([MODE_FORMAT.int8.blockSize, MODE_FORMAT.int8.headBlockSize, MODE_FORMAT.int4.blockSize, MODE_FORMAT.int4.headBlockSize], [128, 32, 128, 128]);
+t.test('defaults: projections and LM head in blocks of 128; the embeddings in 32 (int8) and 128 (int4)', async (t) => {
+  t.same(
+    [MODE_FORMAT.int8.blockSize, MODE_FORMAT.int8.embeddingBlockSize, MODE_FORMAT.int4.blockSize, MODE_FORMAT.int4.embeddingBlockSize],
+    [128, 32, 128, 128],
+  );
 });
 
 t.test('a K shorter than the block gets the power of two that covers it, from 16', async (t) => {
@@ -46,3 +53,38 @@ t.test('a block size MatMulNBits does not take is refused at build', async (t) =
     /quantize block size 48: MatMulNBits takes a power of two from 16/,
   );
 });
+
+t.test(
+  'a tied embedding and LM head: int8 keeps the gather in its own blocks of 32 and the head in the projections blocks; int4 shares one matrix',
+  async (t) => {
+    const dir = join(FIXTURES, 'qwen3-tiny');
+    const spec = readModelSpec(dir);
+    t.ok(spec.tieWordEmbeddings, 'the fixture ties them');
+    const H = spec.hiddenSize;
+    for (const [quantize, blockSize, gatherBlock, shared] of [
+      ['int8', 128, 32, false],
+      ['int8', 32, 32, true],
+      ['int4', 128, 64, true],
+    ] as const) {
+      const dims = new Map<string, number[]>();
+      const model = buildDecoderGraph(
+        spec,
+        new CheckpointWeights(dir),
+        { maxSequenceLength: 64, lora: false, attention: 'packed', quantize, quantizeBlockSize: blockSize },
+        (name, _data, d) => dims.set(name, d),
+      );
+      const gather = model.nodes.find((n) => n.opType === 'GatherBlockQuantized')!;
+      const head = model.nodes.filter((n) => n.opType === 'MatMulNBits').at(-1)!;
+      const label = `${quantize} --quantize-block-size ${blockSize}`;
+      t.equal(gather.attributes!.block_size, gatherBlock, `${label}: gather blocks`);
+      t.equal(head.attributes!.block_size, Math.min(blockSize, H), `${label}: LM head blocks (K = ${H})`);
+      t.equal(head.attributes!.N, spec.vocabSize, `${label}: the last MatMulNBits is the LM head`);
+      t.equal(gather.inputs[0] === head.inputs[1], shared, `${label}: ${shared ? 'one' : 'two'} packed matrices`);
+      t.same(
+        dims.get(gather.inputs[0]),
+        [spec.vocabSize, H / gatherBlock, (gatherBlock * (quantize === 'int8' ? 8 : 4)) / 8],
+        `${label}: the gather's matrix in its blocks`,
+      );
+    }
+  },
+);

@@ -29,19 +29,23 @@ export interface BlockQuantized {
 
 /**
  * The choices of the `int8` and `int4` modes (measured on this machine, docs/benchmarks.md "Quantized base"):
- * - `blockSize`, the projections': 128 along K (GPTQ's and AWQ's usual group size; llama.cpp's Q8_0/Q4_0 use
- *   32). onnxruntime's packed copy of a MatMulNBits weight carries about 12 bytes per block beside the values, so
- *   on a 100M-parameter model 128 against 32 holds ~30 MiB less and decodes 6-18% faster.
- * - `headBlockSize`, the embedding matrix's and the LM head's (one matrix when tied): int8 32, int4 128. The LM
- *   head's rounding goes straight into the logits, and accuracy level 4 also quantizes its input per block: with
- *   it at 64 or more, the Qwen3 reference loses int8 greedy tokens of clear margin that 32 keeps
- *   (test/engine/reference-quantized.test.ts). int4 keeps 128 there too, for memory (its agreement is reported).
+ * - `blockSize`, the projections' and the LM head's: 128 along K (GPTQ's and AWQ's usual group size; llama.cpp's
+ *   Q8_0/Q4_0 use 32). onnxruntime's packed copy of a MatMulNBits weight carries about 12 bytes per block beside
+ *   the values, so on a 100M-parameter model 128 against 32 holds ~30 MiB less and decodes 6-18% faster.
+ * - `embeddingBlockSize`, the embedding matrix's (GatherBlockQuantized): int8 32, int4 128. The embeddings are
+ *   what the int8 faithfulness criterion is sensitive to: with them at 64 the Qwen3 reference loses greedy tokens
+ *   of clear margin that 32 keeps, while the LM head at 64 (a whole row there) keeps all of them
+ *   (test/engine/reference-quantized.test.ts). A gather reads only the rows of the tokens it is given, so the
+ *   smaller block costs memory only as rows are used, not bandwidth per token. When the embedding matrix and
+ *   the LM head are one tied matrix but their blocks differ, the graph holds it twice (one per format): the
+ *   head's copy is prepacked and its file pages released, the gather's is mapped from the file.
  * int8 is symmetric (the default zero point, as Q8_0), int4 has a zero point per block (min/max), which Q4_0
- * lacks. `--quantize-block-size` sets the projections' block; the head's is then the smaller of the two.
+ * lacks. `--quantize-block-size` sets the projections' and the LM head's block; the embeddings' is then the
+ * smaller of the two.
  */
-export const MODE_FORMAT: Record<Exclude<QuantizeMode, 'none'>, { bits: Bits; blockSize: number; headBlockSize: number; symmetric: boolean }> = {
-  int8: { bits: 8, blockSize: 128, headBlockSize: 32, symmetric: true },
-  int4: { bits: 4, blockSize: 128, headBlockSize: 128, symmetric: false },
+export const MODE_FORMAT: Record<Exclude<QuantizeMode, 'none'>, { bits: Bits; blockSize: number; embeddingBlockSize: number; symmetric: boolean }> = {
+  int8: { bits: 8, blockSize: 128, embeddingBlockSize: 32, symmetric: true },
+  int4: { bits: 4, blockSize: 128, embeddingBlockSize: 128, symmetric: false },
 };
 
 export const blocksOf = (k: number, blockSize: number) => Math.ceil(k / blockSize);

@@ -38,25 +38,25 @@ export function checkpointQuantization(modelDir: string): PrequantizedFormat | n
 }
 
 /**
- * The blocks along K of a mode: the projections' (MODE_FORMAT's, or `override`, --quantize-block-size) and the
- * embedding matrix's and LM head's (MODE_FORMAT.headBlockSize, or the projections' when smaller).
+ * The blocks along K of a mode: the projections' and the LM head's (MODE_FORMAT's, or `override`,
+ * --quantize-block-size) and the embedding matrix's (MODE_FORMAT.embeddingBlockSize, or the projections' when smaller).
  */
-export function quantizedBlocks(mode: Exclude<QuantizeMode, 'none'>, override?: number): { projections: number; head: number } {
+export function quantizedBlocks(mode: Exclude<QuantizeMode, 'none'>, override?: number): { projections: number; embeddings: number } {
   if (override !== undefined && !(override >= 16 && Number.isInteger(Math.log2(override))))
     throw new Error(`quantize block size ${override}: MatMulNBits takes a power of two from 16`);
   const projections = override ?? MODE_FORMAT[mode].blockSize;
-  return { projections, head: Math.min(projections, MODE_FORMAT[mode].headBlockSize) };
+  return { projections, embeddings: Math.min(projections, MODE_FORMAT[mode].embeddingBlockSize) };
 }
 
 /**
  * What /readyz and the start log call the base's weight format, e.g. `float32`, `int4 (blocks of 128)`,
- * `int8 (blocks of 128; embeddings and LM head 32)`, `gptq-int4 (group 128); other weights int4 (blocks of 128)`.
+ * `int8 (blocks of 128; embeddings 32)`, `gptq-int4 (group 128); other weights int4 (blocks of 128)`.
  */
 export function weightFormatLabel(prequantized: PrequantizedFormat | null, quantize: QuantizeMode, dtype: 'float32' | 'float16', blockSize?: number): string {
   let rest: string = dtype;
   if (quantize !== 'none') {
-    const { projections, head } = quantizedBlocks(quantize, blockSize);
-    rest = `${quantize} (blocks of ${projections}${head !== projections ? `; embeddings and LM head ${head}` : ''})`;
+    const { projections, embeddings } = quantizedBlocks(quantize, blockSize);
+    rest = `${quantize} (blocks of ${projections}${embeddings !== projections ? `; embeddings ${embeddings}` : ''})`;
   }
   return prequantized ? `${prequantized.label}; other weights ${rest}` : rest;
 }
@@ -80,7 +80,7 @@ export function embeddingBlockSize(hidden: number, modeBlockSize: number): numbe
 
 export class QuantizedWeights {
   private readonly cache = new Map<string, BlockQuantized>();
-  /** The packed-values initializer of each weight written so far: a tied embedding and LM head share one. */
+  /** The packed-values initializer of each weight written so far: a tied embedding and LM head of one format share one. */
   private readonly packedData = new Map<string, string>();
 
   private constructor(
@@ -90,24 +90,25 @@ export class QuantizedWeights {
     private readonly half: boolean,
     private readonly sink: QuantizedSink,
     readonly prequantized: PrequantizedFormat | null,
-    /** The projections' block along K (MODE_FORMAT's, or the operator's choice). */
+    /** The projections' and the LM head's block along K (MODE_FORMAT's, or the operator's choice). */
     private readonly blockSize: number,
-    /** The embedding matrix's and LM head's (MODE_FORMAT.headBlockSize, or the projections' when smaller). */
-    private readonly headBlockSize: number,
+    /** The embedding matrix's (MODE_FORMAT.embeddingBlockSize, or the projections' when smaller). */
+    private readonly embeddingBlockSize: number,
   ) {}
 
   /** Null when nothing is quantized: a float checkpoint with --quantize none keeps today's graph. */
   static create(g: Graph, weights: CheckpointWeights, mode: QuantizeMode, half: boolean, sink: QuantizedSink, blockSize?: number): QuantizedWeights | null {
     const prequantized = checkpointQuantization(weights.modelDir);
     if (mode === 'none' && !prequantized) return null;
-    const blocks = mode === 'none' ? { projections: 0, head: 0 } : quantizedBlocks(mode, blockSize);
-    return new QuantizedWeights(g, weights, mode, half, sink, prequantized, blocks.projections, blocks.head);
+    const blocks = mode === 'none' ? { projections: 0, embeddings: 0 } : quantizedBlocks(mode, blockSize);
+    return new QuantizedWeights(g, weights, mode, half, sink, prequantized, blocks.projections, blocks.embeddings);
   }
 
   /**
    * The float weight `name` [n, k] in the mode's format (null with --quantize none). `keep`: hold it for a second
-   * reader (the embedding matrix, which a tied LM head reads again); projections are dropped once written.
-   * `blockSize`: the block to cover K with (default the projections'; the embeddings' must divide the hidden size).
+   * reader (the embedding matrix, which a tied LM head of the same format reads again); projections are dropped
+   * once written. `blockSize`: the block to cover K with (default the projections'; the embeddings' must divide
+   * the hidden size).
    */
   private quantizeFloat(name: string, n: number, k: number, keep = false, blockSize = this.blockSize): BlockQuantized | null {
     if (this.mode === 'none') return null;
@@ -120,11 +121,14 @@ export class QuantizedWeights {
     return q;
   }
 
-  /** B [n, blocks, blockSize*bits/8], written once per weight (MatMulNBits' shape; the embeddings' Gather reads it too). */
-  private data(name: string, q: BlockQuantized): string {
+  /**
+   * B [n, blocks, blockSize*bits/8], written once per weight (MatMulNBits' shape; the embeddings' Gather reads it
+   * too). `tensor`: its initializer's name, `<name>.quantized` unless the caller needs another.
+   */
+  private data(name: string, q: BlockQuantized, tensorName = `${name}.quantized`): string {
     let tensor = this.packedData.get(name);
     if (!tensor) {
-      tensor = `${name}.quantized`;
+      tensor = tensorName;
       this.sink(tensor, q.packed, [q.n, blocksOf(q.k, q.blockSize), (q.blockSize * q.bits) / 8]);
       this.packedData.set(name, tensor);
     }
@@ -164,16 +168,19 @@ export class QuantizedWeights {
   /**
    * Embeddings [v, h] gathered by `ids` through GatherBlockQuantized, as [tokens, h], or null when they stay float.
    * The op reads the packed values in MatMulNBits' shape [v, blocks, blob] (quantized along the last axis, one
-   * block per row of it), so a tied LM head shares them; its scales [v, blocks, 1] and zero points (one per byte)
-   * are its own, MatMulNBits refusing that shape.
+   * block per row of it), so a tied LM head in the same blocks shares them (in other blocks it gets its own, and
+   * these are `<name>.gather_quantized`); the scales [v, blocks, 1] and zero points (one per byte) are the
+   * gather's own, MatMulNBits refusing that shape.
    */
   embedding(ids: string, name: string, v: number, h: number): string | null {
     if (this.mode === 'none') return null;
-    const blockSize = embeddingBlockSize(h, this.headBlockSize);
+    const blockSize = embeddingBlockSize(h, this.embeddingBlockSize);
     if (!blockSize) return null;
-    const q = this.quantizeFloat(name, v, h, true, blockSize)!;
+    const sharedWithHead = blockSize === weightBlockSize(h, this.blockSize);
+    const q = this.quantizeFloat(name, v, h, sharedWithHead, blockSize)!;
     const blocks = h / q.blockSize;
-    const inputs = [this.data(name, q), ids, `${name}.gather_scales`];
+    const data = sharedWithHead ? this.data(name, q) : this.data(`${name}#gather`, q, `${name}.gather_quantized`);
+    const inputs = [data, ids, `${name}.gather_scales`];
     this.sink(`${name}.gather_scales`, this.half ? toFloat16(q.scales) : q.scales, [v, blocks, 1]);
     if (q.zeroPoints) {
       const zpRow = zeroPointBytesPerRow(blocks, q.bits);
@@ -191,7 +198,7 @@ export class QuantizedWeights {
 
   /** Logits = x [rows, h] times the LM head [v, h] (the embeddings when tied) as MatMulNBits, or null when float. */
   lmHead(x: string, name: string, v: number, h: number): string | null {
-    const q = this.quantizeFloat(name, v, h, false, this.headBlockSize);
+    const q = this.quantizeFloat(name, v, h);
     return q ? this.matMul(x, name, q) : null;
   }
 }
