@@ -8,11 +8,11 @@
  * the same for every graph): not the base's memory, so they are counted apart, from /proc/self/smaps (the growth
  * of the mappings of shared libraries and of the node executable).
  *
- * Initializers that no kernel prepacks stay mapped from the graph's files (its data file, or a checkpoint it reads in place), and a page of them becomes
- * resident only when read: the embedding matrix's gather reads only the rows of the tokens it is given. A
- * server that has run a while has read most of them, so `baseBytes` counts every such page as resident (the
- * mapped size of the data file's mappings, not their resident part): the memory the base takes once every row
- * has been used. `atCreationBytes` is the growth at creation, without code pages.
+ * Initializers that no kernel prepacks stay mapped from the graph's files (its data file, or a checkpoint it
+ * reads in place), and a page of them becomes resident only when read: the embedding matrix's gather reads only
+ * the rows of the tokens it is given. A server that has run a while has read most of them, so `baseBytes`
+ * counts every such page as resident (the mapped size of those mappings, not their resident part): the memory
+ * the base takes once every row has been used. `atCreationBytes` is the growth at creation, without code pages.
  *
  *   node --import tsx bench/peer/session-resident.ts PATH/model.onnx [threads]
  *   # prints {"residentBytes": N, "codeBytes": C, "mappedUnreadBytes": M, "baseBytes": N - C + M, ...}

@@ -123,7 +123,7 @@ export class QuantizedWeights {
 
   /**
    * B [n, blocks, blockSize*bits/8], written once per weight (MatMulNBits' shape; the embeddings' Gather reads it
-   * too). `tensor`: its initializer's name, `<name>.quantized` unless the caller needs another.
+   * too). `tensorName`: its initializer's name, `<name>.quantized` unless the caller needs another.
    */
   private data(name: string, q: BlockQuantized, tensorName = `${name}.quantized`): string {
     let tensor = this.packedData.get(name);
