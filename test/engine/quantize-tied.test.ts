@@ -1,7 +1,9 @@
 /**
- * Tied embeddings over a quantized base: GatherBlockQuantized (the embeddings) and MatMulNBits (the LM head) read
- * one copy of the packed values, so a tied checkpoint's graph holds exactly one V x H packed matrix fewer than the
- * same weights untied.
+ * Tied embeddings over a quantized base: when the embeddings and the LM head are in the same blocks (int4; int8
+ * with --quantize-block-size 32), GatherBlockQuantized and MatMulNBits read one copy of the packed values, so a
+ * tied checkpoint's graph holds exactly one V x H packed matrix fewer than the same weights untied. In different
+ * blocks (int8 by default: embeddings 32, LM head 128) each reads its own, and tied and untied hold the same bytes.
+ * Either way the tied base answers exactly as the untied one.
  */
 import t from 'tap';
 import { copyFileSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
@@ -31,20 +33,22 @@ function writeVariant(tied: boolean): string {
   return dir;
 }
 
-t.test('int4 and int8: a tied base stores its packed embedding matrix once and answers as the untied one', async (t) => {
+t.test('int4 and int8: a tied base shares its packed matrix when both uses have the same blocks, and answers as the untied one', async (t) => {
   const [tiedDir, untiedDir] = [writeVariant(true), writeVariant(false)];
   const { vocab_size: v, hidden_size: h } = JSON.parse(readFileSync(join(FIXTURE_MODEL, 'config.json'), 'utf8'));
-  for (const [quantize, bytesPerWeight] of [
-    ['int4', 0.5],
-    ['int8', 1],
+  for (const [quantize, quantizeBlockSize, savedBytes, label] of [
+    ['int4', undefined, v * h * 0.5, `one packed ${v} x ${h} matrix fewer`],
+    ['int8', 32, v * h, `one packed ${v} x ${h} matrix fewer`],
+    ['int8', undefined, 0, 'the same bytes: the embeddings (blocks of 32) and the LM head each have their own'],
   ] as const) {
-    const tied = await loadFixtureEngine({ modelDir: tiedDir, quantize, cacheDir: freshCacheDir() });
-    const untied = await loadFixtureEngine({ modelDir: untiedDir, quantize, cacheDir: freshCacheDir() });
-    t.equal(untied.baseWeights.bytes - tied.baseWeights.bytes, v * h * bytesPerWeight, `${quantize}: one packed ${v} x ${h} matrix fewer`);
+    const name = `${quantize}${quantizeBlockSize ? ` --quantize-block-size ${quantizeBlockSize}` : ''}`;
+    const tied = await loadFixtureEngine({ modelDir: tiedDir, quantize, quantizeBlockSize, cacheDir: freshCacheDir() });
+    const untied = await loadFixtureEngine({ modelDir: untiedDir, quantize, quantizeBlockSize, cacheDir: freshCacheDir() });
+    t.equal(untied.baseWeights.bytes - tied.baseWeights.bytes, savedBytes, `${name}: ${label}`);
     for (const c of reference.cases.slice(0, 4)) {
       const [a, b] = await Promise.all([tied.generate(greedyRequest(c)), untied.generate(greedyRequest(c))]);
-      t.same(a.tokenIds, b.tokenIds, `${quantize} ${c.adapter ?? 'base'}: same tokens`);
-      t.same(a.logprobs, b.logprobs, `${quantize} ${c.adapter ?? 'base'}: same logprobs`);
+      t.same(a.tokenIds, b.tokenIds, `${name} ${c.adapter ?? 'base'}: same tokens`);
+      t.same(a.logprobs, b.logprobs, `${name} ${c.adapter ?? 'base'}: same logprobs`);
     }
     await tied.close();
     await untied.close();
