@@ -80,8 +80,8 @@ export function embeddingBlockSize(hidden: number, modeBlockSize: number): numbe
 
 export class QuantizedWeights {
   private readonly cache = new Map<string, BlockQuantized>();
-  /** The packed-values initializer of each weight written so far: a tied embedding and LM head of one format share one. */
-  private readonly packedData = new Map<string, string>();
+  /** The packed-values initializers written so far: a tied embedding and LM head of one format share one. */
+  private readonly writtenData = new Set<string>();
 
   private constructor(
     private readonly g: Graph,
@@ -121,23 +121,18 @@ export class QuantizedWeights {
     return q;
   }
 
-  /**
-   * B [n, blocks, blockSize*bits/8], written once per weight (MatMulNBits' shape; the embeddings' Gather reads it
-   * too). `tensorName`: its initializer's name, `<name>.quantized` unless the caller needs another.
-   */
-  private data(name: string, q: BlockQuantized, tensorName = `${name}.quantized`): string {
-    let tensor = this.packedData.get(name);
-    if (!tensor) {
-      tensor = tensorName;
+  /** B [n, blocks, blockSize*bits/8] as the initializer `tensor`, written once (MatMulNBits' shape; the embeddings' Gather reads it too). */
+  private data(tensor: string, q: BlockQuantized): string {
+    if (!this.writtenData.has(tensor)) {
       this.sink(tensor, q.packed, [q.n, blocksOf(q.k, q.blockSize), (q.blockSize * q.bits) / 8]);
-      this.packedData.set(name, tensor);
+      this.writtenData.add(tensor);
     }
     return tensor;
   }
 
   private matMul(x: string, name: string, q: BlockQuantized): string {
     const blocks = blocksOf(q.k, q.blockSize);
-    const inputs = [x, this.data(name, q), `${name}.scales`];
+    const inputs = [x, this.data(`${name}.quantized`, q), `${name}.scales`];
     this.sink(`${name}.scales`, this.half ? toFloat16(q.scales) : q.scales, [q.n, blocks]);
     if (q.zeroPoints) {
       this.sink(`${name}.zero_points`, q.zeroPoints, [q.n, zeroPointBytesPerRow(blocks, q.bits)]);
@@ -179,8 +174,7 @@ export class QuantizedWeights {
     const sharedWithHead = blockSize === weightBlockSize(h, this.blockSize);
     const q = this.quantizeFloat(name, v, h, sharedWithHead, blockSize)!;
     const blocks = h / q.blockSize;
-    const data = sharedWithHead ? this.data(name, q) : this.data(`${name}#gather`, q, `${name}.gather_quantized`);
-    const inputs = [data, ids, `${name}.gather_scales`];
+    const inputs = [this.data(sharedWithHead ? `${name}.quantized` : `${name}.gather_quantized`, q), ids, `${name}.gather_scales`];
     this.sink(`${name}.gather_scales`, this.half ? toFloat16(q.scales) : q.scales, [v, blocks, 1]);
     if (q.zeroPoints) {
       const zpRow = zeroPointBytesPerRow(blocks, q.bits);
