@@ -225,6 +225,7 @@ export class Engine {
   /** Token positions the budget holds (max batch x max sequence length without one). */
   kvCapacityTokens = 0;
   private checkTimer: NodeJS.Timeout | null = null;
+  private closed: Promise<void> | null = null;
 
   /** Picks up changed adapters every `ms` (AdapterManager.checkForUpdates), one check at a time. */
   checkAdaptersEvery(ms: number, log?: EngineLog): void {
@@ -316,8 +317,9 @@ export class Engine {
     throw new EngineError('internal', 'The generation ended without a result.');
   }
 
-  async close(): Promise<void> {
+  /** Releases the model (once: later calls wait for the same release). */
+  close(): Promise<void> {
     if (this.checkTimer) clearInterval(this.checkTimer);
-    await this.runner.release();
+    return (this.closed ??= this.runner.release());
   }
 }

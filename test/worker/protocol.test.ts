@@ -276,3 +276,38 @@ t.test('close drains: a running generation finishes, then new work is refused', 
   await closed;
   t.throws(() => other.start(long()), { code: 'shutting_down' });
 });
+
+t.test('a kill while a drain waits: generations are cancelled between steps, the model released once, one `closed`', async (t) => {
+  // The server's drain deadline calls kill() while close() already asked for a drain. Before, the worker ran its
+  // shutdown twice (releasing the session twice) and a terminate could land inside that second native call,
+  // which aborted the whole process (SIGABRT from onnxruntime-node's binding) instead of exiting with its code.
+  const errors: string[] = [];
+  const phases: string[] = [];
+  const other = EngineClient.spawn(engineOptions({ adaptersDir, maxBatch: 2 }), {
+    onPhase: (p) => phases.push(p),
+    log: { info: () => undefined, warn: () => undefined, error: (obj, msg) => errors.push(`${msg} ${JSON.stringify(obj)}`) },
+  });
+  await other.ready;
+  const closedMessages: string[] = [];
+  const receive = other.receive.bind(other);
+  other.receive = (m: FromWorker) => {
+    if (m.type === 'closed' || (m.type === 'log' && m.level !== 'info')) closedMessages.push(m.type === 'log' ? `log: ${m.msg}` : 'closed');
+    receive(m);
+  };
+  // 12 generations of 200 tokens for 2 batch rows: ~1,200 steps of work, most of it still queued at the kill.
+  const generations = Array.from({ length: 12 }, () => collect(other.start(long({ maxTokens: 200 })).events).catch((e: unknown) => e));
+  t.ok(await waitFor(() => other.stats.steps > 2), 'the generations are running');
+  const draining = other.close();
+  await other.kill();
+  await draining;
+  const outcomes = await Promise.all(generations);
+  t.same(closedMessages, ['closed'], 'the worker said closed once, and logged no warning or error');
+  t.same(errors, [], 'no worker error on this side either');
+  t.notOk(phases.includes('failed'), 'the engine never reported itself failed');
+  const ended = outcomes.map((o) => (o instanceof EngineError ? o.code : Array.isArray(o) && o.at(-1)?.type === 'finish' ? 'finished' : String(o)));
+  t.ok(
+    ended.every((e) => e === 'finished' || e === 'cancelled'),
+    `each generation finished before the kill or was cancelled by it: ${ended.join(', ')}`,
+  );
+  t.ok(ended.includes('cancelled'), 'the kill cancelled the queued ones');
+});

@@ -55,7 +55,6 @@ interface ClientStream {
 /** Until the first snapshot (the worker's scheduler defines the fields). */
 const EMPTY_STATS = { steps: 0, completed: 0, cancelled: 0, failed: 0 } as SchedulerStats;
 const SHUTDOWN_GRACE_MS = 10_000;
-const KILL_GRACE_MS = 3_000;
 
 /** Metrics hooks on the HTTP thread: the scheduler's, and adapter loads (the load-time histogram). */
 export type ClientObserver = GenerationObserver & { adapterLoaded?(adapter: string, seconds: number, source: 'disk' | 's3'): void };
@@ -189,7 +188,9 @@ export class EngineClient {
   private nextId = 1;
   private closing = false;
   private closed: Promise<void> | null = null;
-  private onClosed: (() => void) | null = null;
+  /** Settles when the worker says `closed` (or exits) after a shutdown request. */
+  private closedAck: Promise<void> | null = null;
+  private ackClosed: () => void = () => undefined;
   private settleReady!: { resolve(): void; reject(e: Error): void };
 
   constructor(
@@ -351,7 +352,7 @@ export class EngineClient {
         return;
       }
       case 'closed':
-        this.onClosed?.();
+        this.ackClosed();
         return;
       case 'token_bytes':
         this.packedTokenBytes = { bytes: m.bytes, offsets: m.offsets };
@@ -470,7 +471,7 @@ export class EngineClient {
   /** The worker died (crash or exit): every open request and call fails as `internal`. */
   workerDied(reason: string, cause?: unknown): void {
     if (this.closing && !cause) {
-      this.onClosed?.();
+      this.ackClosed();
       return;
     }
     if (this.phase !== 'ready' && this.phase !== 'failed') {
@@ -495,19 +496,25 @@ export class EngineClient {
   }
 
   /**
+   * Asks the worker to stop (`now`: cancelling its generations) and settles when it says `closed`. Both close()
+   * and kill() share the one acknowledgement; a kill during a drain only upgrades it to `now`.
+   */
+  private requestShutdown(now: boolean): Promise<void> {
+    this.closedAck ??= new Promise<void>((resolve) => (this.ackClosed = resolve));
+    this.send({ type: 'shutdown', now });
+    return this.closedAck;
+  }
+
+  /**
    * Stops the worker now (past the drain deadline): its generations are cancelled and the model released between
-   * two steps, then the thread is terminated (at once if it does not answer within KILL_GRACE_MS). Terminating a
-   * thread in the middle of an onnxruntime run can crash the process instead of letting it exit with its code.
+   * two steps, and only once it says so is the thread terminated. There is deliberately no grace timer here:
+   * terminating a thread inside an onnxruntime call aborts the whole process (the binding throws a C++ exception
+   * it cannot hand to a terminating JavaScript), so the wait is one step at most and the caller's own backstop
+   * (server.ts, close-with-grace) bounds a worker that never answers. A worker still loading is terminated at once.
    */
   async kill(): Promise<void> {
     this.closing = true;
-    if (this.phase === 'ready') {
-      const acknowledged = new Promise<void>((resolve) => (this.onClosed = resolve));
-      this.send({ type: 'shutdown', now: true });
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([acknowledged, new Promise<void>((resolve) => (timer = setTimeout(resolve, KILL_GRACE_MS)))]);
-      clearTimeout(timer);
-    }
+    if (this.phase === 'ready') await this.requestShutdown(true);
     await this.options.terminate?.();
     this.options.ref?.(false);
   }
@@ -521,10 +528,8 @@ export class EngineClient {
     this.closing = true;
     this.closed = (async () => {
       if (this.phase === 'ready') {
-        const acknowledged = new Promise<void>((resolve) => (this.onClosed = resolve));
-        this.send({ type: 'shutdown' });
         let timer: NodeJS.Timeout | undefined;
-        await Promise.race([acknowledged, new Promise<void>((resolve) => (timer = setTimeout(resolve, SHUTDOWN_GRACE_MS)))]);
+        await Promise.race([this.requestShutdown(false), new Promise<void>((resolve) => (timer = setTimeout(resolve, SHUTDOWN_GRACE_MS)))]);
         clearTimeout(timer);
       }
       await this.options.terminate?.();

@@ -50,6 +50,7 @@ export class EngineHost {
   private lastSnapshot = '';
   private readonly timer: NodeJS.Timeout;
   private closing = false;
+  private stopping: Promise<void> | null = null;
   private idleWaiters: Array<() => void> = [];
 
   constructor(
@@ -237,9 +238,15 @@ export class EngineHost {
    * Refuses new work, waits for every generation to end (`now`: cancels them; the scheduler drops them before
    * its next step), releases the model, then says `closed`.
    */
-  async shutdown(now = false): Promise<void> {
+  shutdown(now = false): Promise<void> {
     this.closing = true;
     if (now) for (const generation of this.live.values()) generation.abort();
+    // A second request (a kill arriving while a drain waits) only adds `now`: the model is released once and
+    // `closed` said once, after which the client may terminate this thread (never while a native call runs).
+    return (this.stopping ??= this.stop());
+  }
+
+  private async stop(): Promise<void> {
     if (this.live.size) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     this.flush();
     clearInterval(this.timer);

@@ -1,0 +1,85 @@
+/**
+ * Stopping the engine through its client (src/engine/worker/): close() drains, kill() cancels, and when the
+ * server's drain deadline calls kill() while close() already waits, the model is released once and the other
+ * side is ended only after that release. The host is served in-process (in-process.ts), so the test can watch
+ * the runner's release and the moment the client ends the other side; protocol.test.ts runs the same over the
+ * real worker thread.
+ */
+import t from 'tap';
+import { inProcessClient } from '../../src/engine/worker/in-process.js';
+import { EngineError } from '../../src/engine/errors.js';
+import type { GenerateRequest, GenerationEvent } from '../../src/engine/types.js';
+import { loadFixtureEngine } from '../helpers/engine.js';
+
+const long: GenerateRequest = {
+  adapter: null,
+  prompt: 'Tell me a long story.',
+  maxTokens: 200,
+  temperature: 0,
+  topP: 1,
+  topK: 0,
+  stop: [],
+  ignoreEos: true,
+  logprobs: false,
+};
+
+async function outcome(events: AsyncIterable<GenerationEvent>): Promise<string> {
+  try {
+    let last: GenerationEvent | undefined;
+    for await (const e of events) last = e;
+    return last?.type === 'finish' ? 'finished' : `ended without a finish (${last?.type})`;
+  } catch (e) {
+    return e instanceof EngineError ? e.code : String(e);
+  }
+}
+
+t.test('a kill while a drain waits: generations cancelled, the model released once, the other side ended after it', async (t) => {
+  const engine = await loadFixtureEngine({ maxBatch: 2 });
+  // What happened, in order: each release's start and end, and the client ending the host (terminate).
+  const order: string[] = [];
+  const release = engine.runner.release.bind(engine.runner);
+  engine.runner.release = async () => {
+    order.push('release');
+    await release();
+    order.push('released');
+  };
+  const client = inProcessClient(engine);
+  const detach = client.host.detach.bind(client.host);
+  client.host.detach = () => {
+    order.push('terminate');
+    detach();
+  };
+  // 12 generations of 200 tokens for 2 batch rows: most are still queued when the kill comes.
+  const generations = Array.from({ length: 12 }, () => outcome(client.start(long).events));
+  while (engine.scheduler.stats.steps < 3) await new Promise((r) => setTimeout(r, 5));
+  const draining = client.close();
+  await client.kill();
+  await draining;
+  const ended = await Promise.all(generations);
+  t.ok(
+    ended.every((e) => e === 'finished' || e === 'cancelled'),
+    `each generation finished before the kill or was cancelled by it: ${ended.join(', ')}`,
+  );
+  t.ok(ended.includes('cancelled'), 'the kill cancelled the queued ones');
+  t.same(order.filter((o) => o === 'release').length, 1, `the model was released once (${order.join(' > ')})`);
+  t.ok(order.indexOf('released') < order.indexOf('terminate'), `the other side was ended only after the release (${order.join(' > ')})`);
+});
+
+t.test('close() alone drains: every generation finishes, one release, then the other side is ended', async (t) => {
+  const engine = await loadFixtureEngine({ maxBatch: 2 });
+  let releases = 0;
+  const release = engine.runner.release.bind(engine.runner);
+  engine.runner.release = async () => {
+    releases++;
+    await release();
+  };
+  const client = inProcessClient(engine);
+  const generations = Array.from({ length: 4 }, () => outcome(client.start({ ...long, maxTokens: 20 }).events));
+  while (engine.scheduler.stats.steps < 1) await new Promise((r) => setTimeout(r, 5));
+  await client.close();
+  t.same(await Promise.all(generations), ['finished', 'finished', 'finished', 'finished']);
+  t.equal(releases, 1, 'one release');
+  await client.close();
+  await engine.close();
+  t.equal(releases, 1, 'closing again does not release again');
+});
