@@ -291,7 +291,7 @@ export class Scheduler {
   private selection(seq: Sequence): RowSampling | undefined {
     if (!this.runner.selectsTokens || seq.constraint || (seq.request.topLogprobs ?? 0) > 0) return undefined;
     const { temperature, topK, topP } = seq.request;
-    return { temperature, topK, topP, uniform: temperature > 0 ? seq.random() : 0 };
+    return { temperature, topK, topP, uniform: temperature > 0 ? seq.random() : 0, logprob: wantsLogprobs(seq.request) };
   }
 
   /** A failure in one sequence's own work (its logits hook, sampling, detokenizing) fails that sequence only. */

@@ -13,6 +13,25 @@ import type { ModelRunner } from '../../src/engine/model/model-runner.js';
 import { isEngineError } from '../../src/engine/errors.js';
 import type { GenerateRequest } from '../../src/engine/types.js';
 
+t.test('greedy rows with and without log-probabilities in the same steps: only those that ask get them, equal to HF', async (t) => {
+  // The graph computes the chosen token's log-probability only for the rows listed in logprob_rows (its
+  // log-sum-exp over the vocabulary is the costly part): every other case here asks for none.
+  const engine = await loadFixtureEngine({ maxBatch: 8, adapterSlots: 3 });
+  t.teardown(() => engine.close());
+  const asks = (i: number) => i % 2 === 0;
+  const results = await Promise.all(reference.cases.map((c, i) => engine.generate({ ...greedyRequest(c), logprobs: asks(i) })));
+  t.ok(engine.scheduler.stats.decodeRowsTotal / engine.scheduler.stats.decodeSteps > 1, 'decode steps held several rows');
+  results.forEach((r, i) => {
+    const c = reference.cases[i];
+    t.same(r.tokenIds, c.greedy_token_ids, `case ${i}: greedy tokens equal HF`);
+    if (asks(i)) {
+      const tolerance = c.prompt_token_ids.length > 64 ? 2e-4 : 1e-4; // see reference.test.ts
+      t.equal(r.logprobs?.length, c.greedy_logprobs.length, `case ${i}: one log-probability per token`);
+      t.ok(maxAbsDiff(r.logprobs!, c.greedy_logprobs) < tolerance, `case ${i}: log-probabilities within ${tolerance} of HF`);
+    } else t.same(r.logprobs ?? [], [], `case ${i}: no log-probabilities (not asked)`);
+  });
+});
+
 t.test('every reference case, arriving staggered with small prompt chunks, gives the HF tokens and logprobs', async (t) => {
   // 16 prompt tokens per step: long prompts take several steps and share them with decoding rows and other prompts.
   const engine = await loadFixtureEngine({ prefillChunk: 16, maxBatch: 6, adapterSlots: 3 });

@@ -30,6 +30,8 @@ export interface RowSampling {
   topK: number;
   topP: number;
   uniform: number;
+  /** The chosen token's log-probability is wanted (the host runner computes it only then). */
+  logprob?: boolean;
 }
 
 /** What one call of the device runner's primitives returns (logits, or tokens chosen in the graph). */

@@ -60,26 +60,39 @@ function flatten(parts: StepRow[]) {
 }
 
 /**
- * `logit_rows` (every logit position of the step) and `logit_wanted` (those that come back whole: every row that
- * is not greedy-selected in the graph). `greedy[i]`: part i gets its token from the graph.
+ * `logit_rows` (every logit position of the step), `logit_wanted` (those that come back whole: every row that
+ * is not greedy-selected in the graph) and `logprob_rows` (the greedy rows whose chosen token's log-probability
+ * is wanted; see addGreedySelection). `greedy[i]`: part i gets its token from the graph; `logprob[i]`: and its
+ * log-probability, at that index of `next_logprob`.
  */
-function logitSelection(parts: StepRow[], firstToken: number[]): { greedy: boolean[]; feeds: Record<string, ort.Tensor> } {
+function logitSelection(
+  parts: StepRow[],
+  firstToken: number[],
+  vocabSize: number,
+): { greedy: boolean[]; logprob: number[]; feeds: Record<string, ort.Tensor> } {
   const logitRows: number[] = [];
   const wanted: number[] = [];
+  const logprobRows: number[] = [];
   const greedy = parts.map((r) => r.logitPositions.length === 1 && r.sampling !== undefined && r.sampling.temperature === 0);
+  const logprob = parts.map(() => -1);
   parts.forEach((r, i) =>
     r.logitPositions.forEach((p) => {
       if (!greedy[i]) wanted.push(logitRows.length);
+      else if (r.sampling?.logprob) logprob[i] = logprobRows.push(logitRows.length) - 1;
       logitRows.push(firstToken[i] + p);
     }),
   );
   // At least one logits row: onnxruntime's reductions mis-shape an empty input (the extra row is never read).
   const rowsFed = logitRows.length ? logitRows : [0];
+  const logprobFed = logprobRows.length ? logprobRows : [0];
   return {
     greedy,
+    logprob,
     feeds: {
       logit_rows: new ort.Tensor('int64', BigInt64Array.from(rowsFed, BigInt), [rowsFed.length]),
       logit_wanted: new ort.Tensor('int64', BigInt64Array.from(wanted, BigInt), [wanted.length]),
+      logprob_rows: new ort.Tensor('int64', BigInt64Array.from(logprobFed, BigInt), [logprobFed.length]),
+      logprob_width: new ort.Tensor('int64', BigInt64Array.of(BigInt(logprobRows.length ? vocabSize : 1)), [1]),
     },
   };
 }
@@ -164,7 +177,7 @@ export class ModelRunner implements BatchRunner {
     let paddedBefore = 0;
     for (const group of ATTENTION_GROUPS) paddedBefore += this.groupFeeds(group, groups[group], feeds, unpad, paddedBefore);
     feeds.unpad = new ort.Tensor('int64', unpad, [T]);
-    const { greedy, feeds: logitFeeds } = logitSelection(parts, firstToken);
+    const { greedy, logprob: logprobAt, feeds: logitFeeds } = logitSelection(parts, firstToken, this.spec.vocabSize);
     Object.assign(feeds, logitFeeds);
     if (this.stacks) this.addLoraFeeds(feeds, parts, T);
 
@@ -185,7 +198,7 @@ export class ModelRunner implements BatchRunner {
     return parts.map((r, i): RowOutput => {
       const n = r.logitPositions.length;
       logitRow += n;
-      if (greedy[i]) return { token: Number(tokens[logitRow - 1]), logprob: logprobs[logitRow - 1] };
+      if (greedy[i]) return { token: Number(tokens[logitRow - 1]), ...(logprobAt[i] >= 0 ? { logprob: logprobs[logprobAt[i]] } : {}) };
       wantedRow += n;
       return n ? { logits: logits.subarray((wantedRow - n) * V, wantedRow * V) } : {};
     });

@@ -57,6 +57,10 @@ export function packedInputs(
     { name: 'logit_rows', dataType: DataType.INT64, shape: ['rows'] },
     /** [wanted]: which of the logits rows come back whole (the others only as their argmax). */
     { name: 'logit_wanted', dataType: DataType.INT64, shape: ['wanted'] },
+    /** [k]: the logits rows whose chosen token's log-probability comes back (addGreedySelection). */
+    { name: 'logprob_rows', dataType: DataType.INT64, shape: ['logprob_rows'] },
+    /** [1]: the vocabulary size, or 1 when no row wants a log-probability. */
+    { name: 'logprob_width', dataType: DataType.INT64, shape: [1] },
   ];
   if (lora) {
     inputs.push({ name: 'lora_mask', dataType: float, shape: ['tokens', 'used_width'] });
@@ -87,13 +91,23 @@ export function packedInputs(
 
 /**
  * Greedy selection in the graph, so rows that only need their argmax do not bring their logits back:
- * `next_token` [rows] and `next_logprob` [rows] for every logits row, and `wanted_logits` [wanted, vocab], the
- * rows of `logit_wanted` [wanted] (rows sampled on the host, constrained, or with top log-probabilities).
+ * `next_token` [rows] for every logits row, `next_logprob` [k] the chosen token's log-probability for the logits
+ * rows listed in `logprob_rows` [k] (the greedy rows whose request asked for log-probabilities), and
+ * `wanted_logits` [wanted, vocab], the rows of `logit_wanted` [wanted] (rows sampled on the host, constrained, or
+ * with top log-probabilities).
+ *
+ * A log-probability needs a log-sum-exp over the whole vocabulary (about 0.8 ms per row for 152k entries on the
+ * 2-core VM, ~6% of an int4 batch-8 decode step), so only the rows that want one pay for it. The reduction runs
+ * over the first `logprob_width` [1] columns: the vocabulary size, or 1 when no row wants a log-probability
+ * (`logprob_rows` is then one unread row, because onnxruntime's reductions mis-shape an empty input).
  */
 export function addGreedySelection(g: Graph, logits: string): void {
   const lastAxis = g.int64('packed.last_axis', [-1]);
   const best = g.one('ArgMax', [logits], { axis: -1, keepdims: 1 });
-  const logprob = g.one('Sub', [g.one('GatherElements', [logits, best], { axis: -1 }), g.one('ReduceLogSumExp', [logits], { axes: [-1], keepdims: 1 })]);
+  const rows = g.one('Gather', [logits, 'logprob_rows'], { axis: 0 });
+  const columns = g.one('Slice', [rows, g.int64('packed.slice_start', [0]), 'logprob_width', lastAxis]);
+  const picked = g.one('GatherElements', [rows, g.one('Gather', [best, 'logprob_rows'], { axis: 0 })], { axis: -1 });
+  const logprob = g.one('Sub', [picked, g.one('ReduceLogSumExp', [columns], { axes: [-1], keepdims: 1 })]);
   const named = (op: string, inputs: string[], name: string, attributes?: Record<string, number>) => {
     g.node(op, inputs, attributes);
     g.nodes[g.nodes.length - 1].outputs[0] = name;
@@ -106,7 +120,7 @@ export function addGreedySelection(g: Graph, logits: string): void {
 export function packedOutputs(spec: ModelSpec, float: DataTypeCode): OnnxModel['outputs'] {
   const outputs: OnnxModel['outputs'] = [
     { name: 'next_token', dataType: DataType.INT64, shape: ['rows'] },
-    { name: 'next_logprob', dataType: DataType.FLOAT, shape: ['rows'] },
+    { name: 'next_logprob', dataType: DataType.FLOAT, shape: ['logprob_rows'] },
     { name: 'wanted_logits', dataType: DataType.FLOAT, shape: ['wanted', spec.vocabSize] },
   ];
   for (let layer = 0; layer < spec.numLayers; layer++) {
