@@ -83,3 +83,21 @@ t.test('close() alone drains: every generation finishes, one release, then the o
   await engine.close();
   t.equal(releases, 1, 'closing again does not release again');
 });
+
+t.test('a worker that dies while kill() waits for `closed` does not leave kill() waiting', async (t) => {
+  const engine = await loadFixtureEngine();
+  t.teardown(() => engine.close());
+  const client = inProcessClient(engine);
+  // A worker that never answers the shutdown (stuck, then crashing).
+  client.host.shutdown = () => new Promise<void>(() => undefined);
+  let terminated = false;
+  const detach = client.host.detach.bind(client.host);
+  client.host.detach = () => {
+    terminated = true;
+    detach();
+  };
+  const killed = client.kill();
+  client.workerDied('the engine worker exited with code 1', new Error('crashed'));
+  await killed;
+  t.ok(terminated, 'kill() went on to end the other side');
+});

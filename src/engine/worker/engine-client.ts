@@ -470,10 +470,9 @@ export class EngineClient {
 
   /** The worker died (crash or exit): every open request and call fails as `internal`. */
   workerDied(reason: string, cause?: unknown): void {
-    if (this.closing && !cause) {
-      this.ackClosed();
-      return;
-    }
+    // A close() or kill() waiting for `closed` will not get it now: let it go on to terminate.
+    this.ackClosed();
+    if (this.closing && !cause) return;
     if (this.phase !== 'ready' && this.phase !== 'failed') {
       this.failure = reason;
       this.setPhase('failed', reason);
