@@ -59,6 +59,22 @@ export async function loadFixtureEngine(overrides: Partial<EngineOptions> = {}):
   return Engine.load(engineOptions(overrides));
 }
 
+/** A greedy request for 200 tokens that ignores EOS: one that keeps a batch row busy for a while. */
+export function longRequest(extra: Partial<GenerateRequest> = {}): GenerateRequest {
+  return {
+    adapter: null,
+    prompt: 'Tell me a long story.',
+    maxTokens: 200,
+    temperature: 0,
+    topP: 1,
+    topK: 0,
+    stop: [],
+    ignoreEos: true,
+    logprobs: false,
+    ...extra,
+  };
+}
+
 export function greedyRequest(c: ReferenceCase, extra: Partial<GenerateRequest> = {}): GenerateRequest {
   return {
     adapter: c.adapter,

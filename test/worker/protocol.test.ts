@@ -11,10 +11,10 @@ import { join } from 'node:path';
 import { EngineClient } from '../../src/engine/worker/engine-client.js';
 import { EngineError } from '../../src/engine/errors.js';
 import type { FromWorker } from '../../src/engine/worker/protocol.js';
-import type { GenerateRequest, GenerationEvent } from '../../src/engine/types.js';
+import type { GenerationEvent } from '../../src/engine/types.js';
 import { validateJson } from '../../src/engine/constrain/index.js';
 import { TextTokenizer } from '../../src/engine/model/tokenizer.js';
-import { engineOptions, FIXTURE_ADAPTERS, FIXTURE_MODEL, greedyRequest, maxAbsDiff, reference } from '../helpers/engine.js';
+import { engineOptions, FIXTURE_ADAPTERS, FIXTURE_MODEL, greedyRequest, longRequest, maxAbsDiff, reference } from '../helpers/engine.js';
 
 const adaptersDir = mkdtempSync(join(tmpdir(), 'worker-adapters-'));
 cpSync(FIXTURE_ADAPTERS, adaptersDir, { recursive: true });
@@ -43,19 +43,6 @@ async function waitFor(check: () => boolean, ms = 5000): Promise<boolean> {
   }
   return check();
 }
-
-const long = (extra: Partial<GenerateRequest> = {}): GenerateRequest => ({
-  adapter: null,
-  prompt: 'Tell me a long story.',
-  maxTokens: 200,
-  temperature: 0,
-  topP: 1,
-  topK: 0,
-  stop: [],
-  ignoreEos: true,
-  logprobs: false,
-  ...extra,
-});
 
 async function collect(events: AsyncIterable<GenerationEvent>): Promise<GenerationEvent[]> {
   const out: GenerationEvent[] = [];
@@ -100,7 +87,7 @@ t.test('tokens of concurrent streams go out together: fewer messages than tokens
   const observed = { first: 0, next: 0, finished: 0 };
   client.observer = { firstToken: () => observed.first++, nextToken: () => observed.next++, finished: () => observed.finished++ };
   t.teardown(() => (client.observer = null));
-  const runs = await Promise.all([0, 1, 2, 3].map((i) => collect(client.start(long({ maxTokens: 30, seed: i, temperature: 1 })).events)));
+  const runs = await Promise.all([0, 1, 2, 3].map((i) => collect(client.start(longRequest({ maxTokens: 30, seed: i, temperature: 1 })).events)));
   const tokens = runs.reduce((n, r) => n + r.filter((e) => e.type === 'token').length, 0);
   const batches = received.filter((m) => m.type === 'batch');
   const items = batches.reduce((n, m) => n + (m.type === 'batch' ? m.items.length : 0), 0);
@@ -112,7 +99,7 @@ t.test('tokens of concurrent streams go out together: fewer messages than tokens
 t.test('aborting mid-stream cancels the request in the worker and frees its row', async (t) => {
   const before = client.stats.cancelled;
   const abort = new AbortController();
-  const generation = client.start(long({ signal: abort.signal }));
+  const generation = client.start(longRequest({ signal: abort.signal }));
   let seen = 0;
   let error: unknown;
   try {
@@ -138,7 +125,7 @@ t.test('aborting mid-stream cancels the request in the worker and frees its row'
 
 t.test('breaking off the iteration cancels too', async (t) => {
   const before = client.stats.cancelled;
-  for await (const e of client.start(long({ adapter: 'sales' })).events) if (e.type === 'token') break;
+  for await (const e of client.start(longRequest({ adapter: 'sales' })).events) if (e.type === 'token') break;
   t.ok(await waitFor(() => client.stats.cancelled > before && client.batchSize === 0 && client.workerInFlight === 0), 'cancelled in the worker');
   t.equal(client.adapters.get('sales').inUse, 0);
 });
@@ -153,20 +140,20 @@ t.test('errors keep their engine codes across the boundary', async (t) => {
     return 'no error';
   };
   t.equal(
-    code(() => client.start(long({ adapter: 'nope' }))),
+    code(() => client.start(longRequest({ adapter: 'nope' }))),
     'adapter_not_found',
     'unknown adapter (checked on the mirror)',
   );
   t.equal(
-    code(() => client.start(long({ adapter: 'broken' }))),
+    code(() => client.start(longRequest({ adapter: 'broken' }))),
     'adapter_errored',
   );
   t.equal(
-    code(() => client.start(long({ maxTokens: 10_000 }))),
+    code(() => client.start(longRequest({ maxTokens: 10_000 }))),
     'context_length_exceeded',
   );
   t.equal(
-    code(() => client.start(long({ prompt: undefined, promptTokenIds: [1, 99999] }))),
+    code(() => client.start(longRequest({ prompt: undefined, promptTokenIds: [1, 99999] }))),
     'invalid_request',
   );
 
@@ -175,7 +162,7 @@ t.test('errors keep their engine codes across the boundary', async (t) => {
   const outcomes = await Promise.all(
     Array.from({ length: 16 }, async () => {
       try {
-        await collect(client.start(long({ signal: abort.signal, maxTokens: 100 })).events);
+        await collect(client.start(longRequest({ signal: abort.signal, maxTokens: 100 })).events);
         return 'finished';
       } catch (e) {
         if (e instanceof EngineError && e.code === 'queue_full') abort.abort();
@@ -193,7 +180,7 @@ t.test('errors keep their engine codes across the boundary', async (t) => {
   const timed = EngineClient.spawn(engineOptions({ adaptersDir, requestTimeoutMs: 100 }));
   t.teardown(() => timed.close());
   await timed.ready;
-  const error = await collect(timed.start(long({ maxTokens: 240 })).events).then(
+  const error = await collect(timed.start(longRequest({ maxTokens: 240 })).events).then(
     () => null,
     (e: unknown) => e,
   );
@@ -210,7 +197,7 @@ t.test('JSON mode crosses as data: the worker compiles the constraint; output is
   let finished = 0;
   for (const seed of [1, 2, 3, 4]) {
     const events = await collect(
-      client.start(long({ maxTokens: 120, temperature: 1, seed, ignoreEos: false }), { responseFormat: { schema, strict: true } }).events,
+      client.start(longRequest({ maxTokens: 120, temperature: 1, seed, ignoreEos: false }), { responseFormat: { schema, strict: true } }).events,
     );
     const finish = events.at(-1);
     if (finish?.type !== 'finish' || finish.finishReason !== 'stop') continue;
@@ -241,7 +228,7 @@ t.test('adapter admin calls: register, validate, pin, unpin, remove, with their 
 
   // In use: removal is refused while a generation holds the adapter.
   const abort = new AbortController();
-  const running = client.start(long({ adapter: 'support2', signal: abort.signal }));
+  const running = client.start(longRequest({ adapter: 'support2', signal: abort.signal }));
   const it = running.events[Symbol.asyncIterator]();
   await it.next();
   t.equal(await rejected(client.adapters.remove('support2')), 'adapter_in_use');
@@ -255,7 +242,7 @@ t.test('adapter admin calls: register, validate, pin, unpin, remove, with their 
 t.test('the mirror follows a running batch from the snapshots', async (t) => {
   const abort = new AbortController();
   const steps = client.stats.steps;
-  const running = collect(client.start(long({ maxTokens: 240, signal: abort.signal })).events).catch(() => undefined);
+  const running = collect(client.start(longRequest({ maxTokens: 240, signal: abort.signal })).events).catch(() => undefined);
   t.ok(await waitFor(() => client.batchSize === 1), 'batch size 1 while it runs');
   t.ok(await waitFor(() => client.stats.steps > steps), 'scheduler stats refresh');
   abort.abort();
@@ -266,7 +253,7 @@ t.test('the mirror follows a running batch from the snapshots', async (t) => {
 t.test('close drains: a running generation finishes, then new work is refused', async (t) => {
   const other = EngineClient.spawn(engineOptions({ adaptersDir }));
   await other.ready;
-  const running = collect(other.start(long({ maxTokens: 60 })).events);
+  const running = collect(other.start(longRequest({ maxTokens: 60 })).events);
   await new Promise((r) => setTimeout(r, 20));
   const closed = other.close();
   const events = await running;
@@ -274,7 +261,7 @@ t.test('close drains: a running generation finishes, then new work is refused', 
   t.equal(finish?.type, 'finish', 'the in-flight generation ran to its end');
   t.equal(finish?.type === 'finish' ? finish.usage.completionTokens : 0, 60);
   await closed;
-  t.throws(() => other.start(long()), { code: 'shutting_down' });
+  t.throws(() => other.start(longRequest()), { code: 'shutting_down' });
 });
 
 t.test('a kill while a drain waits: generations are cancelled between steps, the model released once, one `closed`', async (t) => {
@@ -295,7 +282,7 @@ t.test('a kill while a drain waits: generations are cancelled between steps, the
     receive(m);
   };
   // 12 generations of 200 tokens for 2 batch rows: ~1,200 steps of work, most of it still queued at the kill.
-  const generations = Array.from({ length: 12 }, () => collect(other.start(long({ maxTokens: 200 })).events).catch((e: unknown) => e));
+  const generations = Array.from({ length: 12 }, () => collect(other.start(longRequest({ maxTokens: 200 })).events).catch((e: unknown) => e));
   t.ok(await waitFor(() => other.stats.steps > 2), 'the generations are running');
   const draining = other.close();
   await other.kill();

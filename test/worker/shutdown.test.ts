@@ -8,20 +8,8 @@
 import t from 'tap';
 import { inProcessClient } from '../../src/engine/worker/in-process.js';
 import { EngineError } from '../../src/engine/errors.js';
-import type { GenerateRequest, GenerationEvent } from '../../src/engine/types.js';
-import { loadFixtureEngine } from '../helpers/engine.js';
-
-const long: GenerateRequest = {
-  adapter: null,
-  prompt: 'Tell me a long story.',
-  maxTokens: 200,
-  temperature: 0,
-  topP: 1,
-  topK: 0,
-  stop: [],
-  ignoreEos: true,
-  logprobs: false,
-};
+import type { GenerationEvent } from '../../src/engine/types.js';
+import { loadFixtureEngine, longRequest } from '../helpers/engine.js';
 
 async function outcome(events: AsyncIterable<GenerationEvent>): Promise<string> {
   try {
@@ -50,7 +38,7 @@ t.test('a kill while a drain waits: generations cancelled, the model released on
     detach();
   };
   // 12 generations of 200 tokens for 2 batch rows: most are still queued when the kill comes.
-  const generations = Array.from({ length: 12 }, () => outcome(client.start(long).events));
+  const generations = Array.from({ length: 12 }, () => outcome(client.start(longRequest()).events));
   while (engine.scheduler.stats.steps < 3) await new Promise((r) => setTimeout(r, 5));
   const draining = client.close();
   await client.kill();
@@ -74,7 +62,7 @@ t.test('close() alone drains: every generation finishes, one release, then the o
     await release();
   };
   const client = inProcessClient(engine);
-  const generations = Array.from({ length: 4 }, () => outcome(client.start({ ...long, maxTokens: 20 }).events));
+  const generations = Array.from({ length: 4 }, () => outcome(client.start(longRequest({ maxTokens: 20 })).events));
   while (engine.scheduler.stats.steps < 1) await new Promise((r) => setTimeout(r, 5));
   await client.close();
   t.same(await Promise.all(generations), ['finished', 'finished', 'finished', 'finished']);
