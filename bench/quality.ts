@@ -37,8 +37,27 @@ const readJsonl = (file: string) =>
 const asSample = (r: Record<string, string>): Sample => (r.input !== undefined ? { prompt: '', text: r.input } : { prompt: r.prompt, text: r.completion });
 const key = (s: Sample) => `${s.prompt}\u0000${s.text}`;
 
+/**
+ * Where the training files are: tools/train/data, whose general corpus (~6 MB) is not committed. A fresh clone
+ * lacks it, so it is regenerated here the way tools/train/run.sh makes it (gen_data.py's default seed, hash seed
+ * 0; ~3 s), after checking that the same run reproduces the committed support and sales files byte for byte.
+ */
+function trainingData(): string {
+  if (existsSync(join(DATA, 'general.jsonl'))) return DATA;
+  const dir = resolve('.cache/quality-heldout/training');
+  if (!existsSync(join(dir, 'general.jsonl'))) {
+    console.log(`${join(DATA, 'general.jsonl')} is not committed; regenerating the training corpus into ${dir}`);
+    execFileSync('python3', [join('tools', 'train', 'gen_data.py'), '--out', dir], { stdio: 'inherit', env: { ...process.env, PYTHONHASHSEED: '0' } });
+  }
+  for (const file of ['support.jsonl', 'sales.jsonl']) {
+    if (!readFileSync(join(dir, file)).equals(readFileSync(join(DATA, file))))
+      throw new Error(`the regenerated ${file} differs from the committed one: the generator changed, so ${dir} is not the training corpus`);
+  }
+  return dir;
+}
+
 function heldOut(file: string): Sample[] {
-  const seen = new Set(readJsonl(join(DATA, file)).map((r) => key(asSample(r))));
+  const seen = new Set(readJsonl(join(trainingData(), file)).map((r) => key(asSample(r))));
   return readJsonl(join(OUT, file))
     .map(asSample)
     .filter((s) => !seen.has(key(s)))
