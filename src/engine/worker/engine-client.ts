@@ -191,6 +191,7 @@ export class EngineClient {
   /** Settles when the worker says `closed` (or exits) after a shutdown request. */
   private closedAck: Promise<void> | null = null;
   private ackClosed: () => void = () => undefined;
+  private workerGone = false;
   private settleReady!: { resolve(): void; reject(e: Error): void };
 
   constructor(
@@ -470,7 +471,8 @@ export class EngineClient {
 
   /** The worker died (crash or exit): every open request and call fails as `internal`. */
   workerDied(reason: string, cause?: unknown): void {
-    // A close() or kill() waiting for `closed` will not get it now: let it go on to terminate.
+    // A close() or kill() waiting for `closed` will not get it now (nor will a later one): let it go on.
+    this.workerGone = true;
     this.ackClosed();
     if (this.closing && !cause) return;
     if (this.phase !== 'ready' && this.phase !== 'failed') {
@@ -499,6 +501,7 @@ export class EngineClient {
    * and kill() share the one acknowledgement; a kill during a drain only upgrades it to `now`.
    */
   private requestShutdown(now: boolean): Promise<void> {
+    if (this.workerGone) return Promise.resolve();
     this.closedAck ??= new Promise<void>((resolve) => (this.ackClosed = resolve));
     this.send({ type: 'shutdown', now });
     return this.closedAck;
