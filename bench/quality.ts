@@ -56,8 +56,8 @@ function trainingData(): string {
   return dir;
 }
 
-function heldOut(file: string): Sample[] {
-  const seen = new Set(readJsonl(join(trainingData(), file)).map((r) => key(asSample(r))));
+function heldOut(file: string, trainingDir: string): Sample[] {
+  const seen = new Set(readJsonl(join(trainingDir, file)).map((r) => key(asSample(r))));
   return readJsonl(join(OUT, file))
     .map(asSample)
     .filter((s) => !seen.has(key(s)))
@@ -102,10 +102,11 @@ async function main(): Promise<void> {
       { stdio: 'inherit' },
     );
   }
+  const training = trainingData();
   const sets: Array<{ name: string; adapter: string | null; samples: Sample[] }> = [
-    { name: 'general corpus (base)', adapter: null, samples: heldOut('general.jsonl') },
-    { name: 'support (adapter support)', adapter: 'support', samples: heldOut('support.jsonl') },
-    { name: 'sales (adapter sales)', adapter: 'sales', samples: heldOut('sales.jsonl') },
+    { name: 'general corpus (base)', adapter: null, samples: heldOut('general.jsonl', training) },
+    { name: 'support (adapter support)', adapter: 'support', samples: heldOut('support.jsonl', training) },
+    { name: 'sales (adapter sales)', adapter: 'sales', samples: heldOut('sales.jsonl', training) },
   ];
   console.log(
     `held-out records per set: ${sets.map((s) => `${s.name} ${s.samples.length}`).join(', ')}; load average ${loadavg()

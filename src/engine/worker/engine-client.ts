@@ -188,10 +188,9 @@ export class EngineClient {
   private nextId = 1;
   private closing = false;
   private closed: Promise<void> | null = null;
-  /** Settles when the worker says `closed` (or exits) after a shutdown request. */
-  private closedAck: Promise<void> | null = null;
-  private ackClosed: () => void = () => undefined;
-  private workerGone = false;
+  /** Settles when the worker says `closed` after a shutdown request, or once it is gone. */
+  private readonly closedAck: Promise<void>;
+  private ackClosed!: () => void;
   private settleReady!: { resolve(): void; reject(e: Error): void };
 
   constructor(
@@ -208,6 +207,7 @@ export class EngineClient {
   ) {
     this.ready = new Promise<void>((resolve, reject) => (this.settleReady = { resolve, reject }));
     this.ready.catch(() => undefined);
+    this.closedAck = new Promise<void>((resolve) => (this.ackClosed = resolve));
     port.on('message', (m: FromWorker) => this.receive(m));
   }
 
@@ -472,7 +472,6 @@ export class EngineClient {
   /** The worker died (crash or exit): every open request and call fails as `internal`. */
   workerDied(reason: string, cause?: unknown): void {
     // A close() or kill() waiting for `closed` will not get it now (nor will a later one): let it go on.
-    this.workerGone = true;
     this.ackClosed();
     if (this.closing && !cause) return;
     if (this.phase !== 'ready' && this.phase !== 'failed') {
@@ -501,8 +500,6 @@ export class EngineClient {
    * and kill() share the one acknowledgement; a kill during a drain only upgrades it to `now`.
    */
   private requestShutdown(now: boolean): Promise<void> {
-    if (this.workerGone) return Promise.resolve();
-    this.closedAck ??= new Promise<void>((resolve) => (this.ackClosed = resolve));
     this.send({ type: 'shutdown', now });
     return this.closedAck;
   }
