@@ -23,6 +23,13 @@ import type { QuantizeMode } from './quantize.js';
 
 export const PROJECTIONS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
 export type Projection = (typeof PROJECTIONS)[number];
+const QKV: readonly Projection[] = ['q_proj', 'k_proj', 'v_proj'];
+const GATE_UP: readonly Projection[] = ['gate_proj', 'up_proj'];
+/**
+ * The projections that read the same input: quantized, one MatMulNBits each group; on the host path (packed
+ * layout) their LoRA down products are one MatMul (packed-attention.ts, loraDeltas).
+ */
+export const PROJECTION_GROUPS: ReadonlyArray<readonly Projection[]> = [QKV, ['o_proj'], GATE_UP, ['down_proj']];
 
 export interface GraphOptions {
   /** Longest sequence (prompt + generated) a row can hold; sizes the rotary tables. */
@@ -105,17 +112,14 @@ export const presentName = (layer: number, kv: 'key' | 'value') => `present.${la
  */
 export type WeightSink = (name: string, data: Float32Array | Uint16Array | Uint8Array, dims: number[], source?: string) => void;
 
-/** The packed layout's attention; the step's rotated keys and values are outputs for the caller's cache. */
+/**
+ * The packed layout's attention; the step's rotated keys and values are outputs for the caller's cache (the nodes
+ * that compute them write the outputs directly: an Identity would copy them).
+ */
 function packedAttention(g: Graph, layout: PackedLayout, layer: number, q: string, k: string, v: string): string {
-  const kRotated = layout.rotary(k, layout.kvHeads);
-  for (const [value, kind] of [
-    [kRotated, 'key'],
-    [v, 'value'],
-  ] as const) {
-    g.node('Identity', [value]);
-    g.nodes[g.nodes.length - 1].outputs[0] = newKvName(layer, kind);
-  }
-  return layout.attention(layer, layout.rotary(q, layout.heads), kRotated, v);
+  const kRotated = layout.rotary(k, layout.kvHeads, newKvName(layer, 'key'));
+  const values = g.rename(v, newKvName(layer, 'value'));
+  return layout.attention(layer, layout.rotary(q, layout.heads), kRotated, values);
 }
 
 /** onnxruntime's GroupQueryAttention: rotary inside, the KV buffers passed in as past and out as present. */
@@ -221,44 +225,50 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
     return flat(g.one('MatMul', [g.one('MatMul', [g.one('Reshape', [x, shapeBT]), a]), b]), outSize);
   };
 
-  const loraDelta = (x: string, layer: number, p: Projection): string => {
-    if (layout) return layout.loraDelta(x, layer, p);
-    if (!loraMask) return perRowDelta(x, layer, p);
-    const down = g.one('Mul', [g.one('MatMul', [x, loraInput(layer, p, 'a')]), loraMask]);
-    return g.one('MatMul', [down, loraInput(layer, p, 'b')]);
+  /** Each projection's LoRA delta for the step (the packed layout computes a group's down products as one). */
+  const loraDeltas = (x: string, layer: number, ps: readonly Projection[]): string[] => {
+    if (layout) return layout.loraDeltas(x, layer, ps);
+    return ps.map((p) => {
+      if (!loraMask) return perRowDelta(x, layer, p);
+      const down = g.one('Mul', [g.one('MatMul', [x, loraInput(layer, p, 'a')]), loraMask]);
+      return g.one('MatMul', [down, loraInput(layer, p, 'b')]);
+    });
   };
-  /** y plus projection p's LoRA delta for the step (y itself in a graph without LoRA inputs). */
-  const plusLora = (y: string, x: string, layer: number, p: Projection): string => (options.lora ? g.one('Add', [y, loraDelta(x, layer, p)]) : y);
   const bias = (layer: number, p: Projection): string | undefined =>
     spec.qkvBias && (p === 'q_proj' || p === 'k_proj' || p === 'v_proj') ? weight(hfWeightName(layer, p, 'bias'), [projectionShape(spec, p)[1]]) : undefined;
-  /** x times the base projection p, plus its bias and the step's LoRA delta. */
-  const linear = (x: string, layer: number, p: Projection): string => {
-    const [inSize, outSize] = projectionShape(spec, p);
-    const b = bias(layer, p);
-    const base =
-      quantized?.linear(x, [hfWeightName(layer, p)], [outSize], inSize, b) ??
-      g.one('Gemm', [x, weight(hfWeightName(layer, p), [outSize, inSize]), ...(b ? [b] : [])], { transB: 1 });
-    return plusLora(base, x, layer, p);
-  };
   /**
-   * Projections that read the same input (q, k, v; gate, up): quantized, one MatMulNBits over their rows
-   * stacked, split after (fewer, larger kernels: 3-11% faster batch-1 decode of the served m100 int8 graph,
-   * docs/benchmarks.md); float, one Gemm each (the float weights stay where the checkpoint has them).
+   * x times the base projections `ps` (which read the same input: q, k, v; gate, up), plus their biases. Quantized,
+   * one MatMulNBits over their rows stacked, split after (fewer, larger kernels: 3-11% faster batch-1 decode of
+   * the served m100 int8 graph, docs/benchmarks.md); float, one Gemm each (the float weights stay where the
+   * checkpoint has them).
    */
-  const linears = (x: string, layer: number, ps: Projection[]): string[] => {
+  const baseLinears = (x: string, layer: number, ps: readonly Projection[]): string[] => {
+    const inSize = projectionShape(spec, ps[0])[0];
     const rows = ps.map((p) => projectionShape(spec, p)[1]);
+    if (ps.length === 1) {
+      const b = bias(layer, ps[0]);
+      const quantizedBase = quantized?.linear(x, [hfWeightName(layer, ps[0])], rows, inSize, b);
+      return [quantizedBase ?? g.one('Gemm', [x, weight(hfWeightName(layer, ps[0]), [rows[0], inSize]), ...(b ? [b] : [])], { transB: 1 })];
+    }
     const fused = quantized?.linear(
       x,
       ps.map((p) => hfWeightName(layer, p)),
       rows,
-      projectionShape(spec, ps[0])[0],
+      inSize,
     );
-    if (!fused) return ps.map((p) => linear(x, layer, p));
+    if (!fused) return ps.map((p) => baseLinears(x, layer, [p])[0]);
     const parts = g.node('Split', [fused, g.int64(`split.${rows.join('.')}`, rows)], { axis: -1 }, ps.length);
     return parts.map((part, i) => {
       const b = bias(layer, ps[i]);
-      return plusLora(b ? g.one('Add', [part, b]) : part, x, layer, ps[i]);
+      return b ? g.one('Add', [part, b]) : part;
     });
+  };
+  /** The projections `ps` of x (see baseLinears) plus the step's LoRA deltas. */
+  const linears = (x: string, layer: number, ps: readonly Projection[]): string[] => {
+    const bases = baseLinears(x, layer, ps);
+    if (!options.lora) return bases;
+    const deltas = loraDeltas(x, layer, ps);
+    return bases.map((base, i) => g.one('Add', [base, deltas[i]]));
   };
 
   // Qwen3's q_norm / k_norm: an RMSNorm over each head ([tokens, heads*D] viewed as [tokens, heads, D]), before rotary.
@@ -276,11 +286,11 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
   let normed = g.one('SimplifiedLayerNormalization', [hidden, weight('model.layers.0.input_layernorm.weight', [H])], { axis: -1, epsilon: eps, stash_type: 1 });
   for (let layer = 0; layer < L; layer++) {
     const attnIn = normed;
-    const [qProj, kProj, v] = linears(attnIn, layer, ['q_proj', 'k_proj', 'v_proj']);
+    const [qProj, kProj, v] = linears(attnIn, layer, QKV);
     const q = headNorm(qProj, layer, 'q_norm', spec.numHeads);
     const k = headNorm(kProj, layer, 'k_norm', spec.numKvHeads);
     const attn2 = layout ? packedAttention(g, layout, layer, q, k, v) : fusedAttention(g, spec, layer, q, k, v, shapeBT, flat);
-    const o = linear(attn2, layer, 'o_proj');
+    const [o] = linears(attn2, layer, ['o_proj']);
     const [mlpIn, , , residual] = g.node(
       'SkipSimplifiedLayerNormalization',
       [o, hidden, weight(`model.layers.${layer}.post_attention_layernorm.weight`, [H])],
@@ -288,9 +298,9 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
       4,
       'com.microsoft',
     );
-    const [gate, up] = linears(mlpIn, layer, ['gate_proj', 'up_proj']);
+    const [gate, up] = linears(mlpIn, layer, GATE_UP);
     const act = g.one('Mul', [g.one('Mul', [gate, g.one('Sigmoid', [gate])]), up]);
-    const down = linear(act, layer, 'down_proj');
+    const [down] = linears(act, layer, ['down_proj']);
     const nextNorm = layer + 1 < L ? `model.layers.${layer + 1}.input_layernorm.weight` : 'model.norm.weight';
     [normed, , , hidden] = g.node('SkipSimplifiedLayerNormalization', [down, residual, weight(nextNorm, [H])], { epsilon: eps }, 4, 'com.microsoft');
   }
@@ -305,7 +315,9 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
     ? packedInputs(
         spec,
         float,
-        options.lora ? PROJECTIONS.map((p) => ({ projection: p, inSize: projectionShape(spec, p)[0], outSize: projectionShape(spec, p)[1] })) : null,
+        options.lora
+          ? PROJECTION_GROUPS.map((ps) => ps.map((p) => ({ projection: p, inSize: projectionShape(spec, p)[0], outSize: projectionShape(spec, p)[1] })))
+          : null,
       )
     : [
         { name: 'input_ids', dataType: DataType.INT64, shape: ['batch', 'seq'] },

@@ -1,5 +1,5 @@
 /** A small helper to write ONNX nodes: unique node and output names, inline int64 constants. */
-import { DataType, type AttributeValue, type OnnxModel, type OnnxNode } from './onnx-proto.js';
+import { DataType, type AttributeValue, type OnnxModel, type OnnxNode, type SubGraph, type ValueInfo } from './onnx-proto.js';
 
 export class Graph {
   readonly nodes: OnnxNode[] = [];
@@ -15,6 +15,26 @@ export class Graph {
 
   one(opType: string, inputs: string[], attributes?: Record<string, AttributeValue>, domain?: string): string {
     return this.node(opType, inputs, attributes, 1, domain)[0];
+  }
+
+  /**
+   * The nodes `build` adds, taken out of this graph as a subgraph (an If branch) whose output is the value build
+   * returns; they may read any value of this graph made before (constants made in build stay in this graph).
+   */
+  subgraph(output: Omit<ValueInfo, 'name'>, build: () => string): SubGraph {
+    const from = this.nodes.length;
+    const result = build();
+    const nodes = this.nodes.splice(from);
+    return { name: `subgraph_${this.counter++}`, nodes, outputs: [{ name: result, ...output }] };
+  }
+
+  /** Renames a node's output that nothing reads yet (to make it a graph output without an Identity copy). */
+  rename(output: string, name: string): string {
+    if (this.nodes.some((n) => n.inputs.includes(output))) throw new Error(`Graph: ${output} is already read; cannot rename it`);
+    const producer = this.nodes.find((n) => n.outputs.includes(output));
+    if (!producer) throw new Error(`Graph: no node writes ${output}`);
+    producer.outputs[producer.outputs.indexOf(output)] = name;
+    return name;
   }
 
   private readonly constants = new Set<string>();

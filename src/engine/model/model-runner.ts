@@ -6,16 +6,19 @@
  */
 import { intraOpThreadCount, ort } from './ort.js';
 import type { ModelSpec } from './hf-config.js';
-import { PROJECTIONS, projectionShape } from './graph-builder.js';
+import { PROJECTION_GROUPS, projectionShape } from './graph-builder.js';
 import {
   ATTENTION_GROUPS,
   MASKED,
   groupGatherName,
   newKvName,
-  usedLoraName,
+  usedLoraAName,
+  usedLoraBName,
   newMaskName,
   packedPastName,
   pastMaskName,
+  PRE_HAS_ROWS,
+  scoreSplitName,
   type AttentionGroup,
 } from './packed-attention.js';
 import { HostKvCache } from './host-kv-cache.js';
@@ -177,6 +180,7 @@ export class ModelRunner implements BatchRunner {
     let paddedBefore = 0;
     for (const group of ATTENTION_GROUPS) paddedBefore += this.groupFeeds(group, groups[group], feeds, unpad, paddedBefore);
     feeds.unpad = new ort.Tensor('int64', unpad, [T]);
+    feeds[PRE_HAS_ROWS] = new ort.Tensor('bool', Uint8Array.of(plan.prefill.length > 0 ? 1 : 0), []);
     const { greedy, logprob: logprobAt, feeds: logitFeeds } = logitSelection(parts, firstToken, this.spec.vocabSize);
     Object.assign(feeds, logitFeeds);
     if (this.stacks) this.addLoraFeeds(feeds, parts, T);
@@ -234,6 +238,7 @@ export class ModelRunner implements BatchRunner {
     feeds[groupGatherName(group)] = new ort.Tensor('int64', gather, [n, width]);
     feeds[pastMaskName(group)] = new ort.Tensor('float32', pastMask, [n, 1, 1, capacity]);
     feeds[newMaskName(group)] = new ort.Tensor('float32', newMask, [n, 1, queryGroups * width, width]);
+    feeds[scoreSplitName(group)] = new ort.Tensor('int64', BigInt64Array.of(BigInt(capacity), BigInt(width)), [2]);
     for (let l = 0; l < L; l++) {
       const view = dummy ? { keys: new Float32Array(KV * D), values: new Float32Array(KV * D) } : this.cache.view(l, rows.firstRow, n);
       feeds[packedPastName(group, l, 'key')] = new ort.Tensor('float32', view.keys, [n, KV, D, capacity]);
@@ -276,10 +281,13 @@ export class ModelRunner implements BatchRunner {
     if (!this.noAdapter) {
       this.noAdapter = {};
       for (let l = 0; l < this.spec.numLayers; l++) {
-        for (const p of PROJECTIONS) {
-          const [inSize, outSize] = projectionShape(this.spec, p);
-          this.noAdapter[usedLoraName(l, p, 'a')] = new ort.Tensor('float32', new Float32Array(inSize), [inSize, 1]);
-          this.noAdapter[usedLoraName(l, p, 'b')] = new ort.Tensor('float32', new Float32Array(outSize), [1, outSize]);
+        for (const group of PROJECTION_GROUPS) {
+          const inSize = projectionShape(this.spec, group[0])[0];
+          this.noAdapter[usedLoraAName(l, group)] = new ort.Tensor('float32', new Float32Array(inSize * group.length), [inSize, group.length]);
+          for (const p of group) {
+            const outSize = projectionShape(this.spec, p)[1];
+            this.noAdapter[usedLoraBName(l, p)] = new ort.Tensor('float32', new Float32Array(outSize), [1, outSize]);
+          }
         }
       }
     }
@@ -287,9 +295,10 @@ export class ModelRunner implements BatchRunner {
   }
 
   /**
-   * Per layer and projection, the used slots' A side by side, [in, used*rank], and B stacked, [used*rank, out].
-   * B of consecutive slots, and A of a single one, are views of the stacks ([slots, rank, out] and [in, rank]
-   * blocks); A of several slots is interleaved into a copy.
+   * Per layer and group of projections that read the same input, the used slots' A side by side,
+   * [in, parts*used*rank] (part-major, then slot), and per projection B stacked, [used*rank, out]. B of
+   * consecutive slots, and A of a single projection and slot, are views of the stacks ([slots, rank, out] and
+   * [in, rank] blocks); other A are interleaved into a copy.
    */
   private layOutUsed(slots: number[]): Record<string, ort.Tensor> {
     const stacks = this.stacks!;
@@ -298,26 +307,32 @@ export class ModelRunner implements BatchRunner {
     const consecutive = slots.every((slot, i) => slot === slots[0] + i);
     const feeds: Record<string, ort.Tensor> = {};
     for (let l = 0; l < this.spec.numLayers; l++) {
-      for (const p of PROJECTIONS) {
-        const { a, aDims, b, bDims } = stacks.layer(l, p);
-        const inSize = aDims[1];
-        const outSize = bDims[2];
+      for (const group of PROJECTION_GROUPS) {
+        const P = group.length;
+        const inSize = projectionShape(this.spec, group[0])[0];
         let aUsed: Float32Array;
-        if (U === 1) aUsed = a.subarray(slots[0] * inSize * R, (slots[0] + 1) * inSize * R);
+        if (U === 1 && P === 1) aUsed = stacks.layer(l, group[0]).a.subarray(slots[0] * inSize * R, (slots[0] + 1) * inSize * R);
         else {
-          aUsed = new Float32Array(inSize * U * R);
-          slots.forEach((slot, u) => {
-            for (let i = 0; i < inSize; i++) aUsed.set(a.subarray((slot * inSize + i) * R, (slot * inSize + i + 1) * R), (i * U + u) * R);
+          aUsed = new Float32Array(inSize * P * U * R);
+          group.forEach((p, part) => {
+            const { a } = stacks.layer(l, p);
+            slots.forEach((slot, u) => {
+              for (let i = 0; i < inSize; i++) aUsed.set(a.subarray((slot * inSize + i) * R, (slot * inSize + i + 1) * R), ((i * P + part) * U + u) * R);
+            });
           });
         }
-        let bUsed: Float32Array;
-        if (consecutive) bUsed = b.subarray(slots[0] * R * outSize, (slots[0] + U) * R * outSize);
-        else {
-          bUsed = new Float32Array(U * R * outSize);
-          slots.forEach((slot, u) => bUsed.set(b.subarray(slot * R * outSize, (slot + 1) * R * outSize), u * R * outSize));
+        feeds[usedLoraAName(l, group)] = new ort.Tensor('float32', aUsed, [inSize, P * U * R]);
+        for (const p of group) {
+          const { b, bDims } = stacks.layer(l, p);
+          const outSize = bDims[2];
+          let bUsed: Float32Array;
+          if (consecutive) bUsed = b.subarray(slots[0] * R * outSize, (slots[0] + U) * R * outSize);
+          else {
+            bUsed = new Float32Array(U * R * outSize);
+            slots.forEach((slot, u) => bUsed.set(b.subarray(slot * R * outSize, (slot + 1) * R * outSize), u * R * outSize));
+          }
+          feeds[usedLoraBName(l, p)] = new ort.Tensor('float32', bUsed, [U * R, outSize]);
         }
-        feeds[usedLoraName(l, p, 'a')] = new ort.Tensor('float32', aUsed, [inSize, U * R]);
-        feeds[usedLoraName(l, p, 'b')] = new ort.Tensor('float32', bUsed, [U * R, outSize]);
       }
     }
     return feeds;

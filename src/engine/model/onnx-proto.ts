@@ -73,7 +73,14 @@ class Writer {
   }
 }
 
-export type AttributeValue = number | string | number[] | { float: number } | { floats: number[] };
+export type AttributeValue = number | string | number[] | { float: number } | { floats: number[] } | { graph: SubGraph };
+
+/** A graph attribute's body (an If branch): nodes that may read the outer graph's values, and its outputs. */
+export interface SubGraph {
+  name: string;
+  nodes: OnnxNode[];
+  outputs: ValueInfo[];
+}
 
 export interface OnnxNode {
   opType: string;
@@ -140,6 +147,13 @@ function writeAttribute(w: Writer, name: string, value: AttributeValue): void {
   } else if (Array.isArray(value)) {
     for (const v of value) w.int(8, v);
     w.int(20, 7);
+  } else if ('graph' in value) {
+    w.message(6, (g) => {
+      for (const n of value.graph.nodes) g.message(1, (m) => writeNode(m, n));
+      g.string(2, value.graph.name);
+      for (const o of value.graph.outputs) g.message(12, (m) => writeValueInfo(m, o));
+    });
+    w.int(20, 5);
   } else if ('float' in value) {
     w.float(2, value.float);
     w.int(20, 1);

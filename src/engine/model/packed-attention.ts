@@ -8,13 +8,18 @@
  * - `pre`: the rows with prompt chunks, right-padded to the longest chunk of the step.
  *
  * Splitting the two keeps a long prompt chunk from padding every decoding row to its width. A group with no
- * rows is fed one dummy row (the runner does that) whose results nothing reads.
+ * rows is fed one dummy row (the runner does that) whose results nothing reads. Most steps have no prompt chunk:
+ * an If on `pre.has_rows` then runs only the decoding rows, whose tokens are the whole flat list, so the step
+ * pays for no gather, transpose or dummy row (onnxruntime runs every node of a graph, each costing 1-3 us of
+ * dispatch even on a one-element tensor; a batch-1 decode step of Qwen2.5-0.5B's shape had ~2,300 of them).
  *
- * LoRA runs on the flat tokens over the adapters this step uses: per layer and projection `lora_used.<layer>.<p>.a`
- * [in, used*rank] and `.b` [used*rank, out], the used adapters side by side (the runner lays them out once per set
- * of used adapters and reuses them while the set stays, so a decode step copies no adapter weights), and
- * delta = ((x A) * lora_mask) B with `lora_mask` [T, used*rank] keeping each token's own adapter's columns. Each
- * used adapter's weights are read once per step, in two plain 2-D products, and no padding is involved.
+ * LoRA runs on the flat tokens over the adapters this step uses, per layer and group of projections that read
+ * the same input (q, k, v; o; gate, up; down): `lora_used.<layer>.<group>.a` [in, parts*used*rank] (each
+ * projection's used A side by side, e.g. `q_proj+k_proj+v_proj`) and per projection `lora_used.<layer>.<p>.b`
+ * [used*rank, out] (the runner lays them out once per set of used adapters and reuses them while the set
+ * stays). delta_p = ((x A) * lora_mask)_p B_p, with `lora_mask` [T, used*rank] (repeated once per part) keeping
+ * each token's own adapter's columns: one down product per group, each used adapter's weights read once per
+ * step, no padding.
  *
  * KV cache: owned by the caller in host memory, read-only inputs here (onnxruntime-node reads CPU inputs in
  * place, while every output comes back as a new copy). Per layer and group `past.<group>.<layer>.key`
@@ -36,17 +41,24 @@ export const packedPastName = (group: AttentionGroup, layer: number, kv: 'key' |
 export const newKvName = (layer: number, kv: 'key' | 'value') => `new.${layer}.${kv}`;
 /** [rows, width] int64: the flat token index of each padded position of the group (padding: any valid index). */
 export const groupGatherName = (group: AttentionGroup) => `${group}.gather`;
-/** The used adapters' LoRA matrices of one layer and projection (packed layout). */
-export const usedLoraName = (layer: number, projection: string, part: 'a' | 'b') => `lora_used.${layer}.${projection}.${part}`;
+/** The used adapters' LoRA A of one layer for a group of projections that read the same input, side by side (packed layout). */
+export const usedLoraAName = (layer: number, projections: readonly string[]) => `lora_used.${layer}.${projections.join('+')}.a`;
+/** The used adapters' LoRA B of one layer and projection (packed layout). */
+export const usedLoraBName = (layer: number, projection: string) => `lora_used.${layer}.${projection}.b`;
 export const pastMaskName = (group: AttentionGroup) => `${group}.past_mask`;
 export const newMaskName = (group: AttentionGroup) => `${group}.new_mask`;
+/** [2] int64: the group's cache capacity and width, where its softmax splits into cached and new positions. */
+export const scoreSplitName = (group: AttentionGroup) => `${group}.score_split`;
+/** [] bool: whether the step has prompt chunks (the `pre` group has rows); without, the decoding rows are all its tokens. */
+export const PRE_HAS_ROWS = 'pre.has_rows';
 /** A masked-out score: large enough to vanish in softmax, finite so a fully masked padding row stays NaN-free. */
 export const MASKED = -1e30;
 
 export function packedInputs(
   spec: ModelSpec,
   float: DataTypeCode,
-  lora: Array<{ projection: string; inSize: number; outSize: number }> | null,
+  /** LoRA inputs per group of projections that read the same input (graph-builder.ts PROJECTION_GROUPS). */
+  lora: Array<Array<{ projection: string; inSize: number; outSize: number }>> | null,
 ): OnnxModel['inputs'] {
   const { numKvHeads: KV, headDim: D, numLayers: L } = spec;
   const inputs: OnnxModel['inputs'] = [
@@ -61,15 +73,22 @@ export function packedInputs(
     { name: 'logprob_rows', dataType: DataType.INT64, shape: ['logprob_rows'] },
     /** [1]: the vocabulary size, or 1 when no row wants a log-probability. */
     { name: 'logprob_width', dataType: DataType.INT64, shape: [1] },
+    { name: PRE_HAS_ROWS, dataType: DataType.BOOL, shape: [] },
   ];
   if (lora) {
     inputs.push({ name: 'lora_mask', dataType: float, shape: ['tokens', 'used_width'] });
     for (let layer = 0; layer < L; layer++) {
-      for (const { projection, inSize, outSize } of lora) {
-        inputs.push(
-          { name: usedLoraName(layer, projection, 'a'), dataType: float, shape: [inSize, 'used_width'] },
-          { name: usedLoraName(layer, projection, 'b'), dataType: float, shape: ['used_width', outSize] },
-        );
+      for (const group of lora) {
+        const groupWidth = group.length === 1 ? 'used_width' : `used_width_x${group.length}`;
+        inputs.push({
+          name: usedLoraAName(
+            layer,
+            group.map((p) => p.projection),
+          ),
+          dataType: float,
+          shape: [group[0].inSize, groupWidth],
+        });
+        for (const { projection, outSize } of group) inputs.push({ name: usedLoraBName(layer, projection), dataType: float, shape: ['used_width', outSize] });
       }
     }
   }
@@ -78,6 +97,7 @@ export function packedInputs(
       { name: groupGatherName(group), dataType: DataType.INT64, shape: [`${group}_rows`, `${group}_width`] },
       { name: pastMaskName(group), dataType: float, shape: [`${group}_rows`, 1, 1, `${group}_capacity`] },
       { name: newMaskName(group), dataType: float, shape: [`${group}_rows`, 1, `${group}_queries`, `${group}_width`] },
+      { name: scoreSplitName(group), dataType: DataType.INT64, shape: [2] },
     );
     for (let layer = 0; layer < L; layer++) {
       inputs.push(
@@ -156,69 +176,127 @@ export class PackedLayout {
   /**
    * HF's rotate_half rotary on [T, heads*D] with each token's position: onnxruntime's fused RotaryEmbedding
    * (non-interleaved halves), each packed token a batch entry of one position (the op bounds a sequence's
-   * length by its cos/sin tables, which a step's T tokens may exceed).
+   * length by its cos/sin tables, which a step's T tokens may exceed). Returns [T, 1, heads*D]; `flatName`
+   * names a reshape back to [T, heads*D] (the keys, which are also a graph output).
    */
-  rotary(x: string, heads: number): string {
+  rotary(x: string, heads: number, flatName?: string): string {
     const g = this.g;
     const width = heads * this.spec.headDim;
     const batched = g.one('Reshape', [x, g.int64(`packed.shape.batched.${width}`, [-1, 1, width])]);
     const rotated = g.one('RotaryEmbedding', [batched, this.positions, this.cosTable, this.sinTable], { interleaved: 0, num_heads: heads }, 'com.microsoft');
-    return g.one('Reshape', [rotated, g.int64(`packed.shape.flat.${width}`, [-1, width])]);
+    if (!flatName) return rotated;
+    g.node('Reshape', [rotated, g.int64(`packed.shape.flat.${width}`, [-1, width])]);
+    g.nodes[g.nodes.length - 1].outputs[0] = flatName;
+    return flatName;
   }
 
-  /** x [T, width] viewed as the group's padded rows, [rows, group width, width]. */
+  /** x [T, ...] viewed as the group's padded rows, [rows, group width, ...]. */
   padded(x: string, group: AttentionGroup): string {
     return this.g.one('Gather', [x, groupGatherName(group)], { axis: 0 });
   }
 
-  /** Per-group results [rows, width, size] back to the flat token order, [T, size]. */
-  unpad(perGroup: Record<AttentionGroup, string>, size: number): string {
-    const g = this.g;
-    const flat = g.int64(`packed.shape.flat.${size}`, [-1, size]);
-    const all = g.one(
+  /** Per-group results (each [rows*width, size], padded) back to the flat token order, [T, size]. */
+  unpad(perGroup: Record<AttentionGroup, string>): string {
+    const all = this.g.one(
       'Concat',
-      ATTENTION_GROUPS.map((group) => g.one('Reshape', [perGroup[group], flat])),
+      ATTENTION_GROUPS.map((group) => perGroup[group]),
       { axis: 0 },
     );
-    return g.one('Gather', [all, 'unpad'], { axis: 0 });
+    return this.g.one('Gather', [all, 'unpad'], { axis: 0 });
   }
 
-  /** Attention of one layer: q [T, heads*D] and k, v [T, kv*D] (q and k already rotated) -> [T, heads*D]. */
+  /**
+   * Attention of one layer: q [T, 1, heads*D] (rotated), k [T, kv*D] (rotated) and v [T, kv*D] -> [T, heads*D].
+   * Each group's queries are [rows, KV, groups*w, D] (w its width), keys [rows, KV, D, w], values [rows, KV, w, D].
+   * An If on `pre.has_rows` picks the graph: a step without prompt chunks (most steps) runs only the decoding
+   * rows, whose tokens are then the flat list itself, without the prompt group's ~20 kernels on a dummy row or
+   * the gathers in and out (together about 10% of a batch-1 int4 decode step of Qwen2.5-0.5B's shape).
+   */
   attention(layer: number, q: string, k: string, v: string): string {
     const g = this.g;
-    const { numHeads: NH, numKvHeads: KV, headDim: D } = this.spec;
-    const groups = NH / KV;
+    const size = this.heads * this.spec.headDim;
+    const flat = g.int64(`packed.shape.flat.${size}`, [-1, size]);
     const qScaled = g.one('Mul', [q, this.float === DataType.FLOAT ? this.scale : g.one('Cast', [this.scale], { to: this.float })]);
-    const perGroup = {} as Record<AttentionGroup, string>;
-    for (const group of ATTENTION_GROUPS) {
-      // [rows, w, NH*D] -> [rows, w, KV, groups, D] -> [rows, KV, groups, w, D] -> [rows, KV, groups*w, D]
-      const q5 = g.one('Reshape', [this.padded(qScaled, group), g.int64('packed.shape.q5', [0, 0, KV, groups, D])]);
-      const q4 = g.one('Reshape', [g.one('Transpose', [q5], { perm: [0, 2, 3, 1, 4] }), g.int64('packed.shape.q4', [0, 0, -1, D])]);
-      const kvShape = g.int64('packed.shape.kv4', [0, 0, KV, D]);
-      const kNewT = g.one('Transpose', [g.one('Reshape', [this.padded(k, group), kvShape])], { perm: [0, 2, 3, 1] }); // [rows, KV, D, w]
-      const vNew = g.one('Transpose', [g.one('Reshape', [this.padded(v, group), kvShape])], { perm: [0, 2, 1, 3] }); // [rows, KV, w, D]
-      const pastScores = g.one('Add', [g.one('MatMul', [q4, packedPastName(group, layer, 'key')]), pastMaskName(group)]);
-      const newScores = g.one('Add', [g.one('MatMul', [q4, kNewT]), newMaskName(group)]);
-      const probs = g.one('Softmax', [g.one('Concat', [pastScores, newScores], { axis: 3 })], { axis: -1 });
-      const capacity = g.one('Shape', [pastScores], { start: 3, end: 4 });
-      const [pastProbs, newProbs] = g.node(
-        'Split',
-        [probs, g.one('Concat', [capacity, g.one('Shape', [newScores], { start: 3, end: 4 })], { axis: 0 })],
-        { axis: 3 },
-        2,
-      );
-      const out = g.one('Add', [g.one('MatMul', [pastProbs, packedPastName(group, layer, 'value')]), g.one('MatMul', [newProbs, vNew])]);
+    const decode = (views: ReturnType<PackedLayout['decodeViews']>) =>
+      // [rows, KV, groups, D] is each row's [heads*D] already (width 1).
+      g.one('Reshape', [this.groupAttention('dec', layer, views.q4, views.kNewT, views.vNew), flat]);
+    const output = { dataType: this.float, shape: ['tokens', size] };
+    const decodeOnly = g.subgraph(output, () => decode(this.decodeViews(qScaled, k, v)));
+    const withPrompts = g.subgraph(output, () => {
+      const gathered = (x: string) => this.padded(x, 'dec');
+      const decOut = decode(this.decodeViews(gathered(qScaled), gathered(k), gathered(v)));
+      const pre = this.paddedViews('pre', qScaled, k, v);
       // [rows, KV, groups*w, D] -> [rows, KV, groups, w, D] -> [rows, w, KV, groups, D]
-      const out5 = g.one('Reshape', [out, g.int64('packed.shape.o5', [0, 0, groups, -1, D])]);
-      perGroup[group] = g.one('Transpose', [out5], { perm: [0, 3, 1, 2, 4] });
-    }
-    return this.unpad(perGroup, NH * D);
+      const out5 = g.one('Reshape', [
+        this.groupAttention('pre', layer, pre.q4, pre.kNewT, pre.vNew),
+        g.int64('packed.shape.o5', [0, 0, this.heads / this.kvHeads, -1, this.spec.headDim]),
+      ]);
+      return this.unpad({ dec: decOut, pre: g.one('Reshape', [g.one('Transpose', [out5], { perm: [0, 3, 1, 2, 4] }), flat]) });
+    });
+    return g.one('If', [PRE_HAS_ROWS], { then_branch: { graph: withPrompts }, else_branch: { graph: decodeOnly } });
   }
 
-  /** LoRA on the flat tokens over the step's used adapters (see the header); [T, in] -> [T, out]. */
-  loraDelta(x: string, layer: number, projection: string): string {
+  /**
+   * The decoding rows' views from their tokens q [rows, ..., NH*D], k and v [rows, ..., KV*D]: with one token
+   * each (width 1) they need no transposes, [rows, NH*D] being [rows, KV, groups, D] in memory already.
+   */
+  private decodeViews(q: string, k: string, v: string) {
     const g = this.g;
-    const down = g.one('Mul', [g.one('MatMul', [x, usedLoraName(layer, projection, 'a')]), 'lora_mask']);
-    return g.one('MatMul', [down, usedLoraName(layer, projection, 'b')]);
+    const { headDim: D } = this.spec;
+    const KV = this.kvHeads;
+    return {
+      q4: g.one('Reshape', [q, g.int64('packed.shape.dec.q4', [-1, KV, this.heads / KV, D])]),
+      kNewT: g.one('Reshape', [k, g.int64('packed.shape.dec.k', [-1, KV, D, 1])]),
+      vNew: g.one('Reshape', [v, g.int64('packed.shape.dec.v', [-1, KV, 1, D])]),
+    };
+  }
+
+  private paddedViews(group: AttentionGroup, q: string, k: string, v: string) {
+    const g = this.g;
+    const { headDim: D } = this.spec;
+    const KV = this.kvHeads;
+    // [rows, w, 1, NH*D] -> [rows, w, KV, groups, D] -> [rows, KV, groups, w, D] -> [rows, KV, groups*w, D]
+    const q5 = g.one('Reshape', [this.padded(q, group), g.int64('packed.shape.q5', [0, 0, KV, this.heads / KV, D])]);
+    const kvShape = g.int64('packed.shape.kv4', [0, 0, KV, D]);
+    return {
+      q4: g.one('Reshape', [g.one('Transpose', [q5], { perm: [0, 2, 3, 1, 4] }), g.int64('packed.shape.q4', [0, 0, -1, D])]),
+      kNewT: g.one('Transpose', [g.one('Reshape', [this.padded(k, group), kvShape])], { perm: [0, 2, 3, 1] }),
+      vNew: g.one('Transpose', [g.one('Reshape', [this.padded(v, group), kvShape])], { perm: [0, 2, 1, 3] }),
+    };
+  }
+
+  /** Softmax over [cached positions | the step's own positions] and the values they weigh: [rows, KV, groups*w, D]. */
+  private groupAttention(group: AttentionGroup, layer: number, q4: string, kNewT: string, vNew: string): string {
+    const g = this.g;
+    const pastScores = g.one('Add', [g.one('MatMul', [q4, packedPastName(group, layer, 'key')]), pastMaskName(group)]);
+    const newScores = g.one('Add', [g.one('MatMul', [q4, kNewT]), newMaskName(group)]);
+    const probs = g.one('Softmax', [g.one('Concat', [pastScores, newScores], { axis: 3 })], { axis: -1 });
+    const [pastProbs, newProbs] = g.node('Split', [probs, scoreSplitName(group)], { axis: 3 }, 2);
+    return g.one('Add', [g.one('MatMul', [pastProbs, packedPastName(group, layer, 'value')]), g.one('MatMul', [newProbs, vNew])]);
+  }
+
+  /**
+   * LoRA on the flat tokens over the step's used adapters (see the header) for projections that read the same
+   * input: one down product x [T, in] times their A side by side [in, parts*used*rank], masked, split per
+   * projection and multiplied by each B; [T, in] -> one [T, out] delta per projection.
+   */
+  loraDeltas(x: string, layer: number, projections: readonly string[]): string[] {
+    const g = this.g;
+    const down = g.one('Mul', [g.one('MatMul', [x, usedLoraAName(layer, projections)]), this.loraMask(projections.length)]);
+    const parts = projections.length === 1 ? [down] : g.node('Split', [down], { axis: -1 }, projections.length);
+    return parts.map((part, i) => g.one('MatMul', [part, usedLoraBName(layer, projections[i])]));
+  }
+
+  private readonly tiledMasks = new Map<number, string>();
+
+  /** `lora_mask` repeated side by side `parts` times (once per graph), for a group's down product. */
+  private loraMask(parts: number): string {
+    if (parts === 1) return 'lora_mask';
+    let mask = this.tiledMasks.get(parts);
+    if (!mask) {
+      mask = this.g.one('Concat', Array<string>(parts).fill('lora_mask'), { axis: 1 });
+      this.tiledMasks.set(parts, mask);
+    }
+    return mask;
   }
 }
