@@ -14,6 +14,7 @@ import { encodeSafetensors } from '../../src/engine/model/safetensors.js';
 import { CheckpointWeights } from '../../src/engine/model/weights.js';
 import { FIXTURE_MODEL } from '../helpers/engine.js';
 import { writePrequantizedCheckpoint } from '../helpers/prequantized-checkpoint.js';
+import { allNodes, branch } from '../helpers/graph-nodes.js';
 
 const spec = readModelSpec(FIXTURE_MODEL);
 const build = (quantize: 'none' | 'int8' | 'int4', lora: boolean) =>
@@ -31,15 +32,33 @@ for (const quantize of ['int8', 'int4'] as const) {
       t.ok(qkv, 'layer 0 stacks q, k and v');
       const D = spec.headDim;
       t.equal(qkv.attributes!.N, (spec.numHeads + 2 * spec.numKvHeads) * D, 'N = q rows + k rows + v rows');
-      const split = model.nodes.find((n) => n.opType === 'Split' && n.inputs[0] === qkv.outputs[0])!;
+      const nodes = allNodes(model.nodes);
+      const split = nodes.find((n) => n.opType === 'Split' && n.inputs[0] === qkv.outputs[0])!;
       t.equal(split.outputs.length, 3, 'split into q, k and v');
       const sizes = model.inlineInitializers.find((i) => i.name === split.inputs[1])!;
       t.same([...new BigInt64Array(sizes.raw.slice().buffer)].map(Number), [spec.numHeads * D, spec.numKvHeads * D, spec.numKvHeads * D]);
       const gateUp = matmuls.find((n) => n.inputs[1].startsWith('model.layers.0.mlp.gate_proj.weight+'))!;
       t.equal(gateUp.attributes!.N, 2 * spec.intermediateSize, 'gate and up stacked');
-      // With LoRA each split part gets its own projection's delta added.
-      const adds = model.nodes.filter((n) => n.opType === 'Add' && split.outputs.includes(n.inputs[0]));
-      t.equal(adds.length, lora ? 3 : 0, lora ? 'a LoRA delta per part' : 'no LoRA delta');
+      if (!lora) {
+        t.ok(model.nodes.includes(split), 'without LoRA the split is in the main graph');
+        t.equal(nodes.filter((n) => n.opType === 'Add' && split.outputs.includes(n.inputs[0])).length, 0, 'no LoRA delta');
+        return;
+      }
+      // With LoRA: an If on whether the step's adapters change q, k or v; both branches split, the one with
+      // adapters adds each part's own delta.
+      const ifNode = model.nodes.find(
+        (n) => n.opType === 'If' && branch(n, 'then_branch').nodes.some((m) => m.opType === 'Split' && m.inputs[0] === qkv.outputs[0]),
+      )!;
+      t.equal(ifNode.inputs[0], 'lora.active.q_proj+k_proj+v_proj', 'switched by the qkv group');
+      for (const [name, deltas] of [
+        ['then_branch', 3],
+        ['else_branch', 0],
+      ] as const) {
+        const body = branch(ifNode, name).nodes;
+        const parts = body.find((n) => n.opType === 'Split' && n.inputs[0] === qkv.outputs[0])!;
+        t.ok(parts, `${name}: splits q, k and v`);
+        t.equal(body.filter((n) => n.opType === 'Add' && parts.outputs.includes(n.inputs[0])).length, deltas, `${name}: ${deltas} LoRA deltas`);
+      }
     });
   }
 }

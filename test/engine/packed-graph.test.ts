@@ -9,25 +9,21 @@ import t from 'tap';
 import { buildDecoderGraph } from '../../src/engine/model/graph-builder.js';
 import { readModelSpec } from '../../src/engine/model/hf-config.js';
 import { CheckpointWeights } from '../../src/engine/model/weights.js';
-import { PRE_HAS_ROWS, usedLoraAName } from '../../src/engine/model/packed-attention.js';
-import type { OnnxNode, SubGraph } from '../../src/engine/model/onnx-proto.js';
+import { PRE_HAS_ROWS, loraActiveName, usedLoraAName } from '../../src/engine/model/packed-attention.js';
+import type { OnnxNode } from '../../src/engine/model/onnx-proto.js';
 import { Graph } from '../../src/engine/model/graph.js';
 import { FIXTURE_MODEL } from '../helpers/engine.js';
+import { allNodes, branch } from '../helpers/graph-nodes.js';
 
 const spec = readModelSpec(FIXTURE_MODEL);
 const L = spec.numLayers;
-const branch = (node: OnnxNode, name: 'then_branch' | 'else_branch') => (node.attributes![name] as { graph: SubGraph }).graph;
 const ops = (nodes: OnnxNode[]) => nodes.map((n) => n.opType);
 
 for (const quantize of ['none', 'int4'] as const) {
   t.test(`${quantize}: one If per layer; the decode-only branch gathers, transposes and copies nothing`, async (t) => {
     const model = buildDecoderGraph(spec, new CheckpointWeights(FIXTURE_MODEL), { maxSequenceLength: 64, lora: true, attention: 'packed', quantize }, () => {});
-    const ifs = model.nodes.filter((n) => n.opType === 'If');
-    t.equal(ifs.length, L, 'one per layer');
-    t.ok(
-      ifs.every((n) => n.inputs[0] === PRE_HAS_ROWS),
-      'each on pre.has_rows',
-    );
+    const ifs = model.nodes.filter((n) => n.opType === 'If' && n.inputs[0] === PRE_HAS_ROWS);
+    t.equal(ifs.length, L, 'one per layer on pre.has_rows');
     t.ok(
       model.inputs.some((i) => i.name === PRE_HAS_ROWS),
       'a graph input',
@@ -54,7 +50,7 @@ for (const quantize of ['none', 'int4'] as const) {
   });
 }
 
-t.test('LoRA: one down product per group of projections that read the same input', async (t) => {
+t.test('LoRA: per group of projections that read the same input, one down product, skipped unless an adapter changes them', async (t) => {
   const model = buildDecoderGraph(
     spec,
     new CheckpointWeights(FIXTURE_MODEL),
@@ -64,8 +60,18 @@ t.test('LoRA: one down product per group of projections that read the same input
   const groups = [['q_proj', 'k_proj', 'v_proj'], ['o_proj'], ['gate_proj', 'up_proj'], ['down_proj']];
   for (const group of groups) {
     const a = usedLoraAName(0, group);
-    const downs = model.nodes.filter((n) => n.opType === 'MatMul' && n.inputs.includes(a));
+    const downs = allNodes(model.nodes).filter((n) => n.opType === 'MatMul' && n.inputs.includes(a));
     t.equal(downs.length, 1, `${group.join('+')}: one MatMul reads its A`);
+    const switches = model.nodes.filter((n) => n.opType === 'If' && n.inputs[0] === loraActiveName(group));
+    t.equal(switches.length, L, `${group.join('+')}: an If per layer on ${loraActiveName(group)}`);
+    t.ok(
+      switches.every((n) => !allNodes(branch(n, 'else_branch').nodes).some((m) => m.opType === 'MatMul' || m.opType === 'Identity')),
+      'the branch without adapters multiplies and copies nothing',
+    );
+    t.ok(
+      branch(switches[0], 'then_branch').nodes.some((m) => m.inputs.includes(a)),
+      'the branch with adapters reads A',
+    );
     t.ok(
       model.inputs.some((i) => i.name === a && i.shape[1] === (group.length === 1 ? 'used_width' : `used_width_x${group.length}`)),
       `${a} is an input`,
@@ -80,7 +86,7 @@ t.test('LoRA: one down product per group of projections that read the same input
 t.test('Graph.subgraph takes the nodes a builder adds; Graph.rename refuses an output already read', async (t) => {
   const g = new Graph();
   const x = g.one('Relu', ['input']);
-  const sub = g.subgraph({ dataType: 1, shape: ['n'] }, () => g.one('Neg', [x]));
+  const sub = g.subgraph([{ dataType: 1, shape: ['n'] }], () => [g.one('Neg', [x])]);
   t.same(ops(g.nodes), ['Relu'], 'the builder nodes left the outer graph');
   t.same(ops(sub.nodes), ['Neg']);
   t.equal(sub.outputs[0].name, sub.nodes[0].outputs[0], "the subgraph's output is what the builder returned");

@@ -31,6 +31,8 @@ export interface LayerWeights {
 
 export class SlotStacks {
   private stacks = new Map<Projection, Stack>();
+  /** The projections each written slot's adapter changes (in any layer). */
+  private readonly slotTargets = new Map<number, ReadonlySet<Projection>>();
   private rankValue = 1;
   private readonly listeners: Array<(slot: number | 'all') => void> = [];
 
@@ -142,6 +144,7 @@ export class SlotStacks {
     if (slot < 1 || slot >= this.slotCount) throw new Error(`slot ${slot} out of range 1..${this.slotCount - 1}`);
     if (adapter.rank > this.rankValue) this.allocate(adapter.rank);
     const R = this.rankValue;
+    const targets = new Set<Projection>();
     for (const p of PROJECTIONS) {
       for (let layer = 0; layer < this.spec.numLayers; layer++) {
         const block = this.slotBlock(slot, layer, p);
@@ -149,12 +152,19 @@ export class SlotStacks {
         block.b.fill(0);
         const m = adapter.modules.get(moduleKey(layer, p));
         if (!m) continue;
+        targets.add(p);
         const inSize = block.a.length / R;
         for (let i = 0; i < inSize; i++) block.a.set(m.a.subarray(i * m.rank, (i + 1) * m.rank), i * R);
         block.b.set(m.b);
       }
     }
+    this.slotTargets.set(slot, targets);
     this.changed(slot);
+  }
+
+  /** The projections the adapter in `slot` changes (none for an empty slot). */
+  targets(slot: number): ReadonlySet<Projection> {
+    return this.slotTargets.get(slot) ?? new Set();
   }
 
   /** Zeroes a slot so that nothing of the evicted adapter stays readable. */
@@ -166,6 +176,7 @@ export class SlotStacks {
         block.b.fill(0);
       }
     }
+    this.slotTargets.delete(slot);
     this.changed(slot);
   }
 

@@ -17,7 +17,7 @@ import type { CheckpointWeights } from './weights.js';
 import { Float16RangeError, firstOverflow, toFloat16 } from './float16.js';
 import { addSamplingNodes, samplingInputs } from './sampling-graph.js';
 import { Graph } from './graph.js';
-import { PackedLayout, addGreedySelection, newKvName, packedInputs, packedOutputs } from './packed-attention.js';
+import { PackedLayout, loraActiveName, addGreedySelection, newKvName, packedInputs, packedOutputs } from './packed-attention.js';
 import { QuantizedWeights } from './quantized-weights.js';
 import type { QuantizeMode } from './quantize.js';
 
@@ -206,7 +206,7 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
   const packed = options.attention === 'packed';
   if (packed && (options.loraFormulation || options.sampling || options.argmax))
     throw new Error('GraphOptions: the packed layout has its own LoRA formulation and greedy selection only');
-  const layout = packed ? new PackedLayout(g, spec, 'rotary.cos', 'rotary.sin', float) : null;
+  const layout = packed ? new PackedLayout(g, spec, 'rotary.cos', 'rotary.sin', float, options.lora ? PROJECTION_GROUPS.map((ps) => ps.length) : null) : null;
   const masked = options.loraFormulation === 'masked';
   // Masked: each token's row of lora_mask, [batch, width] -> [batch*seq, width], once for the whole graph.
   let loraMask: string | null = null;
@@ -237,18 +237,20 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
   const bias = (layer: number, p: Projection): string | undefined =>
     spec.qkvBias && (p === 'q_proj' || p === 'k_proj' || p === 'v_proj') ? weight(hfWeightName(layer, p, 'bias'), [projectionShape(spec, p)[1]]) : undefined;
   /**
-   * x times the base projections `ps` (which read the same input: q, k, v; gate, up), plus their biases. Quantized,
-   * one MatMulNBits over their rows stacked, split after (fewer, larger kernels: 3-11% faster batch-1 decode of
-   * the served m100 int8 graph, docs/benchmarks.md); float, one Gemm each (the float weights stay where the
-   * checkpoint has them).
+   * x times the base projections `ps` (which read the same input: q, k, v; gate, up), plus their biases, as a
+   * function that splits them apart (so an If branch can run the split). Quantized, one MatMulNBits over their
+   * rows stacked, split after (fewer, larger kernels: 3-11% faster batch-1 decode of the served m100 int8 graph,
+   * docs/benchmarks.md); float, one Gemm each (the float weights stay where the checkpoint has them).
    */
-  const baseLinears = (x: string, layer: number, ps: readonly Projection[]): string[] => {
+  const stackedBase = (x: string, layer: number, ps: readonly Projection[]): (() => string[]) => {
     const inSize = projectionShape(spec, ps[0])[0];
     const rows = ps.map((p) => projectionShape(spec, p)[1]);
+    const biases = ps.map((p) => bias(layer, p));
     if (ps.length === 1) {
-      const b = bias(layer, ps[0]);
-      const quantizedBase = quantized?.linear(x, [hfWeightName(layer, ps[0])], rows, inSize, b);
-      return [quantizedBase ?? g.one('Gemm', [x, weight(hfWeightName(layer, ps[0]), [rows[0], inSize]), ...(b ? [b] : [])], { transB: 1 })];
+      const base =
+        quantized?.linear(x, [hfWeightName(layer, ps[0])], rows, inSize, biases[0]) ??
+        g.one('Gemm', [x, weight(hfWeightName(layer, ps[0]), [rows[0], inSize]), ...(biases[0] ? [biases[0]] : [])], { transB: 1 });
+      return () => [base];
     }
     const fused = quantized?.linear(
       x,
@@ -256,19 +258,39 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
       rows,
       inSize,
     );
-    if (!fused) return ps.map((p) => baseLinears(x, layer, [p])[0]);
-    const parts = g.node('Split', [fused, g.int64(`split.${rows.join('.')}`, rows)], { axis: -1 }, ps.length);
-    return parts.map((part, i) => {
-      const b = bias(layer, ps[i]);
-      return b ? g.one('Add', [part, b]) : part;
-    });
+    if (!fused) {
+      const each = ps.map((p) => stackedBase(x, layer, [p])()[0]);
+      return () => each;
+    }
+    const sizes = g.int64(`split.${rows.join('.')}`, rows);
+    return () =>
+      g.node('Split', [fused, sizes], { axis: -1 }, ps.length).map((part, i) => {
+        const b = biases[i];
+        return b ? g.one('Add', [part, b]) : part;
+      });
   };
-  /** The projections `ps` of x (see baseLinears) plus the step's LoRA deltas. */
-  const linears = (x: string, layer: number, ps: readonly Projection[]): string[] => {
-    const bases = baseLinears(x, layer, ps);
-    if (!options.lora) return bases;
-    const deltas = loraDeltas(x, layer, ps);
-    return bases.map((base, i) => g.one('Add', [base, deltas[i]]));
+  /**
+   * The projections `ps` of x plus the step's LoRA deltas, then `finish` on them (the ops that read them: the
+   * activation, the residual norm). On the host path an If on `lora.active.<group>` runs the LoRA products only
+   * in steps where an adapter in use changes one of these projections; the split and `finish` run in both branches, so neither branch only
+   * copies an outer value (onnxruntime wants a node between the two). `widths`: of finish's results.
+   */
+  const projections = (x: string, layer: number, ps: readonly Projection[], widths: number[], finish: (ys: string[]) => string[] = (ys) => ys): string[] => {
+    const bases = stackedBase(x, layer, ps);
+    const plain = () => finish(bases());
+    if (!options.lora) return plain();
+    const withDeltas = () => {
+      const deltas = loraDeltas(x, layer, ps);
+      return finish(bases().map((base, i) => g.one('Add', [base, deltas[i]])));
+    };
+    if (!layout) return withDeltas();
+    const outputs = widths.map((width) => ({ dataType: float, shape: ['tokens', width] }));
+    return g.ifElse(loraActiveName(ps), outputs, withDeltas, plain);
+  };
+  /** SkipSimplifiedLayerNormalization: [norm(x + skip) * weight, x + skip]. */
+  const skipNorm = (x: string, skip: string, normWeight: string): string[] => {
+    const [out, , , sum] = g.node('SkipSimplifiedLayerNormalization', [x, skip, normWeight], { epsilon: eps }, 4, 'com.microsoft');
+    return [out, sum];
   };
 
   // Qwen3's q_norm / k_norm: an RMSNorm over each head ([tokens, heads*D] viewed as [tokens, heads, D]), before rotary.
@@ -285,24 +307,23 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
 
   let normed = g.one('SimplifiedLayerNormalization', [hidden, weight('model.layers.0.input_layernorm.weight', [H])], { axis: -1, epsilon: eps, stash_type: 1 });
   for (let layer = 0; layer < L; layer++) {
-    const attnIn = normed;
-    const [qProj, kProj, v] = linears(attnIn, layer, QKV);
+    const [qProj, kProj, v] = projections(
+      normed,
+      layer,
+      QKV,
+      QKV.map((p) => projectionShape(spec, p)[1]),
+    );
     const q = headNorm(qProj, layer, 'q_norm', spec.numHeads);
     const k = headNorm(kProj, layer, 'k_norm', spec.numKvHeads);
     const attn2 = layout ? packedAttention(g, layout, layer, q, k, v) : fusedAttention(g, spec, layer, q, k, v, shapeBT, flat);
-    const [o] = linears(attn2, layer, ['o_proj']);
-    const [mlpIn, , , residual] = g.node(
-      'SkipSimplifiedLayerNormalization',
-      [o, hidden, weight(`model.layers.${layer}.post_attention_layernorm.weight`, [H])],
-      { epsilon: eps },
-      4,
-      'com.microsoft',
-    );
-    const [gate, up] = linears(mlpIn, layer, GATE_UP);
-    const act = g.one('Mul', [g.one('Mul', [gate, g.one('Sigmoid', [gate])]), up]);
-    const [down] = linears(act, layer, ['down_proj']);
-    const nextNorm = layer + 1 < L ? `model.layers.${layer + 1}.input_layernorm.weight` : 'model.norm.weight';
-    [normed, , , hidden] = g.node('SkipSimplifiedLayerNormalization', [down, residual, weight(nextNorm, [H])], { epsilon: eps }, 4, 'com.microsoft');
+    const postNorm = weight(`model.layers.${layer}.post_attention_layernorm.weight`, [H]);
+    const residual = hidden;
+    const [mlpIn, attnSum] = projections(attn2, layer, ['o_proj'], [H, H], ([o]) => skipNorm(o, residual, postNorm));
+    const [act] = projections(mlpIn, layer, GATE_UP, [spec.intermediateSize], ([gate, up]) => [
+      g.one('Mul', [g.one('Mul', [gate, g.one('Sigmoid', [gate])]), up]),
+    ]);
+    const nextNorm = weight(layer + 1 < L ? `model.layers.${layer + 1}.input_layernorm.weight` : 'model.norm.weight', [H]);
+    [normed, hidden] = projections(act, layer, ['down_proj'], [H, H], ([down]) => skipNorm(down, attnSum, nextNorm));
   }
   const rows = g.one('Gather', [normed, 'logit_rows'], { axis: 0 });
   const lmHeadName = spec.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';

@@ -18,14 +18,22 @@ export class Graph {
   }
 
   /**
-   * The nodes `build` adds, taken out of this graph as a subgraph (an If branch) whose output is the value build
-   * returns; they may read any value of this graph made before (constants made in build stay in this graph).
+   * The nodes `build` adds, taken out of this graph as a subgraph (an If branch) whose outputs are the values
+   * build returns; they may read any value of this graph made before (constants made in build stay in this graph).
    */
-  subgraph(output: Omit<ValueInfo, 'name'>, build: () => string): SubGraph {
+  subgraph(outputs: Array<Omit<ValueInfo, 'name'>>, build: () => string[]): SubGraph {
     const from = this.nodes.length;
-    const result = build();
+    // onnxruntime refuses a branch output that is an outer value: such an output gets an Identity.
+    const results = build().map((value) => (this.nodes.slice(from).some((n) => n.outputs.includes(value)) ? value : this.one('Identity', [value])));
     const nodes = this.nodes.splice(from);
-    return { name: `subgraph_${this.counter++}`, nodes, outputs: [{ name: result, ...output }] };
+    return { name: `subgraph_${this.counter++}`, nodes, outputs: results.map((name, i) => ({ name, ...outputs[i] })) };
+  }
+
+  /** An If on the bool scalar `condition`: the values `then` or `otherwise` computes (each a subgraph). */
+  ifElse(condition: string, outputs: Array<Omit<ValueInfo, 'name'>>, then: () => string[], otherwise: () => string[]): string[] {
+    const thenBranch = this.subgraph(outputs, then);
+    const elseBranch = this.subgraph(outputs, otherwise);
+    return this.node('If', [condition], { then_branch: { graph: thenBranch }, else_branch: { graph: elseBranch } }, outputs.length);
   }
 
   /** Renames a node's output that nothing reads yet (to make it a graph output without an Identity copy). */

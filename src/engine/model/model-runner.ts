@@ -17,6 +17,7 @@ import {
   newMaskName,
   packedPastName,
   pastMaskName,
+  loraActiveName,
   PRE_HAS_ROWS,
   scoreSplitName,
   type AttentionGroup,
@@ -274,12 +275,13 @@ export class ModelRunner implements BatchRunner {
   }
 
   /**
-   * A step in which no row uses an adapter: width-1 zero matrices (the inputs never have an empty dimension), so
-   * the LoRA products read next to nothing instead of slot 0's rank-wide block of zeros.
+   * A step in which no row uses an adapter: every group's LoRA switched off (`lora.active.<group>` false) and
+   * width-1 zero matrices for the inputs the graph then does not read (they never have an empty dimension).
    */
   private noAdapterFeeds(): Record<string, ort.Tensor> {
     if (!this.noAdapter) {
       this.noAdapter = {};
+      for (const group of PROJECTION_GROUPS) this.noAdapter[loraActiveName(group)] = new ort.Tensor('bool', Uint8Array.of(0), []);
       for (let l = 0; l < this.spec.numLayers; l++) {
         for (const group of PROJECTION_GROUPS) {
           const inSize = projectionShape(this.spec, group[0])[0];
@@ -295,21 +297,24 @@ export class ModelRunner implements BatchRunner {
   }
 
   /**
-   * Per layer and group of projections that read the same input, the used slots' A side by side,
-   * [in, parts*used*rank] (part-major, then slot), and per projection B stacked, [used*rank, out]. B of
-   * consecutive slots, and A of a single projection and slot, are views of the stacks ([slots, rank, out] and
-   * [in, rank] blocks); other A are interleaved into a copy.
+   * The LoRA inputs for a set of used slots. A group of projections that none of their adapters changes is
+   * switched off (`lora.active.<group>` false, the no-adapter placeholders fed). For the others, per layer the
+   * used slots' A of the group side by side, [in, parts*used*rank] (part-major, then slot), and per projection
+   * B stacked, [used*rank, out]. B of consecutive slots, and A of a single projection and slot, are views of the
+   * stacks ([slots, rank, out] and [in, rank] blocks); other A are interleaved into a copy.
    */
   private layOutUsed(slots: number[]): Record<string, ort.Tensor> {
     const stacks = this.stacks!;
     const R = stacks.rank;
     const U = slots.length;
     const consecutive = slots.every((slot, i) => slot === slots[0] + i);
-    const feeds: Record<string, ort.Tensor> = {};
-    for (let l = 0; l < this.spec.numLayers; l++) {
-      for (const group of PROJECTION_GROUPS) {
-        const P = group.length;
-        const inSize = projectionShape(this.spec, group[0])[0];
+    const feeds: Record<string, ort.Tensor> = { ...this.noAdapterFeeds() };
+    for (const group of PROJECTION_GROUPS) {
+      if (!slots.some((slot) => group.some((p) => stacks.targets(slot).has(p)))) continue;
+      feeds[loraActiveName(group)] = new ort.Tensor('bool', Uint8Array.of(1), []);
+      const P = group.length;
+      const inSize = projectionShape(this.spec, group[0])[0];
+      for (let l = 0; l < this.spec.numLayers; l++) {
         let aUsed: Float32Array;
         if (U === 1 && P === 1) aUsed = stacks.layer(l, group[0]).a.subarray(slots[0] * inSize * R, (slots[0] + 1) * inSize * R);
         else {

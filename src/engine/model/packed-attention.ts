@@ -51,6 +51,11 @@ export const newMaskName = (group: AttentionGroup) => `${group}.new_mask`;
 export const scoreSplitName = (group: AttentionGroup) => `${group}.score_split`;
 /** [] bool: whether the step has prompt chunks (the `pre` group has rows); without, the decoding rows are all its tokens. */
 export const PRE_HAS_ROWS = 'pre.has_rows';
+/**
+ * [] bool per group of projections that read the same input: whether an adapter of the step changes any of them
+ * (a PEFT adapter often targets only q and v, or the attention projections); without, their LoRA is skipped.
+ */
+export const loraActiveName = (projections: readonly string[]) => `lora.active.${projections.join('+')}`;
 /** A masked-out score: large enough to vanish in softmax, finite so a fully masked padding row stays NaN-free. */
 export const MASKED = -1e30;
 
@@ -77,6 +82,7 @@ export function packedInputs(
   ];
   if (lora) {
     inputs.push({ name: 'lora_mask', dataType: float, shape: ['tokens', 'used_width'] });
+    for (const group of lora) inputs.push({ name: loraActiveName(group.map((p) => p.projection)), dataType: DataType.BOOL, shape: [] });
     for (let layer = 0; layer < L; layer++) {
       for (const group of lora) {
         const groupWidth = group.length === 1 ? 'used_width' : `used_width_x${group.length}`;
@@ -158,13 +164,21 @@ export class PackedLayout {
   readonly heads: number;
   readonly kvHeads: number;
 
+  /** `lora_mask` tiled for each LoRA group size above 1 (main graph values: the If branches read them). */
+  private readonly tiledLoraMasks = new Map<number, string>();
+
   constructor(
     private readonly g: Graph,
     private readonly spec: ModelSpec,
     private readonly cosTable: string,
     private readonly sinTable: string,
     private readonly float: DataTypeCode,
+    /** Sizes of the groups of projections that share a LoRA down product; null without LoRA inputs. */
+    loraGroupSizes: number[] | null,
   ) {
+    for (const parts of new Set(loraGroupSizes ?? [])) {
+      if (parts > 1) this.tiledLoraMasks.set(parts, g.one('Concat', Array<string>(parts).fill('lora_mask'), { axis: 1 }));
+    }
     this.heads = spec.numHeads;
     this.kvHeads = spec.numKvHeads;
     this.positions = g.one('Unsqueeze', ['positions', g.int64('packed.axis1', [1])]); // [T, 1]
@@ -220,9 +234,7 @@ export class PackedLayout {
     const decode = (views: ReturnType<PackedLayout['decodeViews']>) =>
       // [rows, KV, groups, D] is each row's [heads*D] already (width 1).
       g.one('Reshape', [this.groupAttention('dec', layer, views.q4, views.kNewT, views.vNew), flat]);
-    const output = { dataType: this.float, shape: ['tokens', size] };
-    const decodeOnly = g.subgraph(output, () => decode(this.decodeViews(qScaled, k, v)));
-    const withPrompts = g.subgraph(output, () => {
+    const withPrompts = () => {
       const gathered = (x: string) => this.padded(x, 'dec');
       const decOut = decode(this.decodeViews(gathered(qScaled), gathered(k), gathered(v)));
       const pre = this.paddedViews('pre', qScaled, k, v);
@@ -231,9 +243,10 @@ export class PackedLayout {
         this.groupAttention('pre', layer, pre.q4, pre.kNewT, pre.vNew),
         g.int64('packed.shape.o5', [0, 0, this.heads / this.kvHeads, -1, this.spec.headDim]),
       ]);
-      return this.unpad({ dec: decOut, pre: g.one('Reshape', [g.one('Transpose', [out5], { perm: [0, 3, 1, 2, 4] }), flat]) });
-    });
-    return g.one('If', [PRE_HAS_ROWS], { then_branch: { graph: withPrompts }, else_branch: { graph: decodeOnly } });
+      return [this.unpad({ dec: decOut, pre: g.one('Reshape', [g.one('Transpose', [out5], { perm: [0, 3, 1, 2, 4] }), flat]) })];
+    };
+    const decodeOnly = () => [decode(this.decodeViews(qScaled, k, v))];
+    return g.ifElse(PRE_HAS_ROWS, [{ dataType: this.float, shape: ['tokens', size] }], withPrompts, decodeOnly)[0];
   }
 
   /**
@@ -287,16 +300,11 @@ export class PackedLayout {
     return parts.map((part, i) => g.one('MatMul', [part, usedLoraBName(layer, projections[i])]));
   }
 
-  private readonly tiledMasks = new Map<number, string>();
-
-  /** `lora_mask` repeated side by side `parts` times (once per graph), for a group's down product. */
+  /** `lora_mask` repeated side by side `parts` times, for a group's down product (made once, in the constructor). */
   private loraMask(parts: number): string {
     if (parts === 1) return 'lora_mask';
-    let mask = this.tiledMasks.get(parts);
-    if (!mask) {
-      mask = this.g.one('Concat', Array<string>(parts).fill('lora_mask'), { axis: 1 });
-      this.tiledMasks.set(parts, mask);
-    }
+    const mask = this.tiledLoraMasks.get(parts);
+    if (!mask) throw new Error(`PackedLayout: no LoRA mask for groups of ${parts}`);
     return mask;
   }
 }
