@@ -130,8 +130,9 @@ t.test('removing an adapter frees its host and device memory; refused while in u
   await engine.generate(greedyRequest(caseFor('code'), { maxTokens: 2 }));
   const hostBefore = engine.adapters.hostBytes;
   t.equal(engine.adapters.stackRank, 16, 'the code adapter (r=16) widened the slot stacks');
-  const running = engine.generate(greedyRequest(caseFor('code'), { maxTokens: 60 }));
-  await new Promise((r) => setTimeout(r, 5));
+  const running = engine.generate(greedyRequest(caseFor('code'), { maxTokens: 200, ignoreEos: true }));
+  for (let i = 0; i < 10_000 && engine.adapters.get('code').inUse === 0; i++) await new Promise((r) => setImmediate(r));
+  t.equal(engine.adapters.get('code').inUse, 1, 'the running request holds the adapter');
   t.throws(() => engine.adapters.remove('code'), { code: 'adapter_in_use' });
   await running;
   engine.adapters.remove('code');

@@ -177,7 +177,8 @@ t.test('errors keep their engine codes across the boundary', async (t) => {
   );
   t.ok(await waitFor(() => client.batchSize === 0 && client.queueDepth === 0 && client.workerInFlight === 0));
 
-  const timed = EngineClient.spawn(engineOptions({ adaptersDir, requestTimeoutMs: 100 }));
+  // A 1 ms deadline: 240 decode steps cannot all fit in it, however fast the machine.
+  const timed = EngineClient.spawn(engineOptions({ adaptersDir, requestTimeoutMs: 1 }));
   t.teardown(() => timed.close());
   await timed.ready;
   const error = await collect(timed.start(longRequest({ maxTokens: 240 })).events).then(
@@ -253,13 +254,13 @@ t.test('the mirror follows a running batch from the snapshots', async (t) => {
 t.test('close drains: a running generation finishes, then new work is refused', async (t) => {
   const other = EngineClient.spawn(engineOptions({ adaptersDir }));
   await other.ready;
-  const running = collect(other.start(longRequest({ maxTokens: 60 })).events);
-  await new Promise((r) => setTimeout(r, 20));
+  const running = collect(other.start(longRequest({ maxTokens: 200 })).events);
+  t.ok(await waitFor(() => other.batchSize === 1), 'the generation is running');
   const closed = other.close();
   const events = await running;
   const finish = events.at(-1);
   t.equal(finish?.type, 'finish', 'the in-flight generation ran to its end');
-  t.equal(finish?.type === 'finish' ? finish.usage.completionTokens : 0, 60);
+  t.equal(finish?.type === 'finish' ? finish.usage.completionTokens : 0, 200);
   await closed;
   t.throws(() => other.start(longRequest()), { code: 'shutting_down' });
 });
