@@ -15,7 +15,7 @@ import { CheckpointLinks, type DataLayoutReport } from './checkpoint-links.js';
 import { MODE_FORMAT } from './quantize.js';
 
 /** Bump when the graph layout changes so old cache entries are not reused. */
-export const GRAPH_BUILDER_VERSION = 26;
+export const GRAPH_BUILDER_VERSION = 27;
 const MODEL_FILE = 'model.onnx';
 const DATA_FILE = 'model.onnx.data';
 /** Facts about the build that a reused graph still needs (the base's weight bytes). */

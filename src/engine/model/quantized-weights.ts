@@ -13,7 +13,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Graph } from './graph.js';
 import type { CheckpointWeights } from './weights.js';
-import { toFloat16 } from './float16.js';
+import { firstOverflow, toFloat16 } from './float16.js';
+import { DataType } from './onnx-proto.js';
 import {
   MODE_FORMAT,
   blocksOf,
@@ -175,7 +176,10 @@ export class QuantizedWeights {
     const q = this.quantizeFloat(name, v, h, sharedWithHead, blockSize)!;
     const blocks = h / q.blockSize;
     const inputs = [this.data(sharedWithHead ? `${name}.quantized` : `${name}.gather_quantized`, q), ids, `${name}.gather_scales`];
-    this.sink(`${name}.gather_scales`, this.half ? toFloat16(q.scales) : q.scales, [v, blocks, 1]);
+    // float16 scales in a float32 graph too: they stay mapped from the file (a row is read when a token uses it)
+    // and at int8's blocks of 32 they are a tenth of the gather's bytes; the rows come out float16 and are cast.
+    const halfScales = this.half || firstOverflow(q.scales) < 0;
+    this.sink(`${name}.gather_scales`, halfScales ? toFloat16(q.scales) : q.scales, [v, blocks, 1]);
     if (q.zeroPoints) {
       const zpRow = zeroPointBytesPerRow(blocks, q.bits);
       const zeros = new Uint8Array(v * blocks);
@@ -186,7 +190,8 @@ export class QuantizedWeights {
       this.sink(`${name}.gather_zero_points`, zeros, [v, blocks, 1]);
       inputs.push(`${name}.gather_zero_points`);
     }
-    const rows = this.g.one('GatherBlockQuantized', inputs, { bits: q.bits, block_size: q.blockSize, gather_axis: 0, quantize_axis: 2 }, 'com.microsoft');
+    const gathered = this.g.one('GatherBlockQuantized', inputs, { bits: q.bits, block_size: q.blockSize, gather_axis: 0, quantize_axis: 2 }, 'com.microsoft');
+    const rows = halfScales && !this.half ? this.g.one('Cast', [gathered], { to: DataType.FLOAT }) : gathered;
     return this.g.one('Reshape', [rows, this.g.int64(`shape.embeddings.${h}`, [-1, h])]);
   }
 
