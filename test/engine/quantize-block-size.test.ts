@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { buildDecoderGraph } from '../../src/engine/model/graph-builder.js';
 import { readModelSpec } from '../../src/engine/model/hf-config.js';
 import { CheckpointWeights } from '../../src/engine/model/weights.js';
+import { DataType } from '../../src/engine/model/onnx-proto.js';
 import { FIXTURES, freshCacheDir, greedyRequest, loadFixtureEngine, reference } from '../helpers/engine.js';
 
 t.test('defaults: projections and LM head in blocks of 128; the embeddings in 32 (int8) and 128 (int4)', async (t) => {
@@ -67,11 +68,15 @@ t.test(
       ['int4', 128, 64, true],
     ] as const) {
       const dims = new Map<string, number[]>();
+      const types = new Map<string, string>();
       const model = buildDecoderGraph(
         spec,
         new CheckpointWeights(dir),
         { maxSequenceLength: 64, lora: false, attention: 'packed', quantize, quantizeBlockSize: blockSize },
-        (name, _data, d) => dims.set(name, d),
+        (name, data, d) => {
+          dims.set(name, d);
+          types.set(name, data.constructor.name);
+        },
       );
       const gather = model.nodes.find((n) => n.opType === 'GatherBlockQuantized')!;
       const head = model.nodes.filter((n) => n.opType === 'MatMulNBits').at(-1)!;
@@ -85,6 +90,9 @@ t.test(
         [spec.vocabSize, H / gatherBlock, (gatherBlock * (quantize === 'int8' ? 8 : 4)) / 8],
         `${label}: the gather's matrix in its blocks`,
       );
+      t.equal(types.get(gather.inputs[2]), 'Uint16Array', `${label}: the gather's scales are float16 (as llama.cpp's Q8_0 / Q4_0)`);
+      const cast = model.nodes.find((n) => n.inputs[0] === gather.outputs[0]);
+      t.same([cast?.opType, cast?.attributes?.to], ['Cast', DataType.FLOAT], `${label}: its rows are cast back to float32`);
     }
   },
 );
