@@ -272,8 +272,9 @@ export function buildDecoderGraph(spec: ModelSpec, weights: CheckpointWeights, o
   /**
    * The projections `ps` of x plus the step's LoRA deltas, then `finish` on them (the ops that read them: the
    * activation, the residual norm). On the host path an If on `lora.active.<group>` runs the LoRA products only
-   * in steps where an adapter in use changes one of these projections; the split and `finish` run in both branches, so neither branch only
-   * copies an outer value (onnxruntime wants a node between the two). `widths`: of finish's results.
+   * in steps where an adapter in use changes one of these projections; the split and `finish` run in both
+   * branches, so neither branch only copies an outer value (onnxruntime wants a node between the two).
+   * `widths`: of finish's results.
    */
   const projections = (x: string, layer: number, ps: readonly Projection[], widths: number[], finish: (ys: string[]) => string[] = (ys) => ys): string[] => {
     const bases = stackedBase(x, layer, ps);
