@@ -303,15 +303,39 @@ export function servedGraphPath(s: ServerProcess): string {
  * `baseBytes` leaves out the pages of onnxruntime's code that the session first touches (`codeBytes`) and counts
  * the graph's mapped pages not read yet (`mappedUnreadBytes`: embedding rows no token has used) as resident.
  */
-export function baseResidentBytes(
-  onnxPath: string,
-  threads: number,
-): { residentBytes: number; codeBytes: number; mappedUnreadBytes: number; baseBytes: number } {
+export function baseResidentBytes(onnxPath: string, threads: number): ResidentBytes {
   const out = execFileSync(process.execPath, ['--import', 'tsx', join(PEER_DIR, 'session-resident.ts'), onnxPath, String(threads)], {
     cwd: PROJECT_ROOT,
     encoding: 'utf8',
   });
-  return JSON.parse(out.trim().split('\n').at(-1)!) as { residentBytes: number; codeBytes: number; mappedUnreadBytes: number; baseBytes: number };
+  return JSON.parse(out.trim().split('\n').at(-1)!) as ResidentBytes;
+}
+
+export interface ResidentBytes {
+  residentBytes: number;
+  codeBytes: number;
+  mappedUnreadBytes: number;
+  baseBytes: number;
+}
+
+/**
+ * baseResidentBytes of each graph, `rounds` fresh processes each, interleaved (A B C A B C ...): the measurement
+ * with the median `baseBytes` per graph, and the spread. One process alone varies by a few MiB with where the
+ * allocator happens to leave freed memory (m100 int8: 142.8-148.4 MiB in three).
+ */
+export function medianBaseResident(
+  graphs: Record<string, string>,
+  threads: number,
+  rounds: number,
+): Record<string, ResidentBytes & { baseBytesRange: [number, number] }> {
+  const runs = new Map<string, ResidentBytes[]>(Object.keys(graphs).map((name) => [name, []]));
+  for (let r = 0; r < rounds; r++) for (const [name, path] of Object.entries(graphs)) runs.get(name)!.push(baseResidentBytes(path, threads));
+  return Object.fromEntries(
+    [...runs].map(([name, rs]) => {
+      const sorted = [...rs].sort((a, b) => a.baseBytes - b.baseBytes);
+      return [name, { ...sorted[Math.floor((sorted.length - 1) / 2)], baseBytesRange: [sorted[0].baseBytes, sorted.at(-1)!.baseBytes] as [number, number] }];
+    }),
+  );
 }
 
 /** llama.cpp (node-llama-cpp) behind the same /v1/generate shape: bench/peer/llama-http.ts. */

@@ -32,7 +32,7 @@ import {
   load1,
   quietGate,
   SHAPES,
-  baseResidentBytes,
+  medianBaseResident,
   batch1Figures,
   concurrentFigures,
   ensureLlamaCpp,
@@ -71,6 +71,7 @@ const { values: a } = parseArgs({
     quantize: { type: 'string', default: 'int8,int4' },
     rounds: { type: 'string' },
     'conc-rounds': { type: 'string' },
+    'resident-rounds': { type: 'string' },
     conc: { type: 'string', default: '8' },
     prompt: { type: 'string', default: '128' },
     tokens: { type: 'string' },
@@ -90,6 +91,7 @@ if (a.help) {
   --rounds N               batch-1 rounds after the warm-up (default 5; --quick 2)
   --conc-rounds N          concurrent rounds after the warm-up (default 3; --quick 1)
   --conc N                 concurrent requests (default 8)
+  --resident-rounds N      fresh processes measuring each base's resident memory, interleaved; the median is kept (default 3; --quick 1)
   --prompt N / --tokens N  prompt and generated tokens (default 128 / 64; --quick 32 tokens)
   --server-args "..."      extra flags for our server, e.g. "--max-sequence-length 512"
   --lora                   also batch-1 with the rank-16 q/k/v/o adapter (ours and llama.cpp f32)
@@ -120,6 +122,8 @@ for (const q of quantizeModes) if (q !== 'int8' && q !== 'int4') throw new Error
 const ROUNDS = Number(a.rounds ?? (QUICK ? 2 : 5));
 const CROUNDS = Number(a['conc-rounds'] ?? (QUICK ? 1 : 3));
 const CONC = Number(a.conc);
+const RESIDENT_ROUNDS = Number(a['resident-rounds'] ?? (QUICK ? 1 : 3));
+if (!(Number.isInteger(RESIDENT_ROUNDS) && RESIDENT_ROUNDS >= 1)) throw new Error(`--resident-rounds ${a['resident-rounds']}: a whole number from 1`);
 const PROMPT = Number(a.prompt);
 const TOKENS = Number(a.tokens ?? (QUICK ? 32 : 64));
 const THREADS = Number(a.threads);
@@ -188,6 +192,7 @@ const report: any = {
     quantize: quantizeModes,
     rounds: ROUNDS,
     concRounds: CROUNDS,
+    residentRounds: RESIDENT_ROUNDS,
     conc: CONC,
     prompt: PROMPT,
     tokens: TOKENS,
@@ -260,13 +265,18 @@ for (const shapeName of shapeNames) {
           }),
       ),
     ) as Record<string, { format: string; bytes: number }>;
-    // The host memory each of our bases takes, measured in a fresh process on the graph that server serves.
-    const oursResident = Object.fromEntries(
-      Object.keys(oursWeights).map((name) => [name, baseResidentBytes(servedGraphPath(targets.find((t) => t.name === name)!.server), THREADS)]),
-    ) as Record<string, ReturnType<typeof baseResidentBytes>>;
+    // The host memory each of our bases takes, measured in fresh processes on the graph that server serves.
+    const oursResident = medianBaseResident(
+      Object.fromEntries(Object.keys(oursWeights).map((name) => [name, servedGraphPath(targets.find((t) => t.name === name)!.server)])),
+      THREADS,
+      RESIDENT_ROUNDS,
+    );
     log(
-      `servers ready; base resident MiB (with code pages) ${Object.entries(oursResident)
-        .map(([n, b]) => `${n} ${fmt(b.baseBytes / 2 ** 20, 0)} (${fmt(b.residentBytes / 2 ** 20, 0)})`)
+      `servers ready; base resident MiB (with code pages), median of ${RESIDENT_ROUNDS} (min-max) ${Object.entries(oursResident)
+        .map(
+          ([n, b]) =>
+            `${n} ${fmt(b.baseBytes / 2 ** 20, 0)} (${fmt(b.residentBytes / 2 ** 20, 0)}; ${fmt(b.baseBytesRange[0] / 2 ** 20, 1)}-${fmt(b.baseBytesRange[1] / 2 ** 20, 1)})`,
+        )
         .join(', ')}; load ${loadavg()}`,
     );
 
@@ -431,7 +441,7 @@ for (const shapeName of shapeNames) {
     ).filter(([o, l]) => summary.batch1[`ours-${o}`] && summary.batch1[`llama-${l}`]);
     if (pairs.length) {
       md.push(
-        'Quantized base, ours against llama.cpp at equal bits (ratios of the medians above; resident = process RSS after load; base resident = host memory the base took, measured as the RSS growth of a fresh process creating a session on the served graph, less the pages of the onnxruntime library code that creating it touched, plus the pages of the graph files it maps but has not read yet, as if every embedding row had been used (bench/peer/session-resident.ts; in brackets: the raw growth at creation); base weights = bytes in our graph from /readyz):',
+        `Quantized base, ours against llama.cpp at equal bits (ratios of the medians above; resident = process RSS after load; base resident = host memory the base took, measured as the RSS growth of a fresh process creating a session on the served graph (median of ${RESIDENT_ROUNDS} such processes per graph, interleaved), less the pages of the onnxruntime library code that creating it touched, plus the pages of the graph files it maps but has not read yet, as if every embedding row had been used (bench/peer/session-resident.ts; in brackets: the raw growth at creation); base weights = bytes in our graph from /readyz):`,
       );
       md.push('');
       md.push(
