@@ -275,7 +275,7 @@ for (const shapeName of shapeNames) {
       `servers ready; base resident MiB (with code pages), median of ${RESIDENT_ROUNDS} (min-max) ${Object.entries(oursResident)
         .map(
           ([n, b]) =>
-            `${n} ${fmt(b.baseBytes / 2 ** 20, 0)} (${fmt(b.residentBytes / 2 ** 20, 0)}; ${fmt(b.baseBytesRange[0] / 2 ** 20, 1)}-${fmt(b.baseBytesRange[1] / 2 ** 20, 1)})`,
+            `${n} ${fmt(b.baseBytes / 2 ** 20, 0)} (${fmt(b.residentBytes / 2 ** 20, 0)}; ${fmt(b.baseBytesRange[0] / 2 ** 20, 1)}-${fmt(b.baseBytesRange[1] / 2 ** 20, 1)}; second session ${fmt(b.secondSessionBaseBytes / 2 ** 20, 0)})`,
         )
         .join(', ')}; load ${loadavg()}`,
     );
@@ -441,20 +441,20 @@ for (const shapeName of shapeNames) {
     ).filter(([o, l]) => summary.batch1[`ours-${o}`] && summary.batch1[`llama-${l}`]);
     if (pairs.length) {
       md.push(
-        `Quantized base, ours against llama.cpp at equal bits (ratios of the medians above; resident = process RSS after load; base resident = host memory the base took, measured as the RSS growth of a fresh process creating a session on the served graph (median of ${RESIDENT_ROUNDS} such processes per graph, interleaved), less the pages of the onnxruntime library code that creating it touched, plus the pages of the graph files it maps but has not read yet, as if every embedding row had been used (bench/peer/session-resident.ts; in brackets: the raw growth at creation); base weights = bytes in our graph from /readyz):`,
+        `Quantized base, ours against llama.cpp at equal bits (ratios of the medians above; resident = process RSS after load; base resident = host memory the base took, measured as the RSS growth of a fresh process creating a session on the served graph (median of ${RESIDENT_ROUNDS} such processes per graph, interleaved), less the pages of the onnxruntime library code that creating it touched, plus the pages of the graph files it maps but has not read yet, as if every embedding row had been used (bench/peer/session-resident.ts; in brackets: the raw growth at creation); second session = the same for a second session on the graph in that process, which onnxruntime's own start no longer adds to (median of the same processes); base weights = bytes in our graph from /readyz):`,
       );
       md.push('');
       md.push(
-        '| ours | llama.cpp | batch-1 decode ours / llama | 8 concurrent aggregate ours / llama | ours resident MiB | llama resident MiB | ours resident / ours-f32 | ours base resident MiB | ours base resident / ours-f32 | ours base weight bytes / ours-f32 |',
+        '| ours | llama.cpp | batch-1 decode ours / llama | 8 concurrent aggregate ours / llama | ours resident MiB | llama resident MiB | ours resident / ours-f32 | ours base resident MiB | ours base resident / ours-f32 | second session MiB | second session / ours-f32 | ours base weight bytes / ours-f32 |',
       );
-      md.push('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+      md.push('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
       for (const [o, l] of pairs) {
         const on = `ours-${o}`;
         const ln = `llama-${l}`;
         const ls = servers.find((s) => s.name === `llama-${shapeName}-${l}`)!;
         const os = targets.find((t) => t.name === on)!.server;
         md.push(
-          `| ${on} (${oursWeights[on].format}) | ${ln} | ${fmt(summary.batch1[on].decodeTokPerS / summary.batch1[ln].decodeTokPerS, 2)} | ${fmt(summary.concurrent[on].aggregateTokPerS / summary.concurrent[ln].aggregateTokPerS, 2)} | ${fmt(rssAfterLoad[os.name].rssMiB, 0)} | ${fmt(rssAfterLoad[ls.name].rssMiB, 0)} | ${fmt(rssAfterLoad[os.name].rssMiB / rssAfterLoad[ours.name].rssMiB, 3)} | ${fmt(oursResident[on].baseBytes / 2 ** 20, 0)} (${fmt(oursResident[on].residentBytes / 2 ** 20, 0)}) | ${fmt(oursResident[on].baseBytes / oursResident['ours-f32'].baseBytes, 3)} (${fmt(oursResident[on].residentBytes / oursResident['ours-f32'].residentBytes, 3)}) | ${fmt(oursWeights[on].bytes / oursWeights['ours-f32'].bytes, 3)} |`,
+          `| ${on} (${oursWeights[on].format}) | ${ln} | ${fmt(summary.batch1[on].decodeTokPerS / summary.batch1[ln].decodeTokPerS, 2)} | ${fmt(summary.concurrent[on].aggregateTokPerS / summary.concurrent[ln].aggregateTokPerS, 2)} | ${fmt(rssAfterLoad[os.name].rssMiB, 0)} | ${fmt(rssAfterLoad[ls.name].rssMiB, 0)} | ${fmt(rssAfterLoad[os.name].rssMiB / rssAfterLoad[ours.name].rssMiB, 3)} | ${fmt(oursResident[on].baseBytes / 2 ** 20, 0)} (${fmt(oursResident[on].residentBytes / 2 ** 20, 0)}) | ${fmt(oursResident[on].baseBytes / oursResident['ours-f32'].baseBytes, 3)} (${fmt(oursResident[on].residentBytes / oursResident['ours-f32'].residentBytes, 3)}) | ${fmt(oursResident[on].secondSessionBaseBytes / 2 ** 20, 0)} | ${fmt(oursResident[on].secondSessionBaseBytes / oursResident['ours-f32'].secondSessionBaseBytes, 3)} | ${fmt(oursWeights[on].bytes / oursWeights['ours-f32'].bytes, 3)} |`,
         );
       }
       md.push('');
