@@ -18,7 +18,7 @@
  * allocators: ~9 MiB on a 2-layer graph), which a second base would not pay again. So the process then creates
  * a second session on the same graph, keeping the first, and measures its growth the same way:
  * `secondSessionBaseBytes`, the memory one more copy of the base takes once onnxruntime runs. Both sessions map
- * the graph's files separately, so the second's pages count in full.
+ * the graph's files separately, so the second's pages count in full (the process holds the base twice).
  *
  *   node --import tsx bench/peer/session-resident.ts PATH/model.onnx [threads]
  *   # prints {"residentBytes": N, "codeBytes": C, "mappedUnreadBytes": M, "baseBytes": N - C + M,
