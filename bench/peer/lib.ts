@@ -333,7 +333,6 @@ export function medianBaseResident(
 ): Record<string, ResidentBytes & { baseBytesRange: [number, number] }> {
   const runs = new Map<string, ResidentBytes[]>(Object.keys(graphs).map((name) => [name, []]));
   for (let r = 0; r < rounds; r++) for (const [name, path] of Object.entries(graphs)) runs.get(name)!.push(baseResidentBytes(path, threads));
-  const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor((values.length - 1) / 2)];
   return Object.fromEntries(
     [...runs].map(([name, rs]) => {
       const sorted = [...rs].sort((a, b) => a.baseBytes - b.baseBytes);
