@@ -13,6 +13,8 @@ export interface RunningServer {
   url: string;
   child: ChildProcess;
   logs: string[];
+  /** stdout alone (also in logs): the server's JSON log lines. */
+  stdout: string[];
   /** stderr alone (also in logs). */
   stderr: string[];
   /** Settles with the exit code when the process ends. */
@@ -35,12 +37,14 @@ export async function startServer(args: string[], env: NodeJS.ProcessEnv = {}, o
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: string[] = [];
+  const stdout: string[] = [];
   const stderr: string[] = [];
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start:\n${logs.join('')}`)), 60_000);
     const onData = (chunk: Buffer) => {
       logs.push(chunk.toString());
+      stdout.push(chunk.toString());
       const m = /listening at (http:\/\/[\d.]+:\d+)/.exec(chunk.toString());
       if (m) {
         clearTimeout(timer);
@@ -63,6 +67,7 @@ export async function startServer(args: string[], env: NodeJS.ProcessEnv = {}, o
     url,
     child,
     logs,
+    stdout,
     stderr,
     exited,
     stop: async (signal: NodeJS.Signals = 'SIGTERM') => {
