@@ -445,16 +445,16 @@ for (const shapeName of shapeNames) {
       );
       md.push('');
       md.push(
-        '| ours | llama.cpp | batch-1 decode ours / llama | 8 concurrent aggregate ours / llama | ours resident MiB | llama resident MiB | ours resident / ours-f32 | ours base resident MiB | ours base resident / ours-f32 | second session MiB | second session / ours-f32 | ours base weight bytes / ours-f32 |',
+        '| ours | llama.cpp | batch-1 decode ours / llama | 8 concurrent aggregate ours / llama | 8 concurrent decode phase ours / llama (prefill left out) | ours resident MiB | llama resident MiB | ours resident / ours-f32 | ours base resident MiB | ours base resident / ours-f32 | second session MiB | second session / ours-f32 | ours base weight bytes / ours-f32 |',
       );
-      md.push('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+      md.push('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
       for (const [o, l] of pairs) {
         const on = `ours-${o}`;
         const ln = `llama-${l}`;
         const ls = servers.find((s) => s.name === `llama-${shapeName}-${l}`)!;
         const os = targets.find((t) => t.name === on)!.server;
         md.push(
-          `| ${on} (${oursWeights[on].format}) | ${ln} | ${fmt(summary.batch1[on].decodeTokPerS / summary.batch1[ln].decodeTokPerS, 2)} | ${fmt(summary.concurrent[on].aggregateTokPerS / summary.concurrent[ln].aggregateTokPerS, 2)} | ${fmt(rssAfterLoad[os.name].rssMiB, 0)} | ${fmt(rssAfterLoad[ls.name].rssMiB, 0)} | ${fmt(rssAfterLoad[os.name].rssMiB / rssAfterLoad[ours.name].rssMiB, 3)} | ${fmt(oursResident[on].baseBytes / 2 ** 20, 0)} (${fmt(oursResident[on].residentBytes / 2 ** 20, 0)}) | ${fmt(oursResident[on].baseBytes / oursResident['ours-f32'].baseBytes, 3)} (${fmt(oursResident[on].residentBytes / oursResident['ours-f32'].residentBytes, 3)}) | ${fmt(oursResident[on].secondSessionBaseBytes / 2 ** 20, 0)} | ${fmt(oursResident[on].secondSessionBaseBytes / oursResident['ours-f32'].secondSessionBaseBytes, 3)} | ${fmt(oursWeights[on].bytes / oursWeights['ours-f32'].bytes, 3)} |`,
+          `| ${on} (${oursWeights[on].format}) | ${ln} | ${fmt(summary.batch1[on].decodeTokPerS / summary.batch1[ln].decodeTokPerS, 2)} | ${fmt(summary.concurrent[on].aggregateTokPerS / summary.concurrent[ln].aggregateTokPerS, 2)} | ${fmt(summary.concurrent[on].decodePhaseTokPerS / summary.concurrent[ln].decodePhaseTokPerS, 2)} | ${fmt(rssAfterLoad[os.name].rssMiB, 0)} | ${fmt(rssAfterLoad[ls.name].rssMiB, 0)} | ${fmt(rssAfterLoad[os.name].rssMiB / rssAfterLoad[ours.name].rssMiB, 3)} | ${fmt(oursResident[on].baseBytes / 2 ** 20, 0)} (${fmt(oursResident[on].residentBytes / 2 ** 20, 0)}) | ${fmt(oursResident[on].baseBytes / oursResident['ours-f32'].baseBytes, 3)} (${fmt(oursResident[on].residentBytes / oursResident['ours-f32'].residentBytes, 3)}) | ${fmt(oursResident[on].secondSessionBaseBytes / 2 ** 20, 0)} | ${fmt(oursResident[on].secondSessionBaseBytes / oursResident['ours-f32'].secondSessionBaseBytes, 3)} | ${fmt(oursWeights[on].bytes / oursWeights['ours-f32'].bytes, 3)} |`,
         );
       }
       md.push('');
