@@ -193,7 +193,8 @@ export async function runLoadTest(o: LoadTestOptions, hooks: RunHooks = {}): Pro
     hooks.signal?.removeEventListener('abort', onStop);
     stop.abort();
   }
-  if (hooks.onProgress && now() - lastTickMs > 50) tick();
+  // A closing progress line, unless a tick just gave the same counts: the last line always has the final count.
+  if (hooks.onProgress && (intervalFinished > 0 || now() - lastTickMs > 50)) tick();
   const endMs = now();
   const firstStart = outcomes.reduce((m, x) => Math.min(m, x.startMs), Infinity);
   outcomes.sort((a, b) => a.index - b.index);
