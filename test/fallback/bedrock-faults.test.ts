@@ -3,6 +3,7 @@ import t from 'tap';
 import { AppError } from '../../src/errors.js';
 import type { BedrockErrorType, StreamExceptionType } from '../helpers/fake-bedrock.js';
 import { LLAMA_ARN, collect, request, startHarness, tokenTexts } from './harness.js';
+import { waitFor } from '../helpers/wait.js';
 
 const NO_RETRY = {
   once: { modelId: LLAMA_ARN, family: 'llama', region: 'us-east-1', maxRetries: 0 },
@@ -177,7 +178,7 @@ t.test('per-target timeout: no answer in time -> upstream_timeout, connection dr
 
   const streamed = await collect(fallback.stream(request({ adapter: 'slow' })));
   t.match(streamed.error, { code: 'upstream_timeout' });
-  await waitFor(() => fake.requests.every((r) => r.closedByClient));
+  await waitFor(() => fake.requests.every((r) => r.closedByClient), 1_000);
   t.ok(
     fake.requests.every((r) => r.closedByClient),
     'the upstream requests were abandoned',
@@ -193,7 +194,7 @@ t.test('per-target timeout also bounds the gap between stream events', async (t)
   const { events, error } = await collect(fallback.stream(request({ adapter: 'slow' })));
   t.same(tokenTexts(events), ['Hello', ' from']);
   t.match(error, { code: 'upstream_timeout' });
-  await waitFor(() => fake.requests[0].closedByClient);
+  await waitFor(() => fake.requests[0].closedByClient, 1_000);
   t.ok(fake.requests[0].closedByClient);
   t.equal(fake.requests.length, 1);
 });
@@ -227,7 +228,7 @@ t.test('the caller signal aborts a call and says nothing about the target', asyn
     { circuit: 'closed', consecutiveFailures: 0 },
   );
   t.same(fallback.counters().byAdapter.sales.errors, {}, 'aborts are not upstream errors');
-  await waitFor(() => fake.requests.every((r) => r.closedByClient));
+  await waitFor(() => fake.requests.every((r) => r.closedByClient), 1_000);
   t.ok(
     fake.requests.every((r) => r.closedByClient),
     'upstream connections closed',
@@ -241,7 +242,7 @@ t.test('a consumer that stops reading releases the upstream stream', async (t) =
     t.equal(event.type, 'token');
     break;
   }
-  await waitFor(() => fake.requests[0].closedByClient);
+  await waitFor(() => fake.requests[0].closedByClient, 1_000);
   t.ok(fake.requests[0].closedByClient);
 });
 
@@ -275,11 +276,6 @@ t.test('requests Bedrock cannot serve are refused before any call', async (t) =>
   t.equal(fallback.hasTarget('nope'), false);
   t.equal(fallback.hasTarget(null), false);
 });
-
-async function waitFor(condition: () => boolean, timeoutMs = 1_000): Promise<void> {
-  const until = performance.now() + timeoutMs;
-  while (!condition() && performance.now() < until) await new Promise((r) => setTimeout(r, 5));
-}
 
 t.test('failures are logged with the upstream details; no secrets, no prompts', async (t) => {
   const { pino } = await import('pino');

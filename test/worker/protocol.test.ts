@@ -15,6 +15,7 @@ import type { GenerationEvent } from '../../src/engine/types.js';
 import { validateJson } from '../../src/engine/constrain/index.js';
 import { TextTokenizer } from '../../src/engine/model/tokenizer.js';
 import { engineOptions, FIXTURE_ADAPTERS, FIXTURE_MODEL, greedyRequest, longRequest, maxAbsDiff, reference } from '../helpers/engine.js';
+import { waitFor } from '../helpers/wait.js';
 
 const adaptersDir = mkdtempSync(join(tmpdir(), 'worker-adapters-'));
 cpSync(FIXTURE_ADAPTERS, adaptersDir, { recursive: true });
@@ -34,15 +35,6 @@ client.receive = (m: FromWorker) => {
   received.push(m);
   receive(m);
 };
-
-async function waitFor(check: () => boolean, ms = 5000): Promise<boolean> {
-  const until = Date.now() + ms;
-  while (Date.now() < until) {
-    if (check()) return true;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return check();
-}
 
 async function collect(events: AsyncIterable<GenerationEvent>): Promise<GenerationEvent[]> {
   const out: GenerationEvent[] = [];

@@ -28,6 +28,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { writeRandomModel, writeWordTokenizer, type RandomModelShape } from '../../bench/random-checkpoint.js';
 import { startServer } from '../helpers/server-process.js';
+import { waitFor } from '../helpers/wait.js';
 
 const PROMPT_TOKENS = 2000;
 const STREAMS = 16;
@@ -158,16 +159,6 @@ const logLines = (): LogLine[] =>
     .filter((l) => l.startsWith('{'))
     .map((l) => JSON.parse(l) as LogLine);
 
-/** Polls for a condition every 20 ms until it holds (true) or `ms` pass (false). */
-async function waitFor(condition: () => boolean, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > end) return false;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return true;
-}
-
 /** The server's /metrics as name{labels} -> value, summed over labels when asked by bare name. */
 async function scrape(): Promise<(name: string) => number> {
   const text = await (await fetch(`${server.url}/metrics`)).text();
@@ -204,15 +195,17 @@ t.test(
     if (!ready) t.comment(serverLog());
     t.ok(phases.includes('building_graph') || phases.includes('creating_session'), '/readyz showed the start-up phase while not ready');
     // The engine's start-up window, by the server's own timestamps (epoch ms, the clock the polls are compared on).
-    const startLine = () => logLines().find((l) => l.phase === 'building_graph');
-    const readyLine = () => logLines().find((l) => l.msg === 'ready');
-    const buildLine = () => logLines().find((l) => l.msg === 'built ONNX graph');
-    t.ok(await waitFor(() => !!(startLine() && readyLine() && buildLine()), 5_000), 'the server logged its start-up phases');
-    const build = buildLine();
+    const startLine = (lines: LogLine[]) => lines.find((l) => l.phase === 'building_graph');
+    const readyLine = (lines: LogLine[]) => lines.find((l) => l.msg === 'ready');
+    const buildLine = (lines: LogLine[]) => lines.find((l) => l.msg === 'built ONNX graph');
+    const logged = (lines: LogLine[]) => !!(startLine(lines) && readyLine(lines) && buildLine(lines));
+    t.ok(await waitFor(() => logged(logLines()), 5_000), 'the server logged its start-up phases');
+    const lines = logLines();
+    const [start, readyAt, build] = [startLine(lines), readyLine(lines), buildLine(lines)];
     t.ok(build?.built, 'the graph was built (fresh cache)');
-    if (!startLine() || !readyLine() || !build) return;
-    const from = startLine()!.time;
-    const to = readyLine()!.time;
+    if (!start || !readyAt || !build) return;
+    const from = start.time;
+    const to = readyAt.time;
     const startUpMs = to - from;
     // A poll is sent every 20 ms: 250 ms of start-up holds a dozen, enough to show the HTTP thread was never held
     // (start-up work on it would hold every poll sent during that work for up to its whole length).
